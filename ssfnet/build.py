@@ -1,0 +1,112 @@
+"""Named variants and the one function that assembles a model."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from .modeling.network import SSFNet
+from .modeling.peers import PEERS, DeepLabV3
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Hyper-parameters of an SSFNet (see :class:`ssfnet.modeling.SSFNet`)."""
+
+    backbone: str = "resnet101"
+    deep_stem: bool = True
+    stem_width: int = 64
+    ppm_bin_channels: int = 512
+    ppm_channels: int = 512
+    top_channels: int = 512
+    mid_channels: int = 256
+    high_channels: int = 128
+    hourglass_depth: int = 3
+    aux_channels: int = 256
+    fusion: str = "smm"
+    refinement: str = "ram"
+    dropout: float = 0.1
+
+
+VARIANTS: dict[str, ModelConfig] = {
+    # The paper's network: PSPNet on ResNet-101 with the deep stem.
+    "ssfnet_r101": ModelConfig(),
+    "ssfnet_r50": ModelConfig(backbone="resnet50"),
+    # For CPUs and the embedded default checkpoint: ResNet-18 with torchvision's
+    # 7x7 stem (so torchvision ImageNet weights load whole) and narrow decoders.
+    "ssfnet_lite": ModelConfig(
+        backbone="resnet18",
+        deep_stem=False,
+        ppm_bin_channels=128,
+        ppm_channels=256,
+        top_channels=128,
+        mid_channels=64,
+        high_channels=32,
+        hourglass_depth=3,
+        aux_channels=64,
+    ),
+}
+
+# Table 2 of the paper as (fusion, refinement) settings.
+ABLATIONS: dict[str, dict[str, str]] = {
+    "baseline": {"fusion": "none", "refinement": "none"},
+    "baseline+h": {"fusion": "h", "refinement": "none"},
+    "baseline+hl": {"fusion": "hl", "refinement": "none"},
+    "baseline+smm": {"fusion": "smm", "refinement": "none"},
+    "baseline+smm+ch": {"fusion": "smm", "refinement": "hourglass"},
+    "baseline+smm+l": {"fusion": "smm", "refinement": "l"},
+    "ssfnet": {"fusion": "smm", "refinement": "ram"},
+}
+
+
+def model_options(variant: str, **options) -> dict:
+    """The full option dict of ``variant`` with ``options`` applied (validated)."""
+    if variant in PEERS:
+        if options:
+            raise TypeError(f"{variant} takes no options, got {sorted(options)}")
+        return {}
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; choose one of {sorted(VARIANTS) + list(PEERS)}")
+    fields = {f.name for f in dataclasses.fields(ModelConfig)}
+    unknown = sorted(set(options) - fields)
+    if unknown:
+        raise TypeError(f"unknown model options {unknown}; valid: {sorted(fields)}")
+    return dataclasses.asdict(dataclasses.replace(VARIANTS[variant], **options))
+
+
+def build_model(
+    variant: str,
+    num_classes: int,
+    *,
+    backbone_weights: str | Path | None = None,
+    **options,
+) -> nn.Module:
+    """Build a randomly initialised model (nothing is downloaded).
+
+    Args:
+        variant: A key of :data:`VARIANTS`, or ``deeplabv3_resnet50`` /
+            ``deeplabv3_resnet101`` (torchvision's, ``weights=None``).
+        num_classes: Number of classes of the label set.
+        backbone_weights: Optional local file of torchvision-format ResNet
+            ImageNet weights to start the backbone from.
+        **options: Overrides of :class:`ModelConfig` fields, e.g.
+            ``fusion="none", refinement="none"`` for the Baseline.
+
+    Returns:
+        A module whose forward maps B x 3 x H x W images to a dict of logits.
+    """
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+    opts = model_options(variant, **options)
+    if variant in PEERS:
+        model = DeepLabV3(num_classes=num_classes, backbone=variant.rsplit("_", 1)[1])
+        if backbone_weights is not None:
+            raise ValueError("backbone_weights is only supported for SSFNet variants")
+        return model
+    model = SSFNet(num_classes=num_classes, **opts)
+    if backbone_weights is not None:
+        model.backbone.load_torchvision_weights(backbone_weights)
+    return model
