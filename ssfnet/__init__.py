@@ -1,0 +1,23 @@
+"""SSFNet human parsing: model, label sets, data, losses, metrics, predictor, checkpoints."""
+
+from .build import ABLATIONS, VARIANTS, ModelConfig, build_model
+from .checkpoint import CheckpointError, list_checkpoints, load_checkpoint, save_checkpoint
+from .labels import IGNORE_INDEX, LABEL_SETS, LabelSet, get_label_set
+from .predictor import Predictor, load_predictor
+
+__all__ = [
+    "ABLATIONS",
+    "IGNORE_INDEX",
+    "LABEL_SETS",
+    "VARIANTS",
+    "CheckpointError",
+    "LabelSet",
+    "ModelConfig",
+    "Predictor",
+    "build_model",
+    "get_label_set",
+    "list_checkpoints",
+    "load_checkpoint",
+    "load_predictor",
+    "save_checkpoint",
+]

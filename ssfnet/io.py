@@ -1,0 +1,134 @@
+"""Reading images safely and writing label maps, colour masks and overlays."""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .labels import LabelSet
+
+# Above this many pixels an upload is refused as a likely decompression bomb.
+MAX_IMAGE_PIXELS = 64_000_000
+
+
+class ImageError(ValueError):
+    """An input is not a readable image (the message says why, for the user)."""
+
+
+def to_rgb_array(img: Image.Image) -> np.ndarray:
+    """Any PIL image -> H x W x 3 uint8 RGB (EXIF orientation applied).
+
+    Handles palette, grayscale, 16-bit and 32-bit grayscale, RGBA/LA (alpha
+    composited on white), CMYK and YCbCr.
+    """
+    try:
+        img = ImageOps.exif_transpose(img)
+    except Exception:  # a broken EXIF block should not lose the picture
+        pass
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # 16-bit (and 32-bit) grayscale: bring 0-65535 down to 0-255.
+        arr = np.asarray(img, dtype=np.float64)
+        peak = float(arr.max()) if arr.size else 0.0
+        if peak > 65535:
+            arr = arr * (255.0 / peak)
+        elif img.mode.startswith("I;16") or peak > 255:
+            arr = arr / 257.0
+        grey = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        img = img.convert("RGBA")
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, img)
+    return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
+
+
+def read_image(source: str | Path | bytes, *, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """Open an image file (or bytes) as H x W x 3 uint8 RGB.
+
+    Raises:
+        ImageError: not an image, corrupt, truncated, or larger than ``max_pixels``.
+    """
+    what = "the upload" if isinstance(source, bytes) else str(source)
+    stream = io.BytesIO(source) if isinstance(source, bytes) else source
+    try:
+        with Image.open(stream) as img:
+            w, h = img.size
+            if w * h > max_pixels:
+                raise ImageError(
+                    f"{what} is {w}x{h} pixels ({w * h / 1e6:.0f} MP); the limit is {max_pixels / 1e6:.0f} MP"
+                )
+            if w < 1 or h < 1:
+                raise ImageError(f"{what} has no pixels")
+            img.load()
+            return to_rgb_array(img)
+    except ImageError:
+        raise
+    except FileNotFoundError:
+        raise ImageError(f"{what} does not exist") from None
+    except (UnidentifiedImageError, Image.DecompressionBombError) as err:
+        raise ImageError(f"{what} is not an image that can be read ({type(err).__name__})") from None
+    except (OSError, SyntaxError, ValueError) as err:
+        raise ImageError(f"{what} is corrupt or truncated: {err}") from None
+
+
+def label_png_bytes(labels: np.ndarray, label_set: LabelSet) -> bytes:
+    """An indexed PNG of ``labels`` (H x W uint8) with the label set's palette."""
+    img = Image.fromarray(np.ascontiguousarray(labels, dtype=np.uint8), mode="P")
+    img.putpalette(label_set.palette_bytes())
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=False)
+    return buf.getvalue()
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    """Lossless PNG of an H x W x 3 (or H x W x 4) uint8 array."""
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to a temporary file beside ``path`` and rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def overlay(
+    image: np.ndarray,
+    labels: np.ndarray,
+    label_set: LabelSet,
+    *,
+    alpha: float = 0.5,
+    hidden: set[int] | frozenset[int] = frozenset({0}),
+) -> np.ndarray:
+    """Blend the label colours over ``image`` (both H x W); ``hidden`` ids stay unpainted.
+
+    Returns:
+        H x W x 3 uint8.
+    """
+    if image.shape[:2] != labels.shape:
+        raise ValueError(f"image {image.shape[:2]} and labels {labels.shape} differ in size")
+    colours = label_set.colourise(labels).astype(np.float32)
+    mask = np.ones(labels.shape, dtype=bool)
+    if hidden:
+        mask &= ~np.isin(labels, list(hidden))
+    out = image.astype(np.float32)
+    a = float(np.clip(alpha, 0.0, 1.0))
+    out[mask] = (1 - a) * out[mask] + a * colours[mask]
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)

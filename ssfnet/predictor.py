@@ -1,0 +1,222 @@
+"""Predictor: numpy image in, numpy label map out.
+
+Resizing, padding, multi-scale and flip testing, device and dtype are handled
+here, so the app and the scripts never touch tensors.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from contextlib import nullcontext
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .checkpoint import load_checkpoint
+from .labels import LabelSet, get_label_set
+
+CHECKPOINTS_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
+DEFAULT_CHECKPOINT = CHECKPOINTS_DIR / "ssfnet_lite-lip20"
+# Probabilities are up-sampled to at most this many pixels on the longer side;
+# larger outputs are then enlarged with nearest neighbour (the network saw a
+# ~473 px image, so nothing finer exists to recover).
+MAX_PROB_SIDE = 1024
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_checkpoint(checkpoint: str | Path | None = None) -> Path:
+    """The checkpoint folder to use: the argument, ``$SSFNET_CHECKPOINT`` or the embedded default.
+
+    Raises:
+        FileNotFoundError: with a message that says what to do.
+    """
+    if checkpoint is None:
+        checkpoint = os.environ.get("SSFNET_CHECKPOINT") or DEFAULT_CHECKPOINT
+    path = Path(checkpoint)
+    if not path.is_dir():
+        if path.resolve() == DEFAULT_CHECKPOINT.resolve():
+            raise FileNotFoundError(
+                f"the embedded default checkpoint ({DEFAULT_CHECKPOINT}) is not in this copy yet. "
+                "Train one with `python -m train.train` and pass its folder (--checkpoint / "
+                "SSFNET_CHECKPOINT), or add a checkpoint folder under checkpoints/."
+            )
+        raise FileNotFoundError(f"checkpoint folder {path} does not exist")
+    return path
+
+
+class Predictor:
+    """Parses RGB images with a loaded model.
+
+    Args:
+        model: A network returning ``{"out": B x K x H x W}`` (eval mode is set here).
+        label_set: Label set of the model's classes.
+        device: Where to run; ``None`` picks CUDA when available.
+        input_size: The longer image side fed to the network at scale 1.
+        scales: Scales used by multi-scale testing.
+        name: Human-readable name (checkpoint folder name).
+        metadata: The checkpoint's metadata.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        label_set: LabelSet | str,
+        *,
+        device: str | torch.device | None = None,
+        input_size: int = 473,
+        scales: Sequence[float] = (0.75, 1.0, 1.25),
+        name: str = "",
+        metadata: dict | None = None,
+    ) -> None:
+        self.device = torch.device(device) if device is not None else default_device()
+        self.model = model.to(self.device).eval()
+        if self.device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.label_set = get_label_set(label_set)
+        self.input_size = int(input_size)
+        self.scales = tuple(scales)
+        self.name = name
+        self.metadata = metadata or {}
+        flip = self.label_set.flip_lut[: self.label_set.num_classes].astype(np.int64)
+        self._flip_perm = torch.from_numpy(flip).to(self.device)
+
+    @property
+    def num_classes(self) -> int:
+        return self.label_set.num_classes
+
+    def _autocast(self):
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+    @staticmethod
+    def _check(image: np.ndarray) -> np.ndarray:
+        image = np.asarray(image)
+        if image.ndim == 2:
+            image = np.repeat(image[..., None], 3, axis=2)
+        if image.ndim != 3 or image.shape[2] not in (3, 4):
+            raise ValueError(f"expected an H x W x 3 RGB image, got shape {image.shape}")
+        if image.shape[2] == 4:
+            image = image[..., :3]
+        if image.dtype != np.uint8:
+            raise ValueError(f"expected uint8 pixels, got {image.dtype}")
+        if image.shape[0] < 1 or image.shape[1] < 1:
+            raise ValueError("the image has no pixels")
+        return np.ascontiguousarray(image)
+
+    def _scaled_sizes(self, h: int, w: int, scales: Sequence[float]) -> list[tuple[int, int]]:
+        base = self.input_size / max(h, w)
+        return [(max(1, round(h * base * s)), max(1, round(w * base * s))) for s in scales]
+
+    @torch.inference_mode()
+    def _probabilities(self, batch: torch.Tensor, flip: bool) -> torch.Tensor:
+        """Softmax of the network for a B x 3 x h x w uint8 batch, flip-averaged."""
+        batch = batch.to(self.device, non_blocking=True)
+        if self.device.type == "cuda":
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        with self._autocast():
+            prob = self.model(batch, aux=False)["out"].float().softmax(1)
+            if flip:
+                flipped = self.model(batch.flip(-1), aux=False)["out"].float().softmax(1)
+                prob = prob + flipped.flip(-1)[:, self._flip_perm]
+                prob = prob / 2
+        return prob
+
+    def predict_proba(self, image: np.ndarray, *, multiscale: bool = False, flip: bool | None = None) -> np.ndarray:
+        """Class probabilities (K x h x w float32) at the output size, see :meth:`predict`."""
+        return self._predict_many([image], multiscale=multiscale, flip=flip, proba=True)[0]
+
+    def predict(self, image: np.ndarray, *, multiscale: bool = False, flip: bool | None = None) -> np.ndarray:
+        """Parse one image.
+
+        Args:
+            image: H x W x 3 uint8 RGB (H x W grayscale and RGBA are accepted).
+            multiscale: Average over :attr:`scales` (slower, usually better).
+            flip: Also average the mirrored image (default: with multiscale).
+
+        Returns:
+            H x W uint8 label map (ids of :attr:`label_set`).
+        """
+        return self.predict_batch([image], multiscale=multiscale, flip=flip)[0]
+
+    def predict_batch(
+        self,
+        images: Sequence[np.ndarray],
+        *,
+        multiscale: bool = False,
+        flip: bool | None = None,
+        batch_size: int = 8,
+    ) -> list[np.ndarray]:
+        """Parse several images (any sizes); same options as :meth:`predict`."""
+        out = []
+        for start in range(0, len(images), batch_size):
+            out += self._predict_many(images[start : start + batch_size], multiscale=multiscale, flip=flip)
+        return out
+
+    def _predict_many(self, images, *, multiscale: bool, flip: bool | None, proba: bool = False) -> list[np.ndarray]:
+        images = [self._check(im) for im in images]
+        flip = multiscale if flip is None else flip
+        scales = self.scales if multiscale else (1.0,)
+        accum: list[torch.Tensor | None] = [None] * len(images)
+        out_sizes = []
+        for im in images:
+            h, w = im.shape[:2]
+            shrink = min(1.0, MAX_PROB_SIDE / max(h, w))
+            out_sizes.append((max(1, round(h * shrink)), max(1, round(w * shrink))))
+        for scale_index in range(len(scales)):
+            sizes = [self._scaled_sizes(*im.shape[:2], scales)[scale_index] for im in images]
+            ph = max(s[0] for s in sizes)
+            pw = max(s[1] for s in sizes)
+            # Pad to a common size with the mean colour; padding is cropped away again.
+            batch = np.empty((len(images), ph, pw, 3), dtype=np.uint8)
+            batch[:] = (124, 116, 104)
+            for i, (im, (h, w)) in enumerate(zip(images, sizes)):
+                interp = cv2.INTER_AREA if h < im.shape[0] else cv2.INTER_LINEAR
+                batch[i, :h, :w] = cv2.resize(im, (w, h), interpolation=interp)
+            prob = self._probabilities(torch.from_numpy(batch).permute(0, 3, 1, 2), flip)
+            for i, (h, w) in enumerate(sizes):
+                p = F.interpolate(prob[i : i + 1, :, :h, :w], size=out_sizes[i], mode="bilinear", align_corners=False)
+                accum[i] = p if accum[i] is None else accum[i] + p
+        results = []
+        for im, acc in zip(images, accum):
+            acc = acc[0] / len(scales)
+            if proba:
+                results.append(acc.cpu().numpy().astype(np.float32))
+                continue
+            labels = acc.argmax(0).to(torch.uint8).cpu().numpy()
+            h, w = im.shape[:2]
+            if labels.shape != (h, w):
+                labels = cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
+            results.append(labels)
+        return results
+
+
+def load_predictor(
+    checkpoint: str | Path | None = None,
+    device: str | torch.device | None = None,
+    **kwargs,
+) -> Predictor:
+    """Load a checkpoint folder into a :class:`Predictor`.
+
+    Args:
+        checkpoint: Checkpoint folder; ``None`` = ``$SSFNET_CHECKPOINT`` or the
+            embedded default in ``checkpoints/``.
+        device: ``"cpu"``, ``"cuda"``, ...; ``None`` picks CUDA when available.
+        **kwargs: Passed to :class:`Predictor` (``input_size``, ``scales``).
+
+    Raises:
+        FileNotFoundError: no such checkpoint (the message says what to do).
+        ssfnet.checkpoint.CheckpointError: the checkpoint is corrupt or does not fit.
+    """
+    path = resolve_checkpoint(checkpoint)
+    model, meta = load_checkpoint(path)
+    kwargs.setdefault("input_size", meta.get("input_size", 473))
+    return Predictor(model, meta["label_set"], device=device, name=path.name, metadata=meta, **kwargs)

@@ -1,0 +1,90 @@
+"""Label sets, coarse labels, conversions and evaluation mappings."""
+
+import numpy as np
+import pytest
+
+from ssfnet.labels import (
+    CCP_59,
+    FASHION_17,
+    IGNORE_INDEX,
+    LABEL_SETS,
+    LIP_20,
+    conversion_lut,
+    eval_mapping,
+    get_label_set,
+)
+
+
+def test_sets_have_expected_sizes():
+    sizes = {"lip-20": 20, "cihp-20": 20, "atr-18": 18, "pascal-person-part-7": 7, "ppss-8": 8,
+             "ccp-59": 59, "fashion-17": 17}  # fmt: skip
+    for name, k in sizes.items():
+        assert get_label_set(name).num_classes == k
+    assert FASHION_17.names[:4] == ("background", "hat", "hair", "sunglasses")
+    assert FASHION_17.names[-1] == "skin" and FASHION_17.names[16] == "skin"
+
+
+def test_lip_palette_matches_viton_parses():
+    # The usual LIP palette (VITON's PNGs store it with 255 written as 254).
+    assert LIP_20.palette[2] == (255, 0, 0) and LIP_20.palette[13] == (0, 0, 255)
+
+
+def test_flip_lut_swaps_sides_and_keeps_coarse():
+    lut = LIP_20.flip_lut
+    assert lut[14] == 15 and lut[15] == 14 and lut[18] == 19
+    assert lut[13] == 13 and lut[LIP_20.id_of("skin")] == LIP_20.id_of("skin")
+    assert lut[IGNORE_INDEX] == IGNORE_INDEX
+    for name in LABEL_SETS.values():
+        assert (name.flip_lut[name.flip_lut] == np.arange(256)).all(), "flipping twice is the identity"
+
+
+def test_coarse_membership():
+    skin = LIP_20.id_of("skin")
+    assert LIP_20.members(skin) == (13, 14, 15, 16, 17)
+    assert LIP_20.membership.shape == (24, 20)
+    assert LIP_20.membership[5].sum() == 1 and LIP_20.membership[5, 5]
+    with pytest.raises(ValueError):
+        LIP_20.members(40)
+
+
+def test_ccp_to_lip_conversion():
+    lut = conversion_lut("ccp-59", "lip-20")
+    c = CCP_59.id_of
+    assert lut[c("skin")] == LIP_20.id_of("skin")
+    assert lut[c("sneakers")] == LIP_20.id_of("shoes")
+    assert lut[c("jeans")] == LIP_20.id_of("pants")
+    assert lut[c("romper")] == LIP_20.id_of("jumpsuits")
+    assert lut[c("gloves")] == LIP_20.id_of("glove")
+    assert lut[c("tights")] == LIP_20.id_of("socks")
+    assert lut[c("bag")] == 0 and lut[c("purse")] == 0
+    assert lut[c("belt")] == IGNORE_INDEX and lut[c("necklace")] == IGNORE_INDEX
+    assert lut[c("glasses")] == LIP_20.id_of("sunglasses")
+
+
+def test_ccp_to_fashion_covers_every_tag():
+    lut = conversion_lut("ccp-59", "fashion-17")
+    assert (lut[:59] < 17).all()
+    assert lut[CCP_59.id_of("cardigan")] == FASHION_17.id_of("coat")
+    assert lut[CCP_59.id_of("tie")] == FASHION_17.id_of("scarf")
+
+
+def test_eval_mapping_lip_to_ccp_coarse():
+    m = eval_mapping("lip-20", "fashion-17")
+    f = FASHION_17.id_of
+    assert m.pred_lut[LIP_20.id_of("left-arm")] == f("skin")
+    assert m.pred_lut[LIP_20.id_of("right-shoe")] == f("shoes")
+    assert m.pred_lut[LIP_20.id_of("glove")] == f("accessories")
+    assert m.gt_lut[f("bag")] == IGNORE_INDEX and m.gt_lut[f("skin")] == f("skin")
+    assert f("belt") not in m.scored_classes and len(m.scored_classes) == 14
+    with pytest.raises(KeyError):
+        eval_mapping("atr-18", "fashion-17")
+
+
+def test_validate_and_colourise():
+    labels = np.array([[0, 5], [23, 255]], dtype=np.uint8)
+    LIP_20.validate(labels)
+    with pytest.raises(ValueError, match="24"):
+        LIP_20.validate(np.array([[24]], dtype=np.uint8))
+    rgb = LIP_20.colourise(labels)
+    assert rgb.shape == (2, 2, 3) and tuple(rgb[0, 1]) == LIP_20.palette[5]
+    assert tuple(rgb[1, 1]) == (255, 255, 255)

@@ -1,0 +1,105 @@
+"""Partial-label loss properties and confusion-matrix metrics against hand computations."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ssfnet.labels import IGNORE_INDEX, LIP_20, eval_mapping
+from ssfnet.losses import ParsingLoss, partial_cross_entropy
+from ssfnet.metrics import ConfusionMatrix
+
+MEMBERSHIP = torch.from_numpy(LIP_20.membership)
+
+
+def test_partial_equals_ce_for_single_classes():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 20, 5, 6)
+    target = torch.randint(0, 20, (2, 5, 6))
+    target[0, 0, 0] = IGNORE_INDEX
+    got = partial_cross_entropy(logits, target, MEMBERSHIP)
+    torch.testing.assert_close(got, F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX))
+
+
+def test_partial_coarse_is_log_of_summed_probability():
+    torch.manual_seed(1)
+    logits = torch.randn(1, 20, 1, 2)
+    skin = LIP_20.id_of("skin")
+    target = torch.tensor([[[skin, 3]]])
+    p = logits.softmax(1)[0, :, 0]
+    want = (-torch.log(p[[13, 14, 15, 16, 17], 0].sum()) - torch.log(p[3, 1])) / 2
+    torch.testing.assert_close(partial_cross_entropy(logits, target, MEMBERSHIP), want)
+
+
+def test_partial_coarse_not_above_any_member():
+    torch.manual_seed(2)
+    logits = torch.randn(1, 20, 3, 3, requires_grad=True)
+    coarse = partial_cross_entropy(logits, torch.full((1, 3, 3), LIP_20.id_of("shoes")), MEMBERSHIP)
+    for side in (18, 19):
+        assert coarse <= partial_cross_entropy(logits, torch.full((1, 3, 3), side), MEMBERSHIP) + 1e-6
+    coarse.backward()
+    assert logits.grad is not None
+
+
+def test_partial_all_ignored_is_zero_with_grad():
+    logits = torch.randn(1, 20, 2, 2, requires_grad=True)
+    loss = partial_cross_entropy(logits, torch.full((1, 2, 2), IGNORE_INDEX), MEMBERSHIP)
+    assert loss.item() == 0.0
+    loss.backward()
+
+
+def test_parsing_loss_weights_and_order():
+    target = torch.randint(0, 20, (2, 4, 4))
+    good = F.one_hot(target, 20).permute(0, 3, 1, 2).float() * 10
+    bad = torch.roll(good, 1, dims=1)
+    loss = ParsingLoss(LIP_20)
+    g, parts = loss({"out": good, "aux1": good, "aux2": good}, target)
+    b, _ = loss({"out": bad, "aux1": bad, "aux2": bad}, target)
+    assert g < b and set(parts) == {"out", "aux1", "aux2"}
+    ce = F.cross_entropy(bad, target)
+    torch.testing.assert_close(b, (0.6 + 0.5 + 0.4) * ce)
+    only_aux2, parts = loss({"out": bad, "aux2": good}, target)  # DeepLab has no aux1
+    assert set(parts) == {"out", "aux2"}
+    with pytest.raises(ValueError):
+        loss({"other": bad}, target)
+
+
+def test_confusion_matrix_by_hand():
+    gt = np.array([[0, 0, 1, 1], [2, 2, 2, IGNORE_INDEX]])
+    pred = np.array([[0, 1, 1, 1], [2, 0, 2, 1]])
+    cm = ConfusionMatrix(3)
+    cm.update(pred, gt)
+    # rows = gt, cols = pred
+    assert cm.matrix.tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 2]]
+    r = cm.compute()
+    iou = [1 / (2 + 2 - 1), 2 / (2 + 3 - 2), 2 / (3 + 2 - 2)]
+    np.testing.assert_allclose(r["iou"], np.array(iou) * 100)
+    assert r["miou"] == pytest.approx(np.mean(iou) * 100)
+    assert r["pixel_acc"] == pytest.approx(5 / 7 * 100)
+
+
+def test_perfect_prediction_scores_100():
+    gt = np.random.default_rng(0).integers(0, 5, (10, 10))
+    cm = ConfusionMatrix(5)
+    cm.update(gt, gt)
+    r = cm.compute()
+    assert r["miou"] == 100 and r["pixel_acc"] == 100
+
+
+def test_cross_set_mapping():
+    m = eval_mapping("lip-20", "fashion-17")
+    cm = ConfusionMatrix(17, mapping=m)
+    pred = np.array([[14, 18, 3]])  # left-arm, left-shoe, glove
+    gt = np.array([[16, 11, 13]])  # skin, shoes, bag (bag not scored)
+    cm.update(pred, gt)
+    r = cm.compute()
+    assert r["iou"][16] == 100 and r["iou"][11] == 100
+    assert cm.matrix.sum() == 2
+    assert r["miou"] == 100
+
+
+def test_coarse_ground_truth_accepts_any_member():
+    cm = ConfusionMatrix(20, label_set=LIP_20)
+    skin = LIP_20.id_of("skin")
+    cm.update(np.array([[14, 5]]), np.array([[skin, skin]]))
+    assert cm.matrix[14, 14] == 1 and cm.matrix[13, 5] == 1

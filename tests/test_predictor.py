@@ -1,0 +1,129 @@
+"""Predictor and the command-line tool, on a real CCP photo where the data is present."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ssfnet import build_model, load_predictor, save_checkpoint
+from ssfnet.io import ImageError, overlay, read_image
+from ssfnet.predict import main as predict_main
+from ssfnet.predictor import Predictor
+
+OPTS = {"ppm_bin_channels": 8, "ppm_channels": 16, "top_channels": 16, "mid_channels": 8, "high_channels": 8,
+        "aux_channels": 8}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    model = build_model("ssfnet_lite", 20, **OPTS)
+    path = tmp_path_factory.mktemp("ck") / "tiny"
+    return save_checkpoint(model, path, variant="ssfnet_lite", label_set="lip-20", options=OPTS)
+
+
+@pytest.fixture(scope="module")
+def ccp_photo(datasets_root):
+    path = datasets_root / "ccp" / "photos" / "0002.jpg"
+    if not path.exists():
+        pytest.skip(f"CCP photos not found at {path.parent} (set SSFNET_DATASETS)")
+    return path
+
+
+def test_predict_real_photo(checkpoint, ccp_photo):
+    predictor = load_predictor(checkpoint, device="cpu")
+    image = read_image(ccp_photo)
+    labels = predictor.predict(image)
+    assert labels.shape == image.shape[:2] and labels.dtype == np.uint8
+    assert labels.max() < 20
+    ms = predictor.predict(image, multiscale=True)
+    assert ms.shape == labels.shape
+    proba = predictor.predict_proba(image)
+    np.testing.assert_allclose(proba.sum(0), 1, atol=1e-4)
+
+
+def test_batch_matches_single(checkpoint):
+    predictor = load_predictor(checkpoint, device="cpu")
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (60, 40, 3), dtype=np.uint8), rng.integers(0, 256, (30, 90, 3), dtype=np.uint8)]
+    batch = predictor.predict_batch(images)
+    assert [b.shape for b in batch] == [(60, 40), (30, 90)]
+    # Padding to a common size changes the context only at the border.
+    single = predictor.predict(images[0])
+    assert (batch[0] == single).mean() > 0.9
+
+
+def test_flip_test_is_mirror_symmetric():
+    torch.manual_seed(0)
+    model = build_model("ssfnet_lite", 20, **OPTS)
+    predictor = Predictor(model, "lip-20", device="cpu")
+    image = np.random.default_rng(1).integers(0, 256, (48, 48, 3), dtype=np.uint8)
+    a = predictor.predict_proba(image, flip=True)
+    b = predictor.predict_proba(image[:, ::-1].copy(), flip=True)
+    # Mirroring the input mirrors the output and swaps left/right classes.
+    perm = predictor.label_set.flip_lut[:20]
+    np.testing.assert_allclose(a, b[perm][:, :, ::-1], atol=1e-5)
+
+
+def test_odd_inputs(checkpoint):
+    predictor = load_predictor(checkpoint, device="cpu")
+    assert predictor.predict(np.zeros((1, 1, 3), np.uint8)).shape == (1, 1)
+    assert predictor.predict(np.zeros((5, 7), np.uint8)).shape == (5, 7)
+    assert predictor.predict(np.zeros((9, 4, 4), np.uint8)).shape == (9, 4)
+    big = predictor.predict(np.zeros((2100, 300, 3), np.uint8))
+    assert big.shape == (2100, 300)
+    with pytest.raises(ValueError):
+        predictor.predict(np.zeros((5, 5, 3), np.float32))
+
+
+def test_missing_checkpoint_message(tmp_path, monkeypatch):
+    monkeypatch.delenv("SSFNET_CHECKPOINT", raising=False)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_predictor(tmp_path / "nope")
+
+
+def test_read_image_modes(tmp_path):
+    rgba = Image.new("RGBA", (4, 3), (255, 0, 0, 0))
+    rgba.save(tmp_path / "a.png")
+    assert tuple(read_image(tmp_path / "a.png")[0, 0]) == (255, 255, 255)  # transparent -> white
+    Image.new("CMYK", (4, 3), (0, 255, 0, 0)).save(tmp_path / "c.jpg")
+    assert read_image(tmp_path / "c.jpg").shape == (3, 4, 3)
+    Image.fromarray(np.full((3, 4), 65535, np.uint16)).save(tmp_path / "d.png")
+    assert read_image(tmp_path / "d.png").max() == 255
+    img = Image.new("RGB", (4, 2), (0, 0, 255))
+    exif = img.getexif()
+    exif[0x0112] = 6  # rotated 90 degrees
+    img.save(tmp_path / "r.jpg", exif=exif)
+    assert read_image(tmp_path / "r.jpg").shape == (4, 2, 3)
+    (tmp_path / "x.jpg").write_bytes(b"not an image at all")
+    with pytest.raises(ImageError, match="not an image"):
+        read_image(tmp_path / "x.jpg")
+    data = (tmp_path / "a.png").read_bytes()
+    with pytest.raises(ImageError):
+        read_image(data[:40])
+    Image.new("L", (100, 100)).save(tmp_path / "big.png")
+    with pytest.raises(ImageError, match="limit"):
+        read_image(tmp_path / "big.png", max_pixels=5000)
+
+
+def test_overlay_hides_classes():
+    image = np.full((2, 2, 3), 100, np.uint8)
+    labels = np.array([[0, 2], [5, 2]], np.uint8)
+    from ssfnet.labels import LIP_20
+
+    out = overlay(image, labels, LIP_20, alpha=1.0, hidden={0, 5})
+    assert tuple(out[0, 0]) == (100, 100, 100) and tuple(out[1, 0]) == (100, 100, 100)
+    assert tuple(out[0, 1]) == LIP_20.palette[2]
+
+
+def test_cli_writes_pngs(checkpoint, tmp_path):
+    img_dir = tmp_path / "in"
+    img_dir.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 30, 3), dtype=np.uint8)).save(img_dir / "p.jpg")
+    (img_dir / "bad.png").write_bytes(b"garbage")
+    code = predict_main([str(img_dir), "--out", str(tmp_path / "out"), "--checkpoint", str(checkpoint)])
+    assert code == 1  # one unreadable file is reported, the rest is written
+    label = Image.open(tmp_path / "out" / "p.png")
+    assert label.mode == "P" and label.size == (30, 40)
+    assert (tmp_path / "out" / "p_overlay.png").exists()
+    assert predict_main([str(img_dir), "--out", str(tmp_path / "o2"), "--checkpoint", str(tmp_path / "no")]) == 2
