@@ -116,6 +116,13 @@ class Predictor:
         base = self.input_size / max(h, w)
         return [(max(1, round(h * base * s)), max(1, round(w * base * s))) for s in scales]
 
+    @staticmethod
+    def _resize(image: np.ndarray, h: int, w: int) -> np.ndarray:
+        if image.shape[:2] == (h, w):
+            return image
+        interp = cv2.INTER_AREA if h < image.shape[0] else cv2.INTER_LINEAR
+        return cv2.resize(image, (w, h), interpolation=interp)
+
     @torch.inference_mode()
     def _probabilities(self, batch: torch.Tensor, flip: bool) -> torch.Tensor:
         """Softmax of the network for a B x 3 x h x w uint8 batch, flip-averaged."""
@@ -173,18 +180,18 @@ class Predictor:
             out_sizes.append((max(1, round(h * shrink)), max(1, round(w * shrink))))
         for scale_index in range(len(scales)):
             sizes = [self._scaled_sizes(*im.shape[:2], scales)[scale_index] for im in images]
-            ph = max(s[0] for s in sizes)
-            pw = max(s[1] for s in sizes)
-            # Pad to a common size with the mean colour; padding is cropped away again.
-            batch = np.empty((len(images), ph, pw, 3), dtype=np.uint8)
-            batch[:] = (124, 116, 104)
-            for i, (im, (h, w)) in enumerate(zip(images, sizes)):
-                interp = cv2.INTER_AREA if h < im.shape[0] else cv2.INTER_LINEAR
-                batch[i, :h, :w] = cv2.resize(im, (w, h), interpolation=interp)
-            prob = self._probabilities(torch.from_numpy(batch).permute(0, 3, 1, 2), flip)
-            for i, (h, w) in enumerate(sizes):
-                p = F.interpolate(prob[i : i + 1, :, :h, :w], size=out_sizes[i], mode="bilinear", align_corners=False)
-                accum[i] = p if accum[i] is None else accum[i] + p
+            # Images that resize to the same size share a forward pass. Padding
+            # different sizes together would change the pyramid pooling's global
+            # context, so a batch would not give the same answer as one image.
+            groups: dict[tuple[int, int], list[int]] = {}
+            for i, size in enumerate(sizes):
+                groups.setdefault(size, []).append(i)
+            for (h, w), members in groups.items():
+                batch = np.stack([self._resize(images[i], h, w) for i in members])
+                prob = self._probabilities(torch.from_numpy(batch).permute(0, 3, 1, 2), flip)
+                for j, i in enumerate(members):
+                    p = F.interpolate(prob[j : j + 1], size=out_sizes[i], mode="bilinear", align_corners=False)
+                    accum[i] = p if accum[i] is None else accum[i] + p
         results = []
         for im, acc in zip(images, accum):
             acc = acc[0] / len(scales)

@@ -1,0 +1,56 @@
+"""Dataset layouts, the corrections store, mixing of sources and transforms."""
+
+from ssfnet.data.corrections import (
+    CorrectionsDataset,
+    export_zip,
+    list_corrections,
+    load_correction,
+    save_correction,
+)
+from ssfnet.data.layouts import (
+    ATRDataset,
+    CCPDataset,
+    CIHPDataset,
+    FolderDataset,
+    LIPDataset,
+    ParsingDataset,
+    PascalPersonPartDataset,
+    VitonDataset,
+    nearest_colour_ids,
+    read_id_png,
+    read_image,
+)
+from ssfnet.data.mixed import MixedDataset, split_ids
+from ssfnet.data.sources import SOURCE_KINDS, SourceSpec, open_source, parse_source, register_source
+from ssfnet.data.transforms import EvalTransform, TrainTransform, flip_sample, resize_long_side, to_tensors
+
+__all__ = [
+    "ATRDataset",
+    "CCPDataset",
+    "CIHPDataset",
+    "CorrectionsDataset",
+    "EvalTransform",
+    "FolderDataset",
+    "LIPDataset",
+    "MixedDataset",
+    "ParsingDataset",
+    "PascalPersonPartDataset",
+    "SOURCE_KINDS",
+    "SourceSpec",
+    "TrainTransform",
+    "VitonDataset",
+    "export_zip",
+    "flip_sample",
+    "list_corrections",
+    "load_correction",
+    "nearest_colour_ids",
+    "open_source",
+    "parse_source",
+    "read_id_png",
+    "read_image",
+    "register_source",
+    "resize_long_side",
+    "save_correction",
+    "split_ids",
+    "to_tensors",
+]

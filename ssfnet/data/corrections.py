@@ -1,0 +1,426 @@
+"""The corrections store: label maps fixed by people in the app, read back for fine-tuning.
+
+Layout of a corrections folder::
+
+    images/<id>.<ext>   original image bytes (png, jpg, ...)
+    labels/<id>.png     indexed PNG with the label set's palette; values = label ids
+                        (coarse ids included), 255 = ignore
+    meta/<id>.json      label set, image sha256, proposing model, time, edited pixels, ...
+
+A record exists once its meta file exists: the image and label are written first, the meta
+last, each to a temporary dot-file in the same folder and then renamed into place, so readers
+never see half-written files. Records are never overwritten; saving an edit of a record makes
+a new record whose meta names its ``parent``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import secrets
+import zipfile
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from ssfnet.data.layouts import ParsingDataset, Transform, label_conversion
+from ssfnet.labels import LabelSet, get_label_set
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+IMAGE_FORMATS = {
+    "png": "PNG",
+    "jpg": "JPEG",
+    "jpeg": "JPEG",
+    "webp": "WEBP",
+    "bmp": "BMP",
+    "tif": "TIFF",
+    "tiff": "TIFF",
+}
+_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+# EXIF orientations 5-8 rotate by 90 degrees, swapping width and height.
+_EXIF_ORIENTATION = 0x0112
+_TRANSPOSED_ORIENTATIONS = {5, 6, 7, 8}
+
+
+def _folders(root: Path) -> tuple[Path, Path, Path]:
+    return root / "images", root / "labels", root / "meta"
+
+
+def _check_id(record_id: str) -> str:
+    # Ids become file names; refusing anything else keeps a crafted id from escaping the folder.
+    if not isinstance(record_id, str) or not _ID_PATTERN.match(record_id):
+        raise ValueError(f"invalid correction id {record_id!r}")
+    return record_id
+
+
+def _displayed_size(data: bytes) -> tuple[int, int]:
+    """(width, height) of encoded image bytes after applying their EXIF orientation."""
+    with Image.open(io.BytesIO(data)) as im:
+        width, height = im.size
+        orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
+    return (height, width) if orientation in _TRANSPOSED_ORIENTATIONS else (width, height)
+
+
+def _encode_image(image: np.ndarray, ext: str) -> bytes:
+    buffer = io.BytesIO()
+    options = {"quality": 95} if IMAGE_FORMATS[ext] in ("JPEG", "WEBP") else {}
+    Image.fromarray(image).save(buffer, format=IMAGE_FORMATS[ext], **options)
+    return buffer.getvalue()
+
+
+def _encode_labels(labels: np.ndarray, label_set: LabelSet) -> bytes:
+    im = Image.fromarray(labels)
+    im.putpalette(label_set.palette_bytes())  # an L image becomes P with the values as indices
+    buffer = io.BytesIO()
+    im.save(buffer, format="PNG", optimize=False)
+    return buffer.getvalue()
+
+
+def _validate(image: np.ndarray, labels: np.ndarray, label_set: LabelSet) -> None:
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"image must be H x W x 3 uint8 RGB, got shape {image.shape} dtype {image.dtype}")
+    if labels.ndim != 2 or labels.dtype != np.uint8:
+        raise ValueError(f"labels must be an H x W uint8 map, got shape {labels.shape} dtype {labels.dtype}")
+    if labels.shape != image.shape[:2]:
+        raise ValueError(
+            f"labels are {labels.shape[1]}x{labels.shape[0]} but the image is {image.shape[1]}x{image.shape[0]}"
+        )
+    label_set.validate(labels)
+
+
+def _claim_id(root: Path, digest: str, now: datetime) -> tuple[str, int]:
+    """Pick a new record id and claim it by creating its meta temporary file exclusively.
+
+    The claim file stays until the record's meta is renamed into place, and a candidate is
+    rejected if any file of that id exists, so two writers (threads or processes) can never
+    obtain the same id and no existing file is ever replaced.
+    """
+    images, labels, meta = _folders(root)
+    stamp = now.strftime("%Y%m%dT%H%M%S%fZ")
+    base = f"{digest[:12]}-{stamp}"
+    for attempt in range(100):
+        record_id = base if attempt == 0 else f"{base}-{secrets.token_hex(3)}"
+        try:
+            fd = os.open(meta / f".{record_id}.json.tmp", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            continue
+        taken = (meta / f"{record_id}.json").exists() or (labels / f"{record_id}.png").exists()
+        taken = taken or any(images.glob(f"{record_id}.*"))
+        if not taken:
+            return record_id, fd
+        os.close(fd)
+        os.unlink(meta / f".{record_id}.json.tmp")
+    raise RuntimeError(f"could not find a free correction id under {root}")
+
+
+def _save_error(err: OSError, context: str) -> OSError:
+    """An OSError with the same errno (callers may test for ENOSPC) and a message saying what failed."""
+    message = f"{context}: {err.strerror or err}"
+    return OSError(err.errno, message) if err.errno is not None else OSError(message)
+
+
+def _write_temp(folder: Path, record_id: str, suffix: str, data: bytes) -> Path:
+    path = folder / f".{record_id}{suffix}.tmp"
+    with open(path, "xb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    return path
+
+
+def save_correction(
+    root: str | os.PathLike,
+    image: np.ndarray,
+    labels: np.ndarray,
+    label_set: str | LabelSet,
+    *,
+    model: str = "",
+    edited_pixels: int = 0,
+    source_name: str | None = None,
+    image_bytes: bytes | None = None,
+    image_ext: str = "png",
+    parent: str | None = None,
+    extra: dict | None = None,
+) -> str:
+    """Store a corrected label map with its image as a new record.
+
+    Args:
+        root: Corrections folder (``images/``, ``labels/`` and ``meta/`` are created if absent).
+        image: H x W x 3 uint8 RGB, the image the labels were drawn on.
+        labels: H x W uint8 ids of ``label_set`` (coarse ids allowed), 255 = ignore.
+        label_set: Label set of ``labels``.
+        model: Model or checkpoint that proposed the labels.
+        edited_pixels: How many pixels the person changed.
+        source_name: Original file name of the image, if known.
+        image_bytes: Exact bytes to store as the image (e.g. the original upload) instead of
+            re-encoding ``image``; after their EXIF orientation they must have ``image``'s size.
+        image_ext: Extension of the stored image (``png``, ``jpg``, ...). Without
+            ``image_bytes`` the image is encoded in that format (lossless only for png).
+        parent: Id of the record this one was edited from.
+        extra: Free-form JSON-serialisable details.
+
+    Returns:
+        The new record id: the first 12 hex digits of the stored image's sha256, ``-``, the
+        UTC time with microseconds (and a random suffix if that id was taken).
+
+    Raises:
+        ValueError: Bad shapes, dtypes or label values, bad ``image_ext``/``parent``, or image
+            bytes of another size; nothing is written.
+        OSError: Writing failed (e.g. disk full); the partial files are removed.
+    """
+    label_set = get_label_set(label_set)
+    image, labels = np.asarray(image), np.asarray(labels)
+    _validate(image, labels, label_set)
+    ext = image_ext.lower().lstrip(".")
+    if ext not in IMAGE_FORMATS:
+        raise ValueError(f"image_ext must be one of {sorted(IMAGE_FORMATS)}, got {image_ext!r}")
+    if parent is not None:
+        _check_id(parent)
+    height, width = labels.shape
+    if image_bytes is None:
+        image_bytes = _encode_image(np.ascontiguousarray(image), ext)
+    else:
+        try:
+            size = _displayed_size(image_bytes)
+        except (OSError, SyntaxError) as err:
+            raise ValueError(f"image_bytes are not a readable image: {err}") from None
+        if size != (width, height):
+            raise ValueError(f"image_bytes decode to {size[0]}x{size[1]} but the labels are {width}x{height}")
+    label_bytes = _encode_labels(np.ascontiguousarray(labels), label_set)
+    digest = hashlib.sha256(image_bytes).hexdigest()
+    # Serialise the meta before touching the disk so an unserialisable ``extra`` writes nothing.
+    meta_fields = {
+        "format_version": FORMAT_VERSION,
+        "label_set": label_set.name,
+        "image_sha256": digest,
+        "image_ext": ext,
+        "image_size": {"width": width, "height": height},
+        "model": model,
+        "edited_pixels": int(edited_pixels),
+        "source_name": source_name,
+        "parent": parent,
+        "extra": dict(extra) if extra else {},
+    }
+    try:
+        json.dumps(meta_fields)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"extra must be JSON-serialisable: {err}") from None
+
+    root = Path(root)
+    images, labels_dir, meta_dir = _folders(root)
+    now = datetime.now(timezone.utc)
+    try:
+        for folder in (images, labels_dir, meta_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        record_id, claim_fd = _claim_id(root, digest, now)
+    except OSError as err:
+        raise _save_error(err, f"could not prepare {root} for a new correction") from err
+    meta_fields = {"id": record_id, **meta_fields, "created": now.isoformat()}
+    claim = meta_dir / f".{record_id}.json.tmp"
+    temporaries = [claim]
+    placed: list[Path] = []
+    try:
+        for folder, suffix, data in ((images, f".{ext}", image_bytes), (labels_dir, ".png", label_bytes)):
+            temporary = _write_temp(folder, record_id, suffix, data)
+            temporaries.append(temporary)
+            final = folder / f"{record_id}{suffix}"
+            os.replace(temporary, final)
+            placed.append(final)
+        with os.fdopen(claim_fd, "w") as f:
+            claim_fd = -1
+            json.dump(meta_fields, f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(claim, meta_dir / f"{record_id}.json")
+    except BaseException as err:
+        if claim_fd >= 0:
+            os.close(claim_fd)
+        # Without its meta the record does not count, so its placed files are debris too.
+        for path in temporaries + placed:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        if isinstance(err, OSError):
+            raise _save_error(err, f"could not save correction {record_id} under {root}") from err
+        raise
+    return record_id
+
+
+def _read_meta(path: Path) -> dict[str, Any] | None:
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        logger.warning("skipping unreadable correction meta %s: %s", path, err)
+        return None
+    if not isinstance(meta, dict):
+        logger.warning("skipping correction meta %s: not a JSON object", path)
+        return None
+    return meta
+
+
+def _image_path(root: Path, record_id: str, meta: dict[str, Any]) -> Path | None:
+    ext = meta.get("image_ext")
+    if isinstance(ext, str) and ext in IMAGE_FORMATS:
+        path = root / "images" / f"{record_id}.{ext}"
+        return path if path.is_file() else None
+    # Records written by hand may lack image_ext: take whatever image has the id.
+    return next((p for p in sorted((root / "images").glob(f"{record_id}.*")) if p.is_file()), None)
+
+
+def list_corrections(root: str | os.PathLike) -> list[dict[str, Any]]:
+    """Meta dicts (each with ``"id"``) of the complete records, newest first.
+
+    Records without meta (still being written or abandoned), with unreadable meta, or whose
+    image or label file is missing are skipped; a missing folder gives an empty list.
+    """
+    root = Path(root)
+    meta_dir = root / "meta"
+    if not meta_dir.is_dir():
+        return []
+    records = []
+    for path in meta_dir.glob("*.json"):
+        record_id = path.stem
+        if not _ID_PATTERN.match(record_id):
+            continue
+        meta = _read_meta(path)
+        if meta is None:
+            continue
+        if not (root / "labels" / f"{record_id}.png").is_file() or _image_path(root, record_id, meta) is None:
+            logger.warning("skipping incomplete correction %s in %s", record_id, root)
+            continue
+        meta["id"] = record_id
+        records.append(meta)
+    records.sort(key=lambda m: (str(m.get("created", "")), m["id"]), reverse=True)
+    return records
+
+
+def load_correction(root: str | os.PathLike, record_id: str) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Read one record.
+
+    Args:
+        root: Corrections folder.
+        record_id: Id returned by :func:`save_correction`.
+
+    Returns:
+        Image H x W x 3 uint8 RGB (EXIF orientation applied, as the app showed it), labels
+        H x W uint8 (stored values, coarse ids included), and the meta dict.
+
+    Raises:
+        FileNotFoundError: No complete record with that id.
+        ValueError: The label map's size differs from the image's, or the files are not
+            valid images.
+    """
+    root = Path(root)
+    _check_id(record_id)
+    meta_path = root / "meta" / f"{record_id}.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"no correction {record_id} in {root} (missing {meta_path})")
+    meta = json.loads(meta_path.read_text())
+    meta["id"] = record_id
+    image_path = _image_path(root, record_id, meta)
+    label_path = root / "labels" / f"{record_id}.png"
+    if image_path is None or not label_path.is_file():
+        raise FileNotFoundError(f"correction {record_id} in {root} lacks its image or label file")
+    with Image.open(image_path) as im:
+        image = np.array(ImageOps.exif_transpose(im).convert("RGB"))
+    with Image.open(label_path) as im:
+        if im.mode not in ("P", "L"):
+            raise ValueError(f"{label_path}: expected an indexed PNG, got mode {im.mode}")
+        labels = np.array(im)
+    if labels.shape != image.shape[:2]:
+        raise ValueError(
+            f"correction {record_id}: label map is {labels.shape[1]}x{labels.shape[0]} "
+            f"but image {image_path.name} is {image.shape[1]}x{image.shape[0]}"
+        )
+    return image, labels, meta
+
+
+def export_zip(root: str | os.PathLike, dest_path: str | os.PathLike) -> Path:
+    """Zip the complete records (``images/``, ``labels/``, ``meta/``) into ``dest_path``.
+
+    The archive is written to a temporary name next to ``dest_path`` and renamed, so a failed
+    export leaves no partial zip.
+
+    Returns:
+        ``dest_path`` as a Path.
+    """
+    root, dest = Path(root), Path(dest_path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    temporary = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for meta in list_corrections(root):
+                record_id = meta["id"]
+                image_path = _image_path(root, record_id, meta)
+                for path in (image_path, root / "labels" / f"{record_id}.png", root / "meta" / f"{record_id}.json"):
+                    archive.write(path, f"{path.parent.name}/{path.name}")
+        os.replace(temporary, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+        raise
+    return dest
+
+
+class CorrectionsDataset(ParsingDataset):
+    """The corrections store as a dataset, labels converted to ``label_set``.
+
+    Every record's label set must be ``label_set`` or convertible to it
+    (:func:`ssfnet.labels.conversion_lut`); otherwise construction fails. Images are
+    EXIF-transposed like in :func:`load_correction`.
+
+    Args:
+        root: Corrections folder.
+        label_set: Label set of the returned label maps (default LIP-20).
+        ids: Subset of record ids; default: all complete records (see ``latest_only``).
+        transform: Called as ``transform(image, label)`` by ``__getitem__``.
+        latest_only: Leave out records that a later record was edited from (its ``parent``),
+            so a reworked correction is not trained on twice with conflicting labels.
+    """
+
+    layout = "a corrections folder with images/, labels/ and meta/"
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        label_set: str | LabelSet = "lip-20",
+        ids: Iterable[str] | None = None,
+        transform: Transform | None = None,
+        *,
+        latest_only: bool = True,
+    ) -> None:
+        super().__init__(root, label_set, label_set, transform)
+        if not (self.root / "meta").is_dir():
+            raise FileNotFoundError(f"{self.root / 'meta'} not found: expected {self.layout}")
+        records = {m["id"]: m for m in list_corrections(self.root)}
+        if latest_only and ids is None:
+            superseded = {m.get("parent") for m in records.values()}
+            records = {i: m for i, m in records.items() if i not in superseded}
+        self._setup(records, ids)
+        self._luts: dict[str, np.ndarray] = {}
+        for record_id in self.ids:
+            name = records[record_id].get("label_set")
+            if not isinstance(name, str):
+                raise ValueError(f"correction {record_id} in {self.root} has no label_set in its meta")
+            if name not in self._luts:
+                try:
+                    source = get_label_set(name)
+                except KeyError as err:
+                    raise ValueError(f"correction {record_id} in {self.root}: {err.args[0]}") from None
+                self._luts[name] = label_conversion(source, self.label_set)
+        self._label_set_of = {i: records[i]["label_set"] for i in self.ids}
+
+    def read(self, sample_id: str) -> tuple[np.ndarray, np.ndarray]:
+        image, labels, _ = load_correction(self.root, sample_id)
+        # Convert here (to the target set); the base class then applies the target's identity LUT.
+        return image, self._luts[self._label_set_of[sample_id]][labels]
