@@ -1,0 +1,334 @@
+"""Pure label-map editing: snapping painted strokes to labels, click tools and edge snapping.
+
+Everything here takes and returns numpy arrays, so it is tested without Gradio.
+Label maps are H x W uint8 holding ids of a :class:`ssfnet.labels.LabelSet`
+(classes, then coarse labels) or ``IGNORE_INDEX`` (255).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ssfnet.labels import IGNORE_INDEX, LabelSet
+
+# A stroke pixel counts as painted from half opacity up; fainter pixels are the
+# antialiased fringe the annotator did not mean to paint.
+ALPHA_THRESHOLD = 128
+
+
+def paint_ids(label_set: LabelSet) -> tuple[np.ndarray, np.ndarray]:
+    """The label ids an annotator may paint and their colours.
+
+    Returns:
+        ``(ids, colours)``: N uint8 ids (classes, coarse labels, then ignore) and
+        N x 3 uint8 colours (ignore is white, as in the label PNG palette).
+    """
+    ids = np.array([*range(label_set.num_ids), IGNORE_INDEX], dtype=np.uint8)
+    colours = label_set.colour_lut()[ids]
+    if len({tuple(c) for c in colours.tolist()}) != len(ids):
+        raise ValueError(f"{label_set.name}: two paintable labels share a colour, strokes would be ambiguous")
+    return ids, colours
+
+
+def _pack(rgb: np.ndarray) -> np.ndarray:
+    rgb = rgb.astype(np.int32)
+    return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+
+
+def _interior(keys: np.ndarray) -> np.ndarray:
+    """Pixels whose 8 neighbours all have the same key (a stroke's inside, not its fringe)."""
+    h, w = keys.shape
+    padded = np.pad(keys, 1, constant_values=-1)
+    same = np.ones((h, w), dtype=bool)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            if dy or dx:
+                same &= padded[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] == keys
+    return same
+
+
+def snap_strokes(
+    layer: np.ndarray, label_set: LabelSet, *, alpha_threshold: int = ALPHA_THRESHOLD
+) -> tuple[np.ndarray, np.ndarray]:
+    """Turn a painted RGBA layer into label ids, never reading a blended colour as a label.
+
+    A browser canvas antialiases stroke edges (partial alpha) and blends one
+    stroke's colour into another where they meet. So: pixels below
+    ``alpha_threshold`` are not painted; a painted pixel takes the nearest colour
+    among the palette colours the annotator actually used. A colour counts as
+    used where it fills a whole 3 x 3 neighbourhood exactly (the inside of a
+    stroke); a one-pixel blend seam cannot do that, so a red/black seam that
+    happens to equal another class's dark red still snaps to red or black. Only
+    when no stroke has an inside (strokes 1-2 px wide) do exact colours anywhere,
+    and failing those the whole palette, become the candidates.
+
+    Args:
+        layer: H x W x 4 uint8 RGBA (straight, not premultiplied, alpha).
+        label_set: The label set whose palette the brush used.
+        alpha_threshold: Lowest alpha (0-255) that counts as painted.
+
+    Returns:
+        ``(painted, ids)``: H x W bool mask and H x W uint8 label ids (valid where painted).
+    """
+    layer = np.asarray(layer)
+    if layer.ndim != 3 or layer.shape[2] != 4 or layer.dtype != np.uint8:
+        raise ValueError(f"expected an H x W x 4 uint8 RGBA layer, got {layer.shape} {layer.dtype}")
+    ids, colours = paint_ids(label_set)
+    painted = layer[..., 3] >= alpha_threshold
+    out = np.zeros(painted.shape, dtype=np.uint8)
+    if not painted.any():
+        return painted, out
+    palette_keys = _pack(colours)
+    keys = np.where(painted & (layer[..., 3] == 255), _pack(layer[..., :3]), -1)
+    exact = np.isin(keys, palette_keys)
+    keys = np.where(exact, keys, -1)
+    used = np.unique(keys[_interior(keys) & exact])
+    if used.size == 0:
+        used = np.unique(keys[exact])
+    candidates = np.isin(palette_keys, used) if used.size else np.ones(len(ids), dtype=bool)
+    cand_ids, cand_colours = ids[candidates], colours[candidates].astype(np.int32)
+    # Distances are computed once per distinct colour: a stroke has few of them.
+    unique, inverse = np.unique(_pack(layer[..., :3][painted]), return_inverse=True)
+    rgb = np.stack([(unique >> 16) & 255, (unique >> 8) & 255, unique & 255], axis=1)
+    dist = ((rgb[:, None, :] - cand_colours[None, :, :]) ** 2).sum(-1)
+    out[painted] = cand_ids[dist.argmin(1)][inverse.reshape(-1)]
+    return painted, out
+
+
+def apply_strokes(labels: np.ndarray, layer: np.ndarray, label_set: LabelSet) -> np.ndarray:
+    """``labels`` with every painted pixel of ``layer`` set to its snapped label (see :func:`snap_strokes`)."""
+    check_same_size(labels, layer)
+    painted, ids = snap_strokes(layer, label_set)
+    out = labels.copy()
+    out[painted] = ids[painted]
+    return out
+
+
+def check_same_size(labels: np.ndarray, other: np.ndarray) -> None:
+    if labels.shape[:2] != other.shape[:2]:
+        raise ValueError(f"sizes differ: labels {labels.shape[:2]}, other {other.shape[:2]}")
+
+
+def _check_point(shape: tuple[int, ...], x: int, y: int) -> None:
+    h, w = shape[:2]
+    if not (0 <= x < w and 0 <= y < h):
+        raise ValueError(f"point ({x}, {y}) lies outside the {w} x {h} image")
+
+
+def connected_region(labels: np.ndarray, x: int, y: int) -> np.ndarray:
+    """H x W bool mask of the 4-connected region of ``labels`` holding the clicked pixel's label."""
+    _check_point(labels.shape, x, y)
+    mask = np.zeros((labels.shape[0] + 2, labels.shape[1] + 2), dtype=np.uint8)
+    flags = 4 | cv2.FLOODFILL_MASK_ONLY | (1 << 8)
+    cv2.floodFill(np.ascontiguousarray(labels), mask, (int(x), int(y)), 0, 0, 0, flags)
+    return mask[1:-1, 1:-1].astype(bool)
+
+
+def colour_region(image: np.ndarray, x: int, y: int, tolerance: int) -> np.ndarray:
+    """H x W bool mask flood-filled from ``(x, y)`` over pixels within ``tolerance`` of the seed colour.
+
+    Each channel may differ from the clicked pixel's by at most ``tolerance``
+    (0-255); the range is fixed to the seed so that a fill cannot creep along a
+    gradient into a distant colour.
+    """
+    _check_point(image.shape, x, y)
+    t = int(np.clip(tolerance, 0, 255))
+    mask = np.zeros((image.shape[0] + 2, image.shape[1] + 2), dtype=np.uint8)
+    flags = 4 | cv2.FLOODFILL_MASK_ONLY | cv2.FLOODFILL_FIXED_RANGE | (1 << 8)
+    cv2.floodFill(np.ascontiguousarray(image[..., :3]), mask, (int(x), int(y)), 0, (t, t, t), (t, t, t), flags)
+    return mask[1:-1, 1:-1].astype(bool)
+
+
+def snap_to_edges(image: np.ndarray, stroke: np.ndarray, *, iterations: int = 4) -> np.ndarray:
+    """Fit a rough stroke to the image edges with GrabCut.
+
+    The stroke is taken as probably-inside, a band around it (as wide as the
+    stroke, at least 5 px) as probably-outside, and everything beyond the band
+    as outside; the stroke's core (eroded) stays inside for sure so that the
+    result never vanishes. GrabCut then moves the boundary within the band
+    to where the colours change.
+
+    Args:
+        image: H x W x 3 uint8 RGB.
+        stroke: H x W bool, the annotator's rough stroke.
+        iterations: GrabCut iterations.
+
+    Returns:
+        H x W bool mask: the snapped region (the stroke itself when GrabCut
+        cannot run, e.g. the stroke covers the whole image).
+    """
+    check_same_size(stroke, image)
+    stroke = np.asarray(stroke, dtype=bool)
+    if not stroke.any():
+        return stroke.copy()
+    s8 = stroke.astype(np.uint8)
+    thickness = float(cv2.distanceTransform(np.pad(s8, 1), cv2.DIST_L2, 3).max()) * 2
+    band = max(5, int(round(thickness)))
+    grown = cv2.dilate(s8, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1, 2 * band + 1))).astype(bool)
+    core_size = max(1, band // 2) * 2 + 1
+    core = cv2.erode(s8, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (core_size, core_size))).astype(bool)
+    if not core.any():
+        core = stroke
+    # Work in a box around the band with a margin of sure background: GrabCut
+    # needs both sides' colours, and a crop keeps it fast on large images.
+    ys, xs = np.nonzero(grown)
+    h, w = stroke.shape
+    y0, y1 = max(0, ys.min() - band), min(h, ys.max() + band + 1)
+    x0, x1 = max(0, xs.min() - band), min(w, xs.max() + band + 1)
+    crop = (slice(y0, y1), slice(x0, x1))
+    mask = np.full((y1 - y0, x1 - x0), cv2.GC_BGD, dtype=np.uint8)
+    mask[grown[crop]] = cv2.GC_PR_BGD
+    mask[stroke[crop]] = cv2.GC_PR_FGD
+    mask[core[crop]] = cv2.GC_FGD
+    if not (mask == cv2.GC_BGD).any() and not (mask == cv2.GC_PR_BGD).any():
+        return stroke.copy()
+    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    try:
+        cv2.grabCut(np.ascontiguousarray(image[crop][..., :3]), mask, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
+    except cv2.error:
+        return stroke.copy()
+    out = np.zeros_like(stroke)
+    out[crop] = (mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)
+    return out
+
+
+def apply_strokes_snapped(labels: np.ndarray, image: np.ndarray, layer: np.ndarray, label_set: LabelSet) -> np.ndarray:
+    """Like :func:`apply_strokes`, but each label's strokes are first snapped to image edges."""
+    check_same_size(labels, layer)
+    check_same_size(labels, image)
+    painted, ids = snap_strokes(layer, label_set)
+    out = labels.copy()
+    values, counts = np.unique(ids[painted], return_counts=True)
+    # Larger strokes first, so that a small precise stroke drawn inside a big
+    # one is not swallowed by the big one's snapped region.
+    for value in values[np.argsort(-counts, kind="stable")]:
+        out[snap_to_edges(image, painted & (ids == value))] = value
+    return out
+
+
+def label_shares(labels: np.ndarray, label_set: LabelSet) -> list[tuple[int, float]]:
+    """``(id, share of the pixels)`` for every value present, in id order (ignore last)."""
+    counts = np.bincount(labels.reshape(-1), minlength=256)
+    total = max(1, labels.size)
+    return [(int(v), counts[v] / total) for v in np.flatnonzero(counts)]
+
+
+def working_size(height: int, width: int, max_side: int) -> tuple[int, int]:
+    """``(h, w)`` scaled down (never up) so that the longer side is at most ``max_side``."""
+    scale = min(1.0, max_side / max(height, width))
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize an RGB image to ``(h, w)`` (area filter when shrinking)."""
+    h, w = size
+    if image.shape[:2] == (h, w):
+        return image
+    interp = cv2.INTER_AREA if h < image.shape[0] else cv2.INTER_LINEAR
+    return cv2.resize(image, (w, h), interpolation=interp)
+
+
+def resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize a label map to ``(h, w)`` with nearest neighbour (no new values appear).
+
+    Pixel centres are matched (``INTER_NEAREST_EXACT``), so enlarging a map and
+    shrinking it back gives the original exactly: a correction saved at full
+    resolution reopens with the labels that were drawn.
+    """
+    h, w = size
+    if labels.shape[:2] == (h, w):
+        return labels
+    return cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST_EXACT)
+
+
+@dataclass(frozen=True)
+class Edit:
+    """One reversible change of a label map: the flat indices that changed, their old and new values."""
+
+    indices: np.ndarray
+    old: np.ndarray
+    new: np.ndarray
+    what: str = ""
+
+    @classmethod
+    def between(cls, before: np.ndarray, after: np.ndarray, what: str = "") -> Edit:
+        check_same_size(before, after)
+        idx = np.flatnonzero(before != after)
+        # int32 halves the memory of a history; label maps stay far below 2**31 pixels.
+        idx = idx.astype(np.int32) if before.size < 2**31 else idx
+        return cls(idx, before.reshape(-1)[idx], after.reshape(-1)[idx], what)
+
+    @property
+    def nbytes(self) -> int:
+        return self.indices.nbytes + self.old.nbytes + self.new.nbytes
+
+    def __len__(self) -> int:
+        return int(self.indices.size)
+
+    def redo(self, labels: np.ndarray) -> np.ndarray:
+        out = labels.copy()
+        out.reshape(-1)[self.indices] = self.new
+        return out
+
+    def undo(self, labels: np.ndarray) -> np.ndarray:
+        out = labels.copy()
+        out.reshape(-1)[self.indices] = self.old
+        return out
+
+
+class History:
+    """Undo and redo over :class:`Edit` records, bounded in count and memory.
+
+    Args:
+        max_edits: Oldest edits are forgotten beyond this many.
+        max_bytes: ... or beyond this much memory (the newest edit is always kept).
+    """
+
+    def __init__(self, max_edits: int = 200, max_bytes: int = 256 * 2**20) -> None:
+        self.max_edits = max_edits
+        self.max_bytes = max_bytes
+        self._undo: list[Edit] = []
+        self._redo: list[Edit] = []
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._undo)
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self._redo)
+
+    def __len__(self) -> int:
+        return len(self._undo)
+
+    def record(self, before: np.ndarray, after: np.ndarray, what: str = "") -> Edit | None:
+        """Remember the change ``before -> after``; ``None`` (and nothing recorded) if nothing changed."""
+        edit = Edit.between(before, after, what)
+        if not len(edit):
+            return None
+        self._undo.append(edit)
+        self._redo.clear()
+        while len(self._undo) > self.max_edits or (
+            len(self._undo) > 1 and sum(e.nbytes for e in self._undo) > self.max_bytes
+        ):
+            self._undo.pop(0)
+        return edit
+
+    def undo(self, labels: np.ndarray) -> tuple[np.ndarray, Edit | None]:
+        """Step back once: ``(labels before the last edit, that edit)``, or ``(labels, None)``."""
+        if not self._undo:
+            return labels, None
+        edit = self._undo.pop()
+        self._redo.append(edit)
+        return edit.undo(labels), edit
+
+    def redo(self, labels: np.ndarray) -> tuple[np.ndarray, Edit | None]:
+        """Re-apply the last undone edit: ``(labels, edit)``, or ``(labels, None)`` if none."""
+        if not self._redo:
+            return labels, None
+        edit = self._redo.pop()
+        self._undo.append(edit)
+        return edit.redo(labels), edit

@@ -1,0 +1,151 @@
+"""Checkpoints to choose from and the predictors loaded from them, shared by all users.
+
+Loading a model takes about half a second and a few hundred MB, so each
+checkpoint is loaded once and kept (a small LRU); a checkpoint folder replaced on
+disk (new ``metadata.json``) is loaded again. The list of checkpoints is read
+from disk on every request, so one added by fine-tuning shows up without a
+restart.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+from ssfnet import CheckpointError, Predictor, list_checkpoints, load_predictor
+from ssfnet.checkpoint import METADATA_FILE, read_metadata
+from ssfnet.predictor import default_device, resolve_checkpoint
+
+try:  # Hugging Face ZeroGPU: a GPU is attached only inside functions wrapped with spaces.GPU.
+    import spaces
+except ImportError:
+    spaces = None
+
+F = TypeVar("F", bound=Callable)
+
+
+def on_gpu(fn: F) -> F:
+    """``spaces.GPU(fn)`` where the ``spaces`` package is installed, ``fn`` unchanged elsewhere."""
+    return spaces.GPU(fn) if spaces is not None else fn
+
+
+@on_gpu
+def run_predictor(predictor: Predictor, image: np.ndarray, multiscale: bool, flip: bool) -> np.ndarray:
+    """Parse ``image`` (H x W x 3 uint8) into an H x W uint8 label map: the one call that needs the GPU."""
+    return predictor.predict(image, multiscale=multiscale, flip=flip)
+
+
+def describe(path: Path, meta: dict) -> str:
+    """A one-line name for a checkpoint in the chooser."""
+    parts = [meta.get("variant", "?"), meta.get("label_set", "?")]
+    if meta.get("created"):
+        parts.append(str(meta["created"])[:16].replace("T", " "))
+    return f"{path.name} ({', '.join(parts)})"
+
+
+class Predictors:
+    """The checkpoints on offer and a cache of loaded predictors.
+
+    Args:
+        checkpoints_dir: Folder scanned for checkpoint folders.
+        checkpoint: The checkpoint to start with; ``None`` = ``$SSFNET_CHECKPOINT`` or the
+            library's embedded default.
+        device: Where models run; ``None`` picks CUDA when available.
+        max_loaded: How many loaded models to keep.
+    """
+
+    def __init__(
+        self,
+        checkpoints_dir: str | Path,
+        checkpoint: str | Path | None = None,
+        device: str | None = None,
+        max_loaded: int = 3,
+    ) -> None:
+        self.checkpoints_dir = Path(checkpoints_dir)
+        self.checkpoint = checkpoint
+        self.device = torch.device(device) if device else default_device()
+        self.max_loaded = max_loaded
+        self._cache: OrderedDict[tuple[str, int], Predictor] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def configured(self) -> Path:
+        """The start-up checkpoint folder.
+
+        Raises:
+            FileNotFoundError: it does not exist (the message says what to do).
+        """
+        return resolve_checkpoint(self.checkpoint)
+
+    def choices(self) -> list[tuple[str, str]]:
+        """``(label, folder)`` of every usable checkpoint: the configured one first, then the scanned ones."""
+        found: dict[str, str] = {}
+        try:
+            path = self.configured()
+            found[str(path.resolve())] = describe(path, read_metadata(path))
+        except (FileNotFoundError, CheckpointError):
+            pass
+        for path, meta in list_checkpoints(self.checkpoints_dir):
+            found.setdefault(str(path.resolve()), describe(path, meta))
+        return [(label, key) for key, label in found.items()]
+
+    def default(self) -> str | None:
+        """The folder selected at start: the configured one if usable, else the newest found."""
+        choices = self.choices()
+        return choices[0][1] if choices else None
+
+    def problem(self) -> str | None:
+        """Why no model can be used, or ``None`` when at least one checkpoint is available."""
+        if self.choices():
+            return None
+        try:
+            path = self.configured()
+            read_metadata(path)
+        except (FileNotFoundError, CheckpointError) as err:
+            return f"No model is available: {err}"
+        return f"No model is available: no checkpoint folders in {self.checkpoints_dir}"
+
+    def resolve(self, choice: str | None) -> str:
+        """The checkpoint folder meant by ``choice`` (``None`` or "" = the default).
+
+        Raises:
+            FileNotFoundError: ``choice`` is not (or no longer) one of the offered checkpoints.
+        """
+        offered = {folder for _, folder in self.choices()}
+        if not choice:
+            choice = self.default()
+        # Only offered folders may be loaded: a request must not point the server at arbitrary paths.
+        if choice is None or choice not in offered:
+            raise FileNotFoundError(self.problem() or f"checkpoint {choice} is not available (any more)")
+        return choice
+
+    def get(self, choice: str | None) -> Predictor:
+        """The predictor of a checkpoint folder from :meth:`choices` (loaded on first use).
+
+        Raises:
+            FileNotFoundError: ``choice`` is not (or no longer) one of the offered checkpoints.
+            CheckpointError: the checkpoint is corrupt or does not fit its model.
+        """
+        choice = self.resolve(choice)
+        key = (choice, (Path(choice) / METADATA_FILE).stat().st_mtime_ns)
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+            predictor = load_predictor(choice, device=self.device)
+            for old in [k for k in self._cache if k[0] == choice]:
+                del self._cache[old]
+            self._cache[key] = predictor
+            while len(self._cache) > self.max_loaded:
+                self._cache.popitem(last=False)
+            return predictor
+
+    def device_description(self) -> str:
+        if self.device.type == "cuda":
+            return f"{self.device} ({torch.cuda.get_device_name(self.device)})"
+        return f"{self.device} ({torch.get_num_threads()} threads)"

@@ -1,0 +1,166 @@
+"""What the app shows and offers for download: overlays, the legend, files and a JSON summary."""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+import re
+import shutil
+import tempfile
+import threading
+import time
+import weakref
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ssfnet.io import atomic_write_bytes, label_png_bytes, overlay
+from ssfnet.labels import IGNORE_INDEX, LabelSet
+
+from .editing import label_shares
+from .session import Session
+
+
+def label_name(label_set: LabelSet, value: int) -> str:
+    """Display name of a stored value: class, coarse label (with its members) or ignore."""
+    if value == IGNORE_INDEX:
+        return "ignore (unlabelled)"
+    if value < label_set.num_classes:
+        return label_set.names[value]
+    if value < label_set.num_ids:
+        members = ", ".join(label_set.names[c] for c in label_set.members(value))
+        return f"{label_set.all_names[value]} (any of: {members})"
+    return f"unknown value {value}"
+
+
+def label_choices(label_set: LabelSet) -> list[tuple[str, int]]:
+    """Dropdown choices ``(name, id)``: the classes, the coarse labels, then ignore."""
+    values = [*range(label_set.num_ids), IGNORE_INDEX]
+    return [(f"{v}: {label_name(label_set, v)}" if v != IGNORE_INDEX else label_name(label_set, v), v) for v in values]
+
+
+def hex_colour(rgb) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*(int(c) for c in rgb))
+
+
+def render_overlay(session: Session, opacity: float, hidden: set[int]) -> np.ndarray:
+    """The working image with the label colours blended in; ``hidden`` values stay unpainted."""
+    return overlay(session.image, session.labels, session.label_set, alpha=opacity, hidden=frozenset(hidden))
+
+
+def legend_html(session: Session | None, label_set: LabelSet) -> str:
+    """An HTML table of the labels: colour, name and share of the image (present labels first).
+
+    Without a session every label of ``label_set`` is listed, so the palette can be read
+    before parsing (the brush offers the same colours).
+    """
+    rows = []
+    present = dict(label_shares(session.labels, session.label_set)) if session else {}
+    label_set = session.label_set if session else label_set
+    values = sorted(present, key=lambda v: -present[v]) + [
+        v for v in [*range(label_set.num_ids), IGNORE_INDEX] if v not in present
+    ]
+    lut = label_set.colour_lut()
+    for v in values:
+        share = f"{100 * present[v]:.1f}%" if v in present else ""
+        style = "" if v in present else ' style="opacity:0.55"'
+        rows.append(
+            f"<tr{style}><td><span style='display:inline-block;width:1.2em;height:1.2em;border:1px solid #888;"
+            f"background:{hex_colour(lut[v])}'></span></td><td>{v}</td>"
+            f"<td>{html.escape(label_name(label_set, v))}</td><td style='text-align:right'>{share}</td></tr>"
+        )
+    # Scrolls inside a fixed height: the full label set is long, the labels present come first.
+    return (
+        "<div style='max-height:26em;overflow-y:auto;font-size:0.9em'>"
+        "<table class='ssfnet-legend'><thead><tr><th></th><th>id</th><th>label</th><th>share</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
+    )
+
+
+def summary(session: Session) -> dict:
+    """A JSON-serialisable description of the current label map."""
+    h, w = session.labels.shape
+    classes = [
+        {
+            "id": v,
+            "name": label_name(session.label_set, v),
+            "pixels": int(round(share * h * w)),
+            "share": round(share, 6),
+        }
+        for v, share in label_shares(session.labels, session.label_set)
+    ]
+    return {
+        "source": session.source.name,
+        "label_set": session.label_set.name,
+        "size": {"width": w, "height": h},
+        "original_size": {"width": session.source.size[1], "height": session.source.size[0]},
+        "model": session.model,
+        **session.details,
+        "pixels_changed_from_proposal": session.changed_pixels,
+        "classes": classes,
+    }
+
+
+def _stem(name: str | None) -> str:
+    stem = Path(name or "image").stem
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", stem)[:60] or "image"
+
+
+def fast_png(rgb: np.ndarray) -> bytes:
+    """Lossless PNG with light compression: 4x faster than the default and what the app re-sends on every edit."""
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def write_downloads(session: Session, opacity: float, hidden: set[int], folder: str | Path) -> list[Path]:
+    """Write the label PNG (indexed, with palette), colour mask, overlay and JSON summary.
+
+    Files are at the working resolution (what the app shows); saved corrections hold the
+    full resolution.
+
+    Args:
+        session: The session to export.
+        opacity: Overlay opacity.
+        hidden: Values left unpainted in the overlay.
+        folder: Where to write.
+
+    Returns:
+        The paths of the label PNG, colour PNG, overlay PNG (also what the app displays) and JSON.
+    """
+    folder = Path(folder)
+    stem = _stem(session.source.name)
+    files = {
+        f"{stem}_labels.png": label_png_bytes(session.labels, session.label_set),
+        f"{stem}_colour.png": fast_png(session.label_set.colourise(session.labels)),
+        f"{stem}_overlay.png": fast_png(render_overlay(session, opacity, hidden)),
+        f"{stem}_summary.json": json.dumps(summary(session), indent=2).encode(),
+    }
+    return [atomic_write_bytes(folder / name, data) for name, data in files.items()]
+
+
+class Scratch:
+    """Fresh temporary folders for files handed to Gradio, removed after ``max_age`` seconds.
+
+    Gradio copies returned files into its own cache, so ours are only needed briefly;
+    pruning on each request keeps a long-running server from filling the disk.
+    """
+
+    def __init__(self, max_age: float = 3600.0) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="ssfnet-app-"))
+        self.max_age = max_age
+        self._lock = threading.Lock()
+        weakref.finalize(self, shutil.rmtree, self.root, ignore_errors=True)
+
+    def new(self) -> Path:
+        with self._lock:
+            cutoff = time.time() - self.max_age
+            for old in self.root.iterdir():
+                try:
+                    if old.stat().st_mtime < cutoff:
+                        shutil.rmtree(old, ignore_errors=True)
+                except FileNotFoundError:
+                    continue
+            return Path(tempfile.mkdtemp(dir=self.root))

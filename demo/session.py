@@ -1,0 +1,296 @@
+"""One user's work: the photo, its label map, the model's proposal and the edit history.
+
+A :class:`Session` lives in a ``gr.State`` (one per browser tab). It also knows
+how to come from an upload or a saved correction and how to be saved.
+
+Large images: parsing and editing happen at a *working resolution* whose longer
+side is at most ``max_side`` (1600 px by default). Saving stores the image at
+its full resolution (the uploaded bytes themselves when they are an 8-bit RGB or
+grayscale JPEG or PNG, EXIF orientation included since readers apply it; else a
+lossless PNG of the decoded, upright RGB pixels) and the label map enlarged to
+that resolution with pixel-centre nearest neighbour, so image and labels always
+match in size and reopening shrinks the labels back exactly; the metadata
+records both sizes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ssfnet.data.corrections import load_correction, save_correction
+from ssfnet.io import MAX_IMAGE_PIXELS, ImageError, read_image
+from ssfnet.labels import LabelSet, get_label_set
+
+from .editing import History, resize_image, resize_labels, working_size
+
+# Below this many pixels on a side a photo cannot hold a person worth labelling.
+MIN_SIDE = 16
+# Formats and modes for which Pillow's plain RGB conversion (what loaders such as
+# ssfnet.data.corrections use) gives the same pixels as ssfnet.io.read_image, so
+# the uploaded bytes can be stored as they are.
+_KEEP_FORMATS = {"JPEG": "jpg", "PNG": "png"}
+_KEEP_MODES = {"RGB", "L"}
+_EXIF_ORIENTATION = 0x0112
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where the session's image came from, enough to save it at full resolution.
+
+    Args:
+        name: Original file name (without folders), if known.
+        data: The encoded bytes as uploaded (or as stored in a correction).
+        ext: Extension to store ``data`` under.
+        size: ``(height, width)`` of the full image (after EXIF orientation).
+        keep_bytes: Whether ``data`` can be stored as is (see the module docstring).
+        notes: What was done to the image on reading, for the user.
+    """
+
+    name: str | None
+    data: bytes
+    ext: str
+    size: tuple[int, int]
+    keep_bytes: bool
+    notes: tuple[str, ...] = ()
+
+    def full_image(self) -> np.ndarray:
+        """The full-resolution RGB image (decoded again: sessions keep only the working copy)."""
+        return read_image(self.data)
+
+
+def describe_upload(data: bytes) -> tuple[str | None, str | None, bool, bool]:
+    """``(format, mode, rotated, transparent)`` of encoded image bytes, read from the header only."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            rotated = im.getexif().get(_EXIF_ORIENTATION, 1) not in (1, None)
+            transparent = "A" in im.getbands() or "transparency" in im.info
+            return im.format, im.mode, rotated, transparent
+    except Exception:  # read_image gives the user-facing error; this only informs the notes
+        return None, None, False, False
+
+
+def read_upload(
+    path: str | os.PathLike, *, name: str | None = None, max_pixels: int = MAX_IMAGE_PIXELS
+) -> tuple[np.ndarray, Source]:
+    """Read an uploaded file as a full-resolution RGB image and its :class:`Source`.
+
+    Raises:
+        ImageError: not an image, corrupt, too large, or too small, with a message for the user.
+    """
+    path = Path(path)
+    name = name or path.name
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise ImageError(f"{name} could not be read: {err.strerror or err}") from None
+    if not data:
+        raise ImageError(f"{name} is an empty file")
+    try:
+        image = read_image(data, max_pixels=max_pixels)
+    except ImageError as err:
+        message = str(err).replace("the upload", name, 1)
+        if "DecompressionBombError" in message:
+            # Pillow refuses such headers before ssfnet.io can measure them; say what it means.
+            message = f"{name} is far too large to open safely (limit {max_pixels / 1e6:.0f} MP)"
+        raise ImageError(message) from None
+    h, w = image.shape[:2]
+    if min(h, w) < MIN_SIDE:
+        raise ImageError(f"{name} is only {w}x{h} pixels; a photo needs at least {MIN_SIDE} pixels on each side")
+    fmt, mode, rotated, transparent = describe_upload(data)
+    notes = []
+    if rotated:
+        notes.append("turned upright as its EXIF orientation says")
+    if mode in ("L", "LA", "I", "I;16", "I;16B", "I;16L", "F", "1"):
+        notes.append("grayscale: shown and parsed as RGB")
+    if mode and mode.startswith("I;16"):
+        notes.append("16-bit: scaled to 8 bits")
+    if transparent:
+        notes.append("transparent parts put on white")
+    if mode == "CMYK":
+        notes.append("CMYK: converted to RGB")
+    keep = fmt in _KEEP_FORMATS and mode in _KEEP_MODES
+    ext = _KEEP_FORMATS[fmt] if keep else "png"
+    return image, Source(name=name, data=data, ext=ext, size=(h, w), keep_bytes=keep, notes=tuple(notes))
+
+
+@dataclass
+class Session:
+    """A photo being labelled.
+
+    Args:
+        image: H x W x 3 uint8, the working-resolution image.
+        labels: H x W uint8, the current label map.
+        proposal: H x W uint8, what the model (or the reopened record) proposed.
+        label_set: Label set of the maps.
+        source: The full-resolution original.
+        model: Name of the checkpoint that proposed the labels ("" for none).
+        details: Parsing options etc., stored in the saved metadata.
+        parent: Id of the correction this session continues, if any.
+    """
+
+    image: np.ndarray
+    labels: np.ndarray
+    proposal: np.ndarray
+    label_set: LabelSet
+    source: Source
+    model: str = ""
+    details: dict = field(default_factory=dict)
+    parent: str | None = None
+    history: History = field(default_factory=History)
+    saved_digest: str | None = None
+
+    @classmethod
+    def start(
+        cls,
+        full_image: np.ndarray,
+        source: Source,
+        proposal: np.ndarray,
+        label_set: LabelSet | str,
+        *,
+        model: str = "",
+        details: dict | None = None,
+        parent: str | None = None,
+    ) -> Session:
+        """A session on ``full_image`` scaled to ``proposal``'s size, starting from ``proposal``."""
+        image = resize_image(full_image, proposal.shape)
+        return cls(
+            image=image,
+            labels=proposal.copy(),
+            proposal=proposal,
+            label_set=get_label_set(label_set),
+            source=source,
+            model=model,
+            details=dict(details or {}),
+            parent=parent,
+        )
+
+    @property
+    def changed_pixels(self) -> int:
+        """Pixels whose label differs from the proposal."""
+        return int(np.count_nonzero(self.labels != self.proposal))
+
+    @property
+    def unsaved(self) -> bool:
+        """Whether the labels differ from what was last saved (always true before the first save)."""
+        return self.saved_digest != _digest(self.labels)
+
+    @property
+    def downscaled(self) -> bool:
+        return self.image.shape[:2] != self.source.size
+
+    def edit(self, new_labels: np.ndarray, what: str = "") -> int:
+        """Make ``new_labels`` current (undoable); returns how many pixels changed."""
+        if new_labels.shape != self.labels.shape:
+            raise ValueError(f"edit of size {new_labels.shape} on labels of size {self.labels.shape}")
+        self.label_set.validate(new_labels)
+        edit = self.history.record(self.labels, new_labels, what)
+        if edit is None:
+            return 0
+        self.labels = new_labels
+        return len(edit)
+
+    def undo(self) -> str | None:
+        """Undo the last edit; returns its description, ``None`` if there was nothing to undo."""
+        self.labels, edit = self.history.undo(self.labels)
+        return None if edit is None else edit.what
+
+    def redo(self) -> str | None:
+        """Redo the last undone edit; returns its description, ``None`` if there was nothing to redo."""
+        self.labels, edit = self.history.redo(self.labels)
+        return None if edit is None else edit.what
+
+    def reset(self) -> int:
+        """Go back to the proposal (undoable); returns how many pixels changed."""
+        return self.edit(self.proposal.copy(), "reset to the proposal")
+
+    def full_labels(self) -> np.ndarray:
+        """The label map at the full resolution of the original image."""
+        return resize_labels(self.labels, self.source.size)
+
+    def save(self, root: str | os.PathLike) -> str:
+        """Write the image, the labels and the metadata as a new correction record.
+
+        Returns:
+            The new record's id; the session then continues from it (its ``parent``).
+
+        Raises:
+            ValueError: a label value outside the label set (nothing is written).
+            OSError: the folder cannot be written.
+        """
+        full_labels = self.full_labels()
+        image = self.image if not self.downscaled else self.source.full_image()
+        extra = {
+            **self.details,
+            "working_size": list(self.image.shape[:2]),
+            "saved_size": list(full_labels.shape),
+            "labels_upscaled": self.downscaled,
+            "pixels_changed_from_proposal": self.changed_pixels,
+        }
+        record_id = save_correction(
+            root,
+            image,
+            full_labels,
+            self.label_set,
+            model=self.model,
+            edited_pixels=self.changed_pixels,
+            source_name=self.source.name,
+            image_bytes=self.source.data if self.source.keep_bytes else None,
+            image_ext=self.source.ext if self.source.keep_bytes else "png",
+            parent=self.parent,
+            extra=extra,
+        )
+        self.parent = record_id
+        self.saved_digest = _digest(self.labels)
+        return record_id
+
+
+def _digest(labels: np.ndarray) -> str:
+    return hashlib.sha1(labels.tobytes() + repr(labels.shape).encode()).hexdigest()
+
+
+def open_correction(root: str | os.PathLike, record_id: str, *, max_side: int) -> Session:
+    """Continue editing a saved correction; saving it again writes a new record whose parent is ``record_id``.
+
+    Raises:
+        FileNotFoundError: no such record.
+        ValueError: the record is inconsistent (e.g. a label map of the wrong size) or unknown label set.
+    """
+    image, labels, meta = load_correction(root, record_id)
+    try:
+        label_set = get_label_set(meta.get("label_set", ""))
+    except KeyError as err:
+        raise ValueError(f"correction {record_id}: {err.args[0]}") from None
+    label_set.validate(labels)
+    ext = str(meta.get("image_ext", "png"))
+    image_path = Path(root) / "images" / f"{record_id}.{ext}"
+    try:
+        data, keep = image_path.read_bytes(), True
+    except OSError:
+        # The pixels were readable a moment ago; keep them losslessly rather than fail.
+        data, keep, ext = b"", False, "png"
+    h, w = image.shape[:2]
+    source = Source(name=meta.get("source_name") or None, data=data, ext=ext, size=(h, w), keep_bytes=keep)
+    if not keep:
+        source = Source(name=source.name, data=_png(image), ext="png", size=(h, w), keep_bytes=False)
+    size = working_size(h, w, max_side)
+    proposal = resize_labels(labels, size)
+    extra = meta.get("extra") if isinstance(meta.get("extra"), dict) else {}
+    details = {k: v for k, v in extra.items() if k in ("checkpoint", "multiscale", "flip", "device")}
+    session = Session.start(
+        image, source, proposal, label_set, model=str(meta.get("model", "")), details=details, parent=record_id
+    )
+    session.saved_digest = _digest(session.labels)
+    return session
+
+
+def _png(image: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return buf.getvalue()

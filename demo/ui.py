@@ -1,0 +1,573 @@
+"""The Gradio app: parse a photo, correct its labels exactly, save them as training data.
+
+:func:`build_demo` assembles the ``gr.Blocks``; each user's work lives in a
+``gr.State`` holding a :class:`demo.session.Session`, and the loaded models are
+shared through :class:`demo.models.Predictors`. Every event has an API name,
+so the app can be driven with ``gradio_client`` as well as from the browser.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import shutil
+import tempfile
+import weakref
+from collections.abc import Iterable
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+from PIL import Image
+
+from ssfnet import CheckpointError
+from ssfnet.checkpoint import read_metadata
+from ssfnet.data.corrections import export_zip, list_corrections, load_correction
+from ssfnet.io import ImageError, atomic_write_bytes, overlay, png_bytes
+from ssfnet.labels import IGNORE_INDEX, LabelSet, get_label_set
+
+from . import editing
+from .models import Predictors, run_predictor
+from .render import Scratch, hex_colour, label_choices, label_name, legend_html, write_downloads
+from .session import Session, open_correction, read_upload
+from .settings import Settings
+
+logger = logging.getLogger(__name__)
+
+ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
+EXAMPLES_DIR = ASSETS_DIR / "examples"
+DEFAULT_LABEL_SET = "lip-20"
+GALLERY_SIZE = 48
+TOOLS = ("Pick label", "Relabel region", "Flood fill (similar colour)")
+INTRO = """\
+# SSFNet human parsing
+Upload a photo of a person (or pick an example) to parse it into body parts and clothes.
+Correct the result with the click tools on the overlay or paint in **Paint labels**, then
+**Save correction** to store image + exact label map as training data.
+"""
+
+
+def _example_paths() -> list[Path]:
+    return sorted(p for p in EXAMPLES_DIR.glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+
+
+class Thumbnails:
+    """Small overlay thumbnails of saved corrections, made once per record id (records never change)."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self.folder = Path(tempfile.mkdtemp(prefix="ssfnet-thumbs-"))
+        weakref.finalize(self, shutil.rmtree, self.folder, ignore_errors=True)
+
+    def get(self, root: Path, meta: dict) -> Path:
+        path = self.folder / f"{meta['id']}.png"
+        if path.exists():
+            return path
+        try:
+            image, labels, _ = load_correction(root, meta["id"])
+            label_set = get_label_set(meta.get("label_set", DEFAULT_LABEL_SET))
+            picture = overlay(image, labels, label_set, alpha=0.5)
+        except (OSError, ValueError, KeyError):
+            # A broken record still gets a tile, so that it can be selected and its problem shown.
+            picture = np.full((self.size, self.size, 3), 200, dtype=np.uint8)
+        thumb = Image.fromarray(picture)
+        thumb.thumbnail((self.size, self.size))
+        # Written atomically: another user's request may serve the file meanwhile.
+        return atomic_write_bytes(path, png_bytes(np.asarray(thumb)))
+
+
+def _as_int(value, name: str) -> int:
+    try:
+        return int(round(float(value)))
+    except (TypeError, ValueError):
+        raise gr.Error(f"{name} must be a number, got {value!r}") from None
+
+
+def _hidden_set(hidden: Iterable | None) -> set[int]:
+    return {int(v) for v in hidden or []}
+
+
+def _brush(label_set: LabelSet, selected: int = 0) -> gr.Brush:
+    ids, colours = editing.paint_ids(label_set)
+    hexes = [hex_colour(c) for c in colours]
+    default = hexes[list(ids).index(selected)] if selected in ids else hexes[0]
+    return gr.Brush(colors=hexes, default_color=default, color_mode="fixed")
+
+
+def build_demo(settings: Settings | None = None, predictors: Predictors | None = None) -> gr.Blocks:
+    """Assemble the app.
+
+    Args:
+        settings: App settings (defaults: :class:`Settings`).
+        predictors: Checkpoints and loaded models; default: from ``settings``.
+
+    Returns:
+        The ``gr.Blocks`` (queued; call ``launch`` on it, see :func:`launch_kwargs`).
+    """
+    settings = settings or Settings()
+    predictors = predictors or Predictors(settings.checkpoints_dir, settings.checkpoint, settings.device)
+    corrections_dir = Path(settings.corrections_dir)
+    thumbnails = Thumbnails()
+    scratch = Scratch()
+    examples = _example_paths()
+    if examples:
+        # Served as they are (never copied or moved), and accepted back as input when picked.
+        gr.set_static_paths([EXAMPLES_DIR])
+
+    def start_label_set() -> LabelSet:
+        choice = predictors.default()
+        if choice:
+            try:
+                return get_label_set(read_metadata(choice)["label_set"])
+            except (CheckpointError, KeyError):
+                pass
+        return get_label_set(DEFAULT_LABEL_SET)
+
+    initial_set = start_label_set()
+
+    # ---- shared helpers -------------------------------------------------------------
+
+    def status_text(session: Session | None) -> str:
+        if session is None:
+            return "No photo yet."
+        n = session.changed_pixels
+        share = 100 * n / max(1, session.labels.size)
+        h, w = session.labels.shape
+        if not session.unsaved:
+            saved = f"saved as `{session.parent}`"
+        else:
+            saved = "not saved yet" if session.parent is None else "unsaved changes"
+        return (
+            f"**{n:,} pixels changed** from the proposal ({share:.2f}%) · {len(session.history)} undo step(s) · "
+            f"{saved} · working size {w}x{h}"
+        )
+
+    def views(session: Session, opacity: float, hidden):
+        """The outputs every edit refreshes (see ``view_outputs``): the overlay download is also what is shown."""
+        files = [str(p) for p in write_downloads(session, opacity, _hidden_set(hidden), scratch.new())]
+        picture = files[2]
+        editor_value = {"background": picture, "layers": [], "composite": None}
+        return session, picture, editor_value, legend_html(session, session.label_set), files, status_text(session)
+
+    def warn_if_discarding(session: Session | None) -> None:
+        if session is not None and session.unsaved and len(session.history):
+            gr.Warning(f"The unsaved edits of {session.source.name or 'the previous photo'} were discarded.")
+
+    def require(session: Session | None) -> Session:
+        if session is None:
+            raise gr.Error("Parse a photo (or reopen a saved correction) first.")
+        return session
+
+    def label_set_updates(label_set: LabelSet, hidden) -> tuple:
+        """New choices for the label dropdown, the hidden-labels checkboxes and the brush."""
+        keep = [v for v in _hidden_set(hidden) if v < label_set.num_ids or v == IGNORE_INDEX]
+        return (
+            gr.Dropdown(choices=label_choices(label_set)),
+            gr.CheckboxGroup(choices=label_choices(label_set), value=keep),
+            _brush(label_set),
+        )
+
+    # ---- handlers --------------------------------------------------------------------
+
+    # Gradio finds the progress tracker by this default value, hence the call in the signature.
+    def parse(upload, checkpoint, multiscale, flip, opacity, hidden, session, progress=gr.Progress()):  # noqa: B008
+        """Read the photo, run the model and start a new session from its proposal."""
+        if not upload:
+            gr.Warning("Upload a photo first.")
+            return (gr.skip(),) * 10
+        progress(0.05, desc="Reading the photo")
+        name = Path(upload).name
+        try:
+            full, source = read_upload(upload, name=name)
+        except ImageError as err:
+            message = f"**Could not use this file:** {err}. Nothing was changed."
+            gr.Warning(str(err))
+            return (gr.skip(),) * 9 + (message,)
+        h, w = full.shape[:2]
+        size = editing.working_size(h, w, settings.max_side)
+        image = editing.resize_image(full, size)
+        notes = list(source.notes)
+        if size != (h, w):
+            notes.append(
+                f"{w}x{h} is larger than {settings.max_side} px: parsed and edited at {size[1]}x{size[0]}; "
+                "saving stores the full-resolution image with the labels enlarged to it"
+            )
+        details = {"multiscale": bool(multiscale), "flip": bool(flip)}
+        try:
+            progress(0.2, desc="Loading the model")
+            folder = predictors.resolve(checkpoint)
+            predictor = predictors.get(folder)
+            progress(0.4, desc=f"Parsing on {predictor.device}")
+            proposal = run_predictor(predictor, image, bool(multiscale), bool(flip))
+            label_set, model = predictor.label_set, predictor.name
+            details |= {"checkpoint": folder, "device": str(predictor.device)}
+        except (FileNotFoundError, CheckpointError) as err:
+            # Without a model the photo can still be labelled by hand from an empty map.
+            gr.Warning(f"No model: {err}")
+            notes.append(f"no model could be used ({err}); starting from an empty (all background) label map")
+            label_set, model = get_label_set(DEFAULT_LABEL_SET), ""
+            proposal = np.zeros(size, dtype=np.uint8)
+        progress(0.9, desc="Drawing")
+        warn_if_discarding(session)
+        session = Session.start(image, source, proposal, label_set, model=model, details=details)
+        message = f"Parsed **{name}**" + (f" with `{model}`." if model else ".")
+        if notes:
+            message += " Notes: " + "; ".join(notes) + "."
+        label_dd, hidden_cb, brush = label_set_updates(label_set, hidden)
+        out = views(session, opacity, hidden)
+        editor_update = gr.ImageEditor(value=out[2], brush=brush)
+        return out[0], out[1], editor_update, out[3], out[4], out[5], label_dd, hidden_cb, gr.skip(), message
+
+    def rerender(session, opacity, hidden):
+        """Redraw the overlay (opacity / hidden labels changed); the editor keeps its strokes."""
+        if session is None:
+            return gr.skip(), gr.skip()
+        files = [str(p) for p in write_downloads(session, opacity, _hidden_set(hidden), scratch.new())]
+        return files[2], files
+
+    def record_click(evt: gr.SelectData):
+        x, y = evt.index
+        return int(x), int(y)
+
+    def apply_click(session, x, y, tool, label, tolerance, opacity, hidden):
+        """Apply a click tool at pixel (x, y) of the working image."""
+        session = require(session)
+        x, y = _as_int(x, "x"), _as_int(y, "y")
+        h, w = session.labels.shape
+        if not (0 <= x < w and 0 <= y < h):
+            raise gr.Error(f"({x}, {y}) lies outside the {w}x{h} image")
+        if tool == "Pick label":
+            value = int(session.labels[y, x])
+            gr.Info(f"Picked {label_name(session.label_set, value)}")
+            brush = gr.ImageEditor(brush=_brush(session.label_set, value))
+            return gr.skip(), gr.skip(), brush, gr.skip(), gr.skip(), gr.skip(), value
+        value = _as_int(label, "label")
+        if value not in editing.paint_ids(session.label_set)[0]:
+            raise gr.Error(f"{value} is not a label of {session.label_set.name}")
+        if tool == "Relabel region":
+            mask = editing.connected_region(session.labels, x, y)
+        elif tool == "Flood fill (similar colour)":
+            mask = editing.colour_region(session.image, x, y, _as_int(tolerance, "tolerance"))
+        else:
+            raise gr.Error(f"unknown tool {tool!r}; choose one of {', '.join(TOOLS)}")
+        new = session.labels.copy()
+        new[mask] = value
+        changed = session.edit(new, f"{tool} at ({x}, {y})")
+        if not changed:
+            gr.Info("Nothing changed: that region already has this label.")
+        return views(session, opacity, hidden) + (gr.skip(),)
+
+    def strokes(session, editor_value, opacity, hidden, snap: bool):
+        session = require(session)
+        layers = [np.asarray(layer) for layer in (editor_value or {}).get("layers") or []]
+        if not layers:
+            gr.Info("Paint on the image first: nothing to apply.")
+            return (gr.skip(),) * 6
+        h, w = session.labels.shape
+        new = session.labels
+        for layer in layers:
+            if layer.ndim != 3 or layer.shape[2] != 4:
+                raise gr.Error(f"the editor sent a layer of shape {layer.shape}; expected RGBA")
+            if layer.shape[:2] != (h, w):
+                gr.Warning(
+                    f"The painted layer is {layer.shape[1]}x{layer.shape[0]} but the image {w}x{h}; "
+                    "it was scaled to fit."
+                )
+                layer = editing.resize_labels(layer, (h, w))
+            if snap:
+                new = editing.apply_strokes_snapped(new, session.image, layer, session.label_set)
+            else:
+                new = editing.apply_strokes(new, layer, session.label_set)
+        changed = session.edit(new, "snapped strokes" if snap else "strokes")
+        if not changed:
+            gr.Info("The strokes changed no label.")
+        return views(session, opacity, hidden)
+
+    def apply_strokes(session, editor_value, opacity, hidden):
+        """Set every painted pixel to the label of its (snapped) brush colour."""
+        return strokes(session, editor_value, opacity, hidden, snap=False)
+
+    def snap_strokes(session, editor_value, opacity, hidden):
+        """Like apply_strokes, but each colour's strokes are first fitted to image edges (GrabCut)."""
+        return strokes(session, editor_value, opacity, hidden, snap=True)
+
+    def undo(session, opacity, hidden):
+        """Undo the last edit."""
+        session = require(session)
+        if session.undo() is None:
+            gr.Info("Nothing to undo.")
+        return views(session, opacity, hidden)
+
+    def redo(session, opacity, hidden):
+        """Redo the last undone edit."""
+        session = require(session)
+        if session.redo() is None:
+            gr.Info("Nothing to redo.")
+        return views(session, opacity, hidden)
+
+    def reset(session, opacity, hidden):
+        """Go back to the model's proposal (undoable)."""
+        session = require(session)
+        session.reset()
+        return views(session, opacity, hidden)
+
+    def gallery_items() -> tuple[list[tuple[str, str]], list[str]]:
+        records = list_corrections(corrections_dir)[:GALLERY_SIZE]
+        items, ids = [], []
+        for meta in records:
+            thumb = thumbnails.get(corrections_dir, meta)
+            when = str(meta.get("created", ""))[:19].replace("T", " ")
+            items.append((str(thumb), f"{meta['id']} · {when} · {meta.get('edited_pixels', 0):,} px edited"))
+            ids.append(meta["id"])
+        return items, ids
+
+    def save(session):
+        """Write the image, the label map and the metadata as a new correction record."""
+        session = require(session)
+        if not session.unsaved:
+            gr.Info(f"Nothing changed since this was saved as {session.parent}; not saved again.")
+            return (gr.skip(),) * 4 + (status_text(session),)
+        try:
+            record_id = session.save(corrections_dir)
+        except (ValueError, OSError) as err:
+            logger.warning("saving to %s failed: %s", corrections_dir, err)
+            gr.Warning(f"Not saved: {err}")
+            return gr.skip(), gr.skip(), gr.skip(), f"**Not saved:** {err}", status_text(session)
+        logger.info("saved correction %s (%d pixels changed) in %s", record_id, session.changed_pixels, corrections_dir)
+        gr.Info(f"Saved correction {record_id}")
+        items, ids = gallery_items()
+        where = corrections_dir.resolve()
+        return session, items, ids, f"Saved as `{record_id}` in `{where}`.", status_text(session)
+
+    def refresh_gallery():
+        """List the saved corrections (newest first)."""
+        items, ids = gallery_items()
+        return items, ids
+
+    def select_record(ids, evt: gr.SelectData):
+        index = evt.index if isinstance(evt.index, int) else evt.index[0]
+        return ids[index] if 0 <= index < len(ids) else gr.skip()
+
+    def reopen(record_id, opacity, hidden, session):
+        """Continue editing a saved correction; saving again writes a new record with it as parent."""
+        record_id = (record_id or "").strip()
+        if not record_id:
+            gr.Warning("Choose a saved correction first.")
+            return (gr.skip(),) * 10
+        try:
+            reopened = open_correction(corrections_dir, record_id, max_side=settings.max_side)
+        except (FileNotFoundError, ValueError, OSError) as err:
+            gr.Warning(f"Cannot reopen {record_id}: {err}")
+            return (gr.skip(),) * 9 + (f"**Cannot reopen `{record_id}`:** {err}. Nothing was changed.",)
+        warn_if_discarding(session)
+        session = reopened
+        label_dd, hidden_cb, brush = label_set_updates(session.label_set, hidden)
+        out = views(session, opacity, hidden)
+        editor_update = gr.ImageEditor(value=out[2], brush=brush)
+        message = f"Reopened `{record_id}`; saving writes a new record with this one as its parent."
+        if session.downscaled:
+            h, w = session.source.size
+            message += f" It is {w}x{h}: edited at {session.image.shape[1]}x{session.image.shape[0]}."
+        return out[0], out[1], editor_update, out[3], out[4], out[5], label_dd, hidden_cb, gr.skip(), message
+
+    def export():
+        """Zip the whole corrections folder (images/, labels/, meta/)."""
+        if not list_corrections(corrections_dir):
+            gr.Warning(f"No saved corrections in {corrections_dir} yet.")
+            return gr.skip()
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        dest = scratch.new() / f"corrections-{stamp}.zip"
+        return str(export_zip(corrections_dir, dest))
+
+    def refresh_checkpoints(current):
+        """Re-scan the checkpoints folder (new fine-tuned checkpoints appear without a restart)."""
+        choices = predictors.choices()
+        folders = [folder for _, folder in choices]
+        value = current if current in folders else (folders[0] if folders else None)
+        return gr.Dropdown(choices=choices, value=value), model_status()
+
+    def model_status() -> str:
+        problem = predictors.problem()
+        device = f"Device: **{predictors.device_description()}**."
+        if problem:
+            return f"⚠️ **{problem}** You can still label photos by hand and reopen saved corrections. {device}"
+        return device
+
+    def brush_for(session, value):
+        """Make the chosen label the brush colour, so the dropdown drives both the click tools and the brush."""
+        label_set = session.label_set if session is not None else initial_set
+        try:
+            return gr.ImageEditor(brush=_brush(label_set, int(value)))
+        except (TypeError, ValueError):
+            return gr.skip()
+
+    def pick_example(evt: gr.SelectData):
+        index = evt.index if isinstance(evt.index, int) else evt.index[0]
+        return str(examples[index]) if 0 <= index < len(examples) else gr.skip()
+
+    # ---- layout ----------------------------------------------------------------------
+
+    # Gradio's cache of served files is pruned hourly, so a long-running server keeps a bounded disk.
+    with gr.Blocks(title="SSFNet human parsing", delete_cache=(3600, 3600)) as demo:
+        session_state = gr.State(None)
+        record_ids = gr.State([])
+        gr.Markdown(INTRO)
+        model_md = gr.Markdown(model_status(), elem_id="model-status")
+        message = gr.Markdown("", elem_id="message")
+        with gr.Row():
+            with gr.Column(scale=2, min_width=280):
+                upload = gr.File(label="Photo", file_types=["image"], type="filepath", elem_id="upload")
+                if examples:
+                    example_gallery = gr.Gallery(
+                        value=[(np.asarray(Image.open(p).convert("RGB").resize((96, 144))), p.stem) for p in examples],
+                        label="Examples (click one)",
+                        columns=len(examples),
+                        height=150,
+                        object_fit="cover",
+                        allow_preview=False,
+                        format="png",
+                        elem_id="examples",
+                    )
+                parse_btn = gr.Button("Parse", variant="primary", elem_id="parse")
+                with gr.Accordion("Model options", open=False):
+                    checkpoint = gr.Dropdown(
+                        choices=predictors.choices(), value=predictors.default(), label="Checkpoint"
+                    )
+                    refresh_ckpt = gr.Button("Refresh checkpoint list", size="sm")
+                    multiscale = gr.Checkbox(False, label="Multi-scale (slower, usually better)")
+                    flip = gr.Checkbox(False, label="Also parse the mirrored image (flip)")
+                opacity = gr.Slider(0.0, 1.0, value=0.55, step=0.05, label="Overlay opacity")
+                legend = gr.HTML(legend_html(None, initial_set), label="Legend", elem_id="legend")
+                with gr.Accordion("Show / hide labels", open=False):
+                    hidden = gr.CheckboxGroup(
+                        choices=label_choices(initial_set), value=[0], label="Hidden in the overlay"
+                    )
+            with gr.Column(scale=5):
+                status = gr.Markdown(status_text(None), elem_id="status")
+                label = gr.Dropdown(
+                    choices=label_choices(initial_set),
+                    value=0,
+                    label="Label to apply (click tools and brush colour)",
+                    elem_id="label",
+                )
+                with gr.Tabs():
+                    with gr.Tab("Overlay & click tools", id="view"):
+                        view = gr.Image(
+                            label="Overlay (click to apply the click tool)",
+                            type="numpy",
+                            format="png",
+                            interactive=False,
+                            height=600,
+                            elem_id="overlay",
+                        )
+                        with gr.Row():
+                            # Picking is the default: a stray click must not change labels.
+                            tool = gr.Radio(list(TOOLS), value=TOOLS[0], label="Click tool", scale=2, elem_id="tool")
+                            tolerance = gr.Slider(0, 128, value=24, step=1, label="Flood-fill colour tolerance")
+                        with gr.Row():
+                            click_x = gr.Number(label="x", precision=0, minimum=0)
+                            click_y = gr.Number(label="y", precision=0, minimum=0)
+                            apply_click_btn = gr.Button("Apply at x, y", size="sm")
+                    with gr.Tab("Paint labels", id="paint"):
+                        gr.Markdown(
+                            "Brush colours are the label colours (see the legend); each painted pixel becomes "
+                            "exactly one label. The eraser removes paint not yet applied. Apply strokes before "
+                            "using the click tools: other edits redraw this canvas."
+                        )
+                        editor = gr.ImageEditor(
+                            type="numpy",
+                            image_mode="RGBA",
+                            format="png",
+                            sources=(),
+                            transforms=(),
+                            layers=False,
+                            brush=_brush(initial_set),
+                            eraser=gr.Eraser(),
+                            label="Paint labels",
+                            height=640,
+                            elem_id="editor",
+                        )
+                        with gr.Row():
+                            apply_btn = gr.Button("Apply strokes", variant="primary", elem_id="apply-strokes")
+                            snap_btn = gr.Button("Apply strokes snapped to edges (GrabCut)")
+                with gr.Row():
+                    undo_btn = gr.Button("↶ Undo", elem_id="undo")
+                    redo_btn = gr.Button("↷ Redo", elem_id="redo")
+                    reset_btn = gr.Button("Reset to proposal", elem_id="reset")
+                    save_btn = gr.Button("Save correction", variant="primary", elem_id="save")
+                downloads = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="downloads")
+                with gr.Accordion("Saved corrections", open=False):
+                    gr.Markdown(f"Folder: `{corrections_dir.resolve()}`")
+                    gallery = gr.Gallery(
+                        label="Saved corrections (newest first)",
+                        columns=6,
+                        height=300,
+                        fit_columns=False,
+                        object_fit="contain",
+                        allow_preview=False,
+                        format="png",
+                        elem_id="gallery",
+                    )
+                    with gr.Row():
+                        record_id = gr.Textbox(label="Correction id", scale=3, elem_id="record-id")
+                        reopen_btn = gr.Button("Reopen for editing")
+                        refresh_btn = gr.Button("Refresh list")
+                    with gr.Row():
+                        export_btn = gr.Button("Export all as zip")
+                        export_file = gr.File(label="Zip of the corrections folder", interactive=False)
+
+        view_outputs = [session_state, view, editor, legend, downloads, status]
+        start_outputs = view_outputs + [label, hidden, upload, message]
+
+        parse_event = dict(
+            fn=parse,
+            inputs=[upload, checkpoint, multiscale, flip, opacity, hidden, session_state],
+            outputs=start_outputs,
+            # Model runs share one limit, so a busy CPU/GPU queues parses instead of thrashing.
+            concurrency_limit=settings.concurrency,
+            concurrency_id="model",
+        )
+        parse_btn.click(api_name="parse", **parse_event)
+        upload.upload(api_visibility="private", **parse_event)
+        if examples:
+            example_gallery.select(pick_example, None, upload, api_visibility="private").then(
+                api_visibility="private", **parse_event
+            )
+        opacity.release(rerender, [session_state, opacity, hidden], [view, downloads], api_name="rerender")
+        hidden.input(rerender, [session_state, opacity, hidden], [view, downloads], api_visibility="private")
+
+        click_inputs = [session_state, click_x, click_y, tool, label, tolerance, opacity, hidden]
+        view.select(record_click, None, [click_x, click_y], api_visibility="private").then(
+            apply_click, click_inputs, view_outputs + [label], api_name="click_select", api_visibility="private"
+        )
+        apply_click_btn.click(apply_click, click_inputs, view_outputs + [label], api_name="apply_click")
+
+        label.input(brush_for, [session_state, label], editor, api_visibility="private")
+        paint_inputs = [session_state, editor, opacity, hidden]
+        apply_btn.click(apply_strokes, paint_inputs, view_outputs, api_name="apply_strokes")
+        snap_btn.click(snap_strokes, paint_inputs, view_outputs, api_name="snap_strokes")
+        undo_btn.click(undo, [session_state, opacity, hidden], view_outputs, api_name="undo")
+        redo_btn.click(redo, [session_state, opacity, hidden], view_outputs, api_name="redo")
+        reset_btn.click(reset, [session_state, opacity, hidden], view_outputs, api_name="reset")
+
+        save_btn.click(save, [session_state], [session_state, gallery, record_ids, message, status], api_name="save")
+        refresh_btn.click(refresh_gallery, None, [gallery, record_ids], api_name="list_corrections")
+        gallery.select(select_record, [record_ids], record_id, api_visibility="private")
+        reopen_btn.click(reopen, [record_id, opacity, hidden, session_state], start_outputs, api_name="reopen")
+        export_btn.click(export, None, export_file, api_name="export_zip")
+        refresh_ckpt.click(refresh_checkpoints, [checkpoint], [checkpoint, model_md], api_name="checkpoints")
+        demo.load(refresh_checkpoints, [checkpoint], [checkpoint, model_md], api_visibility="private")
+        demo.load(refresh_gallery, None, [gallery, record_ids], api_visibility="private")
+    demo.queue(default_concurrency_limit=4)
+    return demo
+
+
+def launch_kwargs(settings: Settings) -> dict:
+    """Keyword arguments of ``demo.launch`` for ``settings``."""
+    return {
+        "server_name": settings.host,
+        "server_port": settings.port,
+        "share": settings.share,
+        "max_file_size": settings.max_file_size,
+        "show_error": True,
+    }

@@ -1,0 +1,307 @@
+"""The launched app driven through gradio_client: parse, edit, save, reopen, export, bad input, several users.
+
+The model is a randomly initialised SSFNet-lite saved to a temporary folder: its
+labels are arbitrary but deterministic, which is all these tests need.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image
+
+from demo.settings import Settings
+from demo.ui import build_demo
+from ssfnet import build_model, save_checkpoint
+from ssfnet.labels import get_label_set
+
+REPO = Path(__file__).resolve().parents[1]
+PHOTO = REPO / "assets" / "examples" / "ccp_0046.jpg"
+OTHER_PHOTO = REPO / "assets" / "examples" / "ccp_0757.jpg"
+LIP = get_label_set("lip-20")
+UPPER, SKIN = LIP.id_of("upper-clothes"), LIP.id_of("skin")
+VIEW = (0.5, [0])  # opacity, hidden labels
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_tiny_checkpoint(folder: Path) -> Path:
+    torch.manual_seed(0)
+    model = build_model("ssfnet_lite", LIP.num_classes)
+    return save_checkpoint(model, folder, variant="ssfnet_lite", label_set="lip-20", dtype=torch.float16)
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    """The app on a free localhost port with one tiny checkpoint; yields its settings and URL."""
+    root = tmp_path_factory.mktemp("app")
+    write_tiny_checkpoint(root / "checkpoints" / "tiny")
+    settings = Settings(
+        port=free_port(),
+        corrections_dir=root / "corrections",
+        checkpoints_dir=root / "checkpoints",
+        checkpoint=root / "checkpoints" / "tiny",
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+        demo = build_demo(settings)
+        demo.launch(server_name="127.0.0.1", server_port=settings.port, prevent_thread_lock=True, quiet=True)
+        try:
+            yield settings, f"http://127.0.0.1:{settings.port}/"
+        finally:
+            demo.close()
+
+
+def connect(url: str) -> Client:
+    return Client(url, verbose=False, analytics_enabled=False)
+
+
+def parse(client: Client, photo: Path = PHOTO, checkpoint=None):
+    """Returns (overlay, editor, legend, downloads, status, label, hidden, upload, message)."""
+    return client.predict(handle_file(str(photo)), checkpoint, False, False, *VIEW, api_name="/parse")
+
+
+def saved_ids(settings: Settings) -> set[str]:
+    return {p.stem for p in (settings.corrections_dir / "meta").glob("*.json")}
+
+
+def label_map(downloads: list[str]) -> np.ndarray:
+    path = next(p for p in downloads if p.endswith("_labels.png"))
+    with Image.open(path) as im:
+        assert im.mode == "P"
+        return np.array(im)
+
+
+def summary_of(downloads: list[str]) -> dict:
+    return json.loads(Path(next(p for p in downloads if p.endswith("_summary.json"))).read_text())
+
+
+def test_parse_edit_undo_save_reopen_and_export(app, tmp_path):
+    settings, url = app
+    earlier = saved_ids(settings)
+    client = connect(url)
+    overlay, _, legend, downloads, status, *_, message = parse(client)
+    assert "Parsed" in message and "tiny" in message and "0 pixels changed" in status
+    proposal = label_map(downloads)
+    photo = np.array(Image.open(PHOTO))
+    assert proposal.shape == photo.shape[:2] and np.array(Image.open(overlay)).shape == photo.shape
+    LIP.validate(proposal)
+    info = summary_of(downloads)
+    assert info["model"] == "tiny" and info["checkpoint"].endswith("tiny") and info["label_set"] == "lip-20"
+    assert sum(c["pixels"] for c in info["classes"]) == proposal.size
+    assert {c["id"] for c in info["classes"]} == set(np.unique(proposal).tolist())
+    assert LIP.names[int(np.bincount(proposal.ravel()).argmax())] in legend
+    assert sorted(Path(p).name for p in downloads) == [
+        "ccp_0046_colour.png",
+        "ccp_0046_labels.png",
+        "ccp_0046_overlay.png",
+        "ccp_0046_summary.json",
+    ]
+
+    # Click tool: relabel the region under (5, 5) as the coarse label "skin".
+    expected = proposal.copy()
+    region = cv2.floodFill(proposal.copy(), None, (5, 5), 0, 0, 0, 4 | cv2.FLOODFILL_MASK_ONLY | (1 << 8))[2]
+    expected[region[1:-1, 1:-1].astype(bool)] = SKIN
+    *_, downloads, status, _ = client.predict(5, 5, "Relabel region", SKIN, 24, *VIEW, api_name="/apply_click")
+    np.testing.assert_array_equal(label_map(downloads), expected)
+
+    # Brush: an antialiased upper-clothes stroke sent as the editor's RGBA layer.
+    layer = np.zeros((*proposal.shape, 4), np.uint8)
+    colour = tuple(int(c) for c in LIP.colour_lut()[UPPER])
+    cv2.line(layer, (100, 300), (400, 500), (*colour, 255), thickness=25, lineType=cv2.LINE_AA)
+    Image.fromarray(layer).save(tmp_path / "layer.png")
+    editor = {"background": handle_file(overlay), "layers": [handle_file(str(tmp_path / "layer.png"))]}
+    *_, downloads, status = client.predict({**editor, "composite": None}, *VIEW, api_name="/apply_strokes")
+    after_stroke = expected.copy()
+    after_stroke[layer[..., 3] >= 128] = UPPER
+    np.testing.assert_array_equal(label_map(downloads), after_stroke)
+    changed = int((after_stroke != proposal).sum())
+    assert f"{changed:,} pixels changed" in status
+
+    *_, downloads, status = client.predict(*VIEW, api_name="/undo")
+    np.testing.assert_array_equal(label_map(downloads), expected)
+    *_, downloads, status = client.predict(*VIEW, api_name="/redo")
+    np.testing.assert_array_equal(label_map(downloads), after_stroke)
+
+    _, message, status = client.predict(api_name="/save")
+    (record,) = saved_ids(settings) - earlier
+    assert record in message and "saved as" in status
+    meta = json.loads((settings.corrections_dir / "meta" / f"{record}.json").read_text())
+    assert meta["model"] == "tiny" and meta["edited_pixels"] == changed and meta["parent"] is None
+    assert meta["label_set"] == "lip-20" and meta["source_name"] == "ccp_0046.jpg"
+    with Image.open(settings.corrections_dir / "labels" / f"{record}.png") as im:
+        np.testing.assert_array_equal(np.array(im), after_stroke)
+    assert (settings.corrections_dir / "images" / f"{record}.jpg").read_bytes() == PHOTO.read_bytes()
+
+    # Saving unchanged labels again writes nothing.
+    client.predict(api_name="/save")
+    assert saved_ids(settings) - earlier == {record}
+
+    gallery = client.predict(api_name="/list_corrections")
+    assert any(record in item["caption"] for item in gallery)
+
+    # Reopen in a fresh session, edit, save: a new record whose parent is the first.
+    other = connect(url)
+    *_, downloads, status, _, _, _, message = other.predict(record, *VIEW, api_name="/reopen")
+    assert "Reopened" in message
+    np.testing.assert_array_equal(label_map(downloads), after_stroke)
+    with pytest.raises(AppError, match="outside the 550x823 image"):
+        other.predict(600, 5, "Relabel region", 0, 24, *VIEW, api_name="/apply_click")
+    other.predict(540, 810, "Flood fill (similar colour)", LIP.id_of("hat"), 30, *VIEW, api_name="/apply_click")
+    other.predict(api_name="/save")
+    new = saved_ids(settings) - earlier
+    metas = [json.loads((settings.corrections_dir / "meta" / f"{i}.json").read_text()) for i in new]
+    assert len(metas) == 2 and [m["parent"] for m in metas if m["id"] != record] == [record]
+
+    archive = client.predict(api_name="/export_zip")
+    with zipfile.ZipFile(archive) as zf:
+        names = set(zf.namelist())
+    assert {f"labels/{m['id']}.png" for m in metas} | {f"meta/{m['id']}.json" for m in metas} <= names
+
+
+def test_bad_uploads_give_a_message_and_keep_the_work(app, tmp_path):
+    _, url = app
+    client = connect(url)
+    parse(client)
+    *_, status_before = client.predict(5, 5, "Relabel region", SKIN, 24, *VIEW, api_name="/apply_click")[:5]
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(PHOTO.read_bytes()[:3000])
+    tiny = tmp_path / "dot.png"
+    Image.new("RGB", (1, 1)).save(tiny)
+    for path, reason in [(bad, "corrupt or truncated"), (tiny, "only 1x1 pixels")]:
+        out = parse(client, path)
+        assert "Could not use this file" in out[-1] and reason in out[-1] and path.name in out[-1]
+    # The earlier edit is still there: undo takes it back.
+    *_, status = client.predict(*VIEW, api_name="/undo")
+    assert "0 pixels changed" in status and status_before != status
+
+
+def test_large_photos_are_parsed_at_the_working_size_and_saved_at_full_size(app, tmp_path):
+    settings, url = app
+    big = tmp_path / "big.jpg"
+    Image.open(PHOTO).resize((2200, 3292)).save(big, quality=90)
+    client = connect(url)
+    *_, downloads, status, _, _, _, message = parse(client, big)
+    assert "larger than 1600 px" in message and "working size 1069x1600" in status
+    assert label_map(downloads).shape == (1600, 1069)
+    _, message, _ = client.predict(api_name="/save")
+    record = message.split("`")[1]
+    with Image.open(settings.corrections_dir / "labels" / f"{record}.png") as im:
+        assert im.size == (2200, 3292)
+    assert (settings.corrections_dir / "images" / f"{record}.jpg").read_bytes() == big.read_bytes()
+
+
+def test_users_have_separate_sessions(app):
+    _, url = app
+    alice, bob = connect(url), connect(url)
+    parse(alice)
+    parse(bob, OTHER_PHOTO)
+    assert "0 pixels changed" not in alice.predict(5, 5, "Relabel region", SKIN, 24, *VIEW, api_name="/apply_click")[4]
+    bob_status = bob.predict(540, 5, "Relabel region", UPPER, 24, *VIEW, api_name="/apply_click")[4]
+    assert "0 pixels changed" not in bob_status and "550x825" in bob_status
+    alice_status = alice.predict(*VIEW, api_name="/undo")[4]
+    assert "0 pixels changed" in alice_status and "550x823" in alice_status
+    assert bob.predict(*VIEW, api_name="/redo")[4] == bob_status  # Alice's undo left Bob's history alone
+
+
+def test_checkpoints_added_later_are_offered_without_restart(app):
+    settings, url = app
+    client = connect(url)
+    shutil.copytree(settings.checkpoints_dir / "tiny", settings.checkpoints_dir / "tuned")
+    try:
+        choices, _ = client.predict(None, api_name="/checkpoints")
+        downloads = parse(client, checkpoint=str((settings.checkpoints_dir / "tuned").resolve()))[3]
+        assert summary_of(downloads)["model"] == "tuned"
+    finally:
+        shutil.rmtree(settings.checkpoints_dir / "tuned")
+    assert "tuned" in json.dumps(choices)
+
+
+def test_snapped_strokes_follow_image_edges(app, tmp_path):
+    _, url = app
+    client = connect(url)
+    overlay, *_ = parse(client)
+    before = label_map(client.predict(*VIEW, api_name="/reset")[3])
+    layer = np.zeros((*before.shape, 4), np.uint8)
+    layer[200:320, 150:300] = (*LIP.colour_lut()[UPPER], 255)
+    Image.fromarray(layer).save(tmp_path / "rough.png")
+    editor = {"background": handle_file(overlay), "layers": [handle_file(str(tmp_path / "rough.png"))]}
+    downloads = client.predict({**editor, "composite": None}, *VIEW, api_name="/snap_strokes")[3]
+    after = label_map(downloads)
+    changed = after != before
+    assert changed.any() and set(np.unique(after[changed])) == {UPPER}
+    # Snapping moves the boundary: the result is not simply the painted rectangle.
+    assert not np.array_equal(after == UPPER, (layer[..., 3] > 0) | (before == UPPER))
+
+
+def test_app_without_a_model_still_parses_by_hand_and_saves(tmp_path):
+    settings = Settings(
+        port=free_port(),
+        corrections_dir=tmp_path / "corrections",
+        checkpoints_dir=tmp_path / "no-checkpoints",
+        checkpoint=tmp_path / "missing-checkpoint",
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+        demo = build_demo(settings)
+        demo.launch(server_name="127.0.0.1", server_port=settings.port, prevent_thread_lock=True, quiet=True)
+        try:
+            client = connect(f"http://127.0.0.1:{settings.port}/")
+            _, status = client.predict(None, api_name="/checkpoints")
+            assert "No model is available" in status and "missing-checkpoint" in status
+            *_, downloads, status, _, _, _, message = parse(client)
+            assert "no model could be used" in message
+            assert (label_map(downloads) == 0).all()
+            client.predict(5, 5, "Flood fill (similar colour)", SKIN, 40, *VIEW, api_name="/apply_click")
+            client.predict(api_name="/save")
+            (meta,) = [json.loads(p.read_text()) for p in (settings.corrections_dir / "meta").glob("*.json")]
+            assert meta["model"] == "" and meta["edited_pixels"] > 0
+        finally:
+            demo.close()
+
+
+def test_app_py_starts_without_a_model(tmp_path):
+    port = free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "SSFNET_CHECKPOINT": str(tmp_path / "missing"),
+        "SSFNET_CORRECTIONS_DIR": str(tmp_path / "corrections"),
+    }
+    args = [sys.executable, "app.py", "--port", str(port), "--checkpoints-dir", str(tmp_path)]
+    proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+                    assert response.status == 200
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"app.py did not serve the page:\n{proc.communicate(timeout=10)[0]}")
+                time.sleep(0.5)
+    finally:
+        proc.terminate()
+        output = proc.communicate(timeout=30)[0]
+    assert "starting without a model" in output and "missing" in output
