@@ -70,8 +70,11 @@ def read_image(source: str | Path | bytes, *, max_pixels: int = MAX_IMAGE_PIXELS
         raise
     except FileNotFoundError:
         raise ImageError(f"{what} does not exist") from None
-    except (UnidentifiedImageError, Image.DecompressionBombError) as err:
-        raise ImageError(f"{what} is not an image that can be read ({type(err).__name__})") from None
+    except Image.DecompressionBombError:
+        # Pillow refuses headers far above its own limit before our size check can run.
+        raise ImageError(f"{what} has far too many pixels; the limit is {max_pixels / 1e6:.0f} MP") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{what} is not an image that can be read") from None
     except (OSError, SyntaxError, ValueError) as err:
         raise ImageError(f"{what} is corrupt or truncated: {err}") from None
 

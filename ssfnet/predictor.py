@@ -201,7 +201,7 @@ class Predictor:
             labels = acc.argmax(0).to(torch.uint8).cpu().numpy()
             h, w = im.shape[:2]
             if labels.shape != (h, w):
-                labels = cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
+                labels = cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST_EXACT)
             results.append(labels)
         return results
 

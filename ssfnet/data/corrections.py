@@ -30,9 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from ssfnet.data.layouts import ParsingDataset, Transform, label_conversion
+from ssfnet.io import read_image
 from ssfnet.labels import LabelSet, get_label_set
 
 logger = logging.getLogger(__name__)
@@ -331,8 +332,8 @@ def load_correction(root: str | os.PathLike, record_id: str) -> tuple[np.ndarray
     label_path = root / "labels" / f"{record_id}.png"
     if image_path is None or not label_path.is_file():
         raise FileNotFoundError(f"correction {record_id} in {root} lacks its image or label file")
-    with Image.open(image_path) as im:
-        image = np.array(ImageOps.exif_transpose(im).convert("RGB"))
+    # The same decoding as the app's uploads (alpha on white, 16-bit and CMYK converted).
+    image = read_image(image_path, max_pixels=1 << 40)
     with Image.open(label_path) as im:
         if im.mode not in ("P", "L"):
             raise ValueError(f"{label_path}: expected an indexed PNG, got mode {im.mode}")
