@@ -1,0 +1,337 @@
+"""Training: a tiny run end to end, resume, time budget, stop/cancel, init/freeze, config and augmentation."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ssfnet import get_label_set, load_checkpoint
+from ssfnet.checkpoint import load_state_dict
+from train.augment import CopyPaste, Photometric, TrainDataset, remove_people, synthetic_texture
+from train.config import TrainConfig, parse_args
+from train.engine import Schedule, TrainState, poly_factor
+from train.train import main
+
+# Narrow decoder widths: the whole model trains a step in a fraction of a second at 64 px.
+TINY = {
+    "top_channels": 16,
+    "mid_channels": 8,
+    "high_channels": 8,
+    "ppm_bin_channels": 8,
+    "ppm_channels": 16,
+    "aux_channels": 8,
+}
+LIP = get_label_set("lip-20")
+
+
+def write_viton(root: Path, n: int = 16, height: int = 64, width: int = 48, seed: int = 0) -> Path:
+    """A VITON-layout folder of synthetic people: coloured body parts on noise, with their LIP-20 labels."""
+    rng = np.random.default_rng(seed)
+    (root / "image").mkdir(parents=True)
+    (root / "image-parse").mkdir()
+    for i in range(n):
+        label = np.zeros((height, width), np.uint8)
+        x0 = int(rng.integers(4, width // 3))
+        x1 = width - int(rng.integers(4, width // 3))
+        label[4:16, x0 + 4 : x1 - 4] = 13  # face
+        label[16:40, x0:x1] = 5  # upper clothes
+        label[16:40, max(0, x0 - 4) : x0] = 14  # left arm
+        label[16:40, x1 : x1 + 4] = 15  # right arm
+        label[40:, x0:x1] = 9  # pants
+        image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8) // 4
+        colours = np.array(LIP.palette, np.uint8)
+        image[label > 0] = colours[label[label > 0]]
+        stem = f"{i:06d}_0"
+        Image.fromarray(image).save(root / "image" / f"{stem}.jpg", quality=95)
+        parse = Image.fromarray(label, mode="P")
+        parse.putpalette(LIP.palette_bytes())
+        parse.save(root / "image-parse" / f"{stem}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def viton(tmp_path_factory) -> Path:
+    return write_viton(tmp_path_factory.mktemp("data") / "viton")
+
+
+def tiny_config(data: Path, out: Path, **overrides) -> TrainConfig:
+    values = dict(
+        data=[f"viton:{data}"],
+        variant="ssfnet_lite",
+        model_options=dict(TINY),
+        crop_size=64,
+        batch_size=2,
+        epoch_size=6,
+        epochs=2,
+        val_fraction=0.25,
+        workers=0,
+        print_freq=1000,
+        out=str(out),
+        checkpoint_minutes=60.0,
+    )
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def losses(run: Path) -> list[float]:
+    return [json.loads(line)["loss"] for line in (run / "log.jsonl").read_text().splitlines()]
+
+
+def test_tiny_run_writes_loadable_checkpoints_logs_and_plots(viton, tmp_path):
+    out = tmp_path / "run"
+    summary = main(tiny_config(viton, out, copy_paste=0.5, colour_jitter=0.5, blur=0.3, jpeg=0.3))
+    assert summary["status"] == "finished"
+    assert summary["iteration"] == 6  # 2 epochs x 3 steps of 2 images
+    for name in ("last", "best"):
+        model, meta = load_checkpoint(out / name)
+        assert meta["variant"] == "ssfnet_lite" and meta["label_set"] == "lip-20"
+        assert meta["input_size"] == 64
+        with torch.no_grad():
+            assert model(torch.zeros(1, 3, 32, 32, dtype=torch.uint8), aux=False)["out"].shape == (1, 20, 32, 32)
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in records] == list(range(1, 7))
+    assert all(np.isfinite(r["loss"]) and r["loss"] > 0 for r in records)
+    assert records[-1]["lr"] < records[0]["lr"]
+    val = [json.loads(line) for line in (out / "val.jsonl").read_text().splitlines()]
+    assert [v["iteration"] for v in val] == [3, 6]
+    assert summary["best_val_miou"] == pytest.approx(max(v["miou"] for v in val))
+    split = json.loads((out / "split.json").read_text())
+    source = split["sources"][0]
+    assert source["val_count"] == len(source["val_ids"]) > 0
+    assert source["train_count"] + source["val_count"] == 16
+    for png in ("augment_grid.png", "curves.png"):
+        assert Image.open(out / png).size[0] > 100
+    assert 0.0 <= summary["data_wait_fraction"] < 1.0
+
+
+def test_existing_run_needs_resume(viton, tmp_path):
+    out = tmp_path / "run"
+    main(tiny_config(viton, out, epochs=1, augment_grid=False))
+    with pytest.raises(FileExistsError, match="--resume"):
+        main(tiny_config(viton, out, epochs=1, augment_grid=False))
+
+
+def test_resume_reproduces_the_uninterrupted_run(viton, tmp_path):
+    # Batch-level photometric augmentation (as on a GPU) must replay exactly as well.
+    settings = dict(epochs=2, copy_paste=0.5, colour_jitter=0.5, jpeg=0.5, gpu_augment="on", augment_grid=False)
+    whole = main(tiny_config(viton, tmp_path / "whole", **settings))
+    first = main(tiny_config(viton, tmp_path / "split", stop_after_iters=4, **settings))
+    assert first["status"] == "stopped" and first["iteration"] == 4
+    state = json.loads((tmp_path / "split" / "last" / "training_state.json").read_text())
+    assert state["state"]["iteration"] == 4 and state["state"]["step_in_epoch"] == 1
+    second = main(tiny_config(viton, tmp_path / "split", resume=True, **settings))
+    assert second["status"] == whole["status"] == "finished"
+    assert losses(tmp_path / "split") == losses(tmp_path / "whole")
+    a, _ = load_state_dict(tmp_path / "whole" / "last")
+    b, _ = load_state_dict(tmp_path / "split" / "last")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_time_budget_drives_the_poly_schedule(viton, tmp_path):
+    budget_minutes = 0.12
+    # One step per epoch and no validation: a timed run must go on past --epochs.
+    config = tiny_config(
+        viton,
+        tmp_path / "run",
+        max_minutes=budget_minutes,
+        epochs=1,
+        epoch_size=2,
+        val_fraction=0.0,
+        augment_grid=False,
+    )
+    summary = main(config)
+    assert summary["status"] == "finished"
+    assert summary["iteration"] >= 2 and summary["epoch"] >= 2
+    lrs = [json.loads(line)["lr"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert lrs == sorted(lrs, reverse=True)
+    assert lrs[-1] < 0.5 * config.lr  # the schedule ran out with the time
+    assert summary["elapsed_s"] < budget_minutes * 60 + 5
+
+
+def test_schedule_progress_by_iterations_and_by_time():
+    by_iters = Schedule(base_lr=0.01, power=0.9, total_iters=100)
+    assert by_iters.lr(by_iters.progress(TrainState(iteration=0))) == pytest.approx(0.01)
+    assert by_iters.lr(by_iters.progress(TrainState(iteration=50))) == pytest.approx(0.01 * 0.5**0.9)
+    by_time = Schedule(base_lr=0.01, power=0.9, budget_s=100.0, reserve_s=20.0)
+    assert by_time.progress(TrainState(elapsed=40.0)) == pytest.approx(0.5)
+    assert poly_factor(1.2, 0.9) == 0.0
+
+
+def test_stop_file_stops_cleanly_with_a_complete_checkpoint(viton, tmp_path):
+    out = tmp_path / "run"
+    stop_file = tmp_path / "STOP"
+
+    def request_stop() -> None:
+        log = out / "log.jsonl"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if log.exists() and len(log.read_text().splitlines()) >= 2:
+                stop_file.touch()
+                return
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=request_stop)
+    watcher.start()
+    summary = main(tiny_config(viton, out, epochs=50, stop_file=str(stop_file), augment_grid=False))
+    watcher.join()
+    assert summary["status"] == "stopped" and "stop file" in summary["stop_reason"]
+    assert 2 <= summary["iteration"] < 150
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
+    _, meta = load_checkpoint(out / "last")
+    assert meta["iteration"] == summary["iteration"]
+
+
+def test_cancel_event_stops_before_the_first_step(viton, tmp_path):
+    cancel = threading.Event()
+    cancel.set()
+    summary = main(tiny_config(viton, tmp_path / "run", augment_grid=False), cancel=cancel)
+    assert summary["status"] == "stopped" and summary["iteration"] == 0
+
+
+def test_init_checkpoint_with_frozen_backbone_trains_only_the_decoder(viton, tmp_path):
+    main(tiny_config(viton, tmp_path / "base", epochs=1, augment_grid=False))
+    base, _ = load_state_dict(tmp_path / "base" / "last")
+    summary = main(
+        tiny_config(
+            viton,
+            tmp_path / "tuned",
+            variant=None,
+            model_options={},
+            epochs=1,
+            lr=0.05,
+            init_checkpoint=str(tmp_path / "base" / "last"),
+            freeze_backbone=True,
+            augment_grid=False,
+        )
+    )
+    assert summary["variant"] == "ssfnet_lite"
+    tuned, meta = load_state_dict(tmp_path / "tuned" / "last")
+    assert meta["training"]["init_checkpoint"] == str(tmp_path / "base" / "last")
+    backbone = [k for k in base if k.startswith("backbone.")]
+    assert backbone and all(torch.equal(base[k], tuned[k]) for k in backbone)  # BN statistics included
+    assert any(not torch.equal(base[k], tuned[k]) for k in base if k.startswith("head."))
+
+
+def test_torchvision_peer_trains_through_the_same_loop(viton, tmp_path):
+    summary = main(
+        tiny_config(
+            viton,
+            tmp_path / "run",
+            variant="deeplabv3_resnet50",
+            model_options={},
+            epochs=1,
+            epoch_size=2,
+            augment_grid=False,
+        )
+    )
+    assert summary["status"] == "finished" and summary["iteration"] == 1
+    model, meta = load_checkpoint(tmp_path / "run" / "last")
+    assert meta["variant"] == "deeplabv3_resnet50"
+    assert type(model).__name__ == "DeepLabV3"
+
+
+def test_config_file_and_command_line_precedence(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("data: [viton:/a]\nlr: 0.02\ncrop_size: 225\nmodel_options: {high_channels: 16}\n")
+    config = parse_args(["--config", str(path), "--crop-size", "129", "--model-option", "mid_channels=8"])
+    assert config.data == ["viton:/a"]
+    assert config.lr == 0.02  # from the file
+    assert config.crop_size == 129  # the command line wins
+    assert config.model_options == {"high_channels": 16, "mid_channels": 8}
+    assert config.momentum == 0.9 and config.weight_decay == 5e-4 and config.batch_size == 8  # the paper's recipe
+    assert parse_args(["--config", str(path), "--data", "ccp:/b"]).data == ["ccp:/b"]
+    (tmp_path / "bad.json").write_text(json.dumps({"learning_rate": 1}))
+    with pytest.raises(ValueError, match="unknown options"):
+        parse_args(["--config", str(tmp_path / "bad.json")])
+
+
+# ---------------------------------------------------------------------------------------------
+# Augmentation
+
+
+def person_sample(height: int = 80, width: int = 60) -> tuple[np.ndarray, np.ndarray]:
+    label = np.zeros((height, width), np.uint8)
+    label[10:70, 20:40] = 5
+    label[10:70, 16:20] = 14
+    label[10:70, 40:44] = 15
+    image = np.full((height, width, 3), 200, np.uint8)
+    image[label > 0] = (30, 60, 90)
+    return image, label
+
+
+def test_copy_paste_composes_people_with_their_labels():
+    image, label = person_sample()
+    rng = np.random.default_rng(3)
+    paste = CopyPaste(LIP, 96)
+    for _ in range(20):
+        canvas, canvas_label = paste(image, label, lambda r: person_sample(), rng)
+        assert canvas.shape[:2] == canvas_label.shape and max(canvas_label.shape) == 96
+        assert set(np.unique(canvas_label)) <= {0, 5, 14, 15}
+        # Where the labels say "upper clothes" the image shows the person's colour, not the backdrop.
+        clothes = canvas_label == 5
+        if clothes.sum() > 50:
+            inner = clothes & np.roll(clothes, 2, 0) & np.roll(clothes, -2, 0) & np.roll(clothes, 2, 1)
+            inner &= np.roll(clothes, -2, 1)
+            assert np.abs(canvas[inner].astype(int) - (30, 60, 90)).max() <= 2
+
+
+def test_remove_people_and_textures():
+    image, label = person_sample()
+    empty = remove_people(image, label)
+    assert empty.shape == image.shape
+    assert np.abs(empty[label > 0].astype(int) - 200).mean() < 20  # the person is painted over with the backdrop
+    assert np.array_equal(empty[:5], image[:5])  # far from the person nothing changes
+    texture = synthetic_texture(40, 50, np.random.default_rng(0))
+    assert texture.shape == (40, 50, 3) and texture.dtype == np.uint8
+
+
+def test_photometric_is_identity_when_off_and_deterministic_when_on():
+    images = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)
+    assert torch.equal(Photometric()(images, torch.Generator().manual_seed(0)), images)
+    aug = Photometric(jitter=1.0, blur=1.0, jpeg=1.0)
+    a = aug(images, torch.Generator().manual_seed(5))
+    b = aug(images, torch.Generator().manual_seed(5))
+    assert a.dtype == torch.uint8 and a.shape == images.shape
+    assert torch.equal(a, b) and not torch.equal(a, images)
+    # The blur's sigma scales with the image (0.4-1.8 px at 473 px): use a large noise image.
+    noise = torch.randint(0, 256, (2, 3, 473, 473), dtype=torch.uint8)
+    blurred = Photometric(blur=1.0)(noise, torch.Generator().manual_seed(1))
+    # A blur lowers the difference between neighbouring pixels of noise.
+    assert blurred.float().diff(dim=-1).abs().mean() < 0.8 * noise.float().diff(dim=-1).abs().mean()
+
+
+def test_train_dataset_samples_depend_only_on_seed_epoch_and_index():
+    from ssfnet.data import TrainTransform
+
+    class Raw(torch.utils.data.Dataset):
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            return person_sample()
+
+    def make():
+        return TrainDataset(
+            Raw(),
+            TrainTransform(48, (0.5, 1.5), True, LIP),
+            copy_paste=CopyPaste(LIP, 60),
+            copy_paste_prob=0.5,
+            photometric=Photometric(0.5, 0.5, 0.5),
+            seed=7,
+        )
+
+    a, b = make(), make()
+    order = [3, 1, 2]
+    first = [a[i] for i in order]
+    second = [b[i] for i in reversed(order)][::-1]
+    for (ia, la), (ib, lb) in zip(first, second):
+        assert torch.equal(ia, ib) and torch.equal(la, lb)
+    a.set_epoch(1)
+    assert not all(torch.equal(a[i][0], f[0]) for i, f in zip(order, first))

@@ -1,0 +1,335 @@
+"""Training configuration: one dataclass, its argparse parser and optional JSON/YAML config files.
+
+Precedence: the dataclass defaults (or the defaults a caller passes, e.g. a fine-tuning script),
+then the values of ``--config FILE``, then the options given on the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ssfnet import ABLATIONS
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; :func:`train.train.main` takes one of these.
+
+    The defaults are the paper's recipe (Sec. 4.1): SGD with momentum 0.9 and weight decay 5e-4, a
+    poly learning rate (base 0.01, power 0.9), batch 8, 473 x 473 crops, random scale 0.5-1.5,
+    flips that swap left/right classes and the loss weights 0.6 / 0.5 / 0.4.
+    """
+
+    # Data
+    data: list[str] = field(default_factory=list)
+    label_set: str | None = None
+    val_fraction: float = 0.02
+    val_max_images: int | None = 500
+    val_size: int | None = None
+    split_seed: int = 0
+    epoch_size: int | None = None
+    # Model
+    variant: str | None = None
+    ablation: str | None = None
+    model_options: dict = field(default_factory=dict)
+    backbone_weights: str | None = None
+    init_checkpoint: str | None = None
+    freeze_backbone: bool = False
+    sync_bn: bool = False
+    # Optimisation
+    epochs: int = 100
+    max_minutes: float | None = None
+    batch_size: int = 8
+    lr: float = 0.01
+    lr_power: float = 0.9
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    head_lr_mult: float = 1.0
+    loss_weights: tuple[float, float, float] = (0.6, 0.5, 0.4)
+    # Augmentation
+    crop_size: int = 473
+    scale_range: tuple[float, float] = (0.5, 1.5)
+    flip: bool = True
+    copy_paste: float = 0.0
+    colour_jitter: float = 0.0
+    blur: float = 0.0
+    jpeg: float = 0.0
+    gpu_augment: str = "auto"
+    # System
+    device: str = "auto"
+    workers: int = 4
+    amp: str = "auto"
+    channels_last: str = "auto"
+    compile: bool = False
+    seed: int = 0
+    # Run
+    out: str = "runs/train"
+    resume: bool = False
+    checkpoint_minutes: float = 10.0
+    val_every: int = 1
+    print_freq: int = 20
+    tensorboard: bool = False
+    stop_file: str | None = None
+    stop_after_iters: int | None = None
+    augment_grid: bool = True
+
+    def __post_init__(self) -> None:
+        self.loss_weights = tuple(float(w) for w in self.loss_weights)
+        self.scale_range = tuple(float(s) for s in self.scale_range)
+        if len(self.loss_weights) != 3 or len(self.scale_range) != 2:
+            raise ValueError("loss_weights needs 3 values and scale_range 2")
+        if self.ablation is not None and self.ablation not in ABLATIONS:
+            raise ValueError(f"unknown ablation {self.ablation!r}; choose one of {sorted(ABLATIONS)}")
+        if self.batch_size < 2:
+            raise ValueError("batch_size must be at least 2 (the pyramid pooling's 1x1 bin uses batch norm)")
+        for name in ("copy_paste", "blur", "jpeg", "val_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} is a probability/fraction in [0, 1], got {getattr(self, name)}")
+        for name, allowed in (
+            ("gpu_augment", ("auto", "on", "off")),
+            ("amp", ("auto", "bf16", "off")),
+            ("channels_last", ("auto", "on", "off")),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def load_config_file(path: str | Path) -> dict:
+    """Read a ``.json`` or ``.yaml``/``.yml`` file of :class:`TrainConfig` fields.
+
+    Raises:
+        ValueError: the file is not a mapping or names unknown fields.
+    """
+    path = Path(path)
+    text = path.read_text()
+    values = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a mapping of option names to values")
+    values = {k.replace("-", "_"): v for k, v in values.items()}
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown options {unknown}")
+    return values
+
+
+def _model_option(text: str) -> tuple[str, object]:
+    """``key=value`` with a JSON value (``high_channels=32``, ``fusion="hl"``; bare words are strings)."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, raw = text.split("=", 1)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip(), value
+
+
+def _optional_int(text: str) -> int | None:
+    return None if text.lower() in ("none", "all") else int(text)
+
+
+def get_args_parser(
+    defaults: TrainConfig | None = None, *, prog: str | None = None, description: str | None = None
+) -> argparse.ArgumentParser:
+    """The command-line parser of the trainer, with ``defaults`` as the defaults."""
+    d = defaults or TrainConfig()
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description=description or "Train an SSFNet human parser.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--config", help="JSON or YAML file of options (command-line options override it)")
+
+    g = p.add_argument_group("data")
+    g.add_argument(
+        "--data",
+        action="append",
+        default=None,
+        help="a source KIND:PATH[:WEIGHT], e.g. viton:../shared/datasets/viton or ccp:PATH:0.5 "
+        "(repeat for several; kinds as in ssfnet.data, plus pack:PATH)",
+    )
+    g.add_argument(
+        "--label-set", default=d.label_set, help="label set to train (default: lip-20, or the init checkpoint's)"
+    )
+    g.add_argument("--val-fraction", type=float, default=d.val_fraction, help="share of each source held out")
+    g.add_argument(
+        "--val-max-images",
+        type=_optional_int,
+        default=d.val_max_images,
+        help="validate on at most this many held-out images (an even spread; 'all' for every one)",
+    )
+    g.add_argument("--val-size", type=int, default=d.val_size, help="longer side at validation (default: crop size)")
+    g.add_argument("--split-seed", type=int, default=d.split_seed, help="seed of the held-out split")
+    g.add_argument(
+        "--epoch-size", type=int, default=d.epoch_size, help="samples per epoch (default: the sources' natural length)"
+    )
+
+    g = p.add_argument_group("model")
+    g.add_argument(
+        "--variant",
+        default=d.variant,
+        help="ssfnet_r101 (default), ssfnet_r50, ssfnet_lite, deeplabv3_resnet50 or deeplabv3_resnet101",
+    )
+    g.add_argument("--ablation", default=d.ablation, choices=sorted(ABLATIONS), help="a Table-2 row")
+    g.add_argument(
+        "--model-option",
+        dest="model_options",
+        action="append",
+        type=_model_option,
+        default=None,
+        metavar="KEY=VALUE",
+        help="override a model option, e.g. high_channels=32 (repeatable)",
+    )
+    g.add_argument("--backbone-weights", default=d.backbone_weights, help="local torchvision ResNet weights file")
+    g.add_argument("--init-checkpoint", default=d.init_checkpoint, help="start from this checkpoint folder")
+    g.add_argument(
+        "--freeze-backbone",
+        action=argparse.BooleanOptionalAction,
+        default=d.freeze_backbone,
+        help="train only the decoder (backbone weights and BN statistics fixed)",
+    )
+    g.add_argument(
+        "--sync-bn", action=argparse.BooleanOptionalAction, default=d.sync_bn, help="synchronise batch norm across GPUs"
+    )
+
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--epochs", type=int, default=d.epochs, help="epochs (ignored with --max-minutes)")
+    g.add_argument(
+        "--max-minutes",
+        type=float,
+        default=d.max_minutes,
+        help="wall-clock budget; the poly schedule runs on time and ends with it",
+    )
+    g.add_argument("-b", "--batch-size", type=int, default=d.batch_size, help="images per device per step")
+    g.add_argument("--lr", type=float, default=d.lr, help="base learning rate")
+    g.add_argument("--lr-power", type=float, default=d.lr_power, help="power of the poly schedule")
+    g.add_argument("--momentum", type=float, default=d.momentum)
+    g.add_argument("--weight-decay", "--wd", type=float, default=d.weight_decay)
+    g.add_argument(
+        "--head-lr-mult", type=float, default=d.head_lr_mult, help="learning-rate factor of everything but the backbone"
+    )
+    g.add_argument("--loss-weights", type=float, nargs=3, default=d.loss_weights, metavar=("OUT", "AUX1", "AUX2"))
+
+    g = p.add_argument_group("augmentation")
+    g.add_argument("--crop-size", type=int, default=d.crop_size)
+    g.add_argument("--scale-range", type=float, nargs=2, default=d.scale_range, metavar=("MIN", "MAX"))
+    g.add_argument(
+        "--flip",
+        action=argparse.BooleanOptionalAction,
+        default=d.flip,
+        help="random horizontal flip with left/right class swap",
+    )
+    g.add_argument(
+        "--copy-paste",
+        type=float,
+        default=d.copy_paste,
+        help="probability of composing 1-3 labelled people onto another background",
+    )
+    g.add_argument(
+        "--colour-jitter",
+        "--color-jitter",
+        type=float,
+        default=d.colour_jitter,
+        help="strength of brightness/contrast/saturation/hue jitter (0 = off, 1 = strong)",
+    )
+    g.add_argument("--blur", type=float, default=d.blur, help="probability of a Gaussian blur")
+    g.add_argument("--jpeg", type=float, default=d.jpeg, help="probability of JPEG re-compression (quality 25-95)")
+    g.add_argument(
+        "--gpu-augment",
+        choices=("auto", "on", "off"),
+        default=d.gpu_augment,
+        help="run colour jitter and blur on the GPU batch instead of in the loader (auto: on CUDA)",
+    )
+
+    g = p.add_argument_group("system")
+    g.add_argument("--device", default=d.device, help="auto, cpu, cuda")
+    g.add_argument("-j", "--workers", type=int, default=d.workers, help="data-loading processes per device")
+    g.add_argument("--amp", choices=("auto", "bf16", "off"), default=d.amp, help="bf16 autocast (auto: on CUDA)")
+    g.add_argument(
+        "--channels-last",
+        choices=("auto", "on", "off"),
+        default=d.channels_last,
+        help="channels-last memory format (auto: on CUDA)",
+    )
+    g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=d.compile, help="torch.compile")
+    g.add_argument("--seed", type=int, default=d.seed)
+
+    g = p.add_argument_group("run")
+    g.add_argument("--out", default=d.out, help="run folder (logs, plots, last/ and best/ checkpoints)")
+    g.add_argument(
+        "--resume",
+        action=argparse.BooleanOptionalAction,
+        default=d.resume,
+        help="continue from the run folder's last checkpoint",
+    )
+    g.add_argument(
+        "--checkpoint-minutes",
+        type=float,
+        default=d.checkpoint_minutes,
+        help="write last/ at least this often (and after every epoch and at the end)",
+    )
+    g.add_argument("--val-every", type=int, default=d.val_every, help="validate every N epochs")
+    g.add_argument("--print-freq", type=int, default=d.print_freq, help="iterations between console lines")
+    g.add_argument(
+        "--tensorboard",
+        action=argparse.BooleanOptionalAction,
+        default=d.tensorboard,
+        help="also log to TensorBoard (needs the tensorboard package)",
+    )
+    g.add_argument(
+        "--stop-file",
+        default=d.stop_file,
+        help="stop cleanly (saving last/) when this file appears (default: OUT/STOP)",
+    )
+    g.add_argument(
+        "--stop-after-iters",
+        type=int,
+        default=d.stop_after_iters,
+        help="stop as if cancelled after this many iterations of this session (schedule unchanged)",
+    )
+    g.add_argument(
+        "--augment-grid",
+        action=argparse.BooleanOptionalAction,
+        default=d.augment_grid,
+        help="write a grid of augmented samples to OUT/augment_grid.png",
+    )
+    return p
+
+
+def config_from_args(args: argparse.Namespace, defaults: TrainConfig | None = None) -> TrainConfig:
+    """Turn parsed arguments into a :class:`TrainConfig` (list options fall back to the defaults)."""
+    values = {k: v for k, v in vars(args).items() if k != "config"}
+    base = defaults or TrainConfig()
+    if values.get("data") is None:
+        values["data"] = list(base.data)
+    # Options given as KEY=VALUE pairs (or a file's mapping) refine the defaults' options.
+    values["model_options"] = {**base.model_options, **dict(values.get("model_options") or {})}
+    return TrainConfig(**values)
+
+
+def parse_args(argv: list[str] | None = None, defaults: TrainConfig | None = None, **parser_kwargs) -> TrainConfig:
+    """Parse a command line into a :class:`TrainConfig`, applying ``--config FILE`` first."""
+    parser = get_args_parser(defaults, **parser_kwargs)
+    args = parser.parse_args(argv)
+    if args.config:
+        file_values = load_config_file(args.config)
+        # List options would be appended to rather than replaced, so they are merged by hand below.
+        file_data = file_values.pop("data", None)
+        file_options = file_values.pop("model_options", None) or {}
+        # Re-parse with the file's values as defaults so that explicit options still win.
+        parser.set_defaults(**file_values)
+        args = parser.parse_args(argv)
+        if args.data is None and file_data is not None:
+            args.data = list(file_data)
+        args.model_options = {**file_options, **dict(args.model_options or [])} or None
+    return config_from_args(args, defaults)

@@ -1,0 +1,455 @@
+"""The training loop's parts: schedule, ``train_one_epoch``, ``evaluate`` and resumable run checkpoints.
+
+A run checkpoint (``last/``) is an ordinary :mod:`ssfnet.checkpoint` folder (loadable on its own)
+with two more files: ``training_state.safetensors`` (optimizer tensors, every rank's RNG states as
+uint8 tensors) and ``training_state.json`` (epoch, iteration, elapsed time, best score, optimizer
+hyper-parameters, RNG scalars). Nothing in it needs unpickling. It is written into a staging
+folder that is renamed into place, so an interruption leaves either the old or the new one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm import tqdm
+
+from ssfnet.checkpoint import CheckpointError, load_into, load_state_dict, save_checkpoint, unwrap_model
+from ssfnet.metrics import ConfusionMatrix
+
+from .utils import DistInfo, JsonlWriter, StopControl, Stopwatch, all_reduce_max, all_reduce_sum_array
+
+STATE_TENSORS = "training_state.safetensors"
+STATE_JSON = "training_state.json"
+STATE_FORMAT = "ssfnet-training-state"
+
+# ---------------------------------------------------------------------------------------------
+# Model helpers
+
+
+def backbone_of(model: nn.Module) -> nn.Module:
+    """The backbone of an SSFNet or of the torchvision DeepLabV3 wrapper."""
+    net = unwrap_model(model)
+    if hasattr(net, "backbone"):
+        return net.backbone
+    if hasattr(net, "net") and hasattr(net.net, "backbone"):
+        return net.net.backbone
+    raise AttributeError(f"{type(net).__name__} has no backbone attribute")
+
+
+def freeze_backbone(model: nn.Module) -> None:
+    """Stop gradients into the backbone (its BN statistics are kept fixed by :func:`set_train_mode`)."""
+    for p in backbone_of(model).parameters():
+        p.requires_grad_(False)
+
+
+def set_train_mode(model: nn.Module, frozen_backbone: bool) -> None:
+    """``model.train()``, but a frozen backbone stays in eval mode so its BN statistics do not drift."""
+    model.train()
+    if frozen_backbone:
+        backbone_of(model).eval()
+
+
+def param_groups(model: nn.Module, lr: float, head_lr_mult: float) -> list[dict]:
+    """SGD groups: the backbone at ``lr`` and the rest at ``lr * head_lr_mult`` (trainable params only)."""
+    backbone_ids = {id(p) for p in backbone_of(model).parameters()}
+    backbone = [p for p in model.parameters() if p.requires_grad and id(p) in backbone_ids]
+    head = [p for p in model.parameters() if p.requires_grad and id(p) not in backbone_ids]
+    groups = []
+    if backbone:
+        groups.append({"params": backbone, "lr": lr, "lr_mult": 1.0, "name": "backbone"})
+    if head:
+        groups.append({"params": head, "lr": lr * head_lr_mult, "lr_mult": head_lr_mult, "name": "head"})
+    return groups
+
+
+# ---------------------------------------------------------------------------------------------
+# Schedule and state
+
+
+def poly_factor(progress: float, power: float) -> float:
+    """PSPNet's poly schedule, ``(1 - progress) ** power`` for progress in [0, 1]."""
+    return max(0.0, 1.0 - min(max(progress, 0.0), 1.0)) ** power
+
+
+@dataclass
+class TrainState:
+    """Where a run is; saved with every run checkpoint."""
+
+    epoch: int = 0
+    step_in_epoch: int = 0
+    iteration: int = 0
+    elapsed: float = 0.0
+    best_miou: float = -1.0
+    best_iteration: int = -1
+    last_miou: float | None = None
+    finished: bool = False
+
+
+@dataclass
+class Schedule:
+    """How far a run is: by iterations (``total_iters``) or by wall-clock time (``budget_s``).
+
+    On time, progress is the elapsed training time over the budget less ``reserve_s``, the time
+    the final validation and checkpoint will take, so the learning rate reaches zero when the
+    budget, not the last epoch, runs out.
+    """
+
+    base_lr: float
+    power: float = 0.9
+    total_iters: int | None = None
+    budget_s: float | None = None
+    reserve_s: float = 0.0
+
+    def progress(self, state: TrainState) -> float:
+        if self.budget_s is not None:
+            return state.elapsed / max(1e-6, self.budget_s - self.reserve_s)
+        return state.iteration / max(1, self.total_iters or 1)
+
+    def lr(self, progress: float) -> float:
+        return self.base_lr * poly_factor(progress, self.power)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_mult", 1.0)
+
+
+@dataclass
+class StepTimes:
+    """Time spent waiting for the loader versus whole steps (the first steps of an epoch excluded)."""
+
+    wait: float = 0.0
+    total: float = 0.0
+    steps: int = 0
+
+    @property
+    def wait_fraction(self) -> float:
+        return self.wait / self.total if self.total > 0 else 0.0
+
+    @property
+    def step_s(self) -> float:
+        return self.total / self.steps if self.steps else 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Training and evaluation
+
+
+def autocast_for(device: torch.device, amp: bool):
+    """bf16 autocast on CUDA when ``amp``; a no-op otherwise."""
+    return torch.autocast(device.type, dtype=torch.bfloat16) if amp and device.type == "cuda" else nullcontext()
+
+
+@dataclass
+class LoopContext:
+    """What the loop needs beyond the model, loss, optimizer and data."""
+
+    device: torch.device
+    dist: DistInfo
+    schedule: Schedule
+    state: TrainState
+    clock: Stopwatch
+    stop: StopControl
+    log: JsonlWriter | None = None
+    amp: bool = False
+    channels_last: bool = False
+    frozen_backbone: bool = False
+    gpu_augment: Callable[[torch.Tensor, int], torch.Tensor] | None = None
+    checkpoint_every_s: float = 600.0
+    save: Callable[[], None] | None = None
+    stop_after_iters: int | None = None
+    print_freq: int = 20
+    tensorboard: object | None = None
+    session_start_iteration: int = 0
+    last_save: float = 0.0
+    estimate_reserve: Callable[[StepTimes], float] | None = None
+
+
+def train_one_epoch(
+    model: nn.Module,
+    criterion: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loader: torch.utils.data.DataLoader,
+    ctx: LoopContext,
+    times: StepTimes,
+) -> str:
+    """Train until the epoch ends, the schedule is complete or a stop is requested.
+
+    Before every step all processes agree (one all-reduce) on the schedule's progress, whether to
+    stop and whether a periodic checkpoint is due, so they leave the loop at the same step.
+
+    Returns:
+        ``"epoch"`` (the loader ran out), ``"done"`` (schedule complete) or ``"stopped"``.
+    """
+    state = ctx.state
+    set_train_mode(model, ctx.frozen_backbone)
+    show = ctx.dist.is_main
+    bar = tqdm(
+        total=len(loader) + state.step_in_epoch,
+        initial=state.step_in_epoch,
+        disable=not show,
+        desc=f"epoch {state.epoch}",
+        dynamic_ncols=True,
+        leave=False,
+    )
+    end = time.perf_counter()
+    first_step = True
+    try:
+        for images, targets in loader:
+            wait = time.perf_counter() - end
+            state.elapsed = ctx.clock()
+            stop_local = ctx.stop.requested() or (
+                ctx.stop_after_iters is not None
+                and state.iteration - ctx.session_start_iteration >= ctx.stop_after_iters
+            )
+            save_local = time.perf_counter() - ctx.last_save >= ctx.checkpoint_every_s
+            progress, stop, save = all_reduce_max(
+                [ctx.schedule.progress(state), float(stop_local), float(save_local)], ctx.dist
+            )
+            if stop:
+                return "stopped"
+            if progress >= 1.0:
+                return "done"
+            if save and ctx.save is not None:
+                began = time.perf_counter()
+                ctx.save()
+                end += time.perf_counter() - began  # a checkpoint is not part of the step's time
+            lr = ctx.schedule.lr(progress)
+            set_lr(optimizer, lr)
+
+            images = images.to(ctx.device, non_blocking=True)
+            targets = targets.to(ctx.device, non_blocking=True)
+            if ctx.gpu_augment is not None:
+                images = ctx.gpu_augment(images, state.iteration)
+            if ctx.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            with autocast_for(ctx.device, ctx.amp):
+                outputs = model(images, aux=True)
+            # The loss in fp32: the partial-label log-sum-exp is not bf16-safe.
+            loss, parts = criterion({k: v.float() for k, v in outputs.items()}, targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_value = float(loss.detach())
+            if not math.isfinite(loss_value):
+                raise FloatingPointError(f"loss is {loss_value} at iteration {state.iteration}; lower --lr")
+            state.iteration += 1
+            state.step_in_epoch += 1
+            step = time.perf_counter() - end
+            end = time.perf_counter()
+            # The first batch of an epoch waits for the workers to start: not steady state.
+            if not first_step:
+                times.wait += wait
+                times.total += step
+                times.steps += 1
+            first_step = False
+            if ctx.estimate_reserve is not None and times.steps:
+                # Never plan more than half the budget for the final validation and save.
+                budget = ctx.schedule.budget_s or 0.0
+                ctx.schedule.reserve_s = min(0.5 * budget, ctx.estimate_reserve(times))
+            record = {
+                "iteration": state.iteration,
+                "epoch": state.epoch,
+                "lr": lr,
+                "loss": loss_value,
+                **parts,
+                "data_s": round(wait, 5),
+                "step_s": round(step, 5),
+                "images_per_s": round(images.shape[0] * ctx.dist.world_size / max(step, 1e-9), 2),
+                "elapsed_s": round(ctx.clock(), 2),
+            }
+            if ctx.log is not None:
+                ctx.log.write(record)
+            if ctx.tensorboard is not None:
+                for key in ("loss", "lr", *parts):
+                    ctx.tensorboard.add_scalar(f"train/{key}", record[key], state.iteration)
+            bar.update(1)
+            if show and state.iteration % ctx.print_freq == 0:
+                bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.2e}", wait=f"{times.wait_fraction:.0%}")
+                tqdm.write(
+                    f"it {state.iteration:6d}  epoch {state.epoch}  loss {loss_value:.4f}  lr {lr:.3e}  "
+                    f"step {step:.2f}s  data wait {times.wait_fraction:.1%}"
+                )
+        return "epoch"
+    finally:
+        bar.close()
+
+
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module,
+    loader: torch.utils.data.DataLoader,
+    device: torch.device,
+    num_classes: int,
+    *,
+    dist_info: DistInfo | None = None,
+    label_set=None,
+    mapping=None,
+    amp: bool = False,
+    channels_last: bool = False,
+) -> dict:
+    """Score a model on a loader of (B x 3 x H x W uint8, B x H x W int64) batches (255 = ignore).
+
+    Each process scores its own share; the confusion matrices are summed over processes.
+
+    Returns:
+        :meth:`ssfnet.metrics.ConfusionMatrix.compute`'s dict plus ``matrix`` (nested lists).
+    """
+    model.eval()
+    cm = ConfusionMatrix(num_classes, mapping=mapping, label_set=label_set)
+    for images, targets in loader:
+        images = images.to(device, non_blocking=True)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with autocast_for(device, amp):
+            logits = model(images, aux=False)["out"]
+        cm.update(logits.argmax(1).cpu(), targets)
+    if dist_info is not None:
+        cm.matrix = all_reduce_sum_array(cm.matrix, dist_info)
+    metrics = cm.compute()
+    metrics["matrix"] = cm.matrix.tolist()
+    return metrics
+
+
+# ---------------------------------------------------------------------------------------------
+# Run checkpoints (model + optimizer + state + RNG)
+
+
+def _optimizer_to_plain(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    sd = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict] = {}
+    for index, entries in sd["state"].items():
+        for key, value in entries.items():
+            if torch.is_tensor(value):
+                tensors[f"optimizer.{index}.{key}"] = value.detach().cpu().contiguous().clone()
+            else:
+                scalars.setdefault(str(index), {})[key] = value
+    return tensors, {"param_groups": sd["param_groups"], "state": scalars}
+
+
+def _optimizer_from_plain(tensors: dict[str, torch.Tensor], plain: dict) -> dict:
+    state: dict[int, dict] = {int(i): dict(v) for i, v in plain["state"].items()}
+    for name, value in tensors.items():
+        _, index, key = name.split(".", 2)
+        state.setdefault(int(index), {})[key] = value
+    return {"state": state, "param_groups": plain["param_groups"]}
+
+
+def save_run_checkpoint(
+    out: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    state: TrainState,
+    rng_states: list[tuple[dict[str, torch.Tensor], dict]],
+    *,
+    variant: str,
+    label_set: str,
+    options: dict,
+    metadata: dict,
+    name: str = "last",
+) -> Path:
+    """Write ``out/name`` (a loadable checkpoint plus the training state) atomically.
+
+    Call on the main process only; ``rng_states`` holds every rank's state (see
+    :func:`train.utils.gather_rng_states`).
+    """
+    out = Path(out)
+    staging = out / f".{name}.staging-{os.getpid()}"
+    if staging.exists():
+        shutil.rmtree(staging)
+    save_checkpoint(model, staging, variant=variant, label_set=label_set, options=options, metadata=metadata)
+    tensors, plain = _optimizer_to_plain(optimizer)
+    rng_fields = []
+    for rank, (rng_tensors, fields) in enumerate(rng_states):
+        for key, value in rng_tensors.items():
+            tensors[f"rng.{rank}.{key}"] = value.to(torch.uint8).contiguous()
+        rng_fields.append(fields)
+    save_file(tensors, str(staging / STATE_TENSORS))
+    payload = {
+        "format": STATE_FORMAT,
+        "version": 1,
+        "state": asdict(state),
+        "optimizer": plain,
+        "rng": rng_fields,
+        "world_size": len(rng_states),
+    }
+    # The JSON goes last: its presence marks a complete folder (see find_run_checkpoint).
+    with open(staging / STATE_JSON, "w") as f:
+        json.dump(payload, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    target = out / name
+    if target.exists():
+        old = out / f".{name}.old-{os.getpid()}"
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(target, old)
+        os.replace(staging, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, target)
+    return target
+
+
+def find_run_checkpoint(out: Path, name: str = "last") -> Path | None:
+    """The newest complete run checkpoint in ``out``: ``name/``, or a staging / old copy that an
+    interruption during the final renames left behind."""
+    out = Path(out)
+    candidates = [out / name] + sorted(out.glob(f".{name}.staging-*")) + sorted(out.glob(f".{name}.old-*"))
+    best, best_iteration = None, -1
+    for path in candidates:
+        try:
+            payload = json.loads((path / STATE_JSON).read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        iteration = payload.get("state", {}).get("iteration", -1)
+        if iteration > best_iteration:
+            best, best_iteration = path, iteration
+    return best
+
+
+def load_run_checkpoint(
+    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer | None, dist_info: DistInfo
+) -> tuple[TrainState, tuple[dict, dict] | None, dict]:
+    """Load weights and optimizer state from a run checkpoint.
+
+    Returns:
+        ``(state, rng, metadata)``: ``rng`` is this rank's ``(tensors, fields)`` when the run had as
+        many processes as this one (else None: the RNG streams cannot be matched), ``metadata``
+        the checkpoint's metadata.
+    """
+    path = Path(path)
+    weights, meta = load_state_dict(path)
+    load_into(model, weights, source=str(path))
+    try:
+        payload = json.loads((path / STATE_JSON).read_text())
+        tensors = load_file(str(path / STATE_TENSORS))
+    except (OSError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{path} has no readable training state: {err}") from None
+    if payload.get("format") != STATE_FORMAT:
+        raise CheckpointError(f"{path / STATE_JSON} is not a training state")
+    if optimizer is not None:
+        opt_tensors = {k: v for k, v in tensors.items() if k.startswith("optimizer.")}
+        saved = _optimizer_from_plain(opt_tensors, payload["optimizer"])
+        # torch moves each buffer to its parameter's device and dtype.
+        optimizer.load_state_dict(saved)
+    rng = None
+    if payload.get("world_size") == dist_info.world_size:
+        prefix = f"rng.{dist_info.rank}."
+        rng = (
+            {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)},
+            payload["rng"][dist_info.rank],
+        )
+    return TrainState(**payload["state"]), rng, meta

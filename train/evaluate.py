@@ -1,0 +1,250 @@
+"""Score a checkpoint on labelled data: per-class IoU, mIoU, pixel accuracy, JSON and plots.
+
+    python -m train.evaluate --checkpoint runs/r101/best --data ccp:../shared/datasets/ccp
+    python -m train.evaluate --checkpoint runs/r101/best --data ccp:../shared/datasets/ccp \\
+        --gt-label-set fashion-17 --multiscale --flip --out runs/r101/eval-ccp
+
+Predictions come from :class:`ssfnet.Predictor` at the image's full resolution, single-scale or
+multi-scale with flip. ``--gt-label-set`` loads the ground truth in another label set and scores
+through :func:`ssfnet.labels.eval_mapping` (e.g. a LIP-20 model against CCP converted to
+fashion-17: face, arms and legs count as skin; bag, belt and accessories are not scored).
+``--split runs/X/split.json`` restricts each source to the ids a training run held out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ssfnet.data import open_source, parse_source
+from ssfnet.labels import EvalMapping, LabelSet, eval_mapping, get_label_set
+from ssfnet.metrics import ConfusionMatrix
+from ssfnet.predictor import load_predictor
+
+from . import pack  # noqa: F401  (registers the "pack" source kind)
+from .utils import write_json
+
+
+def evaluate_dataset(
+    predictor,
+    dataset,
+    num_classes: int,
+    *,
+    mapping: EvalMapping | None = None,
+    label_set: LabelSet | None = None,
+    multiscale: bool = False,
+    flip: bool = False,
+    batch_size: int = 4,
+    limit: int | None = None,
+    progress: bool = True,
+) -> ConfusionMatrix:
+    """Accumulate the confusion matrix of ``predictor`` over ``dataset``.
+
+    Args:
+        predictor: Has ``predict_batch(images, multiscale=, flip=)`` returning H x W label maps
+            (e.g. :class:`ssfnet.Predictor`).
+        dataset: Follows the :mod:`ssfnet.data` contract (``load(i) -> (image, label)``).
+        num_classes: Classes of the ground-truth label set.
+        mapping: Cross-set mapping (predicted ids -> ground-truth ids), if the sets differ.
+        label_set: Ground-truth label set, to score its coarse values.
+        multiscale: Multi-scale testing.
+        flip: Flip testing.
+        batch_size: Images per predictor call.
+        limit: Score at most this many images (an even spread over the dataset).
+        progress: Show a progress bar.
+    """
+    cm = ConfusionMatrix(num_classes, mapping=mapping, label_set=label_set)
+    indices = spread(len(dataset), limit)
+    with tqdm(total=len(indices), disable=not progress, desc="evaluate") as bar:
+        for start in range(0, len(indices), batch_size):
+            pairs = [dataset.load(int(i)) for i in indices[start : start + batch_size]]
+            preds = predictor.predict_batch([image for image, _ in pairs], multiscale=multiscale, flip=flip)
+            for pred, (_, gt) in zip(preds, pairs):
+                cm.update(pred, gt)
+            bar.update(len(pairs))
+    return cm
+
+
+def spread(length: int, limit: int | None) -> np.ndarray:
+    """Indices of at most ``limit`` items evenly spread over ``length`` (all of them without a limit)."""
+    if limit is None or limit >= length:
+        return np.arange(length)
+    return np.unique(np.linspace(0, length - 1, limit).round().astype(int))
+
+
+def per_class_table(metrics: dict, names: tuple[str, ...]) -> list[dict]:
+    """One row per class of the ground-truth set: name, IoU (None if absent), whether it is scored."""
+    scored = set(metrics["scored_classes"])
+    return [{"class": name, "iou": metrics["iou"][k], "scored": k in scored} for k, name in enumerate(names)]
+
+
+def format_table(metrics: dict, names: tuple[str, ...]) -> str:
+    """The per-class IoU table and the summary numbers as text."""
+    width = max(len(n) for n in names) + 2
+    lines = [f"{'class':<{width}}{'IoU':>8}"]
+    for row in per_class_table(metrics, names):
+        value = "-" if row["iou"] is None else f"{row['iou']:.2f}"
+        note = "" if row["scored"] else "  (not scored)"
+        lines.append(f"{row['class']:<{width}}{value:>8}{note}")
+    lines.append(f"{'mIoU':<{width}}{metrics['miou']:>8.2f}")
+    lines.append(f"{'pixel acc':<{width}}{metrics['pixel_acc']:>8.2f}")
+    lines.append(f"{'mean acc':<{width}}{metrics['mean_acc']:>8.2f}")
+    return "\n".join(lines)
+
+
+def plot_results(matrix: np.ndarray, metrics: dict, names: tuple[str, ...], path: str | Path, title: str = "") -> Path:
+    """A PNG with the row-normalised confusion matrix and a per-class IoU bar chart."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    matrix = np.asarray(matrix, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        normalised = matrix / matrix.sum(1, keepdims=True)
+    k = len(names)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8 + 0.45 * k, 0.4 * k + 3), gridspec_kw={"width_ratios": [3, 2]})
+    im = ax1.imshow(np.nan_to_num(normalised), cmap="Blues", vmin=0, vmax=1)
+    ax1.set_xticks(range(k), names, rotation=90, fontsize=8)
+    ax1.set_yticks(range(k), names, fontsize=8)
+    ax1.set_xlabel("predicted")
+    ax1.set_ylabel("ground truth")
+    ax1.set_title("confusion (rows sum to 1)")
+    fig.colorbar(im, ax=ax1, fraction=0.046, pad=0.04)
+    ious = [v if v is not None else 0.0 for v in metrics["iou"]]
+    scored = set(metrics["scored_classes"])
+    colours = ["C0" if i in scored else "0.7" for i in range(k)]
+    ax2.barh(range(k), ious, color=colours)
+    ax2.axvline(metrics["miou"], color="C3", ls="--", label=f"mIoU {metrics['miou']:.1f}")
+    ax2.set_yticks(range(k), names, fontsize=8)
+    ax2.invert_yaxis()
+    ax2.set_xlim(0, 100)
+    ax2.set_xlabel("IoU (%)")
+    ax2.legend(loc="lower right")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def held_out_ids(split_file: str | Path, spec_text: str) -> list[str]:
+    """The validation ids a training run's ``split.json`` lists for a source."""
+    split = json.loads(Path(split_file).read_text())
+    spec = parse_source(spec_text)
+    path = str(Path(spec.path).resolve())
+    for source in split["sources"]:
+        if source["kind"] == spec.kind and source["path"] == path and source.get("split") == spec.split:
+            return list(source["val_ids"])
+    raise ValueError(f"{split_file} lists no source {spec.kind}:{path}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description="Evaluate a human-parsing checkpoint.", formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    p.add_argument("--checkpoint", required=True, help="checkpoint folder")
+    p.add_argument("--data", action="append", required=True, help="source KIND:PATH (repeat for several)")
+    p.add_argument(
+        "--gt-label-set",
+        default=None,
+        help="label set of the ground truth (default: the model's); scored through eval_mapping",
+    )
+    p.add_argument("--split", default=None, help="a run's split.json: score only the ids it held out")
+    p.add_argument("--multiscale", action="store_true", help="average the scales of --scales")
+    p.add_argument("--flip", action="store_true", help="also average the mirrored image")
+    p.add_argument("--scales", type=float, nargs="+", default=[0.75, 1.0, 1.25])
+    p.add_argument("--input-size", type=int, default=None, help="longer side at scale 1 (default: the checkpoint's)")
+    p.add_argument("--limit", type=int, default=None, help="score at most this many images per source")
+    p.add_argument("-b", "--batch-size", type=int, default=4)
+    p.add_argument("--device", default=None, help="cpu, cuda (default: CUDA when available)")
+    p.add_argument("--out", default=None, help="folder for metrics.json and confusion.png")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run the evaluation described by ``argv``; returns the result dict also written as JSON."""
+    args = parse_args(argv)
+    kwargs = {"scales": tuple(args.scales)}
+    if args.input_size:
+        kwargs["input_size"] = args.input_size
+    predictor = load_predictor(args.checkpoint, args.device, **kwargs)
+    model_set = predictor.label_set
+    gt_set = get_label_set(args.gt_label_set) if args.gt_label_set else model_set
+    mapping = None if gt_set is model_set else eval_mapping(model_set, gt_set)
+    total = ConfusionMatrix(gt_set.num_classes, mapping=mapping, label_set=gt_set)
+    began = time.perf_counter()
+    images = 0
+    for text in args.data:
+        ids = held_out_ids(args.split, text) if args.split else None
+        dataset = open_source(text, gt_set, ids=ids)
+        cm = evaluate_dataset(
+            predictor,
+            dataset,
+            gt_set.num_classes,
+            mapping=mapping,
+            label_set=gt_set,
+            multiscale=args.multiscale,
+            flip=args.flip,
+            batch_size=args.batch_size,
+            limit=args.limit,
+        )
+        total.merge(cm)
+        images += len(spread(len(dataset), args.limit))
+    seconds = time.perf_counter() - began
+    metrics = total.compute()
+    result = {
+        "checkpoint": str(args.checkpoint),
+        "data": args.data,
+        "split": args.split,
+        "images": images,
+        "model_label_set": model_set.name,
+        "gt_label_set": gt_set.name,
+        "mapping": None if mapping is None else f"{model_set.name} -> {gt_set.name}",
+        "multiscale": args.multiscale,
+        "flip": args.flip,
+        "scales": list(predictor.scales) if args.multiscale else [1.0],
+        "input_size": predictor.input_size,
+        "device": str(predictor.device),
+        "seconds": round(seconds, 2),
+        "miou": metrics["miou"],
+        "pixel_acc": metrics["pixel_acc"],
+        "mean_acc": metrics["mean_acc"],
+        "per_class": per_class_table(metrics, gt_set.names),
+        "matrix": total.matrix.tolist(),
+    }
+    print(format_table(metrics, gt_set.names))
+    print(f"{images} images in {seconds:.1f} s")
+    if args.out:
+        out = Path(args.out)
+        write_json(out / "metrics.json", result)
+        mode = (
+            "multi-scale + flip"
+            if args.multiscale and args.flip
+            else "multi-scale"
+            if args.multiscale
+            else ("single-scale + flip" if args.flip else "single-scale")
+        )
+        plot_results(
+            total.matrix,
+            metrics,
+            gt_set.names,
+            out / "confusion.png",
+            title=f"{Path(args.checkpoint).name} on {', '.join(args.data)} ({mode})",
+        )
+        print(f"wrote {out / 'metrics.json'} and {out / 'confusion.png'}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)

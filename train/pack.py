@@ -1,0 +1,364 @@
+"""Compact training packs: resized JPEG photos, PNG label maps and an index in size-limited zip files.
+
+A GPU machine that receives little data (a lease that carries 64 MiB, say) trains from packs::
+
+    python -m train.pack --data viton:../shared/datasets/viton --data ccp:../shared/datasets/ccp \\
+        --out packs --max-side 512 --pack-mib 64 --max-total-mib 60
+    python -m train.train --data pack:packs/viton --data pack:packs/ccp:0.5 ...
+
+Each source is written to ``OUT/<kind>/pack-00000.zip``, ``pack-00001.zip``, ... Each zip holds
+``index.json`` (label set, samples with their source and size) plus ``images/<id>.jpg`` and
+``labels/<id>.png`` (palette PNG: the pixel indices are the label ids, already converted to the
+pack's label set, coarse values included), stored without further compression. No zip exceeds
+the size limit. ``OUT/packs.json`` lists what was written.
+
+``pack:PATH`` (a zip, or a folder searched recursively for ``*.zip``) opens a
+:class:`PackDataset`; the kind is registered with :mod:`ssfnet.data` when this module is imported
+(``train.train`` does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+import zipfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from ssfnet.data import SOURCE_KINDS, open_source, parse_source, register_source, resize_long_side
+from ssfnet.io import label_png_bytes
+from ssfnet.labels import LabelSet, conversion_lut, get_label_set
+
+from .utils import write_json
+
+PACK_FORMAT = "ssfnet-pack"
+INDEX = "index.json"
+MIB = 1 << 20
+# Zip bookkeeping per member: local header (30 bytes) + central directory entry (46) + the name
+# twice, plus the end record; an estimate that errs on the high side keeps files under the limit.
+_ZIP_MEMBER_OVERHEAD = 96
+_ZIP_END = 22 + 64
+_PACK_OVERHEAD = 1024
+
+
+def encode_sample(
+    image: np.ndarray, label: np.ndarray, label_set: LabelSet, *, max_side: int | None, quality: int
+) -> tuple[bytes, bytes, tuple[int, int]]:
+    """Resize (longer side at most ``max_side``) and encode one pair as (JPEG, palette PNG, (h, w)).
+
+    Labels are resized with nearest neighbour only, so every stored value is one of the input's.
+    """
+    if max_side is not None and max(label.shape) > max_side:
+        image = resize_long_side(image, max_side)
+        label = resize_long_side(label, max_side, nearest=True)
+    ok, jpeg = cv2.imencode(".jpg", np.ascontiguousarray(image[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise RuntimeError("JPEG encoding failed")
+    return jpeg.tobytes(), label_png_bytes(label, label_set), label.shape
+
+
+class _PackWriter:
+    """Writes ``pack-NNNNN.zip`` files of at most ``max_bytes`` each in ``folder``."""
+
+    def __init__(self, folder: Path, label_set: LabelSet, max_bytes: int, meta: dict) -> None:
+        self.folder = folder
+        self.label_set = label_set
+        self.max_bytes = max_bytes
+        self.meta = meta
+        self.written: list[dict] = []
+        self._zip: zipfile.ZipFile | None = None
+        self._tmp: Path | None = None
+        self._samples: list[dict] = []
+        self._bytes = 0
+
+    def _index_bytes(self, samples: list[dict]) -> bytes:
+        index = {"format": PACK_FORMAT, "version": 1, "label_set": self.label_set.name, **self.meta, "samples": samples}
+        return json.dumps(index, separators=(",", ":")).encode()
+
+    def _projected(self, extra: int, samples: list[dict]) -> int:
+        index = len(self._index_bytes(samples))
+        return self._bytes + extra + index + _ZIP_MEMBER_OVERHEAD + 2 * len(INDEX) + _ZIP_END
+
+    @staticmethod
+    def _record(sample_id: str, source: str, size: tuple[int, int]) -> dict:
+        return {"id": sample_id, "source": source, "height": int(size[0]), "width": int(size[1])}
+
+    @staticmethod
+    def _names(sample_id: str) -> tuple[str, str]:
+        return f"images/{sample_id}.jpg", f"labels/{sample_id}.png"
+
+    def cost(self, sample_id: str, source: str, jpeg: bytes, png: bytes, size: tuple[int, int]) -> int:
+        """Bytes one sample adds to a pack: its two members and its index entry."""
+        members = sum(_ZIP_MEMBER_OVERHEAD + 2 * len(n.encode()) for n in self._names(sample_id))
+        entry = len(json.dumps(self._record(sample_id, source, size), separators=(",", ":"))) + 1
+        return len(jpeg) + len(png) + members + entry
+
+    def add(self, sample_id: str, source: str, jpeg: bytes, png: bytes, size: tuple[int, int]) -> None:
+        record = self._record(sample_id, source, size)
+        names = self._names(sample_id)
+        extra = len(jpeg) + len(png) + sum(_ZIP_MEMBER_OVERHEAD + 2 * len(n.encode()) for n in names)
+        if self._zip is not None and self._projected(extra, self._samples + [record]) > self.max_bytes:
+            self.close()
+        if self._zip is None:
+            self._open()
+            if self._projected(extra, [record]) > self.max_bytes:
+                raise ValueError(f"sample {sample_id} alone exceeds the pack size limit of {self.max_bytes} bytes")
+        self._zip.writestr(names[0], jpeg)
+        self._zip.writestr(names[1], png)
+        self._samples.append(record)
+        self._bytes += extra
+
+    def _open(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        name = f"pack-{len(self.written):05d}.zip"
+        self._tmp = self.folder / f".{name}.tmp"
+        self._zip = zipfile.ZipFile(self._tmp, "w", compression=zipfile.ZIP_STORED)
+        self._samples, self._bytes = [], 0
+
+    def close(self) -> None:
+        if self._zip is None:
+            return
+        self._zip.writestr(INDEX, self._index_bytes(self._samples))
+        self._zip.close()
+        target = self.folder / f"pack-{len(self.written):05d}.zip"
+        os.replace(self._tmp, target)
+        size = target.stat().st_size
+        if size > self.max_bytes:
+            raise RuntimeError(f"{target} is {size} bytes, over the limit of {self.max_bytes}")
+        self.written.append({"file": str(target), "samples": len(self._samples), "bytes": size})
+        self._zip = None
+
+
+def write_packs(
+    sources: Iterable[str],
+    out: str | Path,
+    *,
+    label_set: str = "lip-20",
+    max_side: int | None = 512,
+    quality: int = 90,
+    pack_bytes: int = 64 * MIB,
+    max_total_bytes: int | None = None,
+    max_per_source: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict:
+    """Pack every sample of each source (or a seeded random subset) into size-limited zip files.
+
+    Args:
+        sources: Source specs (``viton:PATH``; a weight, if present, is recorded but not applied).
+        out: Output folder; source ``kind`` goes to ``out/kind/`` (``kind-2`` ... if repeated).
+        label_set: Label set the stored labels are converted to.
+        max_side: Longer side of stored samples (None keeps the size).
+        quality: JPEG quality.
+        pack_bytes: Size limit of one zip file.
+        max_total_bytes: Stop adding samples once all packs together would exceed this; the
+            budget is shared between the sources in the order given, evenly where it can be.
+        max_per_source: At most this many samples per source.
+        seed: Seed of the subset order (samples are taken in a seeded random order so that any
+            prefix is an unbiased subset).
+        progress: Show a progress bar.
+
+    Returns:
+        The manifest also written to ``out/packs.json``.
+    """
+    out = Path(out)
+    ls = get_label_set(label_set)
+    specs = [parse_source(s) if isinstance(s, str) else s for s in sources]
+    manifest = {
+        "format": PACK_FORMAT,
+        "label_set": ls.name,
+        "max_side": max_side,
+        "quality": quality,
+        "pack_bytes": pack_bytes,
+        "sources": [],
+    }
+    total = 0
+    used_names: set[str] = set()
+    for k, spec in enumerate(specs):
+        dataset = open_source(spec, ls)
+        name = spec.kind
+        while name in used_names:
+            name = f"{spec.kind}-{len(used_names) + 1}"
+        used_names.add(name)
+        order = np.random.default_rng([seed, k]).permutation(len(dataset))
+        if max_per_source is not None:
+            order = order[:max_per_source]
+        share = None
+        if max_total_bytes is not None:
+            share = (max_total_bytes - total) // (len(specs) - k)
+        writer = _PackWriter(
+            out / name, ls, pack_bytes, {"source": {"kind": spec.kind, "path": str(spec.path), "split": spec.split}}
+        )
+        written_bytes = 0
+        for index in tqdm(order, desc=name, disable=not progress):
+            image, label = dataset.load(int(index))
+            jpeg, png, size = encode_sample(image, label, ls, max_side=max_side, quality=quality)
+            sample_id = str(dataset.ids[int(index)])
+            cost = writer.cost(sample_id, name, jpeg, png, size)
+            # Each pack file also carries an index header and the zip's end records.
+            if share is not None and written_bytes + cost + _PACK_OVERHEAD * (len(writer.written) + 1) > share:
+                break
+            writer.add(sample_id, name, jpeg, png, size)
+            written_bytes += cost
+        writer.close()
+        total += sum(p["bytes"] for p in writer.written)
+        manifest["sources"].append(
+            {
+                "spec": str(spec.path),
+                "kind": spec.kind,
+                "folder": str(out / name),
+                "weight": spec.weight,
+                "samples": sum(p["samples"] for p in writer.written),
+                "packs": writer.written,
+            }
+        )
+    manifest["total_bytes"] = total
+    write_json(out / "packs.json", manifest)
+    return manifest
+
+
+class PackDataset(Dataset):
+    """Samples of one or more pack zips, following the :mod:`ssfnet.data.layouts` dataset contract.
+
+    Args:
+        root: A pack zip, or a folder searched recursively for ``*.zip`` packs.
+        label_set: Label set of the returned label maps (converted from the packs' own).
+        ids: Subset of sample ids (``"<id>"`` as packed); all samples if None.
+        transform: Called as ``transform(image, label)`` by ``__getitem__``.
+    """
+
+    def __init__(
+        self, root: str | Path, label_set: str | LabelSet = "lip-20", ids: Iterable[str] | None = None, transform=None
+    ) -> None:
+        self.root = Path(root)
+        paths = [self.root] if self.root.is_file() else sorted(self.root.rglob("*.zip"))
+        paths = [p for p in paths if not p.name.startswith(".")]
+        if not paths:
+            raise FileNotFoundError(f"no training packs (*.zip) at {self.root}")
+        self.label_set = get_label_set(label_set)
+        self.transform = transform
+        self._paths = [str(p) for p in paths]
+        members: dict[str, tuple[int, dict]] = {}
+        self.pack_label_set: LabelSet | None = None
+        for k, path in enumerate(paths):
+            with zipfile.ZipFile(path) as zf:
+                index = json.loads(zf.read(INDEX))
+            if index.get("format") != PACK_FORMAT:
+                raise ValueError(f"{path} is not a training pack")
+            stored = get_label_set(index["label_set"])
+            if self.pack_label_set is not None and stored is not self.pack_label_set:
+                raise ValueError(f"packs under {self.root} mix label sets {self.pack_label_set.name} and {stored.name}")
+            self.pack_label_set = stored
+            for sample in index["samples"]:
+                if sample["id"] in members:
+                    raise ValueError(f"sample {sample['id']} appears in two packs under {self.root}")
+                members[sample["id"]] = (k, sample)
+        self._lut = conversion_lut(self.pack_label_set, self.label_set)
+        if ids is not None:
+            wanted = [str(i) for i in ids]
+            missing = [i for i in wanted if i not in members]
+            if missing:
+                raise ValueError(f"{len(missing)} requested ids are not in the packs at {self.root}: {missing[:5]}")
+            members = {i: members[i] for i in wanted}
+        self.ids = sorted(members)
+        self._members = [members[i] for i in self.ids]
+        self._open: dict[int, zipfile.ZipFile] = {}
+        self._pid = os.getpid()
+
+    def _zip(self, k: int) -> zipfile.ZipFile:
+        # A zip handle shares its file offset with forked loader workers: each process opens its own.
+        if self._pid != os.getpid():
+            self._open, self._pid = {}, os.getpid()
+        if k not in self._open:
+            self._open[k] = zipfile.ZipFile(self._paths[k])
+        return self._open[k]
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_open"] = {}
+        return state
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Sample ``index`` as (H x W x 3 uint8 RGB, H x W uint8 ids of ``label_set``)."""
+        k, sample = self._members[index]
+        zf = self._zip(k)
+        data = np.frombuffer(zf.read(f"images/{sample['id']}.jpg"), np.uint8)
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+        if image is None:
+            raise ValueError(f"{self._paths[k]}: image of {sample['id']} cannot be decoded")
+        with Image.open(io.BytesIO(zf.read(f"labels/{sample['id']}.png"))) as im:
+            label = np.array(im)
+        return np.ascontiguousarray(image[..., ::-1]), self._lut[label]
+
+    def __getitem__(self, index: int):
+        image, label = self.load(index)
+        return (image, label) if self.transform is None else self.transform(image, label)
+
+    def __repr__(self) -> str:
+        return f"PackDataset(root={str(self.root)!r}, label_set={self.label_set.name!r}, n={len(self)})"
+
+
+def _open_pack(spec, label_set, ids, transform) -> PackDataset:
+    if spec.split is not None:
+        raise ValueError("pack sources have no splits")
+    return PackDataset(spec.path, label_set, ids, transform)
+
+
+if "pack" not in SOURCE_KINDS:
+    register_source("pack", _open_pack)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description="Write compact training packs (JPEG + PNG labels + index, zipped).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--data", action="append", required=True, help="source KIND:PATH (repeat for several)")
+    p.add_argument("--out", default="packs", help="output folder (one subfolder per source)")
+    p.add_argument("--label-set", default="lip-20", help="label set the stored labels are converted to")
+    p.add_argument("--max-side", type=int, default=512, help="longer side of stored samples (0 keeps the size)")
+    p.add_argument("--quality", type=int, default=90, help="JPEG quality")
+    p.add_argument("--pack-mib", type=float, default=64.0, help="size limit of one pack file in MiB")
+    p.add_argument("--max-total-mib", type=float, default=None, help="size limit of all packs together in MiB")
+    p.add_argument("--max-per-source", type=int, default=None, help="at most this many samples per source")
+    p.add_argument("--seed", type=int, default=0, help="seed of the subset order")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    manifest = write_packs(
+        args.data,
+        args.out,
+        label_set=args.label_set,
+        max_side=args.max_side or None,
+        quality=args.quality,
+        pack_bytes=int(args.pack_mib * MIB),
+        max_total_bytes=int(args.max_total_mib * MIB) if args.max_total_mib else None,
+        max_per_source=args.max_per_source,
+        seed=args.seed,
+    )
+    for source in manifest["sources"]:
+        size = sum(p["bytes"] for p in source["packs"]) / MIB
+        print(
+            f"{source['kind']}: {source['samples']} samples in {len(source['packs'])} pack(s), {size:.1f} MiB "
+            f"-> {source['folder']}"
+        )
+    print(f"total {manifest['total_bytes'] / MIB:.1f} MiB; manifest {Path(args.out) / 'packs.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
