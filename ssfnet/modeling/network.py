@@ -133,6 +133,10 @@ class SSFNet(nn.Module):
         if fusion != "none":
             init_weights(self.ssf2)
             init_weights(self.ssf1)
+        for classifier in (self.head[-1], self.aux1_head[-1], self.aux2_head[-1]):
+            # Small logits at the start: the first loss is about log(K), not tens.
+            nn.init.normal_(classifier.weight, std=0.01)
+            nn.init.zeros_(classifier.bias)
         self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
