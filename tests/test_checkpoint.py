@@ -4,18 +4,16 @@ import json
 
 import pytest
 import torch
+from helpers import TINY
 from safetensors.torch import load_file
 
 from ssfnet import CheckpointError, build_model, list_checkpoints, load_checkpoint, save_checkpoint
 from ssfnet.checkpoint import clean_state_dict, load_into, load_state_dict
 
-OPTS = {"ppm_bin_channels": 8, "ppm_channels": 16, "top_channels": 16, "mid_channels": 8, "high_channels": 8,
-        "aux_channels": 8}  # fmt: skip
-
 
 def _tiny(seed=0):
     torch.manual_seed(seed)
-    model = build_model("ssfnet_lite", 20, **OPTS)
+    model = build_model("ssfnet_lite", 20, **TINY)
     with torch.no_grad():  # non-trivial batch-norm statistics too
         for buf in model.buffers():
             if buf.is_floating_point():
@@ -25,7 +23,7 @@ def _tiny(seed=0):
 
 def test_round_trip_bit_exact_and_sharded(tmp_path):
     model = _tiny()
-    path = save_checkpoint(model, tmp_path / "ck", variant="ssfnet_lite", label_set="lip-20", options=OPTS,
+    path = save_checkpoint(model, tmp_path / "ck", variant="ssfnet_lite", label_set="lip-20", options=TINY,
                            metadata={"metrics": {"miou": 12.5}}, max_shard_bytes=1_000_000)  # fmt: skip
     meta = json.loads((path / "metadata.json").read_text())
     assert len(meta["shards"]) > 1 and meta["metrics"]["miou"] == 12.5
@@ -42,8 +40,8 @@ def test_round_trip_bit_exact_and_sharded(tmp_path):
 
 def test_fp16_storage_halves_size(tmp_path):
     model = _tiny()
-    a = save_checkpoint(model, tmp_path / "a", variant="ssfnet_lite", label_set="lip-20", options=OPTS)
-    b = save_checkpoint(model, tmp_path / "b", variant="ssfnet_lite", label_set="lip-20", options=OPTS,
+    a = save_checkpoint(model, tmp_path / "a", variant="ssfnet_lite", label_set="lip-20", options=TINY)
+    b = save_checkpoint(model, tmp_path / "b", variant="ssfnet_lite", label_set="lip-20", options=TINY,
                         dtype=torch.float16)  # fmt: skip
     size = lambda p: sum(f.stat().st_size for f in p.glob("*.safetensors"))
     assert size(b) < 0.55 * size(a)
@@ -54,11 +52,11 @@ def test_fp16_storage_halves_size(tmp_path):
 
 def test_never_overwrites_unless_asked(tmp_path):
     model = _tiny()
-    save_checkpoint(model, tmp_path / "ck", variant="ssfnet_lite", label_set="lip-20", options=OPTS)
+    save_checkpoint(model, tmp_path / "ck", variant="ssfnet_lite", label_set="lip-20", options=TINY)
     with pytest.raises(FileExistsError):
-        save_checkpoint(model, tmp_path / "ck", variant="ssfnet_lite", label_set="lip-20", options=OPTS)
+        save_checkpoint(model, tmp_path / "ck", variant="ssfnet_lite", label_set="lip-20", options=TINY)
     other = _tiny(seed=1)
-    save_checkpoint(other, tmp_path / "ck", variant="ssfnet_lite", label_set="lip-20", options=OPTS, overwrite=True)
+    save_checkpoint(other, tmp_path / "ck", variant="ssfnet_lite", label_set="lip-20", options=TINY, overwrite=True)
     loaded, _ = load_checkpoint(tmp_path / "ck")
     assert torch.equal(loaded.head[-1].weight, other.head[-1].weight)
     assert [p.name for p in tmp_path.iterdir()] == ["ck"], "no temporaries left behind"
@@ -71,8 +69,8 @@ def test_strict_loading_names_keys(tmp_path):
     state["extra.weight"] = torch.zeros(1)
     with pytest.raises(CheckpointError, match=r"missing keys \['head.3.weight'\].*unexpected keys \['extra.weight'\]"):
         load_into(_tiny(), state)
-    wrong = build_model("ssfnet_lite", 7, **OPTS)
-    save_checkpoint(wrong, tmp_path / "ck", variant="ssfnet_lite", label_set="lip-20", options=OPTS)
+    wrong = build_model("ssfnet_lite", 7, **TINY)
+    save_checkpoint(wrong, tmp_path / "ck", variant="ssfnet_lite", label_set="lip-20", options=TINY)
     meta = json.loads((tmp_path / "ck" / "metadata.json").read_text())
     meta["num_classes"] = 20  # metadata that lies about the head
     (tmp_path / "ck" / "metadata.json").write_text(json.dumps(meta))
@@ -86,7 +84,7 @@ def test_wrappers_are_stripped(tmp_path):
     wrapped.module = model  # what DistributedDataParallel looks like
     compiled = torch.nn.Module()
     compiled._orig_mod = wrapped
-    save_checkpoint(compiled, tmp_path / "ck", variant="ssfnet_lite", label_set="lip-20", options=OPTS)
+    save_checkpoint(compiled, tmp_path / "ck", variant="ssfnet_lite", label_set="lip-20", options=TINY)
     keys = set()
     for f in (tmp_path / "ck").glob("*.safetensors"):
         keys |= set(load_file(str(f)))
@@ -97,7 +95,7 @@ def test_wrappers_are_stripped(tmp_path):
 
 def test_corrupt_and_truncated_files(tmp_path):
     model = _tiny()
-    path = save_checkpoint(model, tmp_path / "ck", variant="ssfnet_lite", label_set="lip-20", options=OPTS)
+    path = save_checkpoint(model, tmp_path / "ck", variant="ssfnet_lite", label_set="lip-20", options=TINY)
     shard = sorted(path.glob("*.safetensors"))[0]
     data = shard.read_bytes()
     shard.write_bytes(data[: len(data) // 2])
@@ -115,7 +113,7 @@ def test_corrupt_and_truncated_files(tmp_path):
 
 def test_list_checkpoints_skips_junk(tmp_path):
     model = _tiny()
-    save_checkpoint(model, tmp_path / "a", variant="ssfnet_lite", label_set="lip-20", options=OPTS)
+    save_checkpoint(model, tmp_path / "a", variant="ssfnet_lite", label_set="lip-20", options=TINY)
     (tmp_path / "junk").mkdir()
     (tmp_path / ".a.tmp-123").mkdir()
     assert [p.name for p, _ in list_checkpoints(tmp_path)] == ["a"]

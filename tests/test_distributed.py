@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import TINY
 from PIL import Image
 from safetensors.torch import load_file
 from torch.utils.data import DataLoader
@@ -22,14 +23,6 @@ from train.train import pad_collate
 
 ROOT = Path(__file__).resolve().parent.parent
 LIP = get_label_set("lip-20")
-TINY = {
-    "top_channels": 16,
-    "mid_channels": 8,
-    "high_channels": 8,
-    "ppm_bin_channels": 8,
-    "ppm_channels": 16,
-    "aux_channels": 8,
-}
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="needs the gloo backend")
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
+from helpers import TINY
 from PIL import Image
 
 from ssfnet import build_model, get_label_set, save_checkpoint
@@ -17,14 +18,6 @@ from train.evaluate import evaluate_dataset, held_out_ids, main, plot_results
 
 LIP = get_label_set("lip-20")
 FASHION = get_label_set("fashion-17")
-TINY = {
-    "top_channels": 16,
-    "mid_channels": 8,
-    "high_channels": 8,
-    "ppm_bin_channels": 8,
-    "ppm_channels": 16,
-    "aux_channels": 8,
-}
 
 
 class Pairs:

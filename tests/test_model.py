@@ -3,13 +3,10 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import TINY
 
 from ssfnet import ABLATIONS, VARIANTS, build_model
 from ssfnet.modeling import Hourglass, PyramidPooling, ResolutionAware, SemanticModulation
-
-# Narrow widths keep the paper's structure but make CPU tests quick.
-TINY = {"ppm_bin_channels": 8, "ppm_channels": 16, "top_channels": 16, "mid_channels": 8, "high_channels": 8,
-        "aux_channels": 8}  # fmt: skip
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))

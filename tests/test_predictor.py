@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from helpers import TINY
 from PIL import Image
 
 from ssfnet import build_model, load_predictor, save_checkpoint
@@ -10,16 +11,13 @@ from ssfnet.io import ImageError, overlay, read_image
 from ssfnet.predict import main as predict_main
 from ssfnet.predictor import Predictor
 
-OPTS = {"ppm_bin_channels": 8, "ppm_channels": 16, "top_channels": 16, "mid_channels": 8, "high_channels": 8,
-        "aux_channels": 8}  # fmt: skip
-
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     torch.manual_seed(0)
-    model = build_model("ssfnet_lite", 20, **OPTS)
+    model = build_model("ssfnet_lite", 20, **TINY)
     path = tmp_path_factory.mktemp("ck") / "tiny"
-    return save_checkpoint(model, path, variant="ssfnet_lite", label_set="lip-20", options=OPTS)
+    return save_checkpoint(model, path, variant="ssfnet_lite", label_set="lip-20", options=TINY)
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +52,7 @@ def test_batch_matches_single(checkpoint):
 
 def test_flip_test_is_mirror_symmetric():
     torch.manual_seed(0)
-    model = build_model("ssfnet_lite", 20, **OPTS)
+    model = build_model("ssfnet_lite", 20, **TINY)
     # input_size = image size: no resampling, whose rounding is not mirror-exact.
     predictor = Predictor(model, "lip-20", device="cpu", input_size=48)
     image = np.random.default_rng(1).integers(0, 256, (48, 48, 3), dtype=np.uint8)

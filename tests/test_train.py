@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import TINY
 from PIL import Image
 
 from ssfnet import get_label_set, load_checkpoint
@@ -20,14 +21,6 @@ from train.engine import Schedule, TrainState, poly_factor
 from train.train import main
 
 # Narrow decoder widths: the whole model trains a step in a fraction of a second at 64 px.
-TINY = {
-    "top_channels": 16,
-    "mid_channels": 8,
-    "high_channels": 8,
-    "ppm_bin_channels": 8,
-    "ppm_channels": 16,
-    "aux_channels": 8,
-}
 LIP = get_label_set("lip-20")
 
 
