@@ -118,6 +118,7 @@ class SkipSampler(Sampler[int]):
 
 def _worker_init(_: int) -> None:
     # Each loader process augments one sample at a time: extra threads only oversubscribe the cores.
+    # (Safe here: workers start by forkserver, with no thread pool inherited from the trainer.)
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     # Ctrl-C reaches the whole process group; the main process stops the run cleanly, which needs
@@ -343,6 +344,9 @@ def _run(config: TrainConfig, info: DistInfo, device: torch.device, out: Path, c
     loader_kwargs = {"num_workers": workers, "pin_memory": use_cuda, "worker_init_fn": _worker_init}
     if workers > 0:
         loader_kwargs["prefetch_factor"] = 4
+        # A forked worker inherits OpenCV's and OpenMP's thread pools without their threads and
+        # can hang on its first call into them; forkserver workers start from a clean process.
+        loader_kwargs["multiprocessing_context"] = "forkserver"
     base_sampler = DistributedSampler(
         train_set, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=config.seed, drop_last=True
     )
