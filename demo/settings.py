@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,10 @@ class Settings:
         max_side: Longer side of the working resolution for parsing and editing.
         concurrency: How many model runs may execute at once.
         max_file_size: Largest upload Gradio accepts, e.g. ``"50mb"``.
+        finetune: Offer the fine-tuning panel (it runs ``python -m train.finetune`` on this machine).
+        runs_dir: Where fine-tune run folders (logs, reports) go.
+        finetune_args: More ``train.finetune`` options for every fine-tune (data sources, crop
+            size, workers ...), chosen by whoever runs the server, never by users.
     """
 
     host: str = "127.0.0.1"
@@ -44,6 +49,9 @@ class Settings:
     max_side: int = DEFAULT_MAX_SIDE
     concurrency: int = 1
     max_file_size: str = "50mb"
+    finetune: bool = True
+    runs_dir: Path = Path("runs")
+    finetune_args: tuple[str, ...] = ()
 
 
 def _truthy(value: str) -> bool:
@@ -123,11 +131,34 @@ def parse_args(argv: Sequence[str] | None = None, env: Mapping[str, str] | None 
         default=env.get("SSFNET_MAX_FILE_SIZE") or Settings.max_file_size,
         help="largest accepted upload (env SSFNET_MAX_FILE_SIZE)",
     )
+    # A shared Space (SPACE_ID is set there) must not let any visitor occupy the machine with training.
+    parser.add_argument(
+        "--finetune",
+        action=argparse.BooleanOptionalAction,
+        default=_truthy(env.get("SSFNET_FINETUNE") or ("0" if env.get("SPACE_ID") else "1")),
+        help="offer the fine-tuning panel (env SSFNET_FINETUNE=0 disables it; off by default on Hugging Face Spaces)",
+    )
+    parser.add_argument(
+        "--runs-dir",
+        type=Path,
+        default=Path(env.get("SSFNET_RUNS_DIR") or Settings.runs_dir),
+        help="where fine-tune run folders go (env SSFNET_RUNS_DIR)",
+    )
+    parser.add_argument(
+        "--finetune-args",
+        default=env.get("SSFNET_FINETUNE_ARGS", ""),
+        help='more train.finetune options for every fine-tune, e.g. "--data lip:/data/lip --workers 8" '
+        "(env SSFNET_FINETUNE_ARGS)",
+    )
     args = parser.parse_args(argv)
     if args.max_side < 64:
         parser.error("--max-side must be at least 64")
     if args.concurrency < 1:
         parser.error("--concurrency must be at least 1")
+    try:
+        finetune_args = tuple(shlex.split(args.finetune_args))
+    except ValueError as err:
+        parser.error(f"--finetune-args: {err}")
     return Settings(
         host=args.host,
         port=args.port,
@@ -139,4 +170,7 @@ def parse_args(argv: Sequence[str] | None = None, env: Mapping[str, str] | None 
         max_side=args.max_side,
         concurrency=args.concurrency,
         max_file_size=args.max_file_size,
+        finetune=args.finetune,
+        runs_dir=args.runs_dir,
+        finetune_args=finetune_args,
     )

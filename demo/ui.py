@@ -27,6 +27,7 @@ from ssfnet.io import ImageError, atomic_write_bytes, overlay, png_bytes
 from ssfnet.labels import IGNORE_INDEX, LabelSet, get_label_set
 
 from . import editing
+from .finetune import FinetuneBusy, FinetuneRequest, FinetuneRunner, agreement, status_html
 from .models import Predictors, run_predictor
 from .render import Scratch, hex_colour, label_choices, label_name, legend_html, write_downloads
 from .session import Session, open_correction, read_upload
@@ -44,6 +45,12 @@ INTRO = """\
 Upload a photo of a person (or pick an example) to parse it into body parts and clothes.
 Correct the result with the click tools on the overlay or paint in **Paint labels**, then
 **Save correction** to store image + exact label map as training data.
+"""
+FINETUNE_HELP = """\
+Fine-tune a checkpoint on the saved corrections (mixed with the original training data, if the
+server has it) in a background process. A share of the corrections is held out and scored before
+and after, with the original validation images, so both an improvement and any forgetting show.
+The new checkpoint appears in the checkpoint lists when it is done; the base is never changed.
 """
 
 
@@ -109,6 +116,18 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
     corrections_dir = Path(settings.corrections_dir)
     thumbnails = Thumbnails()
     scratch = Scratch()
+    # One fine-tune process per app: a server resource that every tab watches (see demo.finetune).
+    runner = (
+        FinetuneRunner(
+            corrections_dir=corrections_dir,
+            checkpoints_dir=predictors.checkpoints_dir,
+            runs_dir=settings.runs_dir,
+            device=settings.device,
+            extra_args=settings.finetune_args,
+        )
+        if settings.finetune
+        else None
+    )
     examples = _example_paths()
     if examples:
         # Served as they are (never copied or moved), and accepted back as input when picked.
@@ -405,6 +424,102 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
         index = evt.index if isinstance(evt.index, int) else evt.index[0]
         return str(examples[index]) if 0 <= index < len(examples) else gr.skip()
 
+    # ---- model comparison and fine-tuning ----------------------------------------------
+
+    def compare(session, first, second, multiscale, flip, opacity, hidden):
+        """Parse the current photo with two checkpoints and show both proposals side by side."""
+        session = require(session)
+        pictures, notes = [], []
+        for choice in (first, second):
+            try:
+                predictor = predictors.get(predictors.resolve(choice))
+            except (FileNotFoundError, CheckpointError) as err:
+                raise gr.Error(f"Cannot compare: {err}") from None
+            labels = run_predictor(predictor, session.image, bool(multiscale), bool(flip))
+            hide = frozenset(_hidden_set(hidden))
+            pictures.append(overlay(session.image, labels, predictor.label_set, alpha=float(opacity), hidden=hide))
+            if predictor.label_set.name == session.label_set.name:
+                share = agreement(labels, session.labels, session.label_set)
+                notes.append(f"`{predictor.name}` agrees with the current labels on **{share:.1f}%** of the pixels")
+            else:
+                notes.append(f"`{predictor.name}` predicts {predictor.label_set.name}, not {session.label_set.name}")
+        return pictures[0], pictures[1], "; ".join(notes) + "."
+
+    def compare_choices(first, second):
+        """Offer the current checkpoints in both comparison lists (keeping the picks that still exist)."""
+        choices = predictors.choices()
+        folders = [folder for _, folder in choices]
+        first = first if first in folders else (folders[0] if folders else None)
+        second = second if second in folders else (folders[1] if len(folders) > 1 else first)
+        return gr.Dropdown(choices=choices, value=first), gr.Dropdown(choices=choices, value=second)
+
+    def finetune_view(checkpoint_value, first, second, base, select_new: bool):
+        """Status, log and polling state of the app's fine-tune; once it is done, the new checkpoint is offered."""
+        job = runner.job
+        if job is None:
+            text = status_html(None, corrections=len(list_corrections(corrections_dir)))
+            return (text, "", gr.Timer(active=False)) + (gr.skip(),) * 4
+        info = job.progress()
+        text, log = status_html(job, info=info), job.log_tail()
+        if info["status"] != "finished":
+            return (text, log, gr.Timer(active=job.running)) + (gr.skip(),) * 4
+        choices = predictors.choices()
+        folders = [folder for _, folder in choices]
+        new = (info.get("report") or {}).get("checkpoint")
+        if select_new and new in folders:
+            # The base and its fine-tuned successor, ready to compare on the current photo.
+            first, second = job.request.base, new
+        value = checkpoint_value if checkpoint_value in folders else (folders[0] if folders else None)
+        first = first if first in folders else value
+        second = second if second in folders else value
+        return (
+            text,
+            log,
+            gr.Timer(active=False),
+            gr.Dropdown(choices=choices, value=value),
+            gr.Dropdown(choices=choices, value=first),
+            gr.Dropdown(choices=choices, value=second),
+            gr.Dropdown(choices=choices, value=base if base in folders else value),
+        )
+
+    def finetune_poll(checkpoint_value, first, second, base):
+        return finetune_view(checkpoint_value, first, second, base, select_new=True)
+
+    def finetune_status(checkpoint_value, first, second, base):
+        """The fine-tune's status and log (and the checkpoint lists once it has finished)."""
+        return finetune_view(checkpoint_value, first, second, base, select_new=False)
+
+    def finetune_start(base, minutes, lr, share, holdout, freeze):
+        """Start fine-tuning ``base`` on the saved corrections in a background process."""
+        if not list_corrections(corrections_dir):
+            raise gr.Error(f"No saved corrections in {corrections_dir} yet: correct and save some photos first.")
+        try:
+            request = FinetuneRequest(
+                predictors.resolve(base), float(minutes), float(lr), float(share), float(holdout), bool(freeze)
+            )
+        except (FileNotFoundError, TypeError, ValueError) as err:
+            raise gr.Error(str(err)) from None
+        try:
+            job = runner.start(request)
+        except FinetuneBusy as err:
+            gr.Warning(str(err))
+            job = runner.job
+        except OSError as err:
+            raise gr.Error(f"Could not start the fine-tune: {err}") from None
+        else:
+            logger.info("fine-tune %s started: %s", job.name, " ".join(job.command))
+            gr.Info(f"Fine-tuning started ({job.name}).")
+        return status_html(job), job.log_tail(), gr.Timer(active=True)
+
+    def finetune_cancel():
+        """Stop the running fine-tune; nothing is published."""
+        if runner.cancel():
+            gr.Info("Cancelling the fine-tune…")
+        else:
+            gr.Info("No fine-tune is running.")
+        job = runner.job
+        return status_html(job, corrections=len(list_corrections(corrections_dir))), job.log_tail() if job else ""
+
     # ---- layout ----------------------------------------------------------------------
 
     # Gradio's cache of served files is pruned hourly, so a long-running server keeps a bounded disk.
@@ -515,6 +630,45 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
                     with gr.Row():
                         export_btn = gr.Button("Export all as zip")
                         export_file = gr.File(label="Zip of the corrections folder", interactive=False)
+                with gr.Accordion("Compare models", open=False):
+                    gr.Markdown(
+                        "Parse the current photo with two checkpoints, e.g. a base and its fine-tuned version "
+                        "on a reopened correction; agreement is measured against the current labels."
+                    )
+                    with gr.Row():
+                        compare_a = gr.Dropdown(
+                            choices=predictors.choices(), value=predictors.default(), label="Model A", scale=3
+                        )
+                        compare_b = gr.Dropdown(
+                            choices=predictors.choices(), value=predictors.default(), label="Model B", scale=3
+                        )
+                        compare_btn = gr.Button("Compare on this photo", scale=1, elem_id="compare")
+                    with gr.Row():
+                        compare_view_a = gr.Image(label="Model A", type="numpy", format="png", interactive=False)
+                        compare_view_b = gr.Image(label="Model B", type="numpy", format="png", interactive=False)
+                    compare_md = gr.Markdown("", elem_id="compare-agreement")
+                if runner is not None:
+                    with gr.Accordion("Fine-tune on saved corrections", open=False):
+                        gr.Markdown(FINETUNE_HELP)
+                        with gr.Row():
+                            finetune_base = gr.Dropdown(
+                                choices=predictors.choices(), value=predictors.default(), label="Base checkpoint"
+                            )
+                            finetune_minutes = gr.Number(10, label="Time budget (minutes)", minimum=0.1)
+                            finetune_lr = gr.Number(1e-3, label="Learning rate", minimum=0)
+                        with gr.Row():
+                            finetune_share = gr.Slider(0.05, 1.0, value=0.5, step=0.05, label="Corrections' share")
+                            finetune_holdout = gr.Slider(0.0, 0.5, value=0.2, step=0.05, label="Held out")
+                            finetune_freeze = gr.Checkbox(False, label="Freeze the backbone (faster, less forgetting)")
+                        with gr.Row():
+                            finetune_btn = gr.Button("Start fine-tuning", variant="primary", elem_id="finetune-start")
+                            finetune_cancel_btn = gr.Button("Cancel", elem_id="finetune-cancel")
+                            finetune_refresh_btn = gr.Button("Refresh", elem_id="finetune-refresh")
+                        finetune_html = gr.HTML(status_html(None), elem_id="finetune-status")
+                        finetune_log = gr.Textbox(
+                            label="Log", lines=10, max_lines=10, interactive=False, elem_id="finetune-log"
+                        )
+                        finetune_timer = gr.Timer(2.0, active=False)
 
         view_outputs = [session_state, view, editor, legend, downloads, status]
         start_outputs = view_outputs + [label, hidden, upload, message]
@@ -555,8 +709,37 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
         gallery.select(select_record, [record_ids], record_id, api_visibility="private")
         reopen_btn.click(reopen, [record_id, opacity, hidden, session_state], start_outputs, api_name="reopen")
         export_btn.click(export, None, export_file, api_name="export_zip")
-        refresh_ckpt.click(refresh_checkpoints, [checkpoint], [checkpoint, model_md], api_name="checkpoints")
+        refresh_ckpt.click(refresh_checkpoints, [checkpoint], [checkpoint, model_md], api_name="checkpoints").then(
+            compare_choices, [compare_a, compare_b], [compare_a, compare_b], api_visibility="private"
+        )
         demo.load(refresh_checkpoints, [checkpoint], [checkpoint, model_md], api_visibility="private")
+        demo.load(compare_choices, [compare_a, compare_b], [compare_a, compare_b], api_visibility="private")
+        compare_btn.click(
+            compare,
+            [session_state, compare_a, compare_b, multiscale, flip, opacity, hidden],
+            [compare_view_a, compare_view_b, compare_md],
+            api_name="compare",
+            concurrency_limit=settings.concurrency,
+            concurrency_id="model",
+        )
+        if runner is not None:
+            finetune_inputs = [checkpoint, compare_a, compare_b, finetune_base]
+            finetune_outputs = [finetune_html, finetune_log, finetune_timer, *finetune_inputs]
+            finetune_btn.click(
+                finetune_start,
+                [finetune_base, finetune_minutes, finetune_lr, finetune_share, finetune_holdout, finetune_freeze],
+                [finetune_html, finetune_log, finetune_timer],
+                api_name="finetune_start",
+            )
+            finetune_cancel_btn.click(finetune_cancel, None, [finetune_html, finetune_log], api_name="finetune_cancel")
+            finetune_refresh_btn.click(finetune_status, finetune_inputs, finetune_outputs, api_name="finetune_status")
+            # Polling shows no progress overlay: it runs every two seconds while a fine-tune is on.
+            finetune_timer.tick(
+                finetune_poll, finetune_inputs, finetune_outputs, api_visibility="private", show_progress="hidden"
+            )
+            # A tab opened during a fine-tune starts polling, and sees the bases offered now.
+            demo.load(finetune_status, finetune_inputs, finetune_outputs, api_visibility="private")
+            demo.load(lambda: gr.Dropdown(choices=predictors.choices()), None, finetune_base, api_visibility="private")
         demo.load(refresh_gallery, None, [gallery, record_ids], api_visibility="private")
     demo.queue(default_concurrency_limit=4)
     return demo

@@ -1,0 +1,215 @@
+"""The app's fine-tuning panel and model comparison, driven through gradio_client on CPU.
+
+Corrections are made and saved through the app, the fine-tune runs as the app's background
+process (``python -m train.finetune``) on a tiny SSFNet-lite at 64 px, and the new checkpoint is
+then offered and compared with its base without restarting the app.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+from demo.settings import Settings, parse_args
+from demo.ui import build_demo
+from ssfnet import build_model, load_checkpoint, save_checkpoint
+from ssfnet.labels import get_label_set
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = sorted((REPO / "assets" / "examples").glob("*.jpg"))
+LIP = get_label_set("lip-20")
+VIEW = (0.5, [0])  # opacity, hidden labels
+TINY = {
+    "top_channels": 16,
+    "mid_channels": 8,
+    "high_channels": 8,
+    "ppm_bin_channels": 8,
+    "ppm_channels": 16,
+    "aux_channels": 8,
+}
+# What the server's operator would set for a small machine; the panel adds the user's choices.
+SERVER_ARGS = ("--crop-size", "64", "--batch-size", "2", "--workers", "0", "--val-max-images", "4")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def digest_tree(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*")}
+
+
+def launch(settings: Settings):
+    demo = build_demo(settings)
+    demo.launch(server_name="127.0.0.1", server_port=settings.port, prevent_thread_lock=True, quiet=True)
+    return demo
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    """The app with one tiny checkpoint and three corrections saved through it; yields (settings, url)."""
+    root = tmp_path_factory.mktemp("app-finetune")
+    torch.manual_seed(0)
+    model = build_model("ssfnet_lite", LIP.num_classes, **TINY)
+    save_checkpoint(model, root / "checkpoints" / "tiny", variant="ssfnet_lite", label_set="lip-20", options=TINY)
+    settings = Settings(
+        port=free_port(),
+        corrections_dir=root / "corrections",
+        checkpoints_dir=root / "checkpoints",
+        checkpoint=root / "checkpoints" / "tiny",
+        runs_dir=root / "runs",
+        device="cpu",
+        finetune_args=SERVER_ARGS,
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+        demo = launch(settings)
+        try:
+            url = f"http://127.0.0.1:{settings.port}/"
+            client = Client(url, verbose=False, analytics_enabled=False)
+            for photo in EXAMPLES[:3]:
+                client.predict(handle_file(str(photo)), None, False, False, *VIEW, api_name="/parse")
+                client.predict(40, 40, "Relabel region", LIP.id_of("upper-clothes"), 24, *VIEW, api_name="/apply_click")
+                client.predict(api_name="/save")
+            yield settings, url
+        finally:
+            demo.close()
+
+
+def connect(url: str) -> Client:
+    return Client(url, verbose=False, analytics_enabled=False)
+
+
+def tiny(settings: Settings) -> str:
+    return str((settings.checkpoints_dir / "tiny").resolve())
+
+
+def wait_for(client: Client, pattern: str, timeout: float = 240.0) -> tuple:
+    """Poll /finetune_status until its HTML matches ``pattern``; returns the outputs then."""
+    deadline = time.monotonic() + timeout
+    while True:
+        outputs = client.predict(None, None, None, None, api_name="/finetune_status")
+        if re.search(pattern, outputs[0]):
+            return outputs
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {pattern!r} in the fine-tune status after {timeout} s:\n{outputs[0]}\n{outputs[1]}")
+        time.sleep(1.0)
+
+
+def test_finetune_in_the_app_offers_the_new_checkpoint_for_comparison(app):
+    settings, url = app
+    client = connect(url)
+    base_files = digest_tree(settings.checkpoints_dir / "tiny")
+    html, _, _ = client.predict(tiny(settings), 0.4, 0.02, 1.0, 0.3, False, api_name="/finetune_start")
+    assert "Fine-tuning" in html
+    # One at a time: a second start while it runs starts nothing.
+    client.predict(tiny(settings), 0.4, 0.02, 1.0, 0.3, False, api_name="/finetune_start")
+    assert len(list(settings.runs_dir.iterdir())) == 1
+
+    html, log, *_ = wait_for(client, "Done|Failed|Cancelled")
+    assert "Done" in html, log
+    assert "phase 3/5 train" in log and "--crop-size 64" in log
+    (new,) = [p for p in settings.checkpoints_dir.iterdir() if p.name != "tiny"]
+    assert new.name.startswith("tiny-ft-") and new.name in html and "held-out corrections" in html
+    _, meta = load_checkpoint(new)
+    assert meta["finetune"]["base"]["path"] == tiny(settings)
+    saved = {p.stem for p in (settings.corrections_dir / "meta").glob("*.json")}
+    lineage = meta["finetune"]["corrections"][0]
+    assert set(lineage["ids"]) | set(lineage["held_out_ids"]) == saved and lineage["held_out_ids"]
+    assert digest_tree(settings.checkpoints_dir / "tiny") == base_files
+
+    # Offered without a restart, and comparable with the base on a reopened correction.
+    choices, _ = client.predict(None, api_name="/checkpoints")
+    assert str(new.resolve()) in json.dumps(choices)
+    other = connect(url)
+    other.predict(None, None, None, None, api_name="/finetune_status")  # what a tab's refresh does
+    with pytest.raises(AppError, match="Parse a photo"):
+        other.predict(tiny(settings), str(new.resolve()), False, False, *VIEW, api_name="/compare")
+    other.predict(lineage["held_out_ids"][0], *VIEW, api_name="/reopen")
+    a, b, agreement = other.predict(tiny(settings), str(new.resolve()), False, False, *VIEW, api_name="/compare")
+    assert Path(a).is_file() and Path(b).is_file()
+    assert "`tiny`" in agreement and f"`{new.name}`" in agreement
+    assert len(re.findall(r"\*\*\d+\.\d%\*\*", agreement)) == 2
+
+
+def test_cancel_stops_the_process_and_publishes_nothing(app):
+    settings, url = app
+    client = connect(url)
+    before = sorted(p.name for p in settings.checkpoints_dir.iterdir())
+    runs = set(settings.runs_dir.iterdir()) if settings.runs_dir.exists() else set()
+    client.predict(tiny(settings), 30, 0.001, 0.5, 0.2, True, api_name="/finetune_start")
+    wait_for(client, "iteration \\d+")  # training has started
+    html, _ = client.predict(api_name="/finetune_cancel")
+    html, log, *_ = wait_for(client, "Cancelled|Done|Failed", timeout=60)
+    assert "Cancelled" in html and "no checkpoint" in html, log
+    assert sorted(p.name for p in settings.checkpoints_dir.iterdir()) == before  # no temporary folder either
+    (run,) = set(settings.runs_dir.iterdir()) - runs
+    report = json.loads((run / "report.json").read_text())
+    assert report["status"] == "cancelled" and report["phase"] == "train"
+    assert "cancelled during train" in log
+
+
+def test_panel_can_be_switched_off(tmp_path):
+    assert parse_args([], env={"SSFNET_FINETUNE": "0"}).finetune is False
+    assert parse_args(["--no-finetune"], env={}).finetune is False
+    assert parse_args([], env={}).finetune is True
+    assert parse_args([], env={"SPACE_ID": "user/space"}).finetune is False  # a shared Space: off unless asked
+    assert parse_args([], env={"SPACE_ID": "user/space", "SSFNET_FINETUNE": "1"}).finetune is True
+    settings = parse_args(["--finetune-args", "--data 'lip:/data/my lip' --workers 8"], env={})
+    assert settings.finetune_args == ("--data", "lip:/data/my lip", "--workers", "8")
+    names = {fn.api_name for fn in build_demo(Settings(finetune=False, checkpoints_dir=tmp_path)).fns.values()}
+    assert "compare" in names and not {"finetune_start", "finetune_status", "finetune_cancel"} & names
+
+
+@pytest.mark.browser
+def test_the_panel_polls_progress_and_cancels_in_a_browser(app):
+    """The gr.Timer path (which gradio_client does not exercise): start, watch it train, cancel."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None or shutil.which("chromedriver") is None:
+        pytest.skip("no headless browser: install Chromium and its driver (Debian: chromium chromium-driver)")
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    settings, url = app
+    before = sorted(p.name for p in settings.checkpoints_dir.iterdir())
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    profile = tempfile.mkdtemp(prefix="ssfnet-chromium-")
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    status = lambda: driver.find_element(By.ID, "finetune-status").text
+    try:
+        driver.get(url)
+        # The accordion renders its contents when opened.
+        opener = WebDriverWait(driver, 60).until(
+            lambda d: next((b for b in d.find_elements(By.TAG_NAME, "button") if "Fine-tune on" in b.text), None)
+        )
+        driver.execute_script("arguments[0].scrollIntoView()", opener)
+        opener.click()
+        WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.ID, "finetune-start"))[0].click()
+        # Only the timer's polling can show training progress: nothing else is clicked meanwhile.
+        WebDriverWait(driver, 120).until(lambda d: re.search(r"\d+% · train · iteration \d+", status()))
+        log = driver.find_element(By.CSS_SELECTOR, "#finetune-log textarea").get_attribute("value")
+        assert "phase 3/5 train" in log
+        driver.find_element(By.ID, "finetune-cancel").click()
+        WebDriverWait(driver, 120).until(lambda d: "Cancelled" in status())
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+    assert sorted(p.name for p in settings.checkpoints_dir.iterdir()) == before

@@ -1,0 +1,332 @@
+"""Fine-tuning on saved corrections: a tiny model on CPU, corrections saved through the app's session code."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from demo.session import Session, Source
+from ssfnet import build_model, get_label_set, load_checkpoint, load_predictor, save_checkpoint
+from ssfnet.checkpoint import list_checkpoints
+from train import finetune
+from train.finetune import FinetuneConfig, holdout_split, mix_weights, parse_args, read_progress
+
+LIP = get_label_set("lip-20")
+# Narrow decoder widths: a training step takes a fraction of a second at 64 px.
+TINY = {
+    "top_channels": 16,
+    "mid_channels": 8,
+    "high_channels": 8,
+    "ppm_bin_channels": 8,
+    "ppm_channels": 16,
+    "aux_channels": 8,
+}
+FACE, UPPER, PANTS = LIP.id_of("face"), LIP.id_of("upper-clothes"), LIP.id_of("pants")
+
+
+def person(rng: np.random.Generator, height: int = 64, width: int = 48) -> tuple[np.ndarray, np.ndarray]:
+    """A synthetic person: flat coloured parts on a noisy backdrop, and its LIP-20 labels."""
+    label = np.zeros((height, width), np.uint8)
+    x0, x1 = int(rng.integers(4, 14)), width - int(rng.integers(4, 14))
+    label[4:16, x0 + 3 : x1 - 3] = FACE
+    label[16:40, x0:x1] = UPPER
+    label[40:, x0:x1] = PANTS
+    image = (rng.integers(0, 256, (height, width, 3)) // 4).astype(np.uint8)
+    colours = {FACE: (230, 180, 150), UPPER: (200, 40, 40), PANTS: (40, 40, 200)}
+    for value, colour in colours.items():
+        image[label == value] = colour
+    return image, label
+
+
+def write_folder_source(root: Path, n: int, seed: int) -> Path:
+    """A ``folder`` source (images/ + labels/) of synthetic people."""
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    for i in range(n):
+        image, label = person(rng)
+        Image.fromarray(image).save(root / "images" / f"p{i:03d}.png")
+        Image.fromarray(label).save(root / "labels" / f"p{i:03d}.png")
+    return root
+
+
+def write_base(folder: Path) -> Path:
+    torch.manual_seed(0)
+    model = build_model("ssfnet_lite", LIP.num_classes, **TINY)
+    return save_checkpoint(model, folder, variant="ssfnet_lite", label_set="lip-20", options=TINY, dtype=torch.float16)
+
+
+def save_corrections(root: Path, base: Path, n: int, seed: int = 1) -> list[str]:
+    """Corrections as the app saves them: the base's proposal, corrected to the true labels, saved by a Session."""
+    predictor = load_predictor(base, device="cpu", input_size=64)
+    rng = np.random.default_rng(seed)
+    ids = []
+    for i in range(n):
+        image, truth = person(rng)
+        data = _png(image)
+        source = Source(name=f"person{i}.png", data=data, ext="png", size=image.shape[:2], keep_bytes=True)
+        session = Session.start(image, source, predictor.predict(image), LIP, model=predictor.name)
+        session.edit(truth, "corrected by hand")
+        ids.append(session.save(root))
+    return ids
+
+
+def _png(image: np.ndarray) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def digest_tree(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*")}
+
+
+def agreement(checkpoint: Path, corrections: Path, ids: list[str]) -> float:
+    """Share of labelled pixels where the checkpoint's prediction equals the saved correction."""
+    from ssfnet.data import load_correction
+
+    predictor = load_predictor(checkpoint, device="cpu", input_size=64)
+    hits = total = 0
+    for record_id in ids:
+        image, labels, _ = load_correction(corrections, record_id)
+        hits += int((predictor.predict(image) == labels).sum())
+        total += labels.size
+    return hits / total
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread: on a shared 2-core machine, OpenMP pools that oversubscribe it stall for seconds."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("finetune")
+    base = write_base(root / "checkpoints" / "tiny")
+    corrections = root / "corrections"
+    save_corrections(corrections, base, n=6)
+    return {
+        "root": root,
+        "base": base,
+        "corrections": corrections,
+        "original": write_folder_source(root / "original", n=12, seed=5),
+    }
+
+
+def tiny_config(world: dict[str, Path], out: Path, **overrides) -> FinetuneConfig:
+    train = dict(
+        data=[f"folder:{world['original']}"],
+        crop_size=64,
+        scale_range=(0.75, 1.25),
+        batch_size=4,
+        epoch_size=24,
+        epochs=5,
+        max_minutes=None,
+        lr=0.05,
+        val_fraction=0.25,
+        workers=0,
+        print_freq=1000,
+        out=str(out),
+    )
+    train.update(overrides.pop("train", {}))
+    values = dict(
+        train=finetune.dataclasses.replace(finetune.FINETUNE_DEFAULTS, **train),
+        base=str(world["base"]),
+        corrections=[str(world["corrections"])],
+        holdout=0.2,
+        checkpoints_dir=str(world["base"].parent),
+    )
+    values.update(overrides)
+    return FinetuneConfig(**values)
+
+
+def test_finetune_raises_agreement_records_lineage_and_keeps_the_base(world, tmp_path):
+    base_files = digest_tree(world["base"])
+    before_listing = {p.name for p in world["base"].parent.iterdir()}
+    report = finetune.main(tiny_config(world, tmp_path / "run"))
+    assert report["status"] == "finished"
+
+    new = Path(report["checkpoint"])
+    assert new.parent == world["base"].parent.resolve()
+    assert {p.name for p in world["base"].parent.iterdir()} == before_listing | {new.name}
+    assert new.name.startswith("tiny-ft-") and len(new.name) == len("tiny-ft-20250101T000000Z")
+    model, meta = load_checkpoint(new)  # strict: every tensor present, none unexpected
+    assert meta["variant"] == "ssfnet_lite" and meta["label_set"] == "lip-20"
+    assert TINY.items() <= meta["options"].items()
+    assert meta["dtype"] == "float16"  # stored as the base was
+    assert digest_tree(world["base"]) == base_files
+
+    # Lineage: the base, the corrections trained on and those held out, and the scores.
+    lineage = meta["finetune"]
+    assert lineage["base"]["path"] == str(world["base"].resolve())
+    assert meta["lineage"][0]["name"] == "tiny"
+    (used,) = lineage["corrections"]
+    all_ids = {p.stem for p in (world["corrections"] / "meta").glob("*.json")}
+    assert used["root"] == str(world["corrections"].resolve())
+    assert set(used["ids"]) | set(used["held_out_ids"]) == all_ids
+    assert used["held_out_ids"] and lineage["held_out_ids"] == sorted(used["held_out_ids"])
+    assert not set(used["ids"]) & set(used["held_out_ids"])
+    assert meta["training"]["data"] == [f"folder:{world['original']}"] and meta["input_size"] == 64
+    for when in ("before", "after"):
+        scores = lineage["metrics"][when]
+        assert scores["held_out_corrections"]["images"] == len(used["held_out_ids"])
+        assert scores["train_corrections"]["images"] == len(used["ids"])
+        assert scores["original_val"]["images"] > 0
+    assert meta["metrics"]["held_out_corrections_miou"] == lineage["metrics"]["after"]["held_out_corrections"]["miou"]
+
+    # What the corrections are for: the new model agrees with them more than the base did.
+    base_agreement = agreement(world["base"], world["corrections"], used["ids"])
+    new_agreement = agreement(new, world["corrections"], used["ids"])
+    assert new_agreement > base_agreement
+    after = lineage["metrics"]["after"]["train_corrections"]["pixel_acc"]
+    before = lineage["metrics"]["before"]["train_corrections"]["pixel_acc"]
+    assert after > before
+
+    run = tmp_path / "run"
+    saved = json.loads((run / "report.json").read_text())
+    assert saved["checkpoint"] == str(new) and saved["iterations"] == 5 * 24 // 4
+    assert set(saved["delta_miou"]) == {"held_out_corrections", "train_corrections", "original_val"}
+    assert Image.open(run / "finetune.png").size[0] > 300
+    plan = json.loads((run / "finetune.json").read_text())
+    assert plan["mix"]["corrections_share"] == pytest.approx(0.5)
+    assert not (run / "last").exists()  # the published checkpoint holds the same weights
+    progress = read_progress(run)
+    assert progress["status"] == "finished" and progress["fraction"] == 1.0
+    assert progress["report"]["checkpoint"] == str(new)
+
+
+def test_cancelled_run_publishes_nothing(world, tmp_path):
+    checkpoints = tmp_path / "checkpoints"
+    checkpoints.mkdir()
+    cancel = threading.Event()
+    run = tmp_path / "run"
+
+    def cancel_after_two_steps() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not cancel.is_set():
+            log = run / "log.jsonl"
+            if log.exists() and len(log.read_text().splitlines()) >= 2:
+                cancel.set()
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=cancel_after_two_steps)
+    watcher.start()
+    config = tiny_config(world, run, checkpoints_dir=str(checkpoints), train={"epochs": 50})
+    report = finetune.main(config, cancel=cancel)
+    cancel.set()
+    watcher.join()
+    assert report["status"] == "cancelled" and report["checkpoint"] is None and report["phase"] == "train"
+    assert list(checkpoints.iterdir()) == []  # not even a hidden temporary folder
+    assert json.loads((run / "report.json").read_text())["status"] == "cancelled"
+    progress = read_progress(run)
+    assert progress["status"] == "cancelled" and progress["fraction"] < 1.0
+
+
+def test_stop_file_before_training_cancels(world, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "STOP").touch()
+    checkpoints = tmp_path / "checkpoints"
+    report = finetune.main(tiny_config(world, run, checkpoints_dir=str(checkpoints)))
+    assert report["status"] == "cancelled" and report["phase"] == "setup"
+    assert not checkpoints.exists() or list_checkpoints(checkpoints) == []
+
+
+def test_original_data_default_to_the_base_training_data_and_its_validation_split(world, tmp_path):
+    # A base whose metadata says what it was trained on, as the trainer writes it.
+    state = load_checkpoint(world["base"])[0]
+    training = {"data": [f"folder:{world['original']}"], "val_fraction": 0.5, "split_seed": 3}
+    base = save_checkpoint(
+        state,
+        tmp_path / "checkpoints" / "trained",
+        variant="ssfnet_lite",
+        label_set="lip-20",
+        options=TINY,
+        metadata={"training": training},
+    )
+    config = tiny_config(world, tmp_path / "run", base=str(base), checkpoints_dir=str(base.parent))
+    config.train.data, config.train.epoch_size, config.train.epochs = [], 8, 1
+    report = finetune.main(config)
+    (original,) = json.loads((tmp_path / "run" / "finetune.json").read_text())["originals"]
+    assert original["spec"] == training["data"][0] and original["split_from"] == "base"
+    assert (original["val_fraction"], original["split_seed"]) == (0.5, 3)
+    assert original["val_ids"] == finetune.split_ids([f"p{i:03d}" for i in range(12)], 0.5, 3)[1]
+    assert report["metrics"]["before"]["original_val"]["images"] == len(original["val_ids"])
+    _, meta = load_checkpoint(report["checkpoint"])
+    assert meta["training"]["splits"] == [{"spec": training["data"][0], "val_fraction": 0.5, "split_seed": 3}]
+
+
+def test_holdout_is_deterministic_stable_and_never_empty():
+    ids = [f"record{i:02d}" for i in range(40)]
+    train, held = holdout_split(ids, 0.2, seed=0)
+    assert (train, held) == holdout_split(list(reversed(ids)), 0.2, seed=0)
+    assert sorted(train + held) == ids and not set(train) & set(held)
+    assert 2 <= len(held) <= 16
+    # Adding records never moves the earlier ones between the two sets.
+    more_train, more_held = holdout_split(ids + [f"new{i}" for i in range(10)], 0.2, seed=0)
+    assert set(held) <= set(more_held) and set(train) <= set(more_train)
+    assert holdout_split(ids, 0.2, seed=1) != (train, held)
+    # Few records: one is held out, one trains; with one record or no holdout nothing is held out.
+    for n in (2, 3):
+        few_train, few_held = holdout_split(ids[:n], 0.2)
+        assert len(few_held) >= 1 and len(few_train) >= 1
+    assert holdout_split(ids[:1], 0.2) == (ids[:1], [])
+    assert holdout_split(ids[:5], 0.0) == (ids[:5], [])
+
+
+def test_mix_weights_give_the_corrections_their_share():
+    weights = mix_weights([6, 2], [1.0, 3.0], share=0.4)
+    assert sum(weights[:2]) == pytest.approx(0.4) and weights[0] == pytest.approx(3 * weights[1])
+    assert weights[3] == pytest.approx(3 * weights[2]) and sum(weights) == pytest.approx(1.0)
+    assert mix_weights([5], [], share=0.3) == [1.0]
+    with pytest.raises(ValueError, match="no corrections"):
+        mix_weights([0], [1.0], share=0.5)
+
+
+def test_command_line_has_finetune_defaults_and_every_trainer_option(tmp_path, capsys):
+    config = parse_args(["--base", "b", "--corrections", "c1", "--corrections", "c2", "--holdout", "0.3"])
+    assert config.base == "b" and config.corrections == ["c1", "c2"] and config.holdout == 0.3
+    assert config.train.lr == 1e-3 and config.train.max_minutes == 10.0 and config.corrections_share == 0.5
+    assert config.train.batch_size == 8 and config.train.momentum == 0.9  # the trainer's recipe otherwise
+    assert config.train.out == "runs/finetune-{timestamp}" and config.holdout == 0.3
+    config = parse_args(["--lr", "0.01", "--freeze-backbone", "--max-minutes", "0", "--data", "ccp:/x:0.5"])
+    assert config.train.lr == 0.01 and config.train.freeze_backbone and config.train.max_minutes is None
+    assert config.train.data == ["ccp:/x:0.5"] and config.corrections == ["corrections"]
+    (tmp_path / "ft.yaml").write_text("lr: 0.002\ncrop_size: 129\n")
+    config = parse_args(["--config", str(tmp_path / "ft.yaml"), "--crop-size", "97", "--name", "mine"])
+    assert config.train.lr == 0.002 and config.train.crop_size == 97 and config.name == "mine"
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    text = capsys.readouterr().out
+    assert "--corrections-share" in text and "--freeze-backbone" in text and "fine-tuning" in text
+    with pytest.raises(SystemExit):
+        parse_args(["--hold", "0.3"])  # no abbreviations: the two parsers must read options alike
+    with pytest.raises(ValueError, match="corrections_share"):
+        parse_args(["--corrections-share", "0"])
+
+
+def test_missing_default_base_says_to_pass_base(monkeypatch, tmp_path):
+    monkeypatch.setattr(finetune, "DEFAULT_BASE", tmp_path / "ssfnet_lite-lip20")
+    with pytest.raises(FileNotFoundError, match="--base"):
+        finetune.main(FinetuneConfig(corrections=[str(tmp_path)]))
+    assert finetune.cli(["--corrections", str(tmp_path), "--out", str(tmp_path / "run")]) == 2
+    assert not (tmp_path / "run").exists()
+
+
+def test_default_name_drops_an_earlier_stamp():
+    assert finetune.default_name(Path("ssfnet_lite-lip20")) == "ssfnet_lite-lip20-ft"
+    assert finetune.default_name(Path("ssfnet_lite-lip20-ft-20250102T030405Z")) == "ssfnet_lite-lip20-ft"

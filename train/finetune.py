@@ -1,0 +1,998 @@
+"""Fine-tune a checkpoint on saved corrections mixed with the original training data.
+
+    python -m train.finetune --base checkpoints/ssfnet_lite-lip20 --corrections corrections \\
+        --data lip:../shared/datasets/lip --max-minutes 10
+
+It is the trainer of :mod:`train.train` with other defaults (:data:`FINETUNE_DEFAULTS`: a low
+learning rate, a short time budget), every one of its options still available, plus the options
+of the ``fine-tuning`` group. The steps:
+
+1. A fraction (``--holdout``) of each corrections folder is held out, deterministically per id
+   (``--seed``). The original sources (``--data``; default: the base checkpoint's training data,
+   where present) keep the validation split the base was trained with.
+2. The base is scored on the held-out corrections, on the training corrections and on the
+   original validation split.
+3. The trainer starts from the base on the training corrections (a ``--corrections-share`` of
+   every epoch, i.e. oversampled) and the original training split; coarse labels go through the
+   partial loss as in training.
+4. The result is scored on the same images, so an improvement and any forgetting both show, and
+   published as ``<checkpoints-dir>/<name>-<UTC timestamp>/`` (written aside and renamed, never
+   over the base) with its lineage in the metadata.
+
+The run folder (default ``runs/finetune-<timestamp>``) holds the trainer's files (``log.jsonl``,
+``curves.png``, ...), ``finetune.json`` (the plan: base, corrections and held-out ids, sources),
+``status.json`` (the phase, for the app; :func:`read_progress` turns it into a fraction),
+``report.json`` (before / after metrics, the new checkpoint) and ``finetune.png``.
+
+``--max-minutes`` is the budget of the whole command (both evaluations included); 0 runs
+``--epochs`` instead, of ``--epoch-size`` samples (default: the training samples, but at least
+:data:`MIN_EPOCH_BATCHES` batches). SIGTERM, Ctrl-C, the run's ``STOP`` file (``--stop-file``) or the
+``cancel`` event of :func:`main` stop it without publishing anything; the exit status is then 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ssfnet.checkpoint import CheckpointError, load_checkpoint, read_metadata, save_checkpoint
+from ssfnet.data import CorrectionsDataset, open_source, parse_source, register_source, split_ids
+from ssfnet.data.layouts import Transform
+from ssfnet.data.sources import SOURCE_KINDS, SourceSpec
+from ssfnet.labels import LabelSet, get_label_set
+from ssfnet.metrics import ConfusionMatrix
+from ssfnet.predictor import CHECKPOINTS_DIR, DEFAULT_CHECKPOINT, Predictor
+
+from .config import TrainConfig
+from .config import get_args_parser as get_train_args_parser
+from .config import parse_args as parse_train_args
+from .evaluate import spread
+from .train import main as train_main
+from .utils import read_jsonl, resolve_device, write_json
+
+# The checkpoint fine-tuned when no --base is given (tests point this elsewhere).
+DEFAULT_BASE = DEFAULT_CHECKPOINT
+EXIT_CANCELLED = 3
+PLAN_FILE = "finetune.json"
+STATUS_FILE = "status.json"
+REPORT_FILE = "report.json"
+PLOT_FILE = "finetune.png"
+# Share of the whole run each phase takes, for one progress fraction (training dominates).
+PHASES: dict[str, float] = {
+    "setup": 0.03,
+    "evaluate-before": 0.1,
+    "train": 0.74,
+    "evaluate-after": 0.1,
+    "publish": 0.03,
+}
+EVAL_SETS = ("held_out_corrections", "train_corrections", "original_val")
+# Without --epoch-size an epoch has at least this many batches: a few corrections would otherwise
+# make epochs of one or two steps, and the data loader starts its worker processes every epoch.
+MIN_EPOCH_BATCHES = 200
+_STAMP_SUFFIX = re.compile(r"-ft-\d{8}T\d{6}Z(-\d+)?$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+# The trainer's recipe, changed where a fine-tune differs: a tenth of the learning rate, a short
+# wall-clock budget, a lighter validation and no augmentation grid.
+FINETUNE_DEFAULTS = dataclasses.replace(
+    TrainConfig(),
+    lr=1e-3,
+    max_minutes=10.0,
+    epochs=2,
+    val_max_images=100,
+    workers=2,
+    print_freq=10,
+    augment_grid=False,
+    out="runs/finetune-{timestamp}",
+)
+
+
+@dataclass
+class FinetuneConfig:
+    """A fine-tune: the trainer's options (``train``) plus what only fine-tuning has.
+
+    Args:
+        train: Trainer options; ``data`` are the original sources, ``seed`` also seeds the
+            held-out choice, ``max_minutes`` is the whole command's budget (None: ``epochs``).
+        base: Checkpoint folder to start from; None = the embedded default checkpoint.
+        corrections: Corrections folders (as the app writes them).
+        corrections_share: Share of every epoch's samples drawn from the corrections.
+        holdout: Expected share of each corrections folder held out for scoring (at least one
+            record is held out when a folder has two or more).
+        name: Name of the new checkpoint (a UTC timestamp is appended); default: the base's + ``-ft``.
+        checkpoints_dir: Where the new checkpoint is published.
+        keep_run_checkpoint: Keep the run folder's ``last/`` (weights + optimizer state) after
+            publishing; by default it is removed, the published checkpoint has the same weights.
+    """
+
+    train: TrainConfig = field(default_factory=lambda: dataclasses.replace(FINETUNE_DEFAULTS, data=[]))
+    base: str | None = None
+    corrections: list[str] = field(default_factory=lambda: ["corrections"])
+    corrections_share: float = 0.5
+    holdout: float = 0.2
+    name: str | None = None
+    checkpoints_dir: str = str(CHECKPOINTS_DIR)
+    keep_run_checkpoint: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.corrections_share <= 1.0:
+            raise ValueError(f"corrections_share must be in (0, 1], got {self.corrections_share}")
+        if not 0.0 <= self.holdout < 1.0:
+            raise ValueError(f"holdout must be in [0, 1), got {self.holdout}")
+        if not self.corrections:
+            raise ValueError("at least one corrections folder is needed")
+        if self.name is not None and not _NAME.match(self.name):
+            raise ValueError(f"--name {self.name!r} must be a plain folder name (letters, digits, _ . -)")
+        if self.train.resume:
+            raise ValueError("fine-tuning does not resume: start a new run (it starts from --base)")
+
+    def to_dict(self) -> dict:
+        return {**{k: v for k, v in dataclasses.asdict(self).items() if k != "train"}, "train": self.train.to_dict()}
+
+
+class Cancelled(Exception):
+    """The run was asked to stop (signal, stop file or cancel event)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+
+def _add_finetune_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    d = FinetuneConfig()
+    parser.add_argument(
+        "--base",
+        default=None,
+        help=f"checkpoint folder to fine-tune (default: the embedded {DEFAULT_BASE.name}, or --init-checkpoint)",
+    )
+    parser.add_argument(
+        "--corrections",
+        action="append",
+        default=None,
+        metavar="DIR",
+        help="corrections folder written by the app (repeatable; default: corrections)",
+    )
+    parser.add_argument(
+        "--corrections-share",
+        type=float,
+        default=d.corrections_share,
+        help="share of every epoch drawn from the corrections (they are oversampled: a few corrections "
+        "among thousands of original images would otherwise hardly be seen)",
+    )
+    parser.add_argument(
+        "--holdout",
+        type=float,
+        default=d.holdout,
+        help="share of the corrections held out (by a hash of --seed and the id) to score before and after",
+    )
+    parser.add_argument("--name", default=None, help="name of the new checkpoint (default: the base's + '-ft')")
+    parser.add_argument(
+        "--checkpoints-dir", default=d.checkpoints_dir, help="where the new checkpoint folder is published"
+    )
+    parser.add_argument(
+        "--keep-run-checkpoint",
+        action=argparse.BooleanOptionalAction,
+        default=d.keep_run_checkpoint,
+        help="keep the run folder's last/ (with optimizer state) after publishing",
+    )
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    """The trainer's parser with the fine-tuning defaults and the ``fine-tuning`` options."""
+    parser = get_train_args_parser(
+        FINETUNE_DEFAULTS,
+        prog="python -m train.finetune",
+        description="Fine-tune an SSFNet checkpoint on saved corrections mixed with the original data. "
+        "--max-minutes covers the whole command (0: run --epochs instead); the original data "
+        "default to the base checkpoint's training data where those folders exist.",
+    )
+    # Abbreviations would let the two parsers of parse_args read an option differently.
+    parser.allow_abbrev = False
+    _add_finetune_options(parser.add_argument_group("fine-tuning"))
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> FinetuneConfig:
+    """Parse a command line (``--config FILE`` holds trainer options, as for the trainer)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    get_args_parser().parse_args(argv)  # --help and errors that know every option
+    own = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    _add_finetune_options(own)
+    values, rest = own.parse_known_args(argv)
+    train = parse_train_args(rest, FINETUNE_DEFAULTS, prog="python -m train.finetune")
+    if train.max_minutes is not None and train.max_minutes <= 0:
+        train.max_minutes = None
+    options = vars(values)
+    options["corrections"] = options["corrections"] or ["corrections"]
+    return FinetuneConfig(train=train, **options)
+
+
+# ---------------------------------------------------------------------------------------------
+# Data: held-out corrections, original splits and the fixed subsets the trainer reads
+
+
+def _rank(seed: int, record_id: str) -> float:
+    digest = hashlib.sha256(f"{seed}:{record_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def holdout_split(ids: Sequence[str], fraction: float, seed: int = 0) -> tuple[list[str], list[str]]:
+    """Split correction ids into (train, held out), deterministically and stably per id.
+
+    As :func:`ssfnet.data.split_ids` (an id is held out when a hash of ``(seed, id)`` is below
+    ``fraction``, so later corrections never move earlier ones), except that with ``fraction`` > 0
+    and at least two ids, one is always held out (the one of the lowest hash) and one always trains;
+    a single id always trains.
+    """
+    train, held = split_ids(ids, fraction, seed)
+    if len(train) + len(held) < 2:
+        return sorted(train + held), []
+    if fraction > 0:
+        if not held:
+            first = min(train, key=lambda i: _rank(seed, i))
+            train.remove(first)
+            held.append(first)
+        elif not train:
+            last = max(held, key=lambda i: _rank(seed, i))
+            held.remove(last)
+            train.append(last)
+    return sorted(train), sorted(held)
+
+
+def mix_weights(correction_counts: Sequence[int], original_weights: Sequence[float], share: float) -> list[float]:
+    """Source weights (corrections first) so that the corrections make ``share`` of every epoch.
+
+    The corrections folders split their share by size; the original sources split the rest by
+    the weights given in their specs. Without original sources the corrections get everything.
+    """
+    total = sum(correction_counts)
+    if total <= 0:
+        raise ValueError("no corrections to train on")
+    if not original_weights or sum(original_weights) <= 0:
+        return [c / total for c in correction_counts] + [0.0] * len(original_weights)
+    rest = sum(original_weights)
+    return [share * c / total for c in correction_counts] + [(1 - share) * w / rest for w in original_weights]
+
+
+def _open_subset(
+    spec: SourceSpec, label_set: LabelSet | str, ids: list[str] | None, transform: Transform | None
+) -> Dataset:
+    """The ``subset`` source kind: ``subset:FILE.json`` names a source and the ids to use of it.
+
+    Fine-tuning hands the trainer exactly the samples it chose this way (training corrections,
+    the original training split), so the trainer's own validation split is switched off.
+    """
+    if spec.split is not None:
+        raise ValueError("source kind 'subset' has no splits")
+    plan = json.loads(Path(spec.path).read_text())
+    allowed = [str(i) for i in plan["ids"]]
+    if ids is not None:
+        outside = sorted(set(ids) - set(allowed))
+        if outside:
+            raise ValueError(f"{spec.path}: ids {outside[:5]} are not in the subset")
+        allowed = list(ids)
+    return open_source(plan["source"], label_set, ids=allowed, transform=transform)
+
+
+if "subset" not in SOURCE_KINDS:
+    register_source("subset", _open_subset)
+
+
+def _same_source(a: SourceSpec, b: SourceSpec) -> bool:
+    return a.kind == b.kind and a.split == b.split and Path(a.path).resolve() == Path(b.path).resolve()
+
+
+def _base_split(spec: SourceSpec, base_meta: dict) -> tuple[float, int] | None:
+    """(val_fraction, split_seed) the base was trained with on ``spec``'s source, if it was."""
+    training = base_meta.get("training") or {}
+    for entry in training.get("splits") or []:
+        try:
+            if _same_source(spec, parse_source(entry["spec"])):
+                return float(entry["val_fraction"]), int(entry["split_seed"])
+        except (KeyError, ValueError, TypeError):
+            continue
+    for text in training.get("data") or []:
+        try:
+            if _same_source(spec, parse_source(text)) and "val_fraction" in training:
+                return float(training["val_fraction"]), int(training.get("split_seed", 0))
+        except (ValueError, TypeError):
+            continue
+    return None
+
+
+def _original_specs(config: FinetuneConfig, base_meta: dict, say: Callable[[str], None]) -> list[str]:
+    """The original sources: ``--data``, else those of the base's training data that exist here."""
+    if config.train.data:
+        return list(config.train.data)
+    found = []
+    for text in (base_meta.get("training") or {}).get("data") or []:
+        try:
+            spec = parse_source(text)
+        except ValueError:
+            continue
+        if spec.kind == "subset" or not Path(spec.path).exists():
+            say(f"the base's training source {text} is not here: left out")
+            continue
+        found.append(text)
+    return found
+
+
+def select_corrections(
+    roots: Sequence[str], label_set: LabelSet, holdout: float, seed: int, say: Callable[[str], None]
+) -> list[dict]:
+    """Each corrections folder's latest records, split by :func:`holdout_split`.
+
+    Returns:
+        One ``{"root", "train_ids", "held_out_ids"}`` per folder that has records.
+
+    Raises:
+        ValueError: no record to train on.
+    """
+    corrections = []
+    for root in roots:
+        ids = CorrectionsDataset(root, label_set).ids
+        train_ids, held_ids = holdout_split(ids, holdout, seed)
+        say(f"{root}: {len(ids)} corrections, {len(train_ids)} to train on, {len(held_ids)} held out")
+        if ids:
+            corrections.append({"root": str(Path(root).resolve()), "train_ids": train_ids, "held_out_ids": held_ids})
+    if not any(c["train_ids"] for c in corrections):
+        raise ValueError(f"no corrections to train on in {', '.join(roots)}: save corrections in the app first")
+    return corrections
+
+
+def select_originals(
+    specs: Sequence[str], base_meta: dict, label_set: LabelSet, config: TrainConfig, say: Callable[[str], None]
+) -> list[dict]:
+    """The original sources split into training and validation ids.
+
+    A source the base was trained on keeps the base's split (so that forgetting is measured on
+    images the base never saw); others are split with ``config.val_fraction`` / ``split_seed``.
+    """
+    originals = []
+    for text in specs:
+        spec = parse_source(text)
+        split = _base_split(spec, base_meta)
+        val_fraction, split_seed = split or (config.val_fraction, config.split_seed)
+        train_ids, val_ids = split_ids(open_source(spec, label_set).ids, val_fraction, split_seed)
+        if not train_ids:
+            raise ValueError(f"source {text} has no training samples left after its validation split")
+        say(f"{text}: {len(train_ids)} training and {len(val_ids)} validation images")
+        originals.append(
+            {
+                "spec": text,
+                "weight": spec.weight,
+                "val_fraction": val_fraction,
+                "split_seed": split_seed,
+                "split_from": "base" if split else "options",
+                "train_ids": train_ids,
+                "val_ids": val_ids,
+            }
+        )
+    return originals
+
+
+def trainer_data(corrections: list[dict], originals: list[dict], share: float, folder: Path) -> tuple[list[str], float]:
+    """The trainer's ``--data``: a ``subset:`` spec per source with its mixing weight.
+
+    Returns:
+        The specs, and the share of every epoch that the corrections actually get (all of it
+        without original sources).
+    """
+    counts = [len(c["train_ids"]) for c in corrections]
+    weights = mix_weights(counts, [o["weight"] for o in originals], share)
+    entries = [(f"corrections:{c['root']}", c["train_ids"]) for c in corrections]
+    entries += [(o["spec"], o["train_ids"]) for o in originals]
+    data = []
+    for k, ((source, ids), weight) in enumerate(zip(entries, weights)):
+        if ids and weight > 0:
+            path = write_json(folder / f"{k:02d}.json", {"source": source, "ids": ids})
+            data.append(f"subset:{path.resolve()}:{weight:.6g}")
+    return data, round(sum(weights[: len(corrections)]), 6)
+
+
+# ---------------------------------------------------------------------------------------------
+# Progress, cancellation and the run folder
+
+
+class Progress:
+    """Writes ``status.json`` and prints phase lines; raises :class:`Cancelled` when a stop is requested."""
+
+    def __init__(self, run_dir: Path, stop_file: Path, cancel: threading.Event) -> None:
+        self.run_dir = run_dir
+        self.stop_file = stop_file
+        self.cancel = cancel
+        self.phase = "setup"
+        self.started = time.time()
+        self._written = 0.0
+
+    def stop_requested(self) -> bool:
+        if not self.cancel.is_set() and self.stop_file.exists():
+            self.cancel.set()
+        return self.cancel.is_set()
+
+    def check(self) -> None:
+        if self.stop_requested():
+            raise Cancelled("stop requested")
+
+    def enter(self, phase: str, message: str) -> None:
+        self.check()
+        self.phase = phase
+        step = list(PHASES).index(phase) + 1
+        print(f"[finetune] phase {step}/{len(PHASES)} {phase}: {message}", flush=True)
+        self.write(0.0, message, force=True)
+
+    def write(self, fraction: float, message: str = "", *, force: bool = False, **extra) -> None:
+        # Throttled: an evaluation reports every batch, the app polls every few seconds.
+        now = time.time()
+        if not force and now - self._written < 1.0:
+            return
+        self._written = now
+        status = {
+            "status": "running",
+            "phase": self.phase,
+            "phase_fraction": round(min(max(fraction, 0.0), 1.0), 4),
+            "message": message,
+            "started": self.started,
+            "updated": now,
+            "pid": os.getpid(),
+            **extra,
+        }
+        write_json(self.run_dir / STATUS_FILE, status)
+
+    def finish(self, status: str, message: str, **extra) -> None:
+        payload = {
+            "status": status,
+            "phase": self.phase,
+            "phase_fraction": 1.0 if status == "finished" else 0.0,
+            "message": message,
+            "started": self.started,
+            "updated": time.time(),
+            "pid": os.getpid(),
+            **extra,
+        }
+        write_json(self.run_dir / STATUS_FILE, payload)
+        print(f"[finetune] {status}: {message}", flush=True)
+
+
+@contextmanager
+def _signals_cancel(cancel: threading.Event) -> Iterator[None]:
+    """SIGTERM and SIGINT set ``cancel`` (which the trainer polls too) instead of killing the process.
+
+    Installed only in the main thread; a second Ctrl-C raises KeyboardInterrupt as usual.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame) -> None:
+        if signum == signal.SIGINT and cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _last_jsonl_record(path: Path) -> dict | None:
+    """The last complete line of a JSON-lines file, reading only its end."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 8192))
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        try:
+            return json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+    return None
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def read_progress(run_dir: str | Path) -> dict:
+    """Where a fine-tune run stands, from its folder (for the app, which runs it as a process).
+
+    Returns:
+        ``status`` (``starting``, ``running``, ``finished``, ``cancelled``, ``failed``),
+        ``phase``, ``fraction`` (0-1 of the whole run), ``message``, and while training
+        ``iteration``, ``total_iters`` (None on a time budget) and ``loss``; once ended, the
+        ``report`` dict.
+    """
+    run_dir = Path(run_dir)
+    status = _read_json(run_dir / STATUS_FILE) or {"status": "starting", "phase": "setup", "phase_fraction": 0.0}
+    phase = status.get("phase", "setup")
+    names = list(PHASES)
+    index = names.index(phase) if phase in names else 0
+    inside = float(status.get("phase_fraction", 0.0))
+    result = {
+        "status": status.get("status", "starting"),
+        "phase": phase,
+        "message": status.get("message", ""),
+        "iteration": None,
+        "total_iters": None,
+        "loss": None,
+    }
+    if phase == "train" and result["status"] == "running":
+        resolved = (_read_json(run_dir / "config.json") or {}).get("resolved", {})
+        last = _last_jsonl_record(run_dir / "log.jsonl")
+        result["total_iters"] = resolved.get("total_iters")
+        if last is not None:
+            result["iteration"], result["loss"] = last.get("iteration"), last.get("loss")
+            if resolved.get("budget_s"):
+                inside = float(last.get("elapsed_s", 0.0)) / float(resolved["budget_s"])
+            elif resolved.get("total_iters"):
+                inside = float(last.get("iteration", 0)) / float(resolved["total_iters"])
+    fraction = sum(PHASES[n] for n in names[:index]) + PHASES[names[index]] * min(max(inside, 0.0), 1.0)
+    if result["status"] == "finished":
+        fraction = 1.0
+    result["fraction"] = round(fraction, 4)
+    if result["status"] in ("finished", "cancelled", "failed"):
+        result["report"] = _read_json(run_dir / REPORT_FILE)
+    return result
+
+
+def utc_stamp(now: datetime | None = None) -> str:
+    """``YYYYmmddTHHMMSSZ`` in UTC, the suffix of run folders and published checkpoints."""
+    return (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def score(
+    predictor: Predictor,
+    items: list[tuple[Dataset, int]],
+    label_set: LabelSet,
+    *,
+    batch_size: int = 4,
+    on_batch: Callable[[int], None] | None = None,
+) -> dict | None:
+    """mIoU, pixel agreement and mean accuracy (percent) of ``predictor`` on ``(dataset, index)`` items.
+
+    Coarse ground-truth values count as correct when the prediction is one of their classes.
+
+    Returns:
+        ``{"images", "miou", "pixel_acc", "mean_acc"}``, or None without items.
+    """
+    if not items:
+        return None
+    cm = ConfusionMatrix(label_set.num_classes, label_set=label_set)
+    for start in range(0, len(items), batch_size):
+        pairs = [dataset.load(index) for dataset, index in items[start : start + batch_size]]
+        for pred, (_, gt) in zip(predictor.predict_batch([image for image, _ in pairs]), pairs):
+            cm.update(pred, gt)
+        if on_batch is not None:
+            on_batch(len(pairs))
+    metrics = cm.compute()
+    return {
+        "images": len(items),
+        "miou": round(metrics["miou"], 3),
+        "pixel_acc": round(metrics["pixel_acc"], 3),
+        "mean_acc": round(metrics["mean_acc"], 3),
+    }
+
+
+def _items(datasets: Sequence[Dataset], limit: int | None) -> list[tuple[Dataset, int]]:
+    """At most ``limit`` items evenly spread over the concatenation (each source keeps its share)."""
+    flat = [(dataset, i) for dataset in datasets for i in range(len(dataset))]
+    return [flat[k] for k in spread(len(flat), limit)]
+
+
+def evaluate_sets(
+    model: torch.nn.Module,
+    label_set: LabelSet,
+    eval_sets: dict[str, list[tuple[Dataset, int]]],
+    *,
+    device: torch.device,
+    input_size: int,
+    progress: Progress,
+) -> dict[str, dict | None]:
+    """Score ``model`` on every evaluation set, reporting progress and honouring a stop request."""
+    predictor = Predictor(model, label_set, device=device, input_size=input_size)
+    total = max(1, sum(len(items) for items in eval_sets.values()))
+    done = 0
+
+    def on_batch(n: int) -> None:
+        nonlocal done
+        done += n
+        progress.check()
+        progress.write(done / total, f"{done}/{total} images")
+
+    return {name: score(predictor, items, label_set, on_batch=on_batch) for name, items in eval_sets.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Publishing
+
+
+def resolve_base(base: str | None) -> Path:
+    """The base checkpoint folder, with a message that says what to do when it is missing."""
+    path = Path(base) if base else DEFAULT_BASE
+    if not path.is_dir():
+        if base is None:
+            raise FileNotFoundError(
+                f"the embedded default checkpoint {DEFAULT_BASE} is not in this copy (none has been trained "
+                "yet): pass --base FOLDER with the checkpoint to fine-tune"
+            )
+        raise FileNotFoundError(f"base checkpoint folder {path} does not exist")
+    return path
+
+
+def default_name(base: Path) -> str:
+    """The base folder's name without an earlier ``-ft-<stamp>``, plus ``-ft``."""
+    return _STAMP_SUFFIX.sub("", base.name) + "-ft"
+
+
+def _storage_dtype(meta: dict) -> torch.dtype | None:
+    dtype = getattr(torch, str(meta.get("dtype", "float32")), None)
+    return dtype if isinstance(dtype, torch.dtype) and dtype != torch.float32 else None
+
+
+def _round_trip(model: torch.nn.Module, dtype: torch.dtype | None) -> None:
+    """Give the weights the precision they will be stored in, so the 'after' scores are the published model's."""
+    if dtype is None:
+        return
+    with torch.no_grad():
+        for value in model.state_dict().values():
+            if value.is_floating_point():
+                value.copy_(value.to(dtype).to(value.dtype))
+
+
+def publish(
+    model: torch.nn.Module,
+    checkpoints_dir: Path,
+    name: str,
+    stamp: str,
+    *,
+    base: Path,
+    meta: dict,
+    metadata: dict,
+    dtype: torch.dtype | None,
+) -> Path:
+    """Save ``model`` as ``checkpoints_dir/<name>-<stamp>`` (atomically; a free name, never the base).
+
+    Args:
+        meta: Metadata naming the model's variant, label set and options.
+        metadata: The lineage and scores stored with it.
+        dtype: Floating-point storage type (None: as the model's).
+    """
+    target = checkpoints_dir / f"{name}-{stamp}"
+    suffix = 2
+    while target.exists() or target.resolve() == base.resolve():
+        target = checkpoints_dir / f"{name}-{stamp}-{suffix}"
+        suffix += 1
+    return save_checkpoint(
+        model,
+        target,
+        variant=meta["variant"],
+        label_set=meta["label_set"],
+        options=meta.get("options", {}),
+        metadata=metadata,
+        dtype=dtype,
+    )
+
+
+def plot_report(report: dict, run_dir: Path) -> Path:
+    """``finetune.png``: mIoU before and after on each evaluation set, and the training loss."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    before, after = report["metrics"]["before"], report["metrics"]["after"]
+    names = [n for n in EVAL_SETS if before.get(n) and after.get(n)]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    x = np.arange(len(names))
+    for offset, (label, values, colour) in zip((-0.2, 0.2), (("before", before, "0.6"), ("after", after, "C0"))):
+        heights = [values[n]["miou"] for n in names]
+        bars = ax1.bar(x + offset, heights, width=0.4, label=label, color=colour)
+        ax1.bar_label(bars, fmt="%.1f", fontsize=8)
+    ax1.set_xticks(x, [n.replace("_", "\n") for n in names], fontsize=8)
+    ax1.set_ylabel("mIoU (%)")
+    ax1.set_ylim(0, 100)
+    ax1.legend()
+    ax1.set_title("before / after fine-tuning")
+    log = read_jsonl(run_dir / "log.jsonl")
+    if log:
+        # Markers keep a short run (a few steps) visible.
+        marker = "o" if len(log) < 30 else None
+        ax2.plot([r["iteration"] for r in log], [r["loss"] for r in log], color="C1", lw=0.9, marker=marker, ms=3)
+    ax2.set_xlabel("iteration")
+    ax2.set_ylabel("training loss")
+    ax2.grid(alpha=0.3)
+    fig.tight_layout()
+    path = run_dir / PLOT_FILE
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Main
+
+
+def main(config: FinetuneConfig, *, cancel: threading.Event | None = None) -> dict:
+    """Fine-tune as configured; returns the report also written to ``report.json``.
+
+    Args:
+        config: The fine-tune.
+        cancel: Optional event that stops the run (no checkpoint is published); SIGTERM, Ctrl-C
+            and the run's stop file do the same.
+
+    Returns:
+        The report: ``status`` (``finished`` or ``cancelled``), ``checkpoint`` (the new folder or
+        None), ``metrics`` before and after, the lineage and the run folder.
+
+    Raises:
+        FileNotFoundError: no base checkpoint or corrections folder.
+        ValueError: nothing to train on, or options that do not fit.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError("fine-tuning runs as one process (the evaluations are not distributed): not under torchrun")
+    base = resolve_base(config.base or config.train.init_checkpoint)
+    base_meta = read_metadata(base)
+    for root in config.corrections:
+        if not (Path(root) / "meta").is_dir():
+            raise FileNotFoundError(f"no corrections folder at {root} (expected images/, labels/ and meta/)")
+    stamp = utc_stamp()
+    run_dir = Path(config.train.out.replace("{timestamp}", stamp))
+    if (run_dir / REPORT_FILE).exists() or (run_dir / "last").exists():
+        raise FileExistsError(f"{run_dir} already holds a fine-tune run: choose another --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cancel = cancel or threading.Event()
+    stop_file = Path(config.train.stop_file) if config.train.stop_file else run_dir / "STOP"
+    progress = Progress(run_dir, stop_file, cancel)
+    began = time.perf_counter()
+    with _signals_cancel(cancel):
+        try:
+            report = _finetune(config, base, base_meta, run_dir, stamp, progress, began)
+        except Cancelled:
+            report = {
+                "status": "cancelled",
+                "checkpoint": None,
+                "base": str(base),
+                "run": str(run_dir),
+                "phase": progress.phase,
+                "elapsed_s": round(time.perf_counter() - began, 1),
+            }
+            write_json(run_dir / REPORT_FILE, report)
+            progress.finish("cancelled", f"cancelled during {progress.phase}; no checkpoint was written")
+            return report
+        except BaseException as err:
+            write_json(run_dir / REPORT_FILE, {"status": "failed", "error": f"{type(err).__name__}: {err}"})
+            progress.finish("failed", f"{type(err).__name__}: {err}")
+            raise
+    progress.finish("finished", f"wrote {report['checkpoint']}", checkpoint=report["checkpoint"])
+    return report
+
+
+def _finetune(
+    config: FinetuneConfig,
+    base: Path,
+    base_meta: dict,
+    run_dir: Path,
+    stamp: str,
+    progress: Progress,
+    began: float,
+) -> dict:
+    say = lambda text: print(f"[finetune] {text}", flush=True)
+    progress.enter("setup", f"base {base.name}; reading the corrections and sources")
+    label_set = get_label_set(base_meta["label_set"])
+    train_cfg = config.train
+    eval_size = train_cfg.val_size or train_cfg.crop_size
+    seed = train_cfg.seed
+
+    corrections = select_corrections(config.corrections, label_set, config.holdout, seed, say)
+    originals = select_originals(_original_specs(config, base_meta, say), base_meta, label_set, train_cfg, say)
+    if not originals:
+        say("no original data: fine-tuning on the corrections only (forgetting is not measured)")
+    data, share = trainer_data(corrections, originals, config.corrections_share, run_dir / "sources")
+    samples = sum(len(c["train_ids"]) for c in corrections) + sum(len(o["train_ids"]) for o in originals)
+    plan = {
+        "base": {
+            "path": str(base.resolve()),
+            "name": base.name,
+            "created": base_meta.get("created"),
+            "metadata_sha256": _sha256(base / "metadata.json"),
+        },
+        "label_set": label_set.name,
+        "corrections": corrections,
+        "originals": [{k: v for k, v in o.items() if k != "train_ids"} for o in originals],
+        "mix": {
+            "corrections_share": share,
+            "natural_share": round(sum(len(c["train_ids"]) for c in corrections) / samples, 6),
+            "trainer_data": data,
+        },
+        "config": config.to_dict(),
+    }
+    write_json(run_dir / PLAN_FILE, plan)
+
+    def corrections_set(key: str, limit: int | None) -> list[tuple[Dataset, int]]:
+        sets = [open_source(f"corrections:{c['root']}", label_set, ids=c[key]) for c in corrections if c[key]]
+        return _items(sets, limit)
+
+    eval_sets = {
+        "held_out_corrections": corrections_set("held_out_ids", None),
+        "train_corrections": corrections_set("train_ids", train_cfg.val_max_images),
+        "original_val": _items(
+            [open_source(o["spec"], label_set, ids=o["val_ids"]) for o in originals if o["val_ids"]],
+            train_cfg.val_max_images,
+        ),
+    }
+    device = resolve_device(train_cfg.device)
+
+    progress.enter("evaluate-before", f"scoring {base.name} on {sum(map(len, eval_sets.values()))} images")
+    eval_began = time.perf_counter()
+    base_model, _ = load_checkpoint(base, device=device)
+    before = evaluate_sets(base_model, label_set, eval_sets, device=device, input_size=eval_size, progress=progress)
+    del base_model
+    eval_s = time.perf_counter() - eval_began
+    say(f"before: {_summary_line(before)}")
+
+    # The trainer gets what the budget leaves after both evaluations (the second as long as the first).
+    max_minutes = None
+    if train_cfg.max_minutes is not None:
+        budget_s = train_cfg.max_minutes * 60
+        left = budget_s - (time.perf_counter() - began) - 1.1 * eval_s - 5.0
+        if left < 0.2 * budget_s:
+            say(f"the evaluations take most of the {train_cfg.max_minutes} minutes: training for a fifth of them")
+            left = 0.2 * budget_s
+        max_minutes = round(left / 60, 2)
+    trainer = dataclasses.replace(
+        train_cfg,
+        data=data,
+        epoch_size=train_cfg.epoch_size or max(samples, MIN_EPOCH_BATCHES * train_cfg.batch_size),
+        val_fraction=0.0,
+        init_checkpoint=str(base),
+        out=str(run_dir),
+        max_minutes=max_minutes,
+        resume=False,
+        stop_file=str(progress.stop_file),
+    )
+    plan_text = f"{max_minutes:.1f} minutes" if max_minutes is not None else f"{trainer.epochs} epochs"
+    progress.enter("train", f"lr {trainer.lr:g} for {plan_text}, corrections {share:.0%} of the samples")
+    summary = train_main(trainer, cancel=progress.cancel)
+    if summary["status"] != "finished" or progress.stop_requested():
+        raise Cancelled(summary.get("stop_reason") or "stopped")
+
+    progress.enter("evaluate-after", f"scoring the fine-tuned model ({summary['iteration']} iterations)")
+    model, trained_meta = load_checkpoint(run_dir / "last", device=device)
+    _round_trip(model, _storage_dtype(base_meta))
+    after = evaluate_sets(model, label_set, eval_sets, device=device, input_size=eval_size, progress=progress)
+    say(f"after:  {_summary_line(after)}")
+
+    progress.enter("publish", f"writing the checkpoint to {config.checkpoints_dir}")
+    metrics = {"before": before, "after": after}
+    finetune = {
+        "base": plan["base"],
+        "corrections": [
+            {"root": c["root"], "ids": c["train_ids"], "held_out_ids": c["held_out_ids"]} for c in corrections
+        ],
+        "held_out_ids": sorted(i for c in corrections for i in c["held_out_ids"]),
+        "holdout": config.holdout,
+        "holdout_seed": seed,
+        "corrections_share": share,
+        "lr": trainer.lr,
+        "freeze_backbone": trainer.freeze_backbone,
+        "iterations": summary["iteration"],
+        "train_seconds": summary["elapsed_s"],
+        "metrics": metrics,
+        "run": str(run_dir.resolve()),
+    }
+    metadata = {
+        "input_size": eval_size,
+        "training": {
+            "data": [o["spec"] for o in originals],
+            "splits": [
+                {"spec": o["spec"], "val_fraction": o["val_fraction"], "split_seed": o["split_seed"]} for o in originals
+            ],
+            "val_fraction": train_cfg.val_fraction,
+            "split_seed": train_cfg.split_seed,
+            "init_checkpoint": str(base.resolve()),
+            "run": str(run_dir.resolve()),
+        },
+        "finetune": finetune,
+        "lineage": [{"name": base.name, "path": str(base.resolve()), "created": base_meta.get("created")}]
+        + list(base_meta.get("lineage") or []),
+        "metrics": {
+            "held_out_corrections_miou": (after["held_out_corrections"] or {}).get("miou"),
+            "val_miou": (after["original_val"] or {}).get("miou"),
+        },
+    }
+    terms = base_meta.get("data_terms")
+    if terms or any(parse_source(o["spec"]).kind == "viton" for o in originals):
+        metadata["data_terms"] = terms or "trained on VITON (research use only)"
+    progress.check()  # the last moment a stop prevents publishing; the write itself is atomic
+    name = config.name or default_name(base)
+    checkpoint = publish(
+        model,
+        Path(config.checkpoints_dir),
+        name,
+        stamp,
+        base=base,
+        meta=trained_meta,
+        metadata=metadata,
+        dtype=_storage_dtype(base_meta),
+    )
+    if not config.keep_run_checkpoint:
+        shutil.rmtree(run_dir / "last", ignore_errors=True)
+    report = {
+        "status": "finished",
+        "checkpoint": str(checkpoint.resolve()),
+        "base": str(base.resolve()),
+        "run": str(run_dir.resolve()),
+        "metrics": metrics,
+        "delta_miou": {
+            n: round(after[n]["miou"] - before[n]["miou"], 3) for n in EVAL_SETS if before.get(n) and after.get(n)
+        },
+        "held_out_ids": finetune["held_out_ids"],
+        "iterations": summary["iteration"],
+        "elapsed_s": round(time.perf_counter() - began, 1),
+        "train_summary": summary,
+    }
+    write_json(run_dir / REPORT_FILE, report)
+    plot_report(report, run_dir)
+    return report
+
+
+def _summary_line(metrics: dict[str, dict | None]) -> str:
+    parts = []
+    for name in EVAL_SETS:
+        m = metrics.get(name)
+        if m:
+            parts.append(f"{name} mIoU {m['miou']:.2f} (pixel agreement {m['pixel_acc']:.2f}, {m['images']} images)")
+    return "; ".join(parts) or "nothing to score"
+
+
+def cli(argv: list[str] | None = None) -> int:
+    config = parse_args(argv)
+    try:
+        report = main(config)
+    except (FileNotFoundError, FileExistsError, ValueError, CheckpointError) as err:
+        print(f"python -m train.finetune: error: {err}", file=sys.stderr)
+        return 2
+    if report["status"] == "cancelled":
+        return EXIT_CANCELLED
+    delta = ", ".join(f"{k} {v:+.2f}" for k, v in report["delta_miou"].items())
+    print(f"[finetune] new checkpoint {report['checkpoint']} (mIoU change: {delta or 'n/a'})", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
