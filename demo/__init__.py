@@ -5,6 +5,7 @@
 - :mod:`demo.models`: the checkpoints on offer and the shared cache of loaded predictors.
 - :mod:`demo.render`: overlays, the legend, downloads and the JSON summary.
 - :mod:`demo.settings`: flags and environment variables.
+- :mod:`demo.finetune`: the fine-tuning job run in the background from the app.
 - :mod:`demo.ui`: :func:`demo.ui.build_demo`, the ``gr.Blocks``.
 
 Nothing is imported here, so that the editing and session logic load (and are

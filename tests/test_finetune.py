@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import TINY
 from PIL import Image
 
 from demo.session import Session, Source
@@ -20,15 +21,6 @@ from train import finetune
 from train.finetune import FinetuneConfig, holdout_split, mix_weights, parse_args, read_progress
 
 LIP = get_label_set("lip-20")
-# Narrow decoder widths: a training step takes a fraction of a second at 64 px.
-TINY = {
-    "top_channels": 16,
-    "mid_channels": 8,
-    "high_channels": 8,
-    "ppm_bin_channels": 8,
-    "ppm_channels": 16,
-    "aux_channels": 8,
-}
 FACE, UPPER, PANTS = LIP.id_of("face"), LIP.id_of("upper-clothes"), LIP.id_of("pants")
 
 

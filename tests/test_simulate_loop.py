@@ -1,0 +1,35 @@
+"""The simulated-annotator loop on real CCP and VITON files, with a tiny model and a tiny budget."""
+
+import json
+
+import torch
+from helpers import TINY
+
+from ssfnet import build_model, load_checkpoint, save_checkpoint
+from train import simulate_loop
+
+
+def test_loop_writes_corrections_fine_tunes_and_scores(dataset_dir, tmp_path):
+    ccp, viton = dataset_dir("ccp"), dataset_dir("viton")
+    torch.manual_seed(0)
+    base = save_checkpoint(build_model("ssfnet_lite", 20, **TINY), tmp_path / "base", variant="ssfnet_lite",
+                           label_set="lip-20", options=TINY)  # fmt: skip
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"sources": [
+        {"kind": "ccp", "path": str(ccp.resolve()), "split": None, "val_ids": ["0002", "0003", "0004"]},
+        {"kind": "viton", "path": str(viton.resolve()), "split": None, "val_ids": ["000003_0", "000004_0"]},
+    ]}))  # fmt: skip
+    out = tmp_path / "loop"
+    report = simulate_loop.main([
+        "--base", str(base), "--split", str(split), "--ccp", str(ccp), "--viton", str(viton),
+        "--corrections", "2", "--max-minutes", "0.5", "--crop-size", "64", "--device", "cpu", "--out", str(out),
+    ])  # fmt: skip
+    assert len(report["corrections"]) == 2
+    assert len(list((out / "corrections" / "meta").glob("*.json"))) == 2
+    for when in ("before", "after"):
+        ccp_scores = report[when]["ccp_other_val (lip-20 -> ccp-coarse)"]
+        assert ccp_scores["images"] == 1 and 0 <= ccp_scores["miou"] <= 100
+        assert report[when]["viton_val (lip-20)"]["images"] == 2
+    model, meta = load_checkpoint(report["fine_tuned"])
+    assert meta["label_set"] == "lip-20"
+    assert (out / "report.md").read_text().startswith("| validation set")

@@ -1,0 +1,148 @@
+"""Measure the correction loop with simulated annotators.
+
+Real ground truth stands in for people: CCP images from the base run's validation
+split are saved as corrections (their true labels, converted to LIP-20 with coarse
+``skin``/``shoes`` values) through the app's corrections store, the base is
+fine-tuned on ``--corrections`` of them, and both checkpoints are scored on the
+other CCP validation images (LIP-20 -> CCP-coarse) and on the VITON validation
+split (LIP-20), before and after::
+
+    python -m train.simulate_loop --base runs/base/best --split runs/base/split.json \\
+        --ccp ../shared/datasets/ccp --viton ../shared/datasets/viton --corrections 50 --max-minutes 10
+
+Writes ``report.json`` and ``report.md`` (a table) into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+from pathlib import Path
+
+from ssfnet.data import CCPDataset
+from ssfnet.data.corrections import save_correction
+from ssfnet.labels import LIP_20
+from train import evaluate as evaluate_cli
+from train import finetune
+from train.utils import write_json
+
+
+def ordered(ids: list[str], seed: int) -> list[str]:
+    """``ids`` in a fixed pseudo-random order (a hash of seed and id)."""
+    return sorted(ids, key=lambda i: hashlib.sha256(f"{seed}:{i}".encode()).hexdigest())
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m train.simulate_loop",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--base", required=True, help="LIP-20 checkpoint folder to fine-tune")
+    p.add_argument("--split", required=True, help="the base run's split.json (its validation ids are used)")
+    p.add_argument("--ccp", default="../shared/datasets/ccp")
+    p.add_argument("--viton", default="../shared/datasets/viton")
+    p.add_argument("--corrections", type=int, default=50, help="CCP validation images used as corrections")
+    p.add_argument("--viton-limit", type=int, default=300, help="VITON validation images scored (spread evenly)")
+    p.add_argument("--max-minutes", type=float, default=10.0, help="fine-tuning budget (whole command)")
+    p.add_argument("--lr", type=float, default=None, help="fine-tuning learning rate (default: train.finetune's)")
+    p.add_argument("--crop-size", type=int, default=None, help="fine-tuning crop size (default: train.finetune's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None)
+    p.add_argument("--out", default="runs/simulate-loop")
+    return p.parse_args(argv)
+
+
+def score(checkpoint: Path, data: str, split: Path, out: Path, *, gt_label_set: str, args, limit=None) -> dict:
+    argv = ["--checkpoint", str(checkpoint), "--data", data, "--split", str(split), "--out", str(out)]
+    argv += ["--gt-label-set", gt_label_set]
+    if limit:
+        argv += ["--limit", str(limit)]
+    if args.device:
+        argv += ["--device", args.device]
+    result = evaluate_cli.main(argv)
+    return {"miou": round(result["miou"], 2), "pixel_acc": round(result["pixel_acc"], 2), "images": result["images"]}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ccp_spec, viton_spec = f"ccp:{args.ccp}", f"viton:{args.viton}"
+    ccp_val = ordered(evaluate_cli.held_out_ids(args.split, ccp_spec), args.seed)
+    viton_val = evaluate_cli.held_out_ids(args.split, viton_spec)
+    if len(ccp_val) <= args.corrections:
+        raise ValueError(f"the split holds {len(ccp_val)} CCP validation images; need more than {args.corrections}")
+    corrected, rest = sorted(ccp_val[: args.corrections]), sorted(ccp_val[args.corrections :])
+
+    # The simulated annotators: true CCP labels as LIP-20 (coarse skin/shoes), saved as the app saves.
+    corrections_dir = out / "corrections"
+    if not corrections_dir.exists():
+        dataset = CCPDataset(args.ccp, "lip-20", ids=corrected)
+        for i, sample_id in enumerate(dataset.ids):
+            image, label = dataset.load(i)
+            save_correction(
+                corrections_dir, image, label, LIP_20, model="ground truth (simulated annotator)",
+                source_name=f"ccp/{sample_id}.jpg",
+            )  # fmt: skip
+    eval_split = out / "eval_split.json"
+    write_json(
+        eval_split,
+        {"sources": [
+            {"kind": "ccp", "path": str(Path(args.ccp).resolve()), "split": None, "val_ids": rest},
+            {"kind": "viton", "path": str(Path(args.viton).resolve()), "split": None, "val_ids": viton_val},
+        ]},
+    )  # fmt: skip
+
+    def score_all(checkpoint: Path, tag: str) -> dict:
+        return {
+            "ccp_other_val (lip-20 -> ccp-coarse)": score(
+                checkpoint, ccp_spec, eval_split, out / f"{tag}-ccp", gt_label_set="fashion-17", args=args
+            ),
+            "viton_val (lip-20)": score(
+                checkpoint, viton_spec, eval_split, out / f"{tag}-viton", gt_label_set="lip-20", args=args,
+                limit=args.viton_limit,
+            ),
+        }  # fmt: skip
+
+    before = score_all(Path(args.base), "before")
+    ft_argv = ["--base", str(args.base), "--corrections", str(corrections_dir), "--holdout", "0"]
+    ft_argv += ["--data", viton_spec, "--data", ccp_spec, "--max-minutes", str(args.max_minutes)]
+    ft_argv += ["--checkpoints-dir", str(out / "checkpoints"), "--out", str(out / "finetune-run")]
+    ft_argv += ["--seed", str(args.seed)]
+    if args.lr:
+        ft_argv += ["--lr", str(args.lr)]
+    if args.crop_size:
+        ft_argv += ["--crop-size", str(args.crop_size)]
+    if args.device:
+        ft_argv += ["--device", args.device]
+    ft_report = finetune.main(finetune.parse_args(ft_argv))
+    if ft_report["status"] != "finished":
+        raise RuntimeError(f"fine-tuning ended with status {ft_report['status']}")
+    after = score_all(Path(ft_report["checkpoint"]), "after")
+    report = {
+        "command": "python -m train.simulate_loop " + " ".join(sys.argv[1:] if argv is None else argv),
+        "base": str(args.base),
+        "fine_tuned": ft_report["checkpoint"],
+        "corrections": corrected,
+        "finetune_iterations": ft_report["iterations"],
+        "finetune_seconds": ft_report["elapsed_s"],
+        "before": before,
+        "after": after,
+    }
+    write_json(out / "report.json", report)
+    lines = ["| validation set | images | mIoU before | mIoU after | pixel acc. before | pixel acc. after |"]
+    lines.append("|---|---|---|---|---|---|")
+    for name in before:
+        b, a = before[name], after[name]
+        lines.append(f"| {name} | {b['images']} | {b['miou']:.2f} | {a['miou']:.2f} | {b['pixel_acc']:.2f} | "
+                     f"{a['pixel_acc']:.2f} |")  # fmt: skip
+    table = "\n".join(lines)
+    (out / "report.md").write_text(table + "\n")
+    print(table)
+    return report
+
+
+if __name__ == "__main__":
+    main()
