@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -23,10 +22,10 @@ import pytest
 import torch
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
+from helpers import free_port, launched_app
 from PIL import Image
 
 from demo.settings import Settings
-from demo.ui import build_demo
 from ssfnet import build_model, save_checkpoint
 from ssfnet.labels import get_label_set
 
@@ -36,12 +35,6 @@ OTHER_PHOTO = REPO / "assets" / "examples" / "ccp_0757.jpg"
 LIP = get_label_set("lip-20")
 UPPER, SKIN = LIP.id_of("upper-clothes"), LIP.id_of("skin")
 VIEW = (0.5, [0])  # opacity, hidden labels
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def write_tiny_checkpoint(folder: Path) -> Path:
@@ -61,14 +54,8 @@ def app(tmp_path_factory):
         checkpoints_dir=root / "checkpoints",
         checkpoint=root / "checkpoints" / "tiny",
     )
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GRADIO_ANALYTICS_ENABLED", "False")
-        demo = build_demo(settings)
-        demo.launch(server_name="127.0.0.1", server_port=settings.port, prevent_thread_lock=True, quiet=True)
-        try:
-            yield settings, f"http://127.0.0.1:{settings.port}/"
-        finally:
-            demo.close()
+    with launched_app(settings):
+        yield settings, f"http://127.0.0.1:{settings.port}/"
 
 
 def connect(url: str) -> Client:
@@ -260,23 +247,17 @@ def test_app_without_a_model_still_parses_by_hand_and_saves(tmp_path):
         checkpoints_dir=tmp_path / "no-checkpoints",
         checkpoint=tmp_path / "missing-checkpoint",
     )
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GRADIO_ANALYTICS_ENABLED", "False")
-        demo = build_demo(settings)
-        demo.launch(server_name="127.0.0.1", server_port=settings.port, prevent_thread_lock=True, quiet=True)
-        try:
-            client = connect(f"http://127.0.0.1:{settings.port}/")
-            _, status = client.predict(None, api_name="/checkpoints")
-            assert "No model is available" in status and "missing-checkpoint" in status
-            *_, downloads, status, _, _, _, message = parse(client)
-            assert "no model could be used" in message
-            assert (label_map(downloads) == 0).all()
-            client.predict(5, 5, "Flood fill (similar colour)", SKIN, 40, *VIEW, api_name="/apply_click")
-            client.predict(api_name="/save")
-            (meta,) = [json.loads(p.read_text()) for p in (settings.corrections_dir / "meta").glob("*.json")]
-            assert meta["model"] == "" and meta["edited_pixels"] > 0
-        finally:
-            demo.close()
+    with launched_app(settings):
+        client = connect(f"http://127.0.0.1:{settings.port}/")
+        _, status = client.predict(None, api_name="/checkpoints")
+        assert "No model is available" in status and "missing-checkpoint" in status
+        *_, downloads, status, _, _, _, message = parse(client)
+        assert "no model could be used" in message
+        assert (label_map(downloads) == 0).all()
+        client.predict(5, 5, "Flood fill (similar colour)", SKIN, 40, *VIEW, api_name="/apply_click")
+        client.predict(api_name="/save")
+        (meta,) = [json.loads(p.read_text()) for p in (settings.corrections_dir / "meta").glob("*.json")]
+        assert meta["model"] == "" and meta["edited_pixels"] > 0
 
 
 def test_app_py_starts_without_a_model(tmp_path):

@@ -11,7 +11,6 @@ import hashlib
 import json
 import re
 import shutil
-import socket
 import tempfile
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 import torch
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
+from helpers import free_port, launched_app
 
 from demo.settings import Settings, parse_args
 from demo.ui import build_demo
@@ -42,20 +42,8 @@ TINY = {
 SERVER_ARGS = ("--crop-size", "64", "--batch-size", "2", "--workers", "0", "--val-max-images", "4")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def digest_tree(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*")}
-
-
-def launch(settings: Settings):
-    demo = build_demo(settings)
-    demo.launch(server_name="127.0.0.1", server_port=settings.port, prevent_thread_lock=True, quiet=True)
-    return demo
 
 
 @pytest.fixture(scope="module")
@@ -74,19 +62,14 @@ def app(tmp_path_factory):
         device="cpu",
         finetune_args=SERVER_ARGS,
     )
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GRADIO_ANALYTICS_ENABLED", "False")
-        demo = launch(settings)
-        try:
-            url = f"http://127.0.0.1:{settings.port}/"
-            client = Client(url, verbose=False, analytics_enabled=False)
-            for photo in EXAMPLES[:3]:
-                client.predict(handle_file(str(photo)), None, False, False, *VIEW, api_name="/parse")
-                client.predict(40, 40, "Relabel region", LIP.id_of("upper-clothes"), 24, *VIEW, api_name="/apply_click")
-                client.predict(api_name="/save")
-            yield settings, url
-        finally:
-            demo.close()
+    with launched_app(settings):
+        url = f"http://127.0.0.1:{settings.port}/"
+        client = Client(url, verbose=False, analytics_enabled=False)
+        for photo in EXAMPLES[:3]:
+            client.predict(handle_file(str(photo)), None, False, False, *VIEW, api_name="/parse")
+            client.predict(40, 40, "Relabel region", LIP.id_of("upper-clothes"), 24, *VIEW, api_name="/apply_click")
+            client.predict(api_name="/save")
+        yield settings, url
 
 
 def connect(url: str) -> Client:

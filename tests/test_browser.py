@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import tempfile
 import time
 from pathlib import Path
@@ -19,7 +18,6 @@ import pytest
 import torch
 
 from demo.settings import Settings
-from demo.ui import build_demo
 from ssfnet import build_model, save_checkpoint
 
 pytestmark = pytest.mark.browser
@@ -47,16 +45,11 @@ if CHROMIUM is None or CHROMEDRIVER is None:
     )
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+from helpers import free_port, launched_app  # noqa: E402
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -70,14 +63,8 @@ def app(tmp_path_factory):
         checkpoints_dir=root / "ckpt",
         checkpoint=root / "ckpt" / "tiny",
     )
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GRADIO_ANALYTICS_ENABLED", "False")
-        demo = build_demo(settings)
-        demo.launch(server_name="127.0.0.1", server_port=settings.port, prevent_thread_lock=True, quiet=True)
-        try:
-            yield settings
-        finally:
-            demo.close()
+    with launched_app(settings):
+        yield settings
 
 
 @pytest.fixture(scope="module")
