@@ -32,9 +32,9 @@ from .editing import History, resize_image, resize_labels, working_size
 
 # Below this many pixels on a side a photo cannot hold a person worth labelling.
 MIN_SIDE = 16
-# Formats and modes for which Pillow's plain RGB conversion (what loaders such as
-# ssfnet.data.corrections use) gives the same pixels as ssfnet.io.read_image, so
-# the uploaded bytes can be stored as they are.
+# Formats and modes whose bytes decode to the same RGB pixels in any reader (Pillow's
+# plain conversion as well as ssfnet.io.read_image), so the upload is stored as it is;
+# other uploads (alpha, CMYK, 16-bit) are stored as a PNG of the pixels the annotator saw.
 _KEEP_FORMATS = {"JPEG": "jpg", "PNG": "png"}
 _KEEP_MODES = {"RGB", "L"}
 _EXIF_ORIENTATION = 0x0112

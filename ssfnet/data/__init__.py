@@ -18,7 +18,7 @@ from ssfnet.data.layouts import (
     VitonDataset,
     nearest_colour_ids,
     read_id_png,
-    read_image,
+    read_stored_image,
 )
 from ssfnet.data.mixed import MixedDataset, split_ids
 from ssfnet.data.sources import SOURCE_KINDS, SourceSpec, open_source, parse_source, register_source
@@ -47,7 +47,7 @@ __all__ = [
     "open_source",
     "parse_source",
     "read_id_png",
-    "read_image",
+    "read_stored_image",
     "register_source",
     "resize_long_side",
     "save_correction",

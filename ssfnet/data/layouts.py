@@ -33,8 +33,12 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 Transform = Callable[[np.ndarray, np.ndarray], Any]
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Decode an image file as H x W x 3 uint8 RGB (grey, palette, CMYK and alpha images converted)."""
+def read_stored_image(path: str | os.PathLike) -> np.ndarray:
+    """Decode a dataset image as H x W x 3 uint8 RGB (grey, palette, CMYK and alpha images converted).
+
+    Unlike :func:`ssfnet.io.read_image` (for uploads), the EXIF orientation is not applied:
+    a benchmark's label maps match the stored pixels.
+    """
     with Image.open(path) as im:
         return np.array(im.convert("RGB"))
 
@@ -277,7 +281,7 @@ class FolderDataset(ParsingDataset):
         return read_id_png(path)
 
     def read(self, sample_id: str) -> tuple[np.ndarray, np.ndarray]:
-        return read_image(self._images[sample_id]), self.read_label(self._labels[sample_id])
+        return read_stored_image(self._images[sample_id]), self.read_label(self._labels[sample_id])
 
 
 def _optional(root: Path, relative: str) -> str | None:
@@ -507,7 +511,7 @@ class CCPDataset(ParsingDataset):
         return values
 
     def read(self, sample_id: str) -> tuple[np.ndarray, np.ndarray]:
-        image = read_image(self._photos[sample_id])
+        image = read_stored_image(self._photos[sample_id])
         label = self.read_annotation(self._annotations[sample_id])
         (h, w), (lh, lw) = image.shape[:2], label.shape
         if (lh, lw) != (h, w):
@@ -548,4 +552,4 @@ class VitonDataset(ParsingDataset):
         self._setup(self._images.keys() & self._parses.keys(), ids)
 
     def read(self, sample_id: str) -> tuple[np.ndarray, np.ndarray]:
-        return read_image(self._images[sample_id]), read_id_png(self._parses[sample_id])
+        return read_stored_image(self._images[sample_id]), read_id_png(self._parses[sample_id])
