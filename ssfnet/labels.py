@@ -152,6 +152,27 @@ LIP_PALETTE = (
     (0, 255, 255), (85, 255, 170), (170, 255, 85), (255, 255, 0), (255, 170, 0),
 )  # fmt: skip
 
+# PASCAL-Person-Part's six parts as sets of LIP-20 classes (LIP-20 ids). The PASCAL parts cover the
+# body region whatever is worn on it: the head includes the neck and the hands and feet belong to
+# the lower arms and legs. A set must hold every class LIP would paint there, or the partial-label
+# loss would push a right answer away; each takes both sides, as PASCAL has no left/right.
+PART_MEMBERS: tuple[tuple[str, tuple[int, ...]], ...] = (
+    # hat, hair, sunglasses, face, scarf: the neck is head in PASCAL, and scarves sit on it.
+    ("head", (1, 2, 4, 11, 13)),
+    # upper-clothes, dress, coat, pants, jumpsuits, scarf, skirt, face: clothes down to the hips
+    # (waistbands and skirts start inside the torso), face for the bare neckline LIP paints as face.
+    ("torso", (5, 6, 7, 9, 10, 11, 12, 13)),
+    # upper-clothes, dress, coat, jumpsuits, scarf, both arms: sleeves, bare arms and draped scarves.
+    ("upper-arm", (5, 6, 7, 10, 11, 14, 15)),
+    # glove, upper-clothes, dress, coat, jumpsuits, both arms: the hand is part of the lower arm.
+    ("lower-arm", (3, 5, 6, 7, 10, 14, 15)),
+    # upper-clothes, dress, coat, socks, pants, jumpsuits, skirt, both legs: long tops cover the
+    # hips, which PASCAL counts as upper leg; socks stand for tights and stockings.
+    ("upper-leg", (5, 6, 7, 8, 9, 10, 12, 16, 17)),
+    # dress, coat, socks, pants, jumpsuits, skirt, both legs, both shoes: the foot is lower leg.
+    ("lower-leg", (6, 7, 8, 9, 10, 12, 16, 17, 18, 19)),
+)
+
 LIP_20 = LabelSet(
     name="lip-20",
     names=(
@@ -183,8 +204,22 @@ LIP_20 = LabelSet(
         ("shoes", (18, 19)),
         ("arms", (14, 15)),
         ("legs", (16, 17)),
+        # PASCAL-Person-Part's parts (ids 24-29) are body regions whatever covers them, so each
+        # stands for every LIP-20 class that can occupy that region (see PART_MEMBERS).
+        *PART_MEMBERS,
     ),
-    coarse_palette=((255, 200, 170), (220, 140, 60), (90, 200, 230), (130, 230, 130)),
+    coarse_palette=(
+        (255, 200, 170),
+        (220, 140, 60),
+        (90, 200, 230),
+        (130, 230, 130),
+        (200, 70, 170),
+        (150, 120, 230),
+        (235, 225, 130),
+        (110, 70, 150),
+        (40, 160, 110),
+        (180, 180, 120),
+    ),
 )
 
 ATR_18 = LabelSet(
@@ -306,8 +341,16 @@ FASHION_17 = LabelSet(
     ),  # fmt: skip
 )
 
+# For scoring on ground truth coarser than the model: PASCAL-Person-Part's parts say where the head
+# and the person are, but not which clothes, so a LIP-20 model is scored on person and head only.
+PERSON_HEAD_3 = LabelSet(
+    name="person-head-3",
+    names=("background", "head", "body"),
+    palette=(LIP_PALETTE[0], LIP_PALETTE[2], LIP_PALETTE[5]),
+)
+
 LABEL_SETS: dict[str, LabelSet] = {
-    s.name: s for s in (LIP_20, ATR_18, PASCAL_PERSON_PART_7, PPSS_8, CCP_59, FASHION_17)
+    s.name: s for s in (LIP_20, ATR_18, PASCAL_PERSON_PART_7, PPSS_8, CCP_59, FASHION_17, PERSON_HEAD_3)
 }
 LABEL_SETS["cihp-20"] = LIP_20  # CIHP uses LIP's 20 classes.
 
@@ -349,6 +392,7 @@ def _ccp_to_lip() -> dict[str, int | None]:
 
 
 def _lip_to_fashion() -> dict[str, int]:
+    # The PASCAL part labels (head, torso, ...) span several fashion classes: left out, so ignored.
     f = FASHION_17.id_of
     return {
         "background": f("background"), "hat": f("hat"), "hair": f("hair"), "glove": f("accessories"),
@@ -361,10 +405,40 @@ def _lip_to_fashion() -> dict[str, int]:
     }  # fmt: skip
 
 
+def _pascal_to_lip() -> dict[str, int]:
+    # Each part becomes LIP-20's coarse label of the same name (PART_MEMBERS).
+    return {name: LIP_20.id_of(name) for name in PASCAL_PERSON_PART_7.names}
+
+
+# LIP-20 classes that are PERSON_HEAD_3's head; every other class on a person is body.
+PERSON_HEAD_MEMBERS = ("hat", "hair", "sunglasses", "face")
+
+
+def _pascal_to_person_head() -> dict[str, int]:
+    p = PERSON_HEAD_3.id_of
+    parts = PASCAL_PERSON_PART_7.names[2:]
+    return {"background": p("background"), "head": p("head"), **dict.fromkeys(parts, p("body"))}
+
+
+def _lip_to_person_head() -> dict[str, int | None]:
+    head, body = PERSON_HEAD_3.id_of("head"), PERSON_HEAD_3.id_of("body")
+    mapping: dict[str, int | None] = {name: body for name in LIP_20.all_names}
+    mapping["background"] = PERSON_HEAD_3.id_of("background")
+    mapping.update(dict.fromkeys(PERSON_HEAD_MEMBERS, head))
+    # The part labels are regions: PASCAL's head is head even where a scarf covers the neck.
+    mapping.update(_pascal_to_person_head())
+    # "skin" is face or a limb, head or body: not placeable.
+    mapping["skin"] = None
+    return mapping
+
+
 _CONVERSIONS = {
     ("ccp-59", "fashion-17"): lambda: _lut(CCP_59, _ccp_to_fashion()),
     ("ccp-59", "lip-20"): lambda: _lut(CCP_59, _ccp_to_lip()),
     ("lip-20", "fashion-17"): lambda: _lut(LIP_20, _lip_to_fashion()),
+    ("lip-20", "person-head-3"): lambda: _lut(LIP_20, _lip_to_person_head()),
+    ("pascal-person-part-7", "lip-20"): lambda: _lut(PASCAL_PERSON_PART_7, _pascal_to_lip()),
+    ("pascal-person-part-7", "person-head-3"): lambda: _lut(PASCAL_PERSON_PART_7, _pascal_to_person_head()),
 }
 
 
@@ -372,7 +446,9 @@ def conversion_lut(source: str | LabelSet, target: str | LabelSet) -> np.ndarray
     """256-entry uint8 LUT converting ``source`` label maps to ``target`` values.
 
     The identity (source == target) keeps every value. CCP -> LIP-20 produces
-    coarse LIP values (``skin``, ``shoes``) where CCP has no finer label.
+    coarse LIP values (``skin``, ``shoes``) where CCP has no finer label, and
+    PASCAL-Person-Part -> LIP-20 the coarse part labels (``head``, ``torso``, ...).
+    ``person-head-3`` is reachable from PASCAL-Person-Part and from LIP-20.
     """
     src, dst = get_label_set(source), get_label_set(target)
     if src is dst:
@@ -418,9 +494,11 @@ class EvalMapping:
 def eval_mapping(prediction: str | LabelSet, target: str | LabelSet) -> EvalMapping:
     """The mapping to score ``prediction``-set output on ``target``-set ground truth.
 
-    Known: identity for any set, and LIP-20 -> fashion-17 ("CCP-coarse": face,
+    Known: identity for any set; LIP-20 -> fashion-17 ("CCP-coarse": face,
     arms and legs -> skin, shoes -> shoes, glove -> accessories; bag, belt and
-    accessories are not scored).
+    accessories are not scored); LIP-20 -> person-head-3 (hat, hair, sunglasses
+    and face -> head, every other class but background -> body), to score a
+    LIP-20 model on PASCAL-Person-Part.
     """
     pred, tgt = get_label_set(prediction), get_label_set(target)
     if pred is tgt:
@@ -428,4 +506,6 @@ def eval_mapping(prediction: str | LabelSet, target: str | LabelSet) -> EvalMapp
     if (pred.name, tgt.name) == ("lip-20", "fashion-17"):
         f = FASHION_17.id_of
         return EvalMapping(pred, tgt, conversion_lut(pred, tgt), (f("bag"), f("belt"), f("accessories")))
+    if (pred.name, tgt.name) == ("lip-20", "person-head-3"):
+        return EvalMapping(pred, tgt, conversion_lut(pred, tgt))
     raise KeyError(f"no evaluation mapping {pred.name} -> {tgt.name}")

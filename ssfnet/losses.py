@@ -19,9 +19,12 @@ def partial_cross_entropy(
 
     For a pixel whose value v stands for the class set S_v the loss is
     ``-log sum_{c in S_v} p_c``; for a single class this is plain cross-entropy.
+    Exact pixels go through the plain kernel; only the (usually few) pixels with
+    a coarse value are gathered and scored in the set form, so the cost stays
+    that of one cross-entropy.
 
     Args:
-        logits: B x K x H x W.
+        logits: B x K x H x W (any float dtype; scored in fp32).
         target: B x H x W integer values; ``ignore_index`` (and any value
             without a row in ``membership``) is not scored.
         membership: V x K bool, row v = the classes value v allows
@@ -31,21 +34,40 @@ def partial_cross_entropy(
     Returns:
         Mean loss over scored pixels (0 with a gradient when none is scored).
     """
+    num_classes = logits.shape[1]
     num_values = membership.shape[0]
     valid = (target != ignore_index) & (target >= 0) & (target < num_values)
-    if not bool(valid.any()):
+    exact = valid & (target < num_classes)
+    coarse = valid & ~exact
+    count = valid.sum()
+    if not bool(count):
         return logits.sum() * 0.0
-    safe = torch.where(valid, target, torch.zeros_like(target))
-    if int(safe.max()) < logits.shape[1] and bool(membership[: logits.shape[1]].diagonal().all()):
-        # No coarse value in this batch: the plain (faster) kernel gives the same result.
-        return F.cross_entropy(
-            logits, torch.where(valid, target, torch.full_like(target, ignore_index)), ignore_index=ignore_index
-        )
-    log_probs = F.log_softmax(logits.float(), dim=1)
-    allowed = membership.to(logits.device)[safe].permute(0, 3, 1, 2)  # B x K x H x W
-    masked = log_probs.masked_fill(~allowed, float("-inf"))
-    per_pixel = -torch.logsumexp(masked, dim=1)
-    return per_pixel[valid].mean()
+    logits = logits.float()
+    exact_target = torch.where(exact, target, torch.full_like(target, ignore_index))
+    total = F.cross_entropy(logits, exact_target, ignore_index=ignore_index, reduction="sum")
+    if bool(coarse.any()):
+        # N x K logits of the coarse pixels only.
+        picked = logits.permute(0, 2, 3, 1)[coarse]
+        allowed = membership.to(logits.device)[target[coarse]]
+        log_all = torch.logsumexp(picked, dim=1)
+        log_allowed = torch.logsumexp(picked.masked_fill(~allowed, float("-inf")), dim=1)
+        total = total + (log_all - log_allowed).sum()
+    return total / count
+
+
+def labels_at(target: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Label maps B x H x W brought to ``size`` by centre-aligned nearest sampling.
+
+    Each output pixel takes the label at the centre of the input area it covers,
+    which is where a stride-s network's feature for that pixel is centred.
+    """
+    if tuple(target.shape[-2:]) == tuple(size):
+        return target
+    h, w = target.shape[-2:]
+    oh, ow = size
+    rows = ((torch.arange(oh, device=target.device) + 0.5) * (h / oh)).long().clamp_(max=h - 1)
+    cols = ((torch.arange(ow, device=target.device) + 0.5) * (w / ow)).long().clamp_(max=w - 1)
+    return target[:, rows][:, :, cols]
 
 
 class ParsingLoss(nn.Module):
@@ -53,7 +75,10 @@ class ParsingLoss(nn.Module):
 
     Heads absent from the model's output (e.g. DeepLabV3 has no ``aux1``) are
     skipped. With a label set that has coarse labels, every term is the
-    partial-label cross-entropy.
+    partial-label cross-entropy. Logits smaller than the labels (a network's
+    ``native=True`` output) are scored against labels brought to their size
+    (:func:`labels_at`): on a CPU, scoring full-resolution logits costs about as
+    much as a light network's whole step.
 
     Args:
         label_set: Label set of the targets (its membership table is used).
@@ -74,6 +99,7 @@ class ParsingLoss(nn.Module):
         self.register_buffer("membership", table, persistent=False)
 
     def term(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        target = labels_at(target, logits.shape[-2:])
         if self.membership.numel() == 0:
             return F.cross_entropy(logits, target, ignore_index=self.ignore_index)
         return partial_cross_entropy(logits, target, self.membership, self.ignore_index)

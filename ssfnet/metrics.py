@@ -1,11 +1,36 @@
-"""Confusion-matrix metrics: per-class IoU, mIoU, pixel accuracy."""
+"""Confusion-matrix metrics: per-class IoU, mIoU, pixel accuracy, and IoU of merged classes."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import numpy as np
 import torch
 
-from .labels import IGNORE_INDEX, EvalMapping, LabelSet
+from .labels import IGNORE_INDEX, PERSON_HEAD_3, EvalMapping, LabelSet
+
+
+def merged_iou(matrix: np.ndarray, classes: Iterable[int]) -> float | None:
+    """IoU in percent of a group of classes scored as one class.
+
+    Args:
+        matrix: K x K confusion matrix (rows = ground truth, columns = prediction).
+        classes: The ids merged; confusions among them count as correct.
+
+    Returns:
+        The IoU, or None where the group has neither ground truth nor prediction.
+    """
+    m = np.asarray(matrix, dtype=np.float64)
+    inside = np.zeros(m.shape[0], dtype=bool)
+    inside[list(classes)] = True
+    tp = m[np.ix_(inside, inside)].sum()
+    union = m[inside].sum() + m[:, inside].sum() - tp
+    return float(tp / union * 100) if union > 0 else None
+
+
+def person_iou(matrix: np.ndarray, background: int = 0) -> float | None:
+    """Person-vs-background IoU in percent: every class but ``background`` merged into one."""
+    return merged_iou(matrix, [c for c in range(np.asarray(matrix).shape[0]) if c != background])
 
 
 class ConfusionMatrix:
@@ -75,7 +100,9 @@ class ConfusionMatrix:
         Returns:
             ``iou`` (per class, ``None`` where a class has neither ground truth
             nor prediction), ``miou`` (mean over scored classes with a defined
-            IoU), ``pixel_acc``, ``mean_acc`` and ``scored_classes``.
+            IoU), ``pixel_acc``, ``mean_acc`` and ``scored_classes``. In
+            ``person-head-3`` also ``person_iou`` (head and body merged against
+            background) and ``head_iou`` (``None`` where undefined).
         """
         m = self.matrix.astype(np.float64)
         tp = np.diag(m)
@@ -88,10 +115,21 @@ class ConfusionMatrix:
         scored = list(self.mapping.scored_classes) if self.mapping is not None else list(range(self.num_classes))
         scored_iou = iou[scored]
         total = m.sum()
-        return {
+        result = {
             "iou": [None if np.isnan(v) else float(v) for v in iou],
             "miou": float(np.nanmean(scored_iou)) if np.isfinite(scored_iou).any() else 0.0,
             "pixel_acc": float(tp.sum() / total * 100) if total else 0.0,
             "mean_acc": float(np.nanmean(acc[scored])) if np.isfinite(acc[scored]).any() else 0.0,
             "scored_classes": scored,
         }
+        if self.target_set is PERSON_HEAD_3:
+            result["person_iou"] = person_iou(self.matrix, PERSON_HEAD_3.id_of("background"))
+            result["head_iou"] = result["iou"][PERSON_HEAD_3.id_of("head")]
+        return result
+
+    @property
+    def target_set(self) -> LabelSet | None:
+        """The label set of the matrix's rows and columns, where known."""
+        if self.mapping is not None:
+            return self.mapping.target
+        return self.label_set

@@ -27,7 +27,7 @@ def _sample(h: int = 24, w: int = 16, seed: int = 0) -> tuple[np.ndarray, np.nda
     rng = np.random.default_rng(seed)
     image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     labels = rng.integers(0, LIP_20.num_ids, (h, w), dtype=np.uint8)
-    labels[0, :4] = [20, 21, 22, 23]  # every coarse LIP-20 value
+    labels[0, : LIP_20.num_ids - 20] = range(20, LIP_20.num_ids)  # every coarse LIP-20 value
     labels[-1, -1] = IGNORE_INDEX
     return image, labels
 
@@ -109,7 +109,7 @@ def test_exif_rotated_upload_is_loaded_as_displayed(tmp_path):
 @pytest.mark.parametrize(
     "labels, message",
     [
-        (np.full((24, 16), 24, np.uint8), r"values \[24\] outside lip-20"),
+        (np.full((24, 16), LIP_20.num_ids, np.uint8), rf"values \[{LIP_20.num_ids}\] outside lip-20"),
         (np.full((24, 16), 200, np.uint8), "outside lip-20"),
         (np.zeros((24, 15), np.uint8), "labels are 15x24 but the image is 16x24"),
         (np.zeros((24, 16), np.int64), "uint8"),

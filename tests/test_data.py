@@ -20,6 +20,7 @@ from ssfnet.data import (
     PascalPersonPartDataset,
     SourceSpec,
     VitonDataset,
+    flip_sample,
     nearest_colour_ids,
     open_source,
     parse_source,
@@ -34,6 +35,7 @@ from ssfnet.labels import (
     IGNORE_INDEX,
     LIP_20,
     PASCAL_PERSON_PART_7,
+    conversion_lut,
     get_label_set,
 )
 
@@ -97,10 +99,11 @@ def test_folder_dataset_id_file_subset_and_errors(tmp_path):
 
 def test_folder_dataset_values_outside_set_become_ignore(tmp_path):
     _write_folder(tmp_path, "images", "labels", ["a"], shape=(4, 4))
-    label = np.array([[0, 19, 23, 24], [200, 255, 5, 5], [5, 5, 5, 5], [5, 5, 5, 5]], dtype=np.uint8)
+    past_last = LIP_20.num_ids
+    label = np.array([[0, 19, 23, past_last], [200, 255, 5, 5], [5, 5, 5, 5], [5, 5, 5, 5]], dtype=np.uint8)
     Image.fromarray(label).save(tmp_path / "labels" / "a.png")
     _, loaded = FolderDataset(tmp_path).load(0)
-    # 23 is LIP-20's coarse 'legs'; 24 and 200 are no LIP-20 value.
+    # 23 is LIP-20's coarse 'legs'; past_last and 200 are no LIP-20 value.
     assert loaded[0].tolist() == [0, 19, 23, IGNORE_INDEX]
     assert loaded[1, :2].tolist() == [IGNORE_INDEX, IGNORE_INDEX]
 
@@ -179,6 +182,72 @@ def test_pascal_person_part_fixture_rgba(tmp_path):
     assert label.tolist() == [[1, 2, IGNORE_INDEX], [6, 0, 3]]
 
 
+def _write_palette_png(path: Path, ids: np.ndarray, palette: list[int]) -> None:
+    im = Image.fromarray(ids)
+    im.putpalette(palette)  # an L image becomes P with its values as the indices
+    im.save(path)
+
+
+def test_pascal_person_part_palette_pngs_are_read_by_index(tmp_path):
+    (tmp_path / "JPEGImages").mkdir()
+    (tmp_path / "SegmentationPart").mkdir()
+    ids = np.array([[0, 1, 2, 3], [4, 5, 6, IGNORE_INDEX]], dtype=np.uint8)
+    for name in ("a", "b"):
+        Image.fromarray(_image(2, 4, 0)).save(tmp_path / "JPEGImages" / f"{name}.png")
+    # Colours that are nowhere near the VOC palette: only the index may decide the id.
+    _write_palette_png(tmp_path / "SegmentationPart" / "a.png", ids, [(37 * i) % 256 for i in range(768)])
+    bad = ids.copy()
+    bad[0, 0] = 7
+    _write_palette_png(tmp_path / "SegmentationPart" / "b.png", bad, [0] * 768)
+    ds = PascalPersonPartDataset(tmp_path)
+    np.testing.assert_array_equal(ds.load(0)[1], ids)
+    with pytest.raises(ValueError, match=r"b\.png: palette indices 7 are no pascal-person-part-7 id"):
+        ds.load(1)
+    # Parts as LIP-20's coarse part labels, ignore kept.
+    _, lip = PascalPersonPartDataset(tmp_path, label_set="lip-20", ids=["a"]).load(0)
+    assert lip.tolist() == [[0, 24, 25, 26], [27, 28, 29, IGNORE_INDEX]]
+    assert [LIP_20.all_names[v] for v in lip.ravel()[1:7]] == list(PASCAL_PERSON_PART_7.names[1:])
+
+
+def test_pascal_person_part_grey_pngs_are_ids(tmp_path):
+    (tmp_path / "JPEGImages").mkdir()
+    (tmp_path / "SegmentationPart").mkdir()
+    Image.fromarray(_image(1, 3, 0)).save(tmp_path / "JPEGImages" / "g.png")
+    Image.fromarray(np.array([[0, 6, 9]], np.uint8)).save(tmp_path / "SegmentationPart" / "g.png")
+    _, label = PascalPersonPartDataset(tmp_path).load(0)
+    assert label.tolist() == [[0, 6, IGNORE_INDEX]]  # 9 is no part: ignored as in the other layouts
+
+
+def test_pascal_person_part_shared_layout(dataset_dir):
+    root = dataset_dir("pascal-person-part")
+    ds = PascalPersonPartDataset(root)
+    assert len(ds) == 1716 and ds.ids[0].startswith("20")
+    lip = open_source(parse_source(f"pascal-person-part:{root}"), "lip-20", ids=ds.ids[::400])
+    person_head = open_source(f"pascal-person-part:{root}", "person-head-3", ids=ds.ids[::400])
+    parts = {LIP_20.id_of(n) for n in PASCAL_PERSON_PART_7.names[1:]}
+    seen = set()
+    for i, sample_id in enumerate(lip.ids):
+        with Image.open(ds.label_path(sample_id)) as im:
+            assert im.mode == "P"
+            raw = np.array(im)
+        image, label = ds.load(ds.ids.index(sample_id))
+        np.testing.assert_array_equal(label, raw)
+        assert label.shape == image.shape[:2] and set(np.unique(label).tolist()) <= {*range(7), IGNORE_INDEX}
+        _, converted = lip.load(i)
+        # No ignore appears but where the source had it, and every part became its coarse label.
+        np.testing.assert_array_equal(converted == IGNORE_INDEX, raw == IGNORE_INDEX)
+        assert set(np.unique(converted[raw != IGNORE_INDEX]).tolist()) <= {0} | parts
+        np.testing.assert_array_equal(converted == 0, raw == 0)
+        seen |= set(np.unique(converted).tolist())
+        _, coarse = person_head.load(i)
+        np.testing.assert_array_equal(coarse == 1, raw == 1)
+        np.testing.assert_array_equal(coarse == 2, (raw >= 2) & (raw <= 6))
+        # A mirrored LIP-20 map is the LIP-20 map of the mirrored PASCAL map (parts have no side).
+        _, flipped = flip_sample(image, converted, LIP_20)
+        np.testing.assert_array_equal(flipped, conversion_lut(PASCAL_PERSON_PART_7, LIP_20)[raw[:, ::-1]])
+    assert len(seen & parts) >= 4
+
+
 def test_pascal_person_part_samples(dataset_dir):
     ds = PascalPersonPartDataset(dataset_dir("samples", "pascal-person-part"))
     assert len(ds) == 8 and ds.label_set is PASCAL_PERSON_PART_7
@@ -192,6 +261,9 @@ def test_pascal_person_part_samples(dataset_dir):
     # 2008_000008 has every part, coded with off-palette colours such as (126, 1, 128).
     _, label = ds.load(ds.ids.index("2008_000008"))
     assert np.unique(label).tolist() == list(range(7))
+    _, lip = PascalPersonPartDataset(ds.root, label_set="lip-20", ids=["2008_000008"]).load(0)
+    np.testing.assert_array_equal(lip, conversion_lut(PASCAL_PERSON_PART_7, LIP_20)[label])
+    assert np.unique(lip).tolist() == [0, *range(24, 30)]
 
 
 # --- CCP ----------------------------------------------------------------------------------------

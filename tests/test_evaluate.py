@@ -182,6 +182,108 @@ def test_cli_writes_json_table_and_plot(checkpoint, tmp_path, capsys):
     assert "mIoU" in printed and "(not scored)" in printed
 
 
+def write_pascal(root: Path, n: int = 2) -> Path:
+    """A PASCAL-Person-Part folder: JPEGImages/*.jpg and palette SegmentationPart/*.png (index = part id)."""
+    (root / "JPEGImages").mkdir(parents=True)
+    (root / "SegmentationPart").mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    for i in range(n):
+        parts = np.zeros((40, 30), np.uint8)
+        parts[2:10, 10:20] = 1  # head
+        parts[10:24, 8:22] = 2  # torso
+        parts[10:18, 4:8], parts[18:26, 4:8] = 3, 4  # arm
+        parts[24:32, 9:21], parts[32:39, 9:21] = 5, 6  # legs
+        parts[0, :] = 255
+        label = Image.fromarray(parts)
+        label.putpalette(get_label_set("pascal-person-part-7").palette_bytes())
+        stem = f"2008_{i:06d}"
+        label.save(root / "SegmentationPart" / f"{stem}.png")
+        Image.fromarray(rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)).save(root / "JPEGImages" / f"{stem}.jpg")
+    return root
+
+
+def test_lip_predictions_scored_on_pascal_person_and_head():
+    pascal = get_label_set("pascal-person-part-7")
+    parts = np.array([[0, 1, 1, 2, 3, 4], [5, 6, 6, 2, 0, 0]], np.uint8)
+    gt = conversion_lut(pascal, "person-head-3")[parts]
+    lip_id = LIP.id_of
+    # Mostly right, but: the head's second pixel called a coat, a torso pixel called face, a
+    # lower-leg pixel missed and a background pixel called a hat.
+    lip = np.array(
+        [
+            [0, lip_id("hair"), lip_id("coat"), lip_id("upper-clothes"), lip_id("left-arm"), lip_id("glove")],
+            [lip_id("pants"), lip_id("right-shoe"), 0, lip_id("face"), lip_id("hat"), 0],
+        ],
+        np.uint8,
+    )
+    image = np.zeros((2, 6, 3), np.uint8)
+    person_head = get_label_set("person-head-3")
+    cm = evaluate_dataset(
+        LookupPredictor([(image, lip)]),
+        Pairs([(image, gt)]),
+        3,
+        mapping=eval_mapping(LIP, person_head),
+        label_set=person_head,
+        progress=False,
+    )
+    metrics = cm.compute()
+    # person: 9 ground-truth pixels, 9 predicted, 8 in common.
+    assert metrics["person_iou"] == pytest.approx(100 * 8 / 10)
+    # head: ground truth at (0,1), (0,2); predicted at (0,1), (1,3), (1,4).
+    assert metrics["head_iou"] == pytest.approx(100 * 1 / 4)
+
+
+def test_cli_scores_pascal_person_part_as_person_and_head(checkpoint, tmp_path, capsys):
+    pascal = write_pascal(tmp_path / "pascal")
+    out = tmp_path / "eval"
+    args = ["--checkpoint", str(checkpoint), "--data", f"pascal-person-part:{pascal}"]
+    result = main([*args, "--gt-label-set", "person-head-3", "--device", "cpu", "--out", str(out)])
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["mapping"] == "lip-20 -> person-head-3" and saved["images"] == 2
+    assert [row["class"] for row in saved["per_class"]] == ["background", "head", "body"]
+    assert all(row["scored"] for row in saved["per_class"])
+    for key in ("person_iou", "head_iou"):
+        assert key in saved and saved[key] == result[key]
+        assert saved[key] is None or 0 <= saved[key] <= 100
+    assert saved["head_iou"] == saved["per_class"][1]["iou"]
+    assert np.array(saved["matrix"]).sum() == 2 * 39 * 30  # every pixel but the ignored top row
+    printed = capsys.readouterr().out
+    assert "person IoU" in printed and "head IoU" in printed
+    # PASCAL's own parts are no LIP-20 output: person-head-3 is the way to score on them.
+    with pytest.raises(KeyError, match="no evaluation mapping lip-20 -> pascal-person-part-7"):
+        main([*args, "--gt-label-set", "pascal-person-part-7", "--device", "cpu"])
+
+
+class PartOracle:
+    """Answers from the ground truth: face where PASCAL has head, upper-clothes on every other part."""
+
+    def __init__(self, dataset) -> None:
+        self.by_image = {}
+        for i in range(len(dataset)):
+            image, parts = dataset.load(i)
+            lip = np.where(parts == 1, LIP.id_of("face"), LIP.id_of("upper-clothes")).astype(np.uint8)
+            lip[(parts == 0) | (parts == 255)] = 0
+            self.by_image[image.tobytes()] = lip
+
+    def predict_batch(self, images, *, multiscale=False, flip=False):
+        return [self.by_image[image.tobytes()] for image in images]
+
+
+def test_shared_pascal_person_part_oracle_scores_100(dataset_dir):
+    from ssfnet.data import open_source
+
+    root = dataset_dir("pascal-person-part")
+    person_head = get_label_set("person-head-3")
+    parts = open_source(f"pascal-person-part:{root}", "pascal-person-part-7")
+    ids = parts.ids[::300]
+    dataset = open_source(f"pascal-person-part:{root}", person_head, ids=ids)
+    oracle = PartOracle(open_source(f"pascal-person-part:{root}", "pascal-person-part-7", ids=ids))
+    mapping = eval_mapping(LIP, person_head)
+    metrics = evaluate_dataset(oracle, dataset, 3, mapping=mapping, label_set=person_head, progress=False).compute()
+    assert metrics["person_iou"] == pytest.approx(100.0) and metrics["head_iou"] == pytest.approx(100.0)
+    assert metrics["miou"] == pytest.approx(100.0)
+
+
 def test_held_out_ids_follow_a_runs_split(tmp_path):
     split = {
         "seed": 0,

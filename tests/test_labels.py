@@ -9,15 +9,29 @@ from ssfnet.labels import (
     IGNORE_INDEX,
     LABEL_SETS,
     LIP_20,
+    PASCAL_PERSON_PART_7,
+    PERSON_HEAD_3,
     conversion_lut,
     eval_mapping,
     get_label_set,
 )
 
+# The LIP-20 classes each PASCAL-Person-Part part may hold, as documented in ssfnet.labels.
+PART_SETS = {
+    "head": {"hat", "hair", "sunglasses", "face", "scarf"},
+    "torso": {"upper-clothes", "coat", "dress", "jumpsuits", "scarf", "pants", "skirt", "face"},
+    "upper-arm": {"left-arm", "right-arm", "upper-clothes", "coat", "dress", "jumpsuits", "scarf"},
+    "lower-arm": {"left-arm", "right-arm", "glove", "upper-clothes", "coat", "dress", "jumpsuits"},
+    "upper-leg": {"pants", "skirt", "dress", "coat", "jumpsuits", "upper-clothes", "socks", "left-leg", "right-leg"},
+    "lower-leg": {
+        "pants", "skirt", "dress", "coat", "jumpsuits", "socks", "left-leg", "right-leg", "left-shoe", "right-shoe",
+    },
+}  # fmt: skip
+
 
 def test_sets_have_expected_sizes():
     sizes = {"lip-20": 20, "cihp-20": 20, "atr-18": 18, "pascal-person-part-7": 7, "ppss-8": 8,
-             "ccp-59": 59, "fashion-17": 17}  # fmt: skip
+             "ccp-59": 59, "fashion-17": 17, "person-head-3": 3}  # fmt: skip
     for name, k in sizes.items():
         assert get_label_set(name).num_classes == k
     assert FASHION_17.names[:4] == ("background", "hat", "hair", "sunglasses")
@@ -41,7 +55,7 @@ def test_flip_lut_swaps_sides_and_keeps_coarse():
 def test_coarse_membership():
     skin = LIP_20.id_of("skin")
     assert LIP_20.members(skin) == (13, 14, 15, 16, 17)
-    assert LIP_20.membership.shape == (24, 20)
+    assert LIP_20.membership.shape == (30, 20) and LIP_20.num_ids == 30
     assert LIP_20.membership[5].sum() == 1 and LIP_20.membership[5, 5]
     with pytest.raises(ValueError):
         LIP_20.members(40)
@@ -83,8 +97,57 @@ def test_eval_mapping_lip_to_ccp_coarse():
 def test_validate_and_colourise():
     labels = np.array([[0, 5], [23, 255]], dtype=np.uint8)
     LIP_20.validate(labels)
-    with pytest.raises(ValueError, match="24"):
-        LIP_20.validate(np.array([[24]], dtype=np.uint8))
+    LIP_20.validate(np.array([[24, 29]], dtype=np.uint8))  # PASCAL part labels
+    with pytest.raises(ValueError, match="30"):
+        LIP_20.validate(np.array([[30]], dtype=np.uint8))
     rgb = LIP_20.colourise(labels)
     assert rgb.shape == (2, 2, 3) and tuple(rgb[0, 1]) == LIP_20.palette[5]
     assert tuple(rgb[1, 1]) == (255, 255, 255)
+
+
+def test_pascal_parts_are_coarse_lip_labels_after_the_existing_ones():
+    # Existing ids keep their meaning: stored corrections and checkpoints rely on them.
+    assert [LIP_20.id_of(n) for n in ("skin", "shoes", "arms", "legs")] == [20, 21, 22, 23]
+    assert LIP_20.all_names[24:] == PASCAL_PERSON_PART_7.names[1:]
+    lut = conversion_lut("pascal-person-part-7", "lip-20")
+    assert lut[0] == LIP_20.id_of("background")
+    for part, expected in PART_SETS.items():
+        value = int(lut[PASCAL_PERSON_PART_7.id_of(part)])
+        assert value == LIP_20.id_of(part) and value >= LIP_20.num_classes
+        assert {LIP_20.names[c] for c in LIP_20.members(value)} == expected, part
+        assert "background" not in expected
+    assert (lut[7:] == IGNORE_INDEX).all()
+
+
+def test_part_labels_are_mirror_symmetric_and_distinctly_coloured():
+    for part in PART_SETS:
+        value = LIP_20.id_of(part)
+        assert LIP_20.flip_lut[value] == value
+        members = set(LIP_20.members(value))
+        assert {int(LIP_20.flip_lut[c]) for c in members} == members
+    # Every member set differs, so flipping cannot turn one coarse label into another.
+    assert len({frozenset(members) for _, members in LIP_20.coarse}) == len(LIP_20.coarse)
+    assert len(set(LIP_20.all_colours) | {(255, 255, 255)}) == LIP_20.num_ids + 1
+
+
+def test_lip_fashion_conversion_ignores_part_labels():
+    lut = conversion_lut("lip-20", "fashion-17")
+    assert all(lut[LIP_20.id_of(part)] == IGNORE_INDEX for part in PART_SETS)
+
+
+def test_person_head_conversions_and_eval_mapping():
+    head, body = PERSON_HEAD_3.id_of("head"), PERSON_HEAD_3.id_of("body")
+    pascal = conversion_lut("pascal-person-part-7", "person-head-3")
+    assert pascal[:7].tolist() == [0, head, body, body, body, body, body]
+    assert pascal[IGNORE_INDEX] == IGNORE_INDEX
+    m = eval_mapping("lip-20", "person-head-3")
+    assert m.scored_classes == (0, 1, 2) and m.gt_lut[:3].tolist() == [0, 1, 2]
+    heads = {LIP_20.id_of(n) for n in ("hat", "hair", "sunglasses", "face")}
+    for c in range(LIP_20.num_classes):
+        assert m.pred_lut[c] == (0 if c == 0 else head if c in heads else body), LIP_20.names[c]
+    # LIP-20 ground truth: PASCAL's head region is head even where a scarf may be; skin is face or limb.
+    lip = conversion_lut("lip-20", "person-head-3")
+    assert lip[LIP_20.id_of("head")] == head and lip[LIP_20.id_of("lower-leg")] == body
+    assert lip[LIP_20.id_of("shoes")] == body and lip[LIP_20.id_of("skin")] == IGNORE_INDEX
+    # Through LIP-20 or directly, a PASCAL map lands on the same person-head values.
+    np.testing.assert_array_equal(lip[conversion_lut("pascal-person-part-7", "lip-20")][:7], pascal[:7])

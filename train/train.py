@@ -34,6 +34,7 @@ from ssfnet.data.transforms import MEAN_COLOUR
 from ssfnet.labels import IGNORE_INDEX, LabelSet
 from ssfnet.losses import ParsingLoss
 from ssfnet.modeling.peers import PEERS
+from ssfnet.precision import use_bf16
 
 from . import pack  # noqa: F401  (registers the "pack" source kind)
 from .augment import CopyPaste, Photometric, TrainDataset, batch_generator, save_augment_grid
@@ -226,9 +227,9 @@ def resolve_model(config: TrainConfig) -> ModelSetup:
 
 
 def build(setup: ModelSetup, config: TrainConfig) -> nn.Module:
-    model = build_model(
-        setup.variant, setup.label_set.num_classes, backbone_weights=config.backbone_weights, **setup.options
-    )
+    # A checkpoint to start from carries the whole backbone: no ImageNet file is needed then.
+    weights = None if setup.init_state is not None else config.backbone_weights
+    model = build_model(setup.variant, setup.label_set.num_classes, backbone_weights=weights, **setup.options)
     if setup.init_state is not None:
         load_into(model, setup.init_state, source=str(config.init_checkpoint))
     return model
@@ -325,8 +326,9 @@ def _run(config: TrainConfig, info: DistInfo, device: torch.device, out: Path, c
     if config.sync_bn and info.distributed:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     use_cuda = device.type == "cuda"
-    amp = config.amp == "bf16" or (config.amp == "auto" and use_cuda)
-    channels_last = config.channels_last == "on" or (config.channels_last == "auto" and use_cuda)
+    # bf16 autocast on CUDA and on CPUs that run it natively (about 2.5x faster on AVX-512-BF16).
+    amp = use_bf16(config.amp, device)
+    channels_last = config.channels_last == "on" or (config.channels_last == "auto" and (use_cuda or amp))
     if use_cuda:
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True

@@ -396,17 +396,23 @@ class ATRDataset(FolderDataset):
 
 
 class PascalPersonPartDataset(FolderDataset):
-    """PASCAL-Person-Part with colour-coded part PNGs.
+    """PASCAL-Person-Part with palette, colour-coded or grey part PNGs.
 
-    Layout: ``JPEGImages/<id>.jpg`` and ``SegmentationPart/<id>.png``. The PNGs are RGB(A) in the
-    VOC palette of :data:`ssfnet.labels.PASCAL_PERSON_PART_7`, with colours a few levels off, so
-    each pixel takes the id of the nearest palette colour. Pixels farther than ``colour_tolerance``
-    from every palette colour, and fully transparent pixels, become ignore (255). Grey PNGs are
-    read as ids directly.
+    Layout: ``JPEGImages/<id>.jpg`` and ``SegmentationPart/<id>.png``, ids in the order of
+    :data:`ssfnet.labels.PASCAL_PERSON_PART_7` (0 background, 1 head, 2 torso, 3 upper-arm,
+    4 lower-arm, 5 upper-leg, 6 lower-leg). Each PNG is read by its mode:
+
+    - palette (``P``), the usual release: the palette index is the id; any index other than
+      0-6 or 255 is a ValueError, since then the file does not index this label set;
+    - RGB(A) in the VOC palette, with colours a few levels off (as some copies store them): each
+      pixel takes the id of the nearest palette colour. Pixels farther than ``colour_tolerance``
+      from every palette colour, and fully transparent pixels, become ignore (255);
+    - grey (``L``): the values are the ids.
 
     Args:
         root: Dataset folder.
-        label_set: Label set of the returned label maps (default ``pascal-person-part-7``).
+        label_set: Label set of the returned label maps (default ``pascal-person-part-7``;
+            ``lip-20`` gives its coarse part labels, ``person-head-3`` head and body).
         ids: Subset of ids; default: the id file's ids or all labelled images.
         transform: Called as ``transform(image, label)`` by ``__getitem__``.
         image_dir: Image folder, relative to ``root``.
@@ -443,14 +449,35 @@ class PascalPersonPartDataset(FolderDataset):
         )
 
     def read_label(self, path: Path) -> np.ndarray:
-        """Colour (or grey id) PNG -> H x W uint8 pascal-person-part-7 ids."""
+        """Palette, colour or grey PNG -> H x W uint8 pascal-person-part-7 ids.
+
+        Raises:
+            ValueError: A palette PNG uses an index that is no part id (nor 255).
+        """
         with Image.open(path) as im:
             if im.mode == "L":
                 return np.array(im)
+            if im.mode == "P":
+                # The index is the id; its colour may be anything, so the index is not recoloured.
+                ids = np.array(im)
+                self._check_part_ids(ids, path)
+                return ids
             rgba = np.array(im.convert("RGBA"))
         ids = nearest_colour_ids(rgba, self.source_label_set.palette, self.colour_tolerance)
         ids[rgba[..., 3] == 0] = IGNORE_INDEX
         return ids
+
+    def _check_part_ids(self, ids: np.ndarray, path: Path) -> None:
+        # A palette PNG with other indices is another label set (or a quantised colour image):
+        # reading it as part ids would silently mislabel it.
+        values = np.unique(ids)
+        bad = [int(v) for v in values if v >= self.source_label_set.num_ids and v != IGNORE_INDEX]
+        if bad:
+            shown = ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else "")
+            raise ValueError(
+                f"{path}: palette indices {shown} are no {self.source_label_set.name} id "
+                f"(expected 0-{self.source_label_set.num_ids - 1} or {IGNORE_INDEX})"
+            )
 
 
 class CCPDataset(ParsingDataset):

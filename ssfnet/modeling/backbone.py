@@ -64,25 +64,39 @@ class Bottleneck(nn.Module):
         return self.relu(out + identity)
 
 
+# Output stride -> (stride, dilation) of layer3 and layer4.
+_OUTPUT_STRIDES = {8: ((1, 2), (1, 4)), 16: ((2, 1), (1, 2)), 32: ((2, 1), (2, 1))}
+
+
 class DilatedResNet(nn.Module):
-    """ResNet with layer3 and layer4 dilated (2, 4): output stride 8.
+    """ResNet with layer3 and layer4 dilated (2, 4): output stride 8 (PSPNet), or 16 / 32.
 
     Args:
         name: One of ``resnet18``, ``resnet34``, ``resnet50``, ``resnet101``.
         deep_stem: Three 3x3 convolutions (PSPNet) instead of one 7x7.
         stem_width: Width of the deep stem's first two convolutions; its
             third gives ``2 * stem_width`` channels (64/128 in PSPNet).
+        output_stride: 8 dilates layer3 and layer4 (2, 4) as PSPNet does; 16 strides layer3
+            and dilates layer4 (2); 32 is the plain ResNet. Fewer dilated pixels are much
+            cheaper on a CPU.
 
     Forward returns a dict of features for an input B x 3 x H x W:
         ``stem`` (1/2, before max-pooling: SSFNet's branch-1),
-        ``layer1`` (1/4: branch-2), ``layer3`` (1/8: the auxiliary head's input),
-        ``layer4`` (1/8: the pyramid pooling's input).
+        ``layer1`` (1/4: branch-2), ``layer2`` (1/8), ``layer3`` (1/8 at output stride 8,
+        else 1/16: the auxiliary head's input), ``layer4`` (1/output_stride: the pyramid
+        pooling's input).
     """
 
-    def __init__(self, name: str = "resnet101", *, deep_stem: bool = True, stem_width: int = 64) -> None:
+    def __init__(
+        self, name: str = "resnet101", *, deep_stem: bool = True, stem_width: int = 64, output_stride: int = 8
+    ) -> None:
         super().__init__()
         if name not in _DEPTHS:
             raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(_DEPTHS)}")
+        if output_stride not in _OUTPUT_STRIDES:
+            raise ValueError(f"output_stride must be one of {sorted(_OUTPUT_STRIDES)}, got {output_stride}")
+        self.output_stride = output_stride
+        (s3, d3), (s4, d4) = _OUTPUT_STRIDES[output_stride]
         kind, layers = _DEPTHS[name]
         block = BasicBlock if kind == "basic" else Bottleneck
         self.deep_stem = deep_stem
@@ -108,11 +122,12 @@ class DilatedResNet(nn.Module):
         self.maxpool = nn.MaxPool2d(3, 2, 1)
         self.layer1 = self._make_layer(block, 64, layers[0], stride=1, dilation=1)
         self.layer2 = self._make_layer(block, 128, layers[1], stride=2, dilation=1)
-        self.layer3 = self._make_layer(block, 256, layers[2], stride=1, dilation=2)
-        self.layer4 = self._make_layer(block, 512, layers[3], stride=1, dilation=4)
+        self.layer3 = self._make_layer(block, 256, layers[2], stride=s3, dilation=d3)
+        self.layer4 = self._make_layer(block, 512, layers[3], stride=s4, dilation=d4)
         self.channels = {
             "stem": self.stem_channels,
             "layer1": 64 * block.expansion,
+            "layer2": 128 * block.expansion,
             "layer3": 256 * block.expansion,
             "layer4": 512 * block.expansion,
         }
@@ -136,9 +151,10 @@ class DilatedResNet(nn.Module):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         stem = self.stem(x) if self.deep_stem else self.relu(self.bn1(self.conv1(x)))
         c1 = self.layer1(self.maxpool(stem))
-        c3 = self.layer3(self.layer2(c1))
+        c2 = self.layer2(c1)
+        c3 = self.layer3(c2)
         c4 = self.layer4(c3)
-        return {"stem": stem, "layer1": c1, "layer3": c3, "layer4": c4}
+        return {"stem": stem, "layer1": c1, "layer2": c2, "layer3": c3, "layer4": c4}
 
     def load_torchvision_weights(self, path: str | Path) -> list[str]:
         """Load a torchvision ResNet state dict (ImageNet weights) from a local file.

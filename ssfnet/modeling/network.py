@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .backbone import DilatedResNet
 from .common import ConvBNReLU, init_weights, resize_to
+from .efficientnet import LITE_MEAN, LITE_STD, EfficientNetLite0
 from .hourglass import Hourglass
 from .ppm import PyramidPooling
 from .ram import Refinement, ResolutionAware
@@ -16,6 +18,7 @@ from .smm import SemanticModulation
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "efficientnet_lite0")
 
 
 class SSFBlock(nn.Module):
@@ -60,6 +63,13 @@ class SSFNet(nn.Module):
     the hourglass features) and ``aux2`` (an FCN head on layer3, PSPNet's
     auxiliary branch at res4b22).
 
+    Lighter backbones (for CPUs): with an output stride of 16 or 32 (a ResNet with fewer dilated
+    layers, or EfficientNet-Lite0, which is 32), the pyramid pooling runs on the coarse top
+    features and its output is brought to 1/8 by a small top-down step (up-sample, concatenate
+    with the backbone's 1/8 features, 3x3 conv), so branch-3 is still delivered at 1/8 and the
+    SSFNet-2 (1/4) and SSFNet-1 (1/2) blocks and the fusion stay as the paper draws them. At
+    output stride 8 (the paper's PSPNet) there is no such step.
+
     Ablations (Table 2): ``fusion="none"`` drops both SSFNet blocks (the
     Baseline, PSPNet + hourglass; ``out`` is then classified from branch-3 only);
     ``fusion`` in ``h``/``hl``/``smm`` and ``refinement`` in
@@ -67,9 +77,10 @@ class SSFNet(nn.Module):
 
     Args:
         num_classes: Number of output classes.
-        backbone: ResNet depth name (``resnet18`` ... ``resnet101``).
-        deep_stem: PSPNet's three-conv stem instead of torchvision's 7x7.
+        backbone: ResNet depth name (``resnet18`` ... ``resnet101``) or ``efficientnet_lite0``.
+        deep_stem: PSPNet's three-conv stem instead of torchvision's 7x7 (ResNets only).
         stem_width: Width of the deep stem.
+        output_stride: 8 (the paper), 16 or 32 for ResNets; EfficientNet-Lite0 is always 32.
         ppm_bin_channels: Channels of each pyramid pooling bin.
         ppm_channels: Channels after pyramid pooling.
         top_channels: Width of branch-3 (hourglass).
@@ -89,6 +100,7 @@ class SSFNet(nn.Module):
         backbone: str = "resnet101",
         deep_stem: bool = True,
         stem_width: int = 64,
+        output_stride: int = 8,
         ppm_bin_channels: int = 512,
         ppm_channels: int = 512,
         top_channels: int = 512,
@@ -105,9 +117,22 @@ class SSFNet(nn.Module):
             raise ValueError("the Baseline (fusion='none') has no SSFNet block to refine: use refinement='none'")
         self.num_classes = num_classes
         self.fusion = fusion
-        self.backbone = DilatedResNet(backbone, deep_stem=deep_stem, stem_width=stem_width)
+        if backbone not in BACKBONES:
+            raise ValueError(f"unknown backbone {backbone!r}; choose one of {BACKBONES}")
+        if backbone == "efficientnet_lite0":
+            if output_stride != 32:
+                raise ValueError("efficientnet_lite0 has output stride 32")
+            self.backbone = EfficientNetLite0()
+            mean, std = LITE_MEAN, LITE_STD
+        else:
+            self.backbone = DilatedResNet(
+                backbone, deep_stem=deep_stem, stem_width=stem_width, output_stride=output_stride
+            )
+            mean, std = IMAGENET_MEAN, IMAGENET_STD
         ch = self.backbone.channels
         self.ppm = PyramidPooling(ch["layer4"], ppm_bin_channels, ppm_channels)
+        # Coarser than 1/8: bring the context down to 1/8 with the backbone's 1/8 features.
+        self.to_eighth = ConvBNReLU(ppm_channels + ch["layer2"], ppm_channels, 3) if output_stride > 8 else None
         self.adapt_top = ConvBNReLU(ppm_channels, top_channels, 1)
         self.hourglass = Hourglass(top_channels, hourglass_depth)
         if fusion != "none":
@@ -128,6 +153,8 @@ class SSFNet(nn.Module):
             nn.Dropout2d(dropout),
             nn.Conv2d(aux_channels, num_classes, 1),
         )
+        if self.to_eighth is not None:
+            init_weights(self.to_eighth)
         for part in (self.ppm, self.adapt_top, self.hourglass, self.head, self.aux1_head, self.aux2_head):
             init_weights(part)
         if fusion != "none":
@@ -137,8 +164,22 @@ class SSFNet(nn.Module):
             # Small logits at the start: the first loss is about log(K), not tens.
             nn.init.normal_(classifier.weight, std=0.01)
             nn.init.zeros_(classifier.bias)
-        self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+
+    def _fuse(self, top: torch.Tensor, mid: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+        """The head's first layer (1x1 conv, BN, ReLU) on ``cat(up(top), up(mid), high)`` at 1/2.
+
+        A 1x1 convolution commutes with bilinear up-sampling (both are linear), so each
+        branch is projected by its slice of the one weight at its own resolution and only the
+        projections are up-sampled: the same function as convolving the concatenation, with
+        far less up-sampling and memory traffic at 1/2 resolution.
+        """
+        conv, bn, relu = self.head[0]
+        weights = torch.split(conv.weight, [top.shape[1], mid.shape[1], high.shape[1]], dim=1)
+        fused = F.conv2d(high, weights[2])
+        fused = fused + resize_to(F.conv2d(mid, weights[1]), fused) + resize_to(F.conv2d(top, weights[0]), fused)
+        return relu(bn(fused))
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """Normalise RGB images: uint8 (0-255) or float in [0, 1], B x 3 x H x W."""
@@ -147,28 +188,38 @@ class SSFNet(nn.Module):
         images = images.to(self.pixel_mean.dtype) if not images.is_floating_point() else images
         return (images - self.pixel_mean.to(images.dtype)) / self.pixel_std.to(images.dtype)
 
-    def forward(self, images: torch.Tensor, aux: bool = True) -> dict[str, torch.Tensor]:
+    def forward(self, images: torch.Tensor, aux: bool = True, native: bool = False) -> dict[str, torch.Tensor]:
         """Parse a batch of images.
 
         Args:
             images: B x 3 x H x W RGB, uint8 or float in [0, 1]; any H, W >= 1.
             aux: Also compute the auxiliary heads (needed for the training loss).
+            native: Return each head's logits at the resolution it is computed at (``out``
+                at 1/2, ``aux1`` at 1/8, ``aux2`` at layer3's stride) instead of up-sampling
+                them to H x W; the training loss then brings the labels down, which is far
+                cheaper on a CPU than scoring up-sampled logits.
 
         Returns:
             ``{"out": B x K x H x W}`` plus ``aux1`` and ``aux2`` (same shape) when ``aux``.
         """
         x = self.preprocess(images)
         feats = self.backbone(x)
-        top = self.hourglass(self.adapt_top(self.ppm(feats["layer4"])))
+        context = self.ppm(feats["layer4"])
+        if self.to_eighth is not None:
+            eighth = feats["layer2"]
+            context = self.to_eighth(torch.cat([resize_to(context, eighth), eighth], dim=1))
+        top = self.hourglass(self.adapt_top(context))
         if self.fusion == "none":
             logits = self.head(top)
         else:
             mid = self.ssf2(top, feats["layer1"])
             high = self.ssf1(mid, feats["stem"])
-            logits = self.head(torch.cat([resize_to(top, high), resize_to(mid, high), high], dim=1))
-        size = images.shape[-2:]
-        result = {"out": resize_to(logits, size)}
+            logits = self.head[1:](self._fuse(top, mid, high))
+        result = {"out": logits}
         if aux:
-            result["aux1"] = resize_to(self.aux1_head(top), size)
-            result["aux2"] = resize_to(self.aux2_head(feats["layer3"]), size)
+            result["aux1"] = self.aux1_head(top)
+            result["aux2"] = self.aux2_head(feats["layer3"])
+        if not native:
+            size = images.shape[-2:]
+            result = {k: resize_to(v, size) for k, v in result.items()}
         return result

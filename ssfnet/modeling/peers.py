@@ -1,8 +1,8 @@
-"""torchvision's DeepLabV3, wrapped to the project's model contract.
+"""torchvision's segmentation networks, wrapped to the project's model contract.
 
-The peer a user would otherwise pick, trained and benchmarked through the same
-code: normalisation inside the model, a dict of logits out (``out``, and the
-layer3 FCN head as ``aux2``). Built with ``weights=None``: nothing is downloaded.
+The peers a user would otherwise pick, trained and benchmarked through the same code:
+normalisation inside the model, a dict of logits out (``out``, and the auxiliary FCN head as
+``aux2`` where the network has one). Built with ``weights=None``: nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -12,35 +12,64 @@ from torch import nn
 
 from .network import IMAGENET_MEAN, IMAGENET_STD
 
-PEERS = ("deeplabv3_resnet50", "deeplabv3_resnet101")
+# Variant name -> (torchvision builder name, has an auxiliary head).
+_PEER_BUILDERS = {
+    "deeplabv3_resnet50": ("deeplabv3_resnet50", True),
+    "deeplabv3_resnet101": ("deeplabv3_resnet101", True),
+    "deeplabv3_mobilenet_v3_large": ("deeplabv3_mobilenet_v3_large", True),
+    "lraspp_mobilenet_v3_large": ("lraspp_mobilenet_v3_large", False),
+}
+PEERS = tuple(_PEER_BUILDERS)
 
 
-class DeepLabV3(nn.Module):
-    """DeepLabV3 (ResNet-50/101, output stride 8) with the SSFNet call signature."""
+class TorchvisionSegmenter(nn.Module):
+    """A torchvision segmentation network (randomly initialised) with the SSFNet call signature.
 
-    def __init__(self, *, num_classes: int, backbone: str = "resnet50") -> None:
+    Args:
+        num_classes: Output classes.
+        name: One of :data:`PEERS`.
+    """
+
+    def __init__(self, *, num_classes: int, name: str = "deeplabv3_resnet50") -> None:
         super().__init__()
         from torchvision.models import segmentation
 
-        build = {"resnet50": segmentation.deeplabv3_resnet50, "resnet101": segmentation.deeplabv3_resnet101}
-        if backbone not in build:
-            raise ValueError(f"DeepLabV3 backbone must be one of {sorted(build)}")
+        if name not in _PEER_BUILDERS:
+            raise ValueError(f"unknown torchvision peer {name!r}; choose one of {PEERS}")
+        builder, self.has_aux = _PEER_BUILDERS[name]
+        kwargs = {"weights": None, "weights_backbone": None, "num_classes": num_classes}
+        if self.has_aux:
+            kwargs["aux_loss"] = True
         self.num_classes = num_classes
-        self.net = build[backbone](weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=True)
+        self.net = getattr(segmentation, builder)(**kwargs)
+        self.is_lraspp = isinstance(self.net, segmentation.LRASPP)
         self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    @property
+    def backbone(self) -> nn.Module:
+        return self.net.backbone
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         if images.dtype == torch.uint8:
             images = images.float().div_(255.0)
         return (images - self.pixel_mean.to(images.dtype)) / self.pixel_std.to(images.dtype)
 
-    def forward(self, images: torch.Tensor, aux: bool = True) -> dict[str, torch.Tensor]:
+    def forward(self, images: torch.Tensor, aux: bool = True, native: bool = False) -> dict[str, torch.Tensor]:
+        """B x 3 x H x W uint8 or [0, 1] float -> ``{"out": B x K x H x W}`` (+ ``aux2`` when ``aux``).
+
+        ``native`` is accepted for the common contract; torchvision's heads always up-sample.
+        """
         x = self.preprocess(images)
-        if not aux:
+        if not (aux and self.has_aux):
             # Skip the auxiliary FCN head at inference.
             feats = self.net.backbone(x)
-            out = self.net.classifier(feats["out"])
+            # LR-ASPP's head reads two feature levels; the DeepLabV3 heads read the top one.
+            out = self.net.classifier(feats if self.is_lraspp else feats["out"])
             return {"out": nn.functional.interpolate(out, size=x.shape[-2:], mode="bilinear", align_corners=False)}
         result = self.net(x)
         return {"out": result["out"], "aux2": result["aux"]}
+
+
+# The name older code and checkpoints use.
+DeepLabV3 = TorchvisionSegmenter
