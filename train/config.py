@@ -52,6 +52,7 @@ class TrainConfig:
     weight_decay: float = 5e-4
     head_lr_mult: float = 1.0
     loss_weights: tuple[float, float, float] = (0.6, 0.5, 0.4)
+    loss_at: str = "native"
     # Augmentation
     crop_size: int = 473
     scale_range: tuple[float, float] = (0.5, 1.5)
@@ -95,6 +96,7 @@ class TrainConfig:
             ("gpu_augment", ("auto", "on", "off")),
             ("amp", ("auto", "bf16", "off")),
             ("channels_last", ("auto", "on", "off")),
+            ("loss_at", ("native", "full")),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
@@ -226,6 +228,13 @@ def get_args_parser(
         "--head-lr-mult", type=float, default=d.head_lr_mult, help="learning-rate factor of everything but the backbone"
     )
     g.add_argument("--loss-weights", type=float, nargs=3, default=d.loss_weights, metavar=("OUT", "AUX1", "AUX2"))
+    g.add_argument(
+        "--loss-at",
+        choices=("native", "full"),
+        default=d.loss_at,
+        help="score each head at its own resolution with labels brought down (native, cheap on CPUs) "
+        "or at the input resolution with up-sampled logits (full)",
+    )
 
     g = p.add_argument_group("augmentation")
     g.add_argument("--crop-size", type=int, default=d.crop_size)

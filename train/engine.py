@@ -174,6 +174,7 @@ class LoopContext:
     session_start_iteration: int = 0
     last_save: float = 0.0
     estimate_reserve: Callable[[StepTimes], float] | None = None
+    native_loss: bool = True
 
 
 def train_one_epoch(
@@ -236,7 +237,7 @@ def train_one_epoch(
                 images = images.contiguous(memory_format=torch.channels_last)
             with autocast_for(ctx.device, ctx.amp):
                 # Logits at the heads' own resolutions: the loss brings the labels down to them.
-                outputs = model(images, aux=True, native=True)
+                outputs = model(images, aux=True, native=ctx.native_loss)
             # The loss in fp32: the partial-label log-sum-exp is not bf16-safe.
             loss, parts = criterion({k: v.float() for k, v in outputs.items()}, targets)
             optimizer.zero_grad(set_to_none=True)

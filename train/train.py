@@ -553,6 +553,7 @@ def _run(config: TrainConfig, info: DistInfo, device: torch.device, out: Path, c
         tensorboard=tensorboard,
         session_start_iteration=state.iteration,
         last_save=time.perf_counter(),
+        native_loss=config.loss_at == "native",
     )
     if gpu_augment:
         ctx.gpu_augment = lambda images, iteration: photometric(images, batch_generator(config.seed, iteration))

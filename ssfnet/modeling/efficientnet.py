@@ -126,12 +126,17 @@ class EfficientNetLite0(nn.Module):
         return len(mapped)
 
 
-def map_lite0_state(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def map_lite0_state(
+    source: dict[str, torch.Tensor], target: dict[str, torch.Tensor], *, include_head: bool = False
+) -> dict[str, torch.Tensor]:
     """Rename a lukemelas-style EfficientNet-Lite0 state dict to ``target``'s (timm) names.
 
     Args:
-        source: The weights file's state dict (classifier head entries are dropped).
-        target: The timm features-only network's state dict (names and shapes).
+        source: The weights file's state dict.
+        target: The timm network's state dict (names and shapes): the features-only network,
+            or with ``include_head`` the whole classifier.
+        include_head: Keep the file's ImageNet head (1x1 conv, batch norm, classifier), for
+            checking the mapping by classifying photos.
 
     Returns:
         ``target``'s names -> ``source``'s tensors.
@@ -139,7 +144,7 @@ def map_lite0_state(source: dict[str, torch.Tensor], target: dict[str, torch.Ten
     Raises:
         ValueError: the counts differ or a pair's shapes disagree.
     """
-    src = [(k, v) for k, v in source.items() if not k.startswith(_HEAD_PREFIXES)]
+    src = [(k, v) for k, v in source.items() if include_head or not k.startswith(_HEAD_PREFIXES)]
     dst = list(target.items())
     if len(src) != len(dst):
         raise ValueError(

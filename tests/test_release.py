@@ -1,0 +1,99 @@
+"""Publishing a run: per-source scores, fp16 shards, cumulative minutes over warm-started runs."""
+
+import json
+
+import pytest
+import torch
+from helpers import TINY
+
+from ssfnet import build_model, load_checkpoint, save_checkpoint
+from ssfnet.checkpoint import read_metadata
+from train.release import better, main, plot_history, release
+
+
+def fake_run(folder, data, *, elapsed_s=120.0, init=None, seed=0):
+    """A run folder as the trainer leaves it: config, split (two held-out photos per source), summary, best/."""
+    torch.manual_seed(seed)
+    model = build_model("ssfnet_lite", 20, **TINY)
+    options = {**TINY}
+    save_checkpoint(
+        model, folder / "best", variant="ssfnet_lite", label_set="lip-20", options=options, metadata={"iteration": 7}
+    )
+    config = {"data": [f"{k}:{p}" for k, p in data], "crop_size": 64, "init_checkpoint": init, "split_seed": 0}
+    (folder / "config.json").write_text(json.dumps(config))
+    sources = []
+    for kind, path in data:
+        ids = sorted(p.stem for p in (path / {"viton": "image", "pascal-person-part": "JPEGImages"}[kind]).iterdir())
+        sources.append({"kind": kind, "path": str(path.resolve()), "split": None, "val_ids": ids[:2]})
+    (folder / "split.json").write_text(json.dumps({"sources": sources}))
+    (folder / "summary.json").write_text(json.dumps({"elapsed_s": elapsed_s}))
+    return folder
+
+
+@pytest.fixture
+def sources(dataset_dir):
+    return [("viton", dataset_dir("viton")), ("pascal-person-part", dataset_dir("pascal-person-part"))]
+
+
+def test_release_scores_every_source_and_writes_fp16(tmp_path, sources):
+    run = fake_run(tmp_path / "run1", sources)
+    out = tmp_path / "checkpoints" / "lite-lip20"
+    result = release(run, out, plot=tmp_path / "curve.png")
+    assert result["published"]
+    scores = result["scores"]
+    assert scores["viton"]["label_set"] == "lip-20" and scores["viton"]["images"] == 2
+    assert scores["pascal-person-part"]["label_set"] == "person-head-3"
+    assert {"person_iou", "head_iou"} <= set(scores["pascal-person-part"])
+    meta = read_metadata(out)
+    assert meta["dtype"] == "float16"
+    assert all(shard["bytes"] < 10_000_000 for shard in meta["shards"])
+    assert meta["training"]["cumulative_minutes"] == pytest.approx(2.0)
+    assert "research use" in meta["data_terms"]
+    assert meta["metrics"]["sources"]["viton"]["miou"] == scores["viton"]["miou"]
+    model, _ = load_checkpoint(out)  # strict load of the fp16 shards
+    assert (tmp_path / "curve.png").stat().st_size > 0
+
+
+def test_warm_started_run_adds_minutes_and_keeps_history(tmp_path, sources):
+    first = tmp_path / "checkpoints" / "lite-lip20"
+    release(fake_run(tmp_path / "run1", sources, elapsed_s=600), first)
+    second = fake_run(tmp_path / "run2", sources, elapsed_s=300, init=str(first), seed=1)
+    result = release(second, tmp_path / "next", force=True)
+    training = result["metadata"]["training"]
+    assert training["cumulative_minutes"] == pytest.approx(15.0)
+    assert [h["run"] for h in training["history"]] == ["run1", "run2"]
+
+
+def test_not_replaced_when_worse_unless_forced(tmp_path, sources, capsys):
+    out = tmp_path / "ck"
+    release(fake_run(tmp_path / "run1", sources), out)
+    before = (out / "metadata.json").read_text()
+    meta = json.loads(before)
+    # Pretend the shipped checkpoint scores perfectly: an ordinary run must not replace it.
+    for row in meta["metrics"]["sources"].values():
+        row["main"] = 100.0
+    (out / "metadata.json").write_text(json.dumps(meta))
+    assert main(["--run", str(tmp_path / "run1"), "--out", str(out)]) == 0
+    assert "not published" in capsys.readouterr().out
+    assert main(["--run", str(tmp_path / "run1"), "--out", str(out), "--force"]) == 0
+    assert read_metadata(out)["metrics"]["sources"]["viton"]["main"] < 100.0
+
+
+def test_missing_run_is_a_clear_error(tmp_path, capsys):
+    assert main(["--run", str(tmp_path / "nope"), "--out", str(tmp_path / "ck")]) == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_better_compares_common_sources():
+    new = {"a": {"main": 50.0}, "b": {"main": 40.0}}
+    assert better(new, {"a": {"main": 45.0}, "b": {"main": 44.0}})
+    assert not better(new, {"a": {"main": 60.0}})
+    assert better(new, {})
+
+
+def test_plot_history(tmp_path):
+    history = [
+        {"cumulative_minutes": m, "scores": {"viton": {"label_set": "lip-20", "main": s}}}
+        for m, s in ((30, 40.0), (120, 55.0))
+    ]
+    assert plot_history(history, tmp_path / "h.png").stat().st_size > 0

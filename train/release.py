@@ -1,0 +1,354 @@
+"""Publish a training run's best weights as a shipped checkpoint, scored on every held-out source.
+
+    python -m train.release --run runs/default-s1 --out checkpoints/ssfnet_lite0-lip20
+    python -m train.release --run runs/default-s2 --out checkpoints/ssfnet_lite0-lip20 --multiscale
+
+Each source the run trained on is scored on the photos its ``split.json`` held out, in the ground
+truth's own label set: VITON in LIP-20 (mIoU), CCP in the CCP-coarse set ``fashion-17`` (mIoU),
+PASCAL-Person-Part in ``person-head-3`` (person-vs-background IoU and head IoU) for a LIP-20
+model, or in its own 7 parts for a body-part model. The checkpoint is written in fp16 shards of
+under 10 MB with metadata naming the variant, label set, data and their terms, the hardware, the
+cumulative training minutes over every run that led to it (runs that warm-start from a released
+checkpoint add to its total) and the scores, plus a history of those scores per run from which
+:func:`plot_history` draws the model card's curve. An existing checkpoint at ``--out`` is replaced
+only when the new one scores better on the sources' main figures (``--force`` overrides).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+from ssfnet.checkpoint import CheckpointError, load_checkpoint, read_metadata, save_checkpoint
+from ssfnet.data import open_source, parse_source
+from ssfnet.labels import eval_mapping, get_label_set
+from ssfnet.predictor import Predictor
+
+from .evaluate import evaluate_dataset, held_out_ids, per_class_table
+
+# (model label set, source kind) -> the label set its ground truth is scored in.
+SCORED_AS = {
+    ("lip-20", "viton"): "lip-20",
+    ("lip-20", "ccp"): "fashion-17",
+    ("lip-20", "pascal-person-part"): "person-head-3",
+    ("pascal-person-part-7", "pascal-person-part"): "pascal-person-part-7",
+}
+# The figure that stands for a source in comparisons and plots.
+MAIN_FIGURE = {"fashion-17": "miou", "lip-20": "miou", "person-head-3": "person_iou", "pascal-person-part-7": "miou"}
+TERMS = {
+    "viton": "VITON: research use only",
+    "ccp": "Clothing Co-Parsing (CCP): Apache-2.0",
+    "pascal-person-part": "PASCAL-Person-Part (PASCAL VOC / Flickr photos): research use only",
+}
+
+
+def hardware() -> str:
+    """A one-line description of this machine's CPU (model, cores, bf16 support)."""
+    model = platform.processor() or platform.machine()
+    flags = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and model in ("", platform.machine()):
+                model = line.split(":", 1)[1].strip()
+            if line.startswith("flags"):
+                flags = line
+    except OSError:
+        pass
+    bf16 = " with AVX-512-BF16" if "avx512_bf16" in flags else ""
+    return f"{model}{bf16}, {os.cpu_count()} cores, torch {torch.__version__}"
+
+
+def score_sources(
+    predictor: Predictor,
+    split_file: Path,
+    specs: list[str],
+    *,
+    multiscale: bool = False,
+    flip: bool = False,
+    limit: int | None = None,
+) -> dict[str, dict]:
+    """Score ``predictor`` on each source's held-out ids.
+
+    Returns:
+        source kind -> ``{"label_set", "images", "miou", "pixel_acc", "per_class", ...}`` (and
+        ``person_iou`` / ``head_iou`` for ``person-head-3``). Sources without a known scoring set
+        for the model's labels are skipped with a message.
+    """
+    model_set = predictor.label_set
+    results = {}
+    for text in specs:
+        kind = parse_source(text).kind
+        gt_name = SCORED_AS.get((model_set.name, kind))
+        if gt_name is None:
+            print(f"note: no scoring of {kind} for a {model_set.name} model; skipped", file=sys.stderr)
+            continue
+        gt_set = get_label_set(gt_name)
+        mapping = None if gt_set is model_set else eval_mapping(model_set, gt_set)
+        ids = held_out_ids(split_file, text)
+        if not ids:
+            continue
+        dataset = open_source(text, gt_set, ids=ids)
+        cm = evaluate_dataset(
+            predictor,
+            dataset,
+            gt_set.num_classes,
+            mapping=mapping,
+            label_set=gt_set,
+            multiscale=multiscale,
+            flip=flip,
+            limit=limit,
+            progress=False,
+        )
+        metrics = cm.compute()
+        row = {
+            "label_set": gt_set.name,
+            "images": min(len(dataset), limit) if limit else len(dataset),
+            "miou": round(metrics["miou"], 2),
+            "pixel_acc": round(metrics["pixel_acc"], 2),
+            "per_class": {
+                r["class"]: None if r["iou"] is None else round(r["iou"], 2)
+                for r in per_class_table(metrics, gt_set.names)
+                if r["scored"]
+            },
+        }
+        for key in ("person_iou", "head_iou"):
+            if key in metrics:
+                row[key] = round(metrics[key], 2)
+        row["main"] = row[MAIN_FIGURE[gt_set.name]]
+        results[kind] = row
+    return results
+
+
+def run_minutes(run: Path) -> float:
+    """Training minutes of a run folder (its ``summary.json``, else its last checkpoint's state)."""
+    summary = run / "summary.json"
+    if summary.is_file():
+        return json.loads(summary.read_text())["elapsed_s"] / 60.0
+    state = run / "last" / "training_state.json"
+    if state.is_file():
+        return json.loads(state.read_text())["state"]["elapsed"] / 60.0
+    raise FileNotFoundError(f"{run} has neither summary.json nor last/training_state.json")
+
+
+def prior_training(run: Path) -> tuple[float, list[dict]]:
+    """Minutes and history carried by the checkpoint the run warm-started from (0 and [] if none)."""
+    config = json.loads((run / "config.json").read_text())
+    init = config.get("init_checkpoint")
+    if not init:
+        return 0.0, []
+    meta = read_metadata(init)
+    training = meta.get("training", {})
+    return float(training.get("cumulative_minutes", 0.0)), list(training.get("history", []))
+
+
+def better(new: dict[str, dict], old: dict[str, dict]) -> bool:
+    """True when the new scores' mean main figure beats the old one's over the sources both have."""
+    common = [k for k in new if k in old]
+    if not common:
+        return True
+    return sum(new[k]["main"] for k in common) > sum(old[k]["main"] for k in common)
+
+
+def plot_history(history: list[dict], path: str | Path, title: str = "") -> Path:
+    """Each source's main figure against cumulative training minutes, one point per released run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    kinds = sorted({k for h in history for k in h["scores"]})
+    for kind in kinds:
+        points = [(h["cumulative_minutes"], h["scores"][kind]["main"]) for h in history if kind in h["scores"]]
+        xs, ys = zip(*points)
+        label_set = next(h["scores"][kind]["label_set"] for h in history if kind in h["scores"])
+        figure = MAIN_FIGURE[label_set].replace("_", " ").replace("miou", "mIoU").replace("iou", "IoU")
+        ax.plot(xs, ys, marker="o", label=f"{kind} ({label_set} {figure})")
+    ax.set_xlabel("cumulative CPU training minutes")
+    ax.set_ylabel("validation score (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def release(
+    run: str | Path,
+    out: str | Path,
+    *,
+    checkpoint: str | Path | None = None,
+    multiscale: bool = False,
+    limit: int | None = None,
+    input_size: int | None = None,
+    force: bool = False,
+    plot: str | Path | None = None,
+    device: str = "cpu",
+) -> dict:
+    """Score a run's best checkpoint and, if it beats what ``out`` holds, write it there in fp16.
+
+    Args:
+        run: The training run folder (``config.json``, ``split.json``, ``best/``).
+        out: The shipped checkpoint folder.
+        checkpoint: Weights to publish (default ``run/best``).
+        multiscale: Also score multi-scale + flip (slower).
+        limit: Score at most this many held-out images per source.
+        input_size: Longer side at inference (default: the run's crop size).
+        force: Replace ``out`` even if it scores better.
+        plot: Where to draw the history curve (PNG), if anywhere.
+        device: Where to score.
+
+    Returns:
+        ``{"published": bool, "scores": ..., "scores_multiscale": ..., "metadata": ...}``.
+    """
+    run, out = Path(run), Path(out)
+    source = Path(checkpoint) if checkpoint else run / "best"
+    model, meta = load_checkpoint(source)
+    config = json.loads((run / "config.json").read_text())
+    size = input_size or int(meta.get("input_size", config["crop_size"]))
+    predictor = Predictor(model, meta["label_set"], device=device, input_size=size, name=out.name)
+    specs = list(config["data"])
+    scores = score_sources(predictor, run / "split.json", specs, limit=limit)
+    scores_ms = (
+        score_sources(predictor, run / "split.json", specs, multiscale=True, flip=True, limit=limit)
+        if multiscale
+        else None
+    )
+    minutes = run_minutes(run)
+    prior_minutes, history = prior_training(run)
+    cumulative = round(prior_minutes + minutes, 1)
+    entry = {
+        "run": run.name,
+        "minutes": round(minutes, 1),
+        "cumulative_minutes": cumulative,
+        "iteration": meta.get("iteration"),
+        "scores": {k: {"label_set": v["label_set"], "main": v["main"]} for k, v in scores.items()},
+    }
+    old_scores = None
+    if out.is_dir():
+        try:
+            old_scores = read_metadata(out).get("metrics", {}).get("sources")
+        except CheckpointError:
+            old_scores = None
+    published = force or old_scores is None or better(scores, old_scores)
+    kinds = [parse_source(s).kind for s in specs]
+    metadata = {
+        "input_size": size,
+        "training": {
+            "data": specs,
+            "data_terms": [TERMS[k] for k in kinds if k in TERMS],
+            "recipe": {
+                key: config.get(key)
+                for key in (
+                    "crop_size",
+                    "batch_size",
+                    "lr",
+                    "scale_range",
+                    "copy_paste",
+                    "colour_jitter",
+                    "blur",
+                    "jpeg",
+                    "backbone_weights",
+                    "val_fraction",
+                    "split_seed",
+                )
+            },
+            "precision": "bf16 autocast" if config.get("resolved", {}).get("amp_bf16") else "fp32",
+            "hardware": hardware(),
+            "cumulative_minutes": cumulative,
+            "runs": len(history) + 1,
+            "history": history + [entry],
+            "iteration": meta.get("iteration"),
+        },
+        "metrics": {
+            "split": "held-out photos of each source (split.json of the run, seed "
+            f"{config.get('split_seed')}, fraction {config.get('val_fraction')})",
+            "sources": scores,
+            **({"sources_multiscale_flip": scores_ms} if scores_ms else {}),
+        },
+        "data_terms": "; ".join(TERMS[k] for k in kinds if k in TERMS),
+    }
+    if published:
+        save_checkpoint(
+            model,
+            out,
+            variant=meta["variant"],
+            label_set=meta["label_set"],
+            options=meta.get("options", {}),
+            metadata=metadata,
+            dtype=torch.float16,
+            overwrite=True,
+        )
+        # The round trip: the shipped fp16 weights load strictly.
+        load_checkpoint(out)
+        if plot:
+            plot_history(metadata["training"]["history"], plot, title=f"{out.name}: validation by CPU minutes")
+    return {"published": published, "scores": scores, "scores_multiscale": scores_ms, "metadata": metadata}
+
+
+def format_scores(scores: dict[str, dict]) -> str:
+    lines = []
+    for kind, row in scores.items():
+        extra = "".join(f"  {k} {row[k]:.2f}" for k in ("person_iou", "head_iou") if k in row)
+        lines.append(f"{kind:20s} {row['label_set']:22s} {row['images']:5d} images  mIoU {row['miou']:.2f}{extra}")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m train.release",
+        description="Score a run's best weights on every held-out source and publish them as a checkpoint.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--run", required=True, help="training run folder")
+    p.add_argument("--out", required=True, help="shipped checkpoint folder, e.g. checkpoints/ssfnet_lite0-lip20")
+    p.add_argument("--checkpoint", default=None, help="weights to publish (default: RUN/best)")
+    p.add_argument("--multiscale", action="store_true", help="also score multi-scale + flip")
+    p.add_argument("--limit", type=int, default=None, help="score at most this many images per source")
+    p.add_argument("--input-size", type=int, default=None, help="longer side at inference (default: crop size)")
+    p.add_argument("--force", action="store_true", help="replace OUT even if it scores better")
+    p.add_argument("--plot", default=None, help="PNG of the scores against cumulative minutes")
+    p.add_argument("--device", default="cpu")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        result = release(
+            args.run,
+            args.out,
+            checkpoint=args.checkpoint,
+            multiscale=args.multiscale,
+            limit=args.limit,
+            input_size=args.input_size,
+            force=args.force,
+            plot=args.plot,
+            device=args.device,
+        )
+    except (FileNotFoundError, CheckpointError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print("single scale:\n" + format_scores(result["scores"]))
+    if result["scores_multiscale"]:
+        print("multi-scale + flip:\n" + format_scores(result["scores_multiscale"]))
+    training = result["metadata"]["training"]
+    print(f"cumulative training: {training['cumulative_minutes']} minutes over {training['runs']} run(s)")
+    print(f"published to {args.out}" if result["published"] else f"not published: {args.out} scores better")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
