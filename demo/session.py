@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from ssfnet.data.corrections import load_correction, save_correction
-from ssfnet.io import MAX_IMAGE_PIXELS, ImageError, read_image
+from ssfnet.io import MAX_IMAGE_PIXELS, ImageError, frame_count, read_image
 from ssfnet.labels import LabelSet, get_label_set
 
 from .editing import History, resize_image, resize_labels, working_size
@@ -111,6 +111,9 @@ def read_upload(
         notes.append("transparent parts put on white")
     if mode == "CMYK":
         notes.append("CMYK: converted to RGB")
+    frames = frame_count(data)
+    if frames > 1:
+        notes.append(f"animated ({frames} frames): only its first frame is parsed and saved")
     keep = fmt in _KEEP_FORMATS and mode in _KEEP_MODES
     ext = _KEEP_FORMATS[fmt] if keep else "png"
     return image, Source(name=name, data=data, ext=ext, size=(h, w), keep_bytes=keep, notes=tuple(notes))

@@ -83,22 +83,50 @@ class Thumbnails:
         return atomic_write_bytes(path, png_bytes(np.asarray(thumb)))
 
 
+def mistake(message: str) -> gr.Error:
+    """A ``gr.Error`` for a user's mistake: shown to the user, not logged as a server fault with a traceback."""
+    return gr.Error(message, print_exception=False)
+
+
 def _as_int(value, name: str) -> int:
     try:
         return int(round(float(value)))
     except (TypeError, ValueError):
-        raise gr.Error(f"{name} must be a number, got {value!r}") from None
+        raise mistake(f"{name} must be a number, got {value!r}") from None
+
+
+def _hidden_choices(label_set: LabelSet) -> list[tuple[str, str]]:
+    """The hide-labels checkboxes: label ids as strings, the type Gradio's API documents for choices.
+
+    (With int values the API refused the documented ``"0"``; the label dropdown takes custom
+    values instead, so both ``2`` and ``"2"`` reach its handlers, which check them.)
+    """
+    return [(name, str(value)) for name, value in label_choices(label_set)]
 
 
 def _hidden_set(hidden: Iterable | None) -> set[int]:
     return {int(v) for v in hidden or []}
 
 
+def _label_value(label_set: LabelSet, value) -> int:
+    """``value`` as a paintable id of ``label_set``; background (0) when it is none."""
+    try:
+        value = int(value)
+    except (TypeError, ValueError):
+        return 0
+    return value if value in editing.paint_ids(label_set)[0] else 0
+
+
 def _brush(label_set: LabelSet, selected: int = 0) -> gr.Brush:
+    """A brush of the one colour of label ``selected``.
+
+    Only that colour is offered: a palette of every label let the brush be switched in the
+    editor (or be reset by an update) apart from the "Label to apply" list, so strokes were
+    applied as a label other than the one shown. The list is the one way to change it.
+    """
     ids, colours = editing.paint_ids(label_set)
-    hexes = [hex_colour(c) for c in colours]
-    default = hexes[list(ids).index(selected)] if selected in ids else hexes[0]
-    return gr.Brush(colors=hexes, default_color=default, color_mode="fixed")
+    colour = hex_colour(colours[list(ids).index(_label_value(label_set, selected))])
+    return gr.Brush(colors=[colour], default_color=colour, color_mode="fixed")
 
 
 def build_demo(settings: Settings | None = None, predictors: Predictors | None = None) -> gr.Blocks:
@@ -174,22 +202,27 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
 
     def require(session: Session | None) -> Session:
         if session is None:
-            raise gr.Error("Parse a photo (or reopen a saved correction) first.")
+            raise mistake("Parse a photo (or reopen a saved correction) first.")
         return session
 
-    def label_set_updates(label_set: LabelSet, hidden) -> tuple:
-        """New choices for the label dropdown, the hidden-labels checkboxes and the brush."""
-        keep = [v for v in _hidden_set(hidden) if v < label_set.num_ids or v == IGNORE_INDEX]
+    def label_set_updates(label_set: LabelSet, hidden, label) -> tuple:
+        """New choices for the label dropdown, the hidden-labels checkboxes and the brush.
+
+        The label chosen stays chosen (background where the new label set lacks it), and the
+        brush gets its colour: the dropdown and the brush always name the same label.
+        """
+        keep = [str(v) for v in sorted(_hidden_set(hidden)) if v < label_set.num_ids or v == IGNORE_INDEX]
+        value = _label_value(label_set, label)
         return (
-            gr.Dropdown(choices=label_choices(label_set)),
-            gr.CheckboxGroup(choices=label_choices(label_set), value=keep),
-            _brush(label_set),
+            gr.Dropdown(choices=label_choices(label_set), value=value),
+            gr.CheckboxGroup(choices=_hidden_choices(label_set), value=keep),
+            _brush(label_set, value),
         )
 
     # ---- handlers --------------------------------------------------------------------
 
     # Gradio finds the progress tracker by this default value, hence the call in the signature.
-    def parse(upload, checkpoint, multiscale, flip, opacity, hidden, session, progress=gr.Progress()):  # noqa: B008
+    def parse(upload, checkpoint, multiscale, flip, opacity, hidden, label, session, progress=gr.Progress()):  # noqa: B008
         """Read the photo, run the model and start a new session from its proposal."""
         if not upload:
             gr.Warning("Upload a photo first.")
@@ -232,7 +265,7 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
         message = f"Parsed **{name}**" + (f" with `{model}`." if model else ".")
         if notes:
             message += " Notes: " + "; ".join(notes) + "."
-        label_dd, hidden_cb, brush = label_set_updates(label_set, hidden)
+        label_dd, hidden_cb, brush = label_set_updates(label_set, hidden, label)
         out = views(session, opacity, hidden)
         editor_update = gr.ImageEditor(value=out[2], brush=brush)
         return out[0], out[1], editor_update, out[3], out[4], out[5], label_dd, hidden_cb, gr.skip(), message
@@ -254,7 +287,7 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
         x, y = _as_int(x, "x"), _as_int(y, "y")
         h, w = session.labels.shape
         if not (0 <= x < w and 0 <= y < h):
-            raise gr.Error(f"({x}, {y}) lies outside the {w}x{h} image")
+            raise mistake(f"({x}, {y}) lies outside the {w}x{h} image")
         if tool == "Pick label":
             value = int(session.labels[y, x])
             gr.Info(f"Picked {label_name(session.label_set, value)}")
@@ -262,13 +295,13 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
             return gr.skip(), gr.skip(), brush, gr.skip(), gr.skip(), gr.skip(), value
         value = _as_int(label, "label")
         if value not in editing.paint_ids(session.label_set)[0]:
-            raise gr.Error(f"{value} is not a label of {session.label_set.name}")
+            raise mistake(f"{value} is not a label of {session.label_set.name}")
         if tool == "Relabel region":
             mask = editing.connected_region(session.labels, x, y)
         elif tool == "Flood fill (similar colour)":
             mask = editing.colour_region(session.image, x, y, _as_int(tolerance, "tolerance"))
         else:
-            raise gr.Error(f"unknown tool {tool!r}; choose one of {', '.join(TOOLS)}")
+            raise mistake(f"unknown tool {tool!r}; choose one of {', '.join(TOOLS)}")
         new = session.labels.copy()
         new[mask] = value
         changed = session.edit(new, f"{tool} at ({x}, {y})")
@@ -367,7 +400,7 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
         index = evt.index if isinstance(evt.index, int) else evt.index[0]
         return ids[index] if 0 <= index < len(ids) else gr.skip()
 
-    def reopen(record_id, opacity, hidden, session):
+    def reopen(record_id, opacity, hidden, label, session):
         """Continue editing a saved correction; saving again writes a new record with it as parent."""
         record_id = (record_id or "").strip()
         if not record_id:
@@ -380,7 +413,7 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
             return (gr.skip(),) * 9 + (f"**Cannot reopen `{record_id}`:** {err}. Nothing was changed.",)
         warn_if_discarding(session)
         session = reopened
-        label_dd, hidden_cb, brush = label_set_updates(session.label_set, hidden)
+        label_dd, hidden_cb, brush = label_set_updates(session.label_set, hidden, label)
         out = views(session, opacity, hidden)
         editor_update = gr.ImageEditor(value=out[2], brush=brush)
         message = f"Reopened `{record_id}`; saving writes a new record with this one as its parent."
@@ -434,7 +467,7 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
             try:
                 predictor = predictors.get(predictors.resolve(choice))
             except (FileNotFoundError, CheckpointError) as err:
-                raise gr.Error(f"Cannot compare: {err}") from None
+                raise mistake(f"Cannot compare: {err}") from None
             labels = run_predictor(predictor, session.image, bool(multiscale), bool(flip))
             hide = frozenset(_hidden_set(hidden))
             pictures.append(overlay(session.image, labels, predictor.label_set, alpha=float(opacity), hidden=hide))
@@ -453,19 +486,32 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
         second = second if second in folders else (folders[1] if len(folders) > 1 else first)
         return gr.Dropdown(choices=choices, value=first), gr.Dropdown(choices=choices, value=second)
 
-    def finetune_view(checkpoint_value, first, second, base, select_new: bool):
-        """Status, log and polling state of the app's fine-tune; once it is done, the new checkpoint is offered."""
-        job = runner.job
-        if job is None:
-            text = status_html(None, corrections=len(list_corrections(corrections_dir)))
-            return (text, "", gr.Timer(active=False)) + (gr.skip(),) * 4
-        info = job.progress()
-        text, log = status_html(job, info=info), job.log_tail()
-        if info["status"] != "finished":
-            return (text, log, gr.Timer(active=job.running)) + (gr.skip(),) * 4
+    def base_choices(base):
+        """Offer the current checkpoints as fine-tune bases (the pick kept while it exists, else the default)."""
         choices = predictors.choices()
         folders = [folder for _, folder in choices]
-        new = (info.get("report") or {}).get("checkpoint")
+        return gr.Dropdown(choices=choices, value=base if base in folders else (folders[0] if folders else None))
+
+    def finetune_view(checkpoint_value, first, second, base, select_new: bool):
+        """Status, log and polling state of the app's fine-tune, and the checkpoint lists as they are now.
+
+        Polling (``select_new``) leaves the lists alone until the fine-tune has finished (a list
+        redrawn every two seconds would close under the user's pointer), then offers the new
+        checkpoint beside its base; a refresh always re-reads them.
+        """
+        job = runner.job
+        if job is None:
+            info = None
+            text, log, running = status_html(None, corrections=len(list_corrections(corrections_dir))), "", False
+        else:
+            info = job.progress()
+            text, log, running = status_html(job, info=info), job.log_tail(), job.running
+        finished = info is not None and info["status"] == "finished"
+        if select_new and not finished:
+            return (text, log, gr.Timer(active=running)) + (gr.skip(),) * 4
+        choices = predictors.choices()
+        folders = [folder for _, folder in choices]
+        new = (info.get("report") or {}).get("checkpoint") if finished else None
         if select_new and new in folders:
             # The base and its fine-tuned successor, ready to compare on the current photo.
             first, second = job.request.base, new
@@ -475,7 +521,7 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
         return (
             text,
             log,
-            gr.Timer(active=False),
+            gr.Timer(active=running),
             gr.Dropdown(choices=choices, value=value),
             gr.Dropdown(choices=choices, value=first),
             gr.Dropdown(choices=choices, value=second),
@@ -486,19 +532,29 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
         return finetune_view(checkpoint_value, first, second, base, select_new=True)
 
     def finetune_status(checkpoint_value, first, second, base):
-        """The fine-tune's status and log (and the checkpoint lists once it has finished)."""
-        return finetune_view(checkpoint_value, first, second, base, select_new=False)
+        """The fine-tune's status and log, and the checkpoint lists (re-read from disk)."""
+        text, log, _, *lists = finetune_view(checkpoint_value, first, second, base, select_new=False)
+        return text, log, *lists
+
+    def finetune_polling():
+        """Poll (the panel's timer) while a fine-tune runs; kept out of the API, where it means nothing."""
+        job = runner.job
+        return gr.Timer(active=job is not None and job.running)
 
     def finetune_start(base, minutes, lr, share, holdout, freeze):
         """Start fine-tuning ``base`` on the saved corrections in a background process."""
+        if not base:
+            # Never a silent default: the run must be of the checkpoint the panel shows.
+            problem = predictors.problem()
+            raise mistake(problem or "Choose a base checkpoint first (Refresh lists the checkpoints there are now).")
         if not list_corrections(corrections_dir):
-            raise gr.Error(f"No saved corrections in {corrections_dir} yet: correct and save some photos first.")
+            raise mistake(f"No saved corrections in {corrections_dir} yet: correct and save some photos first.")
         try:
             request = FinetuneRequest(
                 predictors.resolve(base), float(minutes), float(lr), float(share), float(holdout), bool(freeze)
             )
         except (FileNotFoundError, TypeError, ValueError) as err:
-            raise gr.Error(str(err)) from None
+            raise mistake(str(err)) from None
         try:
             job = runner.start(request)
         except FinetuneBusy as err:
@@ -509,7 +565,13 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
         else:
             logger.info("fine-tune %s started: %s", job.name, " ".join(job.command))
             gr.Info(f"Fine-tuning started ({job.name}).")
-        return status_html(job), job.log_tail(), gr.Timer(active=True)
+        return status_html(job), job.log_tail()
+
+    def finetune_corrections():
+        """After a save: the panel's count of saved corrections, unless a fine-tune's status is shown."""
+        if runner.job is not None:
+            return gr.skip()
+        return status_html(None, corrections=len(list_corrections(corrections_dir)))
 
     def finetune_cancel():
         """Stop the running fine-tune; nothing is published."""
@@ -527,8 +589,9 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
         session_state = gr.State(None)
         record_ids = gr.State([])
         gr.Markdown(INTRO)
-        model_md = gr.Markdown(model_status(), elem_id="model-status")
-        message = gr.Markdown("", elem_id="message")
+        # Labels name these outputs in the API (gradio_client): unlabelled ones would be "value_<id>".
+        model_md = gr.Markdown(model_status(), label="Model status", elem_id="model-status")
+        message = gr.Markdown("", label="Message", elem_id="message")
         with gr.Row():
             with gr.Column(scale=2, min_width=280):
                 upload = gr.File(label="Photo", file_types=["image"], type="filepath", elem_id="upload")
@@ -545,24 +608,31 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
                     )
                 parse_btn = gr.Button("Parse", variant="primary", elem_id="parse")
                 with gr.Accordion("Model options", open=False):
+                    # Custom values: a checkpoint added since the page was built is a valid pick (the
+                    # handlers accept only folders offered at that moment, see Predictors.resolve).
                     checkpoint = gr.Dropdown(
-                        choices=predictors.choices(), value=predictors.default(), label="Checkpoint"
+                        choices=predictors.choices(),
+                        value=predictors.default(),
+                        label="Checkpoint",
+                        allow_custom_value=True,
                     )
                     refresh_ckpt = gr.Button("Refresh checkpoint list", size="sm")
                     multiscale = gr.Checkbox(False, label="Multi-scale (slower, usually better)")
                     flip = gr.Checkbox(False, label="Also parse the mirrored image (flip)")
-                opacity = gr.Slider(0.0, 1.0, value=0.55, step=0.05, label="Overlay opacity")
+                opacity = gr.Slider(0.0, 1.0, value=0.55, step=0.05, label="Overlay opacity", elem_id="opacity")
                 legend = gr.HTML(legend_html(None, initial_set), label="Legend", elem_id="legend")
                 with gr.Accordion("Show / hide labels", open=False):
                     hidden = gr.CheckboxGroup(
-                        choices=label_choices(initial_set), value=[0], label="Hidden in the overlay"
+                        choices=_hidden_choices(initial_set), value=["0"], label="Hidden in the overlay"
                     )
             with gr.Column(scale=5):
-                status = gr.Markdown(status_text(None), elem_id="status")
+                status = gr.Markdown(status_text(None), label="Status", elem_id="status")
+                # Custom values let the API's documented string ids ("2") through; handlers check them.
                 label = gr.Dropdown(
                     choices=label_choices(initial_set),
                     value=0,
                     label="Label to apply (click tools and brush colour)",
+                    allow_custom_value=True,
                     elem_id="label",
                 )
                 with gr.Tabs():
@@ -585,9 +655,9 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
                             apply_click_btn = gr.Button("Apply at x, y", size="sm")
                     with gr.Tab("Paint labels", id="paint"):
                         gr.Markdown(
-                            "Brush colours are the label colours (see the legend); each painted pixel becomes "
-                            "exactly one label. The eraser removes paint not yet applied. Apply strokes before "
-                            "using the click tools: other edits redraw this canvas."
+                            "The brush paints the label chosen in **Label to apply**, in its colour (see the "
+                            "legend); each painted pixel becomes exactly one label. The eraser removes paint not "
+                            "yet applied. Apply strokes before using the click tools: other edits redraw this canvas."
                         )
                         editor = gr.ImageEditor(
                             type="numpy",
@@ -637,22 +707,34 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
                     )
                     with gr.Row():
                         compare_a = gr.Dropdown(
-                            choices=predictors.choices(), value=predictors.default(), label="Model A", scale=3
+                            choices=predictors.choices(),
+                            value=predictors.default(),
+                            label="Model A",
+                            scale=3,
+                            allow_custom_value=True,
                         )
                         compare_b = gr.Dropdown(
-                            choices=predictors.choices(), value=predictors.default(), label="Model B", scale=3
+                            choices=predictors.choices(),
+                            value=predictors.default(),
+                            label="Model B",
+                            scale=3,
+                            allow_custom_value=True,
                         )
                         compare_btn = gr.Button("Compare on this photo", scale=1, elem_id="compare")
                     with gr.Row():
                         compare_view_a = gr.Image(label="Model A", type="numpy", format="png", interactive=False)
                         compare_view_b = gr.Image(label="Model B", type="numpy", format="png", interactive=False)
-                    compare_md = gr.Markdown("", elem_id="compare-agreement")
+                    compare_md = gr.Markdown("", label="Agreement", elem_id="compare-agreement")
                 if runner is not None:
                     with gr.Accordion("Fine-tune on saved corrections", open=False):
                         gr.Markdown(FINETUNE_HELP)
                         with gr.Row():
                             finetune_base = gr.Dropdown(
-                                choices=predictors.choices(), value=predictors.default(), label="Base checkpoint"
+                                choices=predictors.choices(),
+                                value=predictors.default(),
+                                label="Base checkpoint",
+                                allow_custom_value=True,
+                                elem_id="finetune-base",
                             )
                             finetune_minutes = gr.Number(10, label="Time budget (minutes)", minimum=0.1)
                             finetune_lr = gr.Number(1e-3, label="Learning rate", minimum=0)
@@ -664,7 +746,11 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
                             finetune_btn = gr.Button("Start fine-tuning", variant="primary", elem_id="finetune-start")
                             finetune_cancel_btn = gr.Button("Cancel", elem_id="finetune-cancel")
                             finetune_refresh_btn = gr.Button("Refresh", elem_id="finetune-refresh")
-                        finetune_html = gr.HTML(status_html(None), elem_id="finetune-status")
+                        finetune_html = gr.HTML(
+                            status_html(None, corrections=len(list_corrections(corrections_dir))),
+                            label="Fine-tune status",
+                            elem_id="finetune-status",
+                        )
                         finetune_log = gr.Textbox(
                             label="Log", lines=10, max_lines=10, interactive=False, elem_id="finetune-log"
                         )
@@ -675,7 +761,7 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
 
         parse_event = dict(
             fn=parse,
-            inputs=[upload, checkpoint, multiscale, flip, opacity, hidden, session_state],
+            inputs=[upload, checkpoint, multiscale, flip, opacity, hidden, label, session_state],
             outputs=start_outputs,
             # Model runs share one limit, so a busy CPU/GPU queues parses instead of thrashing.
             concurrency_limit=settings.concurrency,
@@ -687,7 +773,16 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
             example_gallery.select(pick_example, None, upload, api_visibility="private").then(
                 api_visibility="private", **parse_event
             )
-        opacity.release(rerender, [session_state, opacity, hidden], [view, downloads], api_name="rerender")
+        # Change, not release: typing a value in the slider's box (Enter) releases nothing. Dragging
+        # changes it many times: always_last runs the latest value once the running redraw ends.
+        opacity.change(
+            rerender,
+            [session_state, opacity, hidden],
+            [view, downloads],
+            api_name="rerender",
+            trigger_mode="always_last",
+            show_progress="hidden",
+        )
         hidden.input(rerender, [session_state, opacity, hidden], [view, downloads], api_visibility="private")
 
         click_inputs = [session_state, click_x, click_y, tool, label, tolerance, opacity, hidden]
@@ -704,14 +799,16 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
         redo_btn.click(redo, [session_state, opacity, hidden], view_outputs, api_name="redo")
         reset_btn.click(reset, [session_state, opacity, hidden], view_outputs, api_name="reset")
 
-        save_btn.click(save, [session_state], [session_state, gallery, record_ids, message, status], api_name="save")
+        save_event = save_btn.click(
+            save, [session_state], [session_state, gallery, record_ids, message, status], api_name="save"
+        )
         refresh_btn.click(refresh_gallery, None, [gallery, record_ids], api_name="list_corrections")
         gallery.select(select_record, [record_ids], record_id, api_visibility="private")
-        reopen_btn.click(reopen, [record_id, opacity, hidden, session_state], start_outputs, api_name="reopen")
+        reopen_btn.click(reopen, [record_id, opacity, hidden, label, session_state], start_outputs, api_name="reopen")
         export_btn.click(export, None, export_file, api_name="export_zip")
-        refresh_ckpt.click(refresh_checkpoints, [checkpoint], [checkpoint, model_md], api_name="checkpoints").then(
-            compare_choices, [compare_a, compare_b], [compare_a, compare_b], api_visibility="private"
-        )
+        refresh_event = refresh_ckpt.click(
+            refresh_checkpoints, [checkpoint], [checkpoint, model_md], api_name="checkpoints"
+        ).then(compare_choices, [compare_a, compare_b], [compare_a, compare_b], api_visibility="private")
         demo.load(refresh_checkpoints, [checkpoint], [checkpoint, model_md], api_visibility="private")
         demo.load(compare_choices, [compare_a, compare_b], [compare_a, compare_b], api_visibility="private")
         compare_btn.click(
@@ -724,22 +821,31 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
         )
         if runner is not None:
             finetune_inputs = [checkpoint, compare_a, compare_b, finetune_base]
-            finetune_outputs = [finetune_html, finetune_log, finetune_timer, *finetune_inputs]
+            finetune_outputs = [finetune_html, finetune_log, *finetune_inputs]
             finetune_btn.click(
                 finetune_start,
                 [finetune_base, finetune_minutes, finetune_lr, finetune_share, finetune_holdout, finetune_freeze],
-                [finetune_html, finetune_log, finetune_timer],
+                [finetune_html, finetune_log],
                 api_name="finetune_start",
-            )
+            ).then(finetune_polling, None, finetune_timer, api_visibility="private")
             finetune_cancel_btn.click(finetune_cancel, None, [finetune_html, finetune_log], api_name="finetune_cancel")
-            finetune_refresh_btn.click(finetune_status, finetune_inputs, finetune_outputs, api_name="finetune_status")
+            save_event.then(finetune_corrections, None, finetune_html, api_visibility="private")
+            refresh_event.then(base_choices, finetune_base, finetune_base, api_visibility="private")
+            finetune_refresh_btn.click(
+                finetune_status, finetune_inputs, finetune_outputs, api_name="finetune_status"
+            ).then(finetune_polling, None, finetune_timer, api_visibility="private")
             # Polling shows no progress overlay: it runs every two seconds while a fine-tune is on.
             finetune_timer.tick(
-                finetune_poll, finetune_inputs, finetune_outputs, api_visibility="private", show_progress="hidden"
+                finetune_poll,
+                finetune_inputs,
+                [finetune_html, finetune_log, finetune_timer, *finetune_inputs],
+                api_visibility="private",
+                show_progress="hidden",
             )
-            # A tab opened during a fine-tune starts polling, and sees the bases offered now.
-            demo.load(finetune_status, finetune_inputs, finetune_outputs, api_visibility="private")
-            demo.load(lambda: gr.Dropdown(choices=predictors.choices()), None, finetune_base, api_visibility="private")
+            # A tab opened during a fine-tune starts polling; every tab sees the checkpoints offered now.
+            demo.load(finetune_status, finetune_inputs, finetune_outputs, api_visibility="private").then(
+                finetune_polling, None, finetune_timer, api_visibility="private"
+            )
         demo.load(refresh_gallery, None, [gallery, record_ids], api_visibility="private")
     demo.queue(default_concurrency_limit=4)
     return demo

@@ -14,6 +14,8 @@ from .labels import LabelSet
 
 # Above this many pixels an upload is refused as a likely decompression bomb.
 MAX_IMAGE_PIXELS = 64_000_000
+# ISO base-media brands of HEIC/HEIF stills (iPhone photos), which Pillow cannot read by itself.
+_HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1"}
 
 
 class ImageError(ValueError):
@@ -47,11 +49,39 @@ def to_rgb_array(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
 
 
+def _unsupported_format(source: str | Path | bytes) -> str | None:
+    """The name of a known image format that cannot be read here (HEIC/HEIF), from the file's first bytes."""
+    try:
+        if isinstance(source, bytes):
+            head = source[:32]
+        else:
+            with open(source, "rb") as f:
+                head = f.read(32)
+    except OSError:
+        return None
+    if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
+        return "HEIC/HEIF"
+    return None
+
+
+def frame_count(source: str | Path | bytes) -> int:
+    """How many frames an image file holds (an animated GIF, WebP or PNG: more than 1); 1 when unreadable."""
+    stream = io.BytesIO(source) if isinstance(source, bytes) else source
+    try:
+        with Image.open(stream) as img:
+            return int(getattr(img, "n_frames", 1))
+    except Exception:  # read_image reports unreadable files; this only adds a note
+        return 1
+
+
 def read_image(source: str | Path | bytes, *, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     """Open an image file (or bytes) as H x W x 3 uint8 RGB.
 
+    An animated image gives its first frame (see :func:`frame_count`).
+
     Raises:
-        ImageError: not an image, corrupt, truncated, or larger than ``max_pixels``.
+        ImageError: not an image, a format that cannot be read here (HEIC), corrupt, truncated,
+            or larger than ``max_pixels``.
     """
     what = "the upload" if isinstance(source, bytes) else str(source)
     stream = io.BytesIO(source) if isinstance(source, bytes) else source
@@ -74,6 +104,11 @@ def read_image(source: str | Path | bytes, *, max_pixels: int = MAX_IMAGE_PIXELS
         # Pillow refuses headers far above its own limit before our size check can run.
         raise ImageError(f"{what} has far too many pixels; the limit is {max_pixels / 1e6:.0f} MP") from None
     except UnidentifiedImageError:
+        unsupported = _unsupported_format(source)
+        if unsupported:
+            raise ImageError(
+                f"{what} is a {unsupported} image, a format that is not supported here: convert it to JPEG or PNG first"
+            ) from None
         raise ImageError(f"{what} is not an image that can be read") from None
     except (OSError, SyntaxError, ValueError) as err:
         raise ImageError(f"{what} is corrupt or truncated: {err}") from None

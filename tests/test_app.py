@@ -34,7 +34,7 @@ PHOTO = REPO / "assets" / "examples" / "ccp_0046.jpg"
 OTHER_PHOTO = REPO / "assets" / "examples" / "ccp_0757.jpg"
 LIP = get_label_set("lip-20")
 UPPER, SKIN = LIP.id_of("upper-clothes"), LIP.id_of("skin")
-VIEW = (0.5, [0])  # opacity, hidden labels
+VIEW = (0.5, ["0"])  # opacity, hidden labels (ids as the strings the API documents)
 
 
 def write_tiny_checkpoint(folder: Path) -> Path:
@@ -53,6 +53,7 @@ def app(tmp_path_factory):
         corrections_dir=root / "corrections",
         checkpoints_dir=root / "checkpoints",
         checkpoint=root / "checkpoints" / "tiny",
+        runs_dir=root / "runs",
     )
     with launched_app(settings):
         yield settings, f"http://127.0.0.1:{settings.port}/"
@@ -87,7 +88,7 @@ def test_parse_edit_undo_save_reopen_and_export(app, tmp_path):
     earlier = saved_ids(settings)
     client = connect(url)
     overlay, _, legend, downloads, status, *_, message = parse(client)
-    assert "Parsed" in message and "tiny" in message and "0 pixels changed" in status
+    assert "Parsed" in message and "tiny" in message and "**0 pixels changed**" in status
     proposal = label_map(downloads)
     photo = np.array(Image.open(PHOTO))
     assert proposal.shape == photo.shape[:2] and np.array(Image.open(overlay)).shape == photo.shape
@@ -179,7 +180,7 @@ def test_bad_uploads_give_a_message_and_keep_the_work(app, tmp_path):
         assert "Could not use this file" in out[-1] and reason in out[-1] and path.name in out[-1]
     # The earlier edit is still there: undo takes it back.
     *_, status = client.predict(*VIEW, api_name="/undo")
-    assert "0 pixels changed" in status and status_before != status
+    assert "**0 pixels changed**" in status and status_before != status
 
 
 def test_large_photos_are_parsed_at_the_working_size_and_saved_at_full_size(app, tmp_path):
@@ -202,11 +203,12 @@ def test_users_have_separate_sessions(app):
     alice, bob = connect(url), connect(url)
     parse(alice)
     parse(bob, OTHER_PHOTO)
-    assert "0 pixels changed" not in alice.predict(5, 5, "Relabel region", SKIN, 24, *VIEW, api_name="/apply_click")[4]
+    alice_status = alice.predict(5, 5, "Relabel region", SKIN, 24, *VIEW, api_name="/apply_click")[4]
+    assert "**0 pixels changed**" not in alice_status
     bob_status = bob.predict(540, 5, "Relabel region", UPPER, 24, *VIEW, api_name="/apply_click")[4]
-    assert "0 pixels changed" not in bob_status and "550x825" in bob_status
+    assert "**0 pixels changed**" not in bob_status and "550x825" in bob_status
     alice_status = alice.predict(*VIEW, api_name="/undo")[4]
-    assert "0 pixels changed" in alice_status and "550x823" in alice_status
+    assert "**0 pixels changed**" in alice_status and "550x823" in alice_status
     assert bob.predict(*VIEW, api_name="/redo")[4] == bob_status  # Alice's undo left Bob's history alone
 
 
@@ -286,3 +288,66 @@ def test_app_py_starts_without_a_model(tmp_path):
         proc.terminate()
         output = proc.communicate(timeout=30)[0]
     assert "starting without a model" in output and "missing" in output
+
+
+def test_every_documented_call_works_on_its_own_with_named_outputs(app, tmp_path):
+    settings, url = app
+    client = connect(url)
+    api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    unnamed = {name: r["label"] for name, e in api.items() for r in e["returns"] if r["label"].startswith("value_")}
+    assert not unnamed, f"outputs named after component ids: {unnamed}"
+    assert [r["label"] for r in api["/save"]["returns"]] == ["Saved corrections (newest first)", "Message", "Status"]
+    params = {p["parameter_name"]: p for p in api["/apply_click"]["parameters"]}
+    assert f"'{SKIN}'" in params["label"]["python_type"]["type"]  # ids documented as strings ...
+
+    # ... and taken as documented, by a session that called nothing else first, with a checkpoint
+    # added after the page was built (no /checkpoints call to make it known).
+    later = settings.checkpoints_dir / "later"
+    shutil.copytree(settings.checkpoints_dir / "tiny", later)
+    try:
+        downloads = parse(client, checkpoint=str(later.resolve()))[3]
+        assert summary_of(downloads)["model"] == "later"
+        clicked = client.predict(5, 5, "Relabel region", str(SKIN), 24, 0.5, ["0", "255"], api_name="/apply_click")
+        downloads = clicked[3]
+        assert label_map(downloads)[5, 5] == SKIN
+        *_, agreement = client.predict(str(later.resolve()), None, False, False, *VIEW, api_name="/compare")
+        assert "`later`" in agreement
+    finally:
+        shutil.rmtree(later)
+
+
+def test_user_mistakes_are_shown_not_logged_as_tracebacks(app, capfd):
+    settings, url = app
+    client = connect(url)
+    capfd.readouterr()
+    with pytest.raises(AppError, match="Parse a photo"):
+        client.predict(*VIEW, api_name="/undo")
+    parse(client)
+    with pytest.raises(AppError, match="must be a number"):
+        client.predict(5, 5, "Relabel region", "hair", 24, *VIEW, api_name="/apply_click")
+    out, err = capfd.readouterr()
+    assert "Traceback" not in out + err
+
+
+def test_finetune_start_needs_the_base_the_panel_shows(app):
+    settings, url = app
+    client = connect(url)
+    with pytest.raises(AppError, match="Choose a base checkpoint"):
+        client.predict(None, 1, 0.001, 0.5, 0.2, False, api_name="/finetune_start")
+    assert not settings.runs_dir.exists() or not list(settings.runs_dir.iterdir())
+
+
+def test_animated_and_heic_uploads_say_what_was_done(app, tmp_path):
+    _, url = app
+    client = connect(url)
+    first = Image.open(PHOTO).convert("RGB")
+    frames = [first, Image.open(OTHER_PHOTO).convert("RGB").resize(first.size)]
+    gif = tmp_path / "moving.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=200)
+    message = parse(client, gif)[-1]
+    assert "Parsed **moving.gif**" in message and "animated (2 frames)" in message and "first frame" in message
+    heic = tmp_path / "iphone.heic"
+    heic.write_bytes(b"\0\0\0\x18ftypheic\0\0\0\0mif1heic" + bytes(256))
+    message = parse(client, heic)[-1]
+    assert "Could not use this file" in message and "iphone.heic is a HEIC/HEIF image" in message
+    assert "not supported" in message and "JPEG or PNG" in message

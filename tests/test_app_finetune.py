@@ -29,7 +29,7 @@ from ssfnet.labels import get_label_set
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((REPO / "assets" / "examples").glob("*.jpg"))
 LIP = get_label_set("lip-20")
-VIEW = (0.5, [0])  # opacity, hidden labels
+VIEW = (0.5, ["0"])  # opacity, hidden labels
 TINY = {
     "top_channels": 16,
     "mid_channels": 8,
@@ -52,7 +52,15 @@ def app(tmp_path_factory):
     root = tmp_path_factory.mktemp("app-finetune")
     torch.manual_seed(0)
     model = build_model("ssfnet_lite", LIP.num_classes, **TINY)
-    save_checkpoint(model, root / "checkpoints" / "tiny", variant="ssfnet_lite", label_set="lip-20", options=TINY)
+    # Parsed at 64 px, as its fine-tunes will be (they inherit it): the evaluations stay quick.
+    save_checkpoint(
+        model,
+        root / "checkpoints" / "tiny",
+        variant="ssfnet_lite",
+        label_set="lip-20",
+        options=TINY,
+        metadata={"input_size": 64},
+    )
     settings = Settings(
         port=free_port(),
         corrections_dir=root / "corrections",
@@ -96,10 +104,11 @@ def test_finetune_in_the_app_offers_the_new_checkpoint_for_comparison(app):
     settings, url = app
     client = connect(url)
     base_files = digest_tree(settings.checkpoints_dir / "tiny")
-    html, _, _ = client.predict(tiny(settings), 0.4, 0.02, 1.0, 0.3, False, api_name="/finetune_start")
+    # The budget covers the process's start, both evaluations and publishing: training gets the rest.
+    html, _ = client.predict(tiny(settings), 0.6, 0.02, 1.0, 0.3, False, api_name="/finetune_start")
     assert "Fine-tuning" in html
     # One at a time: a second start while it runs starts nothing.
-    client.predict(tiny(settings), 0.4, 0.02, 1.0, 0.3, False, api_name="/finetune_start")
+    client.predict(tiny(settings), 0.6, 0.02, 1.0, 0.3, False, api_name="/finetune_start")
     assert len(list(settings.runs_dir.iterdir())) == 1
 
     html, log, *_ = wait_for(client, "Done|Failed|Cancelled")
@@ -108,7 +117,7 @@ def test_finetune_in_the_app_offers_the_new_checkpoint_for_comparison(app):
     (new,) = [p for p in settings.checkpoints_dir.iterdir() if p.name != "tiny"]
     assert new.name.startswith("tiny-ft-") and new.name in html and "held-out corrections" in html
     _, meta = load_checkpoint(new)
-    assert meta["finetune"]["base"]["path"] == tiny(settings)
+    assert meta["finetune"]["base"]["path"] == tiny(settings) and meta["input_size"] == 64
     saved = {p.stem for p in (settings.corrections_dir / "meta").glob("*.json")}
     lineage = meta["finetune"]["corrections"][0]
     assert set(lineage["ids"]) | set(lineage["held_out_ids"]) == saved and lineage["held_out_ids"]

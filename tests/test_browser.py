@@ -7,11 +7,13 @@ screenshot of the page after the edits.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -46,8 +48,10 @@ if CHROMIUM is None or CHROMEDRIVER is None:
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
 from helpers import free_port, launched_app  # noqa: E402
+from selenium.common.exceptions import TimeoutException  # noqa: E402
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
@@ -134,3 +138,144 @@ def test_upload_parse_click_paint_and_save_in_a_browser(app, browser):
         browser.execute_script("window.scrollTo(0, 0)")
         time.sleep(0.5)
         browser.save_screenshot(os.environ["SSFNET_SCREENSHOT"])
+
+
+def open_page(driver, port: int) -> None:
+    """Load the app and wait until its start-up events have run (they redraw the lists)."""
+    driver.get(f"http://127.0.0.1:{port}/")
+    WebDriverWait(driver, 60).until(lambda d: "Device" in text_of(d, "model-status"))
+    time.sleep(1)
+
+
+def choose(driver, element_id: str, option: str) -> None:
+    """Pick the option whose text ends with ``option`` in the dropdown ``element_id``."""
+    driver.find_element(By.CSS_SELECTOR, f"#{element_id} input").click()
+    items = WebDriverWait(driver, 10).until(
+        lambda d: [li for li in d.find_elements(By.CSS_SELECTOR, "li.item") if li.text.strip().endswith(option)]
+    )
+    items[0].click()
+
+
+def options_of(driver, element_id: str) -> list[str]:
+    """The texts of a dropdown's options (it is opened, read and closed; [] if it did not open)."""
+    box = driver.find_element(By.CSS_SELECTOR, f"#{element_id} input")
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", box)
+    # The list opens on focus: a box still focused from an earlier look is blurred first.
+    driver.execute_script("arguments[0].blur()", box)
+    box.click()
+    try:
+        items = WebDriverWait(driver, 5).until(lambda d: d.find_elements(By.CSS_SELECTOR, "li.item"))
+        texts = [li.text for li in items]
+    except TimeoutException:
+        texts = []
+    box.send_keys(Keys.ESCAPE)
+    driver.execute_script("arguments[0].blur()", box)
+    return texts
+
+
+def upload_photo(driver, photo: Path = PHOTO) -> None:
+    driver.find_element(By.CSS_SELECTOR, "#upload input[type=file]").send_keys(str(photo))
+    wait_for_text(driver, "message", f"Parsed **{photo.name}**".replace("**", ""))
+
+
+def pixels_per_label(driver) -> dict[int, int]:
+    """Pixels of each label, from the JSON summary offered for download."""
+    links = [a.get_attribute("href") for a in driver.find_elements(By.CSS_SELECTOR, "#downloads a")]
+    url = next(link for link in links if link and link.endswith("_summary.json"))
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return {c["id"]: c["pixels"] for c in json.loads(response.read())["classes"]}
+
+
+def paint_a_stroke(driver) -> None:
+    next(b for b in driver.find_elements(By.CSS_SELECTOR, "button[role=tab]") if "Paint" in b.text).click()
+    editor = WebDriverWait(driver, 30).until(EC.visibility_of_element_located((By.CSS_SELECTOR, "#editor canvas")))
+    driver.find_element(By.CSS_SELECTOR, "#editor button[aria-label=Brush]").click()
+    stroke = ActionChains(driver).move_to_element_with_offset(editor, -60, -120).click_and_hold()
+    for _ in range(12):
+        stroke.move_by_offset(8, 10)
+    stroke.release().perform()
+
+
+def test_the_brush_paints_the_label_shown_after_a_new_photo(app, browser):
+    open_page(browser, app.port)
+    choose(browser, "label", "2: hair")
+    upload_photo(browser)
+    assert browser.find_element(By.CSS_SELECTOR, "#label input").get_attribute("value") == "2: hair"
+    before = pixels_per_label(browser)
+    paint_a_stroke(browser)
+    browser.find_element(By.ID, "apply-strokes").click()
+    wait_for_text(browser, "status", "1 undo step(s)")
+    after = pixels_per_label(browser)
+    assert after.get(2, 0) > before.get(2, 0)  # hair grew ...
+    assert after.get(0, 0) <= before.get(0, 0)  # ... not the background the brush used to fall back to
+    assert browser.find_element(By.CSS_SELECTOR, "#label input").get_attribute("value") == "2: hair"
+
+
+def test_typing_an_opacity_redraws_the_overlay(app, browser):
+    open_page(browser, app.port)
+    upload_photo(browser)
+    overlay_src = lambda: browser.find_element(By.CSS_SELECTOR, "#overlay img").get_attribute("src")
+    first = overlay_src()
+    box = browser.find_element(By.CSS_SELECTOR, "#opacity input[type=number]")
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys("0.9", Keys.ENTER)  # focus stays in the box: nothing is released
+    WebDriverWait(browser, 30).until(lambda d: overlay_src() != first)
+    downloads = [a.get_attribute("href") for a in browser.find_elements(By.CSS_SELECTOR, "#downloads a")]
+    shown = urllib.request.urlopen(overlay_src(), timeout=30).read()
+    assert shown == urllib.request.urlopen(next(u for u in downloads if u.endswith("_overlay.png")), timeout=30).read()
+
+
+@pytest.fixture
+def app_without_checkpoints(tmp_path):
+    """The app started before any checkpoint exists (the fine-tune panel on)."""
+    settings = Settings(
+        port=free_port(),
+        corrections_dir=tmp_path / "corrections",
+        checkpoints_dir=tmp_path / "ckpt",
+        checkpoint=tmp_path / "ckpt" / "missing",
+        runs_dir=tmp_path / "runs",
+        device="cpu",
+    )
+    with launched_app(settings):
+        yield settings
+
+
+def test_the_finetune_panel_offers_checkpoints_added_later_and_counts_saves(app_without_checkpoints, browser):
+    app = app_without_checkpoints
+    open_page(browser, app.port)
+    opener = next(b for b in browser.find_elements(By.TAG_NAME, "button") if "Fine-tune on" in b.text)
+    browser.execute_script("arguments[0].scrollIntoView()", opener)
+    opener.click()
+    wait_for_text(browser, "finetune-status", "0 saved correction(s)")
+
+    # A save updates the count the panel shows.
+    upload_photo(browser)
+    browser.find_element(By.ID, "save").click()
+    wait_for_text(browser, "message", "Saved as")
+    wait_for_text(browser, "finetune-status", "1 saved correction(s)")
+
+    # A checkpoint appears on disk; the page's base list is still empty: Start refuses, not guesses.
+    torch.manual_seed(0)
+    save_checkpoint(
+        build_model("ssfnet_lite", 20), app.checkpoints_dir / "tiny", variant="ssfnet_lite", label_set="lip-20"
+    )
+    start = browser.find_element(By.ID, "finetune-start")
+    browser.execute_script("arguments[0].scrollIntoView()", start)
+    start.click()
+    WebDriverWait(browser, 30).until(lambda d: "Choose a base checkpoint" in d.find_element(By.TAG_NAME, "body").text)
+    assert not app.runs_dir.exists() or not list(app.runs_dir.iterdir())
+
+    # The panel's Refresh fills the list ...
+    browser.find_element(By.ID, "finetune-refresh").click()
+    base = browser.find_element(By.CSS_SELECTOR, "#finetune-base input")
+    WebDriverWait(browser, 30).until(lambda d: base.get_attribute("value").startswith("tiny"))
+    # ... and so does the model options' refresh, with a checkpoint added after that.
+    save_checkpoint(
+        build_model("ssfnet_lite", 20), app.checkpoints_dir / "second", variant="ssfnet_lite", label_set="lip-20"
+    )
+    next(b for b in browser.find_elements(By.TAG_NAME, "button") if "Model options" in b.text).click()
+    refresh = WebDriverWait(browser, 10).until(
+        lambda d: next((b for b in d.find_elements(By.TAG_NAME, "button") if "Refresh checkpoint list" in b.text), None)
+    )
+    refresh.click()
+    WebDriverWait(browser, 30).until(lambda d: any(o.startswith("second") for o in options_of(d, "finetune-base")))

@@ -50,10 +50,18 @@ def write_folder_source(root: Path, n: int, seed: int) -> Path:
     return root
 
 
-def write_base(folder: Path) -> Path:
+def write_base(folder: Path, input_size: int = 64) -> Path:
     torch.manual_seed(0)
     model = build_model("ssfnet_lite", LIP.num_classes, **TINY)
-    return save_checkpoint(model, folder, variant="ssfnet_lite", label_set="lip-20", options=TINY, dtype=torch.float16)
+    return save_checkpoint(
+        model,
+        folder,
+        variant="ssfnet_lite",
+        label_set="lip-20",
+        options=TINY,
+        dtype=torch.float16,
+        metadata={"input_size": input_size},
+    )
 
 
 def save_corrections(root: Path, base: Path, n: int, seed: int = 1) -> list[str]:
@@ -260,6 +268,80 @@ def test_original_data_default_to_the_base_training_data_and_its_validation_spli
     assert report["metrics"]["before"]["original_val"]["images"] == len(original["val_ids"])
     _, meta = load_checkpoint(report["checkpoint"])
     assert meta["training"]["splits"] == [{"spec": training["data"][0], "val_fraction": 0.5, "split_seed": 3}]
+
+
+def test_the_new_checkpoint_inherits_the_base_input_size_and_is_scored_at_it(world, tmp_path):
+    # A base that parses at 48 px, fine-tuned on 64 px crops: the crop is the training's business only.
+    base = write_base(tmp_path / "checkpoints" / "small", input_size=48)
+    config = tiny_config(world, tmp_path / "run", base=str(base), checkpoints_dir=str(base.parent))
+    config.train.epoch_size, config.train.epochs = 8, 1
+    report = finetune.main(config)
+    _, meta = load_checkpoint(report["checkpoint"])
+    assert meta["input_size"] == 48
+    assert load_predictor(report["checkpoint"], device="cpu").input_size == 48
+    # "Before" is the base as the app and ssfnet.predict run it (its metadata's size).
+    (used,) = meta["finetune"]["corrections"]
+    held = finetune._items([finetune.open_source(f"corrections:{used['root']}", LIP, ids=used["held_out_ids"])], None)
+    as_used = finetune.score(load_predictor(base, device="cpu"), held, LIP)
+    assert report["metrics"]["before"]["held_out_corrections"] == as_used
+
+
+def test_a_budget_with_no_time_to_train_publishes_nothing_and_says_why(world, tmp_path):
+    checkpoints = tmp_path / "checkpoints"
+    config = tiny_config(world, tmp_path / "run", checkpoints_dir=str(checkpoints), train={"max_minutes": 0.05})
+    with pytest.raises(finetune.NothingTrained, match="leaves no time to train") as err:
+        finetune.main(config)
+    assert "nothing was trained or published" in str(err.value) and "Give at least" in str(err.value)
+    assert not checkpoints.exists() or list(checkpoints.iterdir()) == []
+    assert not (tmp_path / "run" / "log.jsonl").exists()  # the trainer never started
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["status"] == "failed" and report["checkpoint"] is None and str(err.value) == report["error"]
+    progress = read_progress(tmp_path / "run")
+    assert progress["status"] == "failed" and "no time to train" in progress["message"]
+
+
+def test_a_run_of_no_iteration_publishes_nothing(world, tmp_path, monkeypatch):
+    checkpoints = tmp_path / "checkpoints"
+    summary = {"status": "finished", "iteration": 0, "stop_reason": None, "elapsed_s": 1.0}
+    monkeypatch.setattr(finetune, "train_main", lambda config, cancel=None: summary)
+    with pytest.raises(finetune.NothingTrained, match="no training iteration ran"):
+        finetune.main(tiny_config(world, tmp_path / "run", checkpoints_dir=str(checkpoints)))
+    assert not checkpoints.exists() or list(checkpoints.iterdir()) == []
+    assert json.loads((tmp_path / "run" / "report.json").read_text())["status"] == "failed"
+
+
+def test_the_time_budget_covers_the_whole_run(world, tmp_path):
+    """Loading, both evaluations and publishing fit in --max-minutes, and training gets the rest."""
+    budget_s = 24.0
+    config = tiny_config(world, tmp_path / "run", checkpoints_dir=str(tmp_path / "checkpoints"))
+    config.train.max_minutes, config.train.epochs = budget_s / 60, 1000
+    began = time.perf_counter()
+    report = finetune.main(config)
+    took = time.perf_counter() - began
+    assert report["status"] == "finished" and report["iterations"] > 0
+    assert took <= budget_s + 2.0, f"{took:.1f} s for a {budget_s} s budget"
+    trained = report["train_summary"]["elapsed_s"]
+    assert trained >= 0.3 * budget_s, f"only {trained} s of {budget_s} s trained"
+
+
+def test_evaluations_too_slow_for_the_budget_stop_the_run_within_it(world, tmp_path, monkeypatch):
+    """Scoring that alone would fill the budget stops as soon as that shows, with nothing published."""
+    slow = finetune.Predictor.predict_batch
+
+    def predict_batch(self, images, **kwargs):
+        time.sleep(1.0)  # a large validation set on a slow CPU, in miniature
+        return slow(self, images, **kwargs)
+
+    monkeypatch.setattr(finetune.Predictor, "predict_batch", predict_batch)
+    budget_s = 15.0
+    checkpoints = tmp_path / "checkpoints"
+    config = tiny_config(world, tmp_path / "run", checkpoints_dir=str(checkpoints))
+    config.train.max_minutes = budget_s / 60
+    began = time.perf_counter()
+    with pytest.raises(finetune.NothingTrained, match="no time to train"):
+        finetune.main(config)
+    assert time.perf_counter() - began <= budget_s
+    assert not checkpoints.exists() or list(checkpoints.iterdir()) == []
 
 
 def test_holdout_is_deterministic_stable_and_never_empty():

@@ -125,3 +125,55 @@ def test_cli_writes_pngs(checkpoint, tmp_path):
     assert label.mode == "P" and label.size == (30, 40)
     assert (tmp_path / "out" / "p_overlay.png").exists()
     assert predict_main([str(img_dir), "--out", str(tmp_path / "o2"), "--checkpoint", str(tmp_path / "no")]) == 2
+
+
+def _photo(path, seed: int = 0, size=(40, 30)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)).save(path)
+
+
+def test_cli_never_writes_over_an_input_gives_every_image_its_output_and_reports_skips(checkpoint, tmp_path, capsys):
+    folder = tmp_path / "photos"
+    for seed, name in enumerate(["x.png", "a.jpg", "a.png", "person.jpg", "person.png", "sub/person.jpg"]):
+        _photo(folder / name, seed)
+    frames = [Image.fromarray(np.full((40, 30, 3), v, np.uint8)) for v in (0, 255)]
+    frames[0].save(folder / "anim.gif", save_all=True, append_images=frames[1:])
+    (folder / "y.heic").write_bytes(b"\0\0\0\x18ftypheic\0\0\0\0mif1heic" + bytes(64))
+    (folder / "notes.txt").write_text("not a photo")
+    before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+    # The output folder is the input folder: the worst case for overwriting.
+    code = predict_main([str(folder), "--out", str(folder), "--checkpoint", str(checkpoint)])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert all(path.read_bytes() == data for path, data in before.items())  # no input replaced
+    written = {str(p.relative_to(folder)) for p in folder.rglob("*.png") if p not in before}
+    assert written == {
+        f"{name}{end}"
+        for name in ("x-2", "a_jpg", "a_png", "person_jpg", "person_png", "sub/person", "anim")
+        for end in (".png", "_overlay.png")
+    }
+    assert Image.open(folder / "a_png.png").mode == "P"
+    assert "y.heic" in err and "HEIC" in err and "not supported" in err
+    assert "notes.txt" in err and "not an image file" in err
+    assert "anim.gif is animated (2 frames)" in out + err
+    assert "parsed 7 of 9 files" in out and "2 skipped" in out
+
+
+def test_missing_default_checkpoint_names_the_folders_there_are(tmp_path, monkeypatch):
+    import ssfnet.predictor as predictor_module
+
+    monkeypatch.delenv("SSFNET_CHECKPOINT", raising=False)
+    monkeypatch.setattr(predictor_module, "DEFAULT_CHECKPOINT", tmp_path / "ssfnet_lite-lip20")
+    (tmp_path / "notes").mkdir()
+    with pytest.raises(FileNotFoundError, match="holds notes, but none is a checkpoint"):
+        load_predictor()
+    torch.manual_seed(0)
+    model = build_model("ssfnet_lite", 20, **TINY)
+    save_checkpoint(model, tmp_path / "mine", variant="ssfnet_lite", label_set="lip-20", options=TINY)
+    with pytest.raises(FileNotFoundError) as err:
+        load_predictor()
+    message = str(err.value)
+    assert "Checkpoint folders in" in message and "mine" in message
+    assert f"--checkpoint {tmp_path / 'mine'}" in message and "SSFNET_CHECKPOINT" in message
+    assert "add a checkpoint folder" not in message

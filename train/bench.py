@@ -574,6 +574,7 @@ def cpu_name() -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
+        prog="python -m train.bench",
         description="Benchmark SSFNet variants against torchvision's segmentation networks.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

@@ -196,6 +196,7 @@ def train_one_epoch(
     state = ctx.state
     set_train_mode(model, ctx.frozen_backbone)
     show = ctx.dist.is_main
+    on_time = ctx.schedule.budget_s is not None
     bar = tqdm(
         total=len(loader) + state.step_in_epoch,
         initial=state.step_in_epoch,
@@ -203,6 +204,8 @@ def train_one_epoch(
         desc=f"epoch {state.epoch}",
         dynamic_ncols=True,
         leave=False,
+        # On a time budget the epoch's ETA means nothing (the run ends with the budget): show time left.
+        bar_format="{desc}: {n_fmt}/{total_fmt} [{elapsed}{postfix}]" if on_time else None,
     )
     end = time.perf_counter()
     first_step = True
@@ -278,7 +281,8 @@ def train_one_epoch(
                     ctx.tensorboard.add_scalar(f"train/{key}", record[key], state.iteration)
             bar.update(1)
             if show and state.iteration % ctx.print_freq == 0:
-                bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.2e}", wait=f"{times.wait_fraction:.0%}")
+                left = {"left": f"{max(0.0, ctx.schedule.budget_s - ctx.clock()) / 60:.1f} min"} if on_time else {}
+                bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.2e}", wait=f"{times.wait_fraction:.0%}", **left)
                 tqdm.write(
                     f"it {state.iteration:6d}  epoch {state.epoch}  loss {loss_value:.4f}  lr {lr:.3e}  "
                     f"step {step:.2f}s  data wait {times.wait_fraction:.1%}"

@@ -166,7 +166,9 @@ def held_out_ids(split_file: str | Path, spec_text: str) -> list[str]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        description="Evaluate a human-parsing checkpoint.", formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        prog="python -m train.evaluate",
+        description="Evaluate a human-parsing checkpoint.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--checkpoint", required=True, help="checkpoint folder")
     p.add_argument("--data", action="append", required=True, help="source KIND:PATH (repeat for several)")
@@ -183,6 +185,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--limit", type=int, default=None, help="score at most this many images per source")
     p.add_argument("-b", "--batch-size", type=int, default=4)
     p.add_argument("--device", default=None, help="cpu, cuda (default: CUDA when available)")
+    p.add_argument(
+        "--precision",
+        choices=("auto", "bf16", "fp32"),
+        default="auto",
+        help="bf16 autocast (auto: on CUDA and on CPUs with native bf16) or fp32",
+    )
     p.add_argument("--out", default=None, help="folder for metrics.json and confusion.png")
     return p.parse_args(argv)
 
@@ -193,7 +201,7 @@ def main(argv: list[str] | None = None) -> dict:
     kwargs = {"scales": tuple(args.scales)}
     if args.input_size:
         kwargs["input_size"] = args.input_size
-    predictor = load_predictor(args.checkpoint, args.device, **kwargs)
+    predictor = load_predictor(args.checkpoint, args.device, precision=args.precision, **kwargs)
     model_set = predictor.label_set
     gt_set = get_label_set(args.gt_label_set) if args.gt_label_set else model_set
     mapping = None if gt_set is model_set else eval_mapping(model_set, gt_set)

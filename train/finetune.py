@@ -19,12 +19,19 @@ of the ``fine-tuning`` group. The steps:
    published as ``<checkpoints-dir>/<name>-<UTC timestamp>/`` (written aside and renamed, never
    over the base) with its lineage in the metadata.
 
+Both scorings run at the base's inference size (its ``input_size``), and the new checkpoint
+inherits that size: before and after, and any later comparison of the two, parse the same
+pixels. A run that trained nothing (no time left for training, or no iteration done) publishes
+nothing, says why and exits with status 2.
+
 The run folder (default ``runs/finetune-<timestamp>``) holds the trainer's files (``log.jsonl``,
 ``curves.png``, ...), ``finetune.json`` (the plan: base, corrections and held-out ids, sources),
 ``status.json`` (the phase, for the app; :func:`read_progress` turns it into a fraction),
 ``report.json`` (before / after metrics, the new checkpoint) and ``finetune.png``.
 
-``--max-minutes`` is the budget of the whole command (both evaluations included); 0 runs
+``--max-minutes`` is the budget of the whole command, from its start (loading, both evaluations
+and publishing included): training gets what is left once the measured time of the first
+evaluation is reserved for the second and for publishing; 0 runs
 ``--epochs`` instead, of ``--epoch-size`` samples (default: the training samples, but at least
 :data:`MIN_EPOCH_BATCHES` batches). SIGTERM, Ctrl-C, the run's ``STOP`` file (``--stop-file``) or the
 ``cancel`` event of :func:`main` stop it without publishing anything; the exit status is then 3.
@@ -84,6 +91,12 @@ PHASES: dict[str, float] = {
     "publish": 0.03,
 }
 EVAL_SETS = ("held_out_corrections", "train_corrections", "original_val")
+# The inference size of a checkpoint whose metadata names none (as ssfnet.load_predictor assumes).
+DEFAULT_INPUT_SIZE = 473
+# Reserved in a time budget, besides the second evaluation, for publishing (checkpoint, report,
+# plot) and for the trainer's start and exit; and the least training time worth starting for.
+PUBLISH_RESERVE_S = 10.0
+MIN_TRAIN_S = 5.0
 # Without --epoch-size an epoch has at least this many batches: a few corrections would otherwise
 # make epochs of one or two steps, and the data loader starts its worker processes every epoch.
 MIN_EPOCH_BATCHES = 200
@@ -150,6 +163,10 @@ class FinetuneConfig:
 
 class Cancelled(Exception):
     """The run was asked to stop (signal, stop file or cancel event)."""
+
+
+class NothingTrained(ValueError):
+    """The run trained nothing (no time left for it, or no iteration done): nothing is published."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -622,8 +639,13 @@ def evaluate_sets(
     device: torch.device,
     input_size: int,
     progress: Progress,
+    check: Callable[[float], None] | None = None,
 ) -> dict[str, dict | None]:
-    """Score ``model`` on every evaluation set, reporting progress and honouring a stop request."""
+    """Score ``model`` on every evaluation set, reporting progress and honouring a stop request.
+
+    Args:
+        check: Called with the fraction scored after every batch (it may raise to stop).
+    """
     predictor = Predictor(model, label_set, device=device, input_size=input_size)
     total = max(1, sum(len(items) for items in eval_sets.values()))
     done = 0
@@ -633,6 +655,8 @@ def evaluate_sets(
         done += n
         progress.check()
         progress.write(done / total, f"{done}/{total} images")
+        if check is not None:
+            check(done / total)
 
     return {name: score(predictor, items, label_set, on_batch=on_batch) for name, items in eval_sets.items()}
 
@@ -747,13 +771,25 @@ def plot_report(report: dict, run_dir: Path) -> Path:
 # Main
 
 
-def main(config: FinetuneConfig, *, cancel: threading.Event | None = None) -> dict:
+def process_age_s() -> float:
+    """Seconds since this process started (interpreter start-up and imports), 0 where unknown."""
+    try:
+        start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def main(config: FinetuneConfig, *, cancel: threading.Event | None = None, began: float | None = None) -> dict:
     """Fine-tune as configured; returns the report also written to ``report.json``.
 
     Args:
         config: The fine-tune.
         cancel: Optional event that stops the run (no checkpoint is published); SIGTERM, Ctrl-C
             and the run's stop file do the same.
+        began: ``time.perf_counter()`` when the time budget started (default: now); the command
+            line passes its process's start.
 
     Returns:
         The report: ``status`` (``finished`` or ``cancelled``), ``checkpoint`` (the new folder or
@@ -761,8 +797,10 @@ def main(config: FinetuneConfig, *, cancel: threading.Event | None = None) -> di
 
     Raises:
         FileNotFoundError: no base checkpoint or corrections folder.
+        NothingTrained: no training iteration fitted in the budget (or none ran); nothing is published.
         ValueError: nothing to train on, or options that do not fit.
     """
+    began = time.perf_counter() if began is None else began
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ValueError("fine-tuning runs as one process (the evaluations are not distributed): not under torchrun")
     base = resolve_base(config.base or config.train.init_checkpoint)
@@ -778,7 +816,6 @@ def main(config: FinetuneConfig, *, cancel: threading.Event | None = None) -> di
     cancel = cancel or threading.Event()
     stop_file = Path(config.train.stop_file) if config.train.stop_file else run_dir / "STOP"
     progress = Progress(run_dir, stop_file, cancel)
-    began = time.perf_counter()
     with _signals_cancel(cancel):
         try:
             report = _finetune(config, base, base_meta, run_dir, stamp, progress, began)
@@ -794,6 +831,20 @@ def main(config: FinetuneConfig, *, cancel: threading.Event | None = None) -> di
             write_json(run_dir / REPORT_FILE, report)
             progress.finish("cancelled", f"cancelled during {progress.phase}; no checkpoint was written")
             return report
+        except NothingTrained as err:
+            # Not a crash: the message alone says what happened and what to change.
+            write_json(
+                run_dir / REPORT_FILE,
+                {
+                    "status": "failed",
+                    "error": str(err),
+                    "checkpoint": None,
+                    "phase": progress.phase,
+                    "elapsed_s": round(time.perf_counter() - began, 1),
+                },
+            )
+            progress.finish("failed", str(err))
+            raise
         except BaseException as err:
             write_json(run_dir / REPORT_FILE, {"status": "failed", "error": f"{type(err).__name__}: {err}"})
             progress.finish("failed", f"{type(err).__name__}: {err}")
@@ -815,7 +866,9 @@ def _finetune(
     progress.enter("setup", f"base {base.name}; reading the corrections and sources")
     label_set = get_label_set(base_meta["label_set"])
     train_cfg = config.train
-    eval_size = train_cfg.val_size or train_cfg.crop_size
+    # The base's own inference size, not the training crop: the scores before and after are of the
+    # same pixels, and the new checkpoint parses as its base did (it inherits this size).
+    input_size = int(base_meta.get("input_size") or DEFAULT_INPUT_SIZE)
     seed = train_cfg.seed
 
     corrections = select_corrections(config.corrections, label_set, config.holdout, seed, say)
@@ -860,20 +913,32 @@ def _finetune(
     progress.enter("evaluate-before", f"scoring {base.name} on {sum(map(len, eval_sets.values()))} images")
     eval_began = time.perf_counter()
     base_model, _ = load_checkpoint(base, device=device)
-    before = evaluate_sets(base_model, label_set, eval_sets, device=device, input_size=eval_size, progress=progress)
+    scoring_began = time.perf_counter()
+
+    def within_budget(fraction: float) -> None:
+        # Projected from the images scored so far: an evaluation that alone leaves no time to
+        # train stops the run now, not minutes past its budget.
+        if train_cfg.max_minutes is not None and fraction > 0:
+            projected = scoring_began - eval_began + (time.perf_counter() - scoring_began) / fraction
+            training_minutes(train_cfg.max_minutes, eval_began - began + projected, projected)
+
+    before = evaluate_sets(
+        base_model,
+        label_set,
+        eval_sets,
+        device=device,
+        input_size=input_size,
+        progress=progress,
+        check=within_budget,
+    )
     del base_model
     eval_s = time.perf_counter() - eval_began
     say(f"before: {_summary_line(before)}")
 
-    # The trainer gets what the budget leaves after both evaluations (the second as long as the first).
     max_minutes = None
     if train_cfg.max_minutes is not None:
-        budget_s = train_cfg.max_minutes * 60
-        left = budget_s - (time.perf_counter() - began) - 1.1 * eval_s - 5.0
-        if left < 0.2 * budget_s:
-            say(f"the evaluations take most of the {train_cfg.max_minutes} minutes: training for a fifth of them")
-            left = 0.2 * budget_s
-        max_minutes = round(left / 60, 2)
+        max_minutes = training_minutes(train_cfg.max_minutes, time.perf_counter() - began, eval_s)
+        say(f"{time.perf_counter() - began:.0f} s spent, evaluation {eval_s:.0f} s: training for {max_minutes} minutes")
     trainer = dataclasses.replace(
         train_cfg,
         data=data,
@@ -890,11 +955,16 @@ def _finetune(
     summary = train_main(trainer, cancel=progress.cancel)
     if summary["status"] != "finished" or progress.stop_requested():
         raise Cancelled(summary.get("stop_reason") or "stopped")
+    if not summary["iteration"]:
+        raise NothingTrained(
+            f"no training iteration ran in the {plan_text} left for training: nothing was published "
+            "(the weights would be the base's); give a larger budget"
+        )
 
     progress.enter("evaluate-after", f"scoring the fine-tuned model ({summary['iteration']} iterations)")
     model, trained_meta = load_checkpoint(run_dir / "last", device=device)
     _round_trip(model, _storage_dtype(base_meta))
-    after = evaluate_sets(model, label_set, eval_sets, device=device, input_size=eval_size, progress=progress)
+    after = evaluate_sets(model, label_set, eval_sets, device=device, input_size=input_size, progress=progress)
     say(f"after:  {_summary_line(after)}")
 
     progress.enter("publish", f"writing the checkpoint to {config.checkpoints_dir}")
@@ -916,7 +986,7 @@ def _finetune(
         "run": str(run_dir.resolve()),
     }
     metadata = {
-        "input_size": eval_size,
+        "input_size": input_size,
         "training": {
             "data": [o["spec"] for o in originals],
             "splits": [
@@ -971,6 +1041,31 @@ def _finetune(
     return report
 
 
+def training_minutes(budget_minutes: float, spent_s: float, eval_s: float) -> float:
+    """The training time a budget leaves, in minutes.
+
+    Args:
+        budget_minutes: The whole command's budget.
+        spent_s: Seconds spent by the end of the first evaluation (start-up and setup included).
+        eval_s: Seconds the first evaluation takes (loading the model included): the second one
+            scores the same images, so it is planned as long, with a margin.
+
+    Raises:
+        NothingTrained: less than :data:`MIN_TRAIN_S` would be left (it says what budget would do).
+    """
+    reserve_s = 1.15 * eval_s + PUBLISH_RESERVE_S
+    left_s = budget_minutes * 60 - spent_s - reserve_s
+    if left_s < MIN_TRAIN_S:
+        needed = (spent_s + reserve_s + 60) / 60
+        raise NothingTrained(
+            f"the {budget_minutes:g}-minute budget leaves no time to train: start-up, loading and the evaluation "
+            f"before take {spent_s:.0f} s (the evaluation {eval_s:.0f} s), and the evaluation after and "
+            f"publishing about {reserve_s:.0f} s; nothing was trained or published. Give at least "
+            f"{needed:.1f} minutes (or score fewer images: --val-max-images, --holdout)"
+        )
+    return round(left_s / 60, 3)
+
+
 def _summary_line(metrics: dict[str, dict | None]) -> str:
     parts = []
     for name in EVAL_SETS:
@@ -980,10 +1075,11 @@ def _summary_line(metrics: dict[str, dict | None]) -> str:
     return "; ".join(parts) or "nothing to score"
 
 
-def cli(argv: list[str] | None = None) -> int:
+def cli(argv: list[str] | None = None, *, began: float | None = None) -> int:
+    """The command line; ``began`` as for :func:`main`."""
     config = parse_args(argv)
     try:
-        report = main(config)
+        report = main(config, began=began)
     except (FileNotFoundError, FileExistsError, ValueError, CheckpointError) as err:
         print(f"python -m train.finetune: error: {err}", file=sys.stderr)
         return 2
@@ -995,4 +1091,5 @@ def cli(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    # The budget is of the whole command: the interpreter's start and the imports count too.
+    sys.exit(cli(began=time.perf_counter() - process_age_s()))

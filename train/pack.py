@@ -322,6 +322,7 @@ if "pack" not in SOURCE_KINDS:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
+        prog="python -m train.pack",
         description="Write compact training packs (JPEG + PNG labels + index, zipped).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

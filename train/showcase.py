@@ -84,9 +84,7 @@ def showcase(
     import json
 
     predictor = load_predictor(checkpoint, device)
-    specs = data or [
-        f"{s['kind']}:{s['path']}" for s in json.loads(Path(split).read_text())["sources"] if s["val_ids"]
-    ]
+    specs = data or [f"{s['kind']}:{s['path']}" for s in json.loads(Path(split).read_text())["sources"] if s["val_ids"]]
     rows = []
     for text in specs:
         ids = held_out_ids(split, text)

@@ -630,8 +630,14 @@ def _run(config: TrainConfig, info: DistInfo, device: torch.device, out: Path, c
         )
         _print(
             info,
-            f"{summary['status']} at iteration {state.iteration} after {summary['elapsed_s']} s; best val "
-            f"mIoU {summary['best_val_miou']}; data wait {times.wait_fraction:.1%} of step time{wait_note}",
+            f"{summary['status']} at iteration {state.iteration} after {summary['elapsed_s']} s; "
+            + (
+                f"best val mIoU {summary['best_val_miou']:.2f} at iteration {summary['best_iteration']}, "
+                f"weights in {summary['best']}"
+                if summary["best_val_miou"] is not None and summary["best"]
+                else "no validation, no best/ written"
+            )
+            + f"; data wait {times.wait_fraction:.1%} of step time{wait_note}",
         )
     return summary
 
