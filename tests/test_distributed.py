@@ -111,7 +111,17 @@ def test_sharded_validation_equals_a_single_process_evaluation(runs):
     val = open_source(source["spec"], LIP, ids=source["val_ids"], transform=EvalTransform(64, LIP))
     model, _ = load_checkpoint(tmp / "whole" / "best")
     loader = DataLoader(val, batch_size=2, collate_fn=pad_collate)
-    metrics = evaluate(model, loader, torch.device("cpu"), LIP.num_classes, label_set=LIP)
+    # Score as the run did: bf16 autocast and channels_last where this CPU runs bf16 natively.
+    resolved = json.loads((tmp / "whole" / "config.json").read_text())["resolved"]
+    metrics = evaluate(
+        model,
+        loader,
+        torch.device("cpu"),
+        LIP.num_classes,
+        label_set=LIP,
+        amp=resolved["amp_bf16"],
+        channels_last=resolved["channels_last"],
+    )
     logged = [json.loads(line) for line in (tmp / "whole" / "val.jsonl").read_text().splitlines()]
     best = max(logged, key=lambda r: r["miou"])
     assert best["miou"] == pytest.approx(metrics["miou"], abs=1e-9)
