@@ -13,7 +13,7 @@ def test_loop_writes_corrections_fine_tunes_and_scores(dataset_dir, tmp_path):
     ccp, viton = dataset_dir("ccp"), dataset_dir("viton")
     torch.manual_seed(0)
     base = save_checkpoint(build_model("ssfnet_lite", 20, **TINY), tmp_path / "base", variant="ssfnet_lite",
-                           label_set="lip-20", options=TINY)  # fmt: skip
+                           label_set="lip-20", options=TINY, metadata={"input_size": 64})  # fmt: skip
     split = tmp_path / "split.json"
     split.write_text(json.dumps({"sources": [
         {"kind": "ccp", "path": str(ccp.resolve()), "split": None, "val_ids": ["0002", "0003", "0004"]},
@@ -22,7 +22,7 @@ def test_loop_writes_corrections_fine_tunes_and_scores(dataset_dir, tmp_path):
     out = tmp_path / "loop"
     report = simulate_loop.main([
         "--base", str(base), "--split", str(split), "--ccp", str(ccp), "--viton", str(viton),
-        "--corrections", "2", "--max-minutes", "0.5", "--crop-size", "64", "--device", "cpu", "--out", str(out),
+        "--corrections", "2", "--max-minutes", "1", "--val-max-images", "4", "--crop-size", "64", "--device", "cpu", "--out", str(out),
     ])  # fmt: skip
     assert len(report["corrections"]) == 2
     assert len(list((out / "corrections" / "meta").glob("*.json"))) == 2

@@ -227,7 +227,7 @@ def test_torchvision_peer_trains_through_the_same_loop(viton, tmp_path):
     assert summary["status"] == "finished" and summary["iteration"] == 1
     model, meta = load_checkpoint(tmp_path / "run" / "last")
     assert meta["variant"] == "deeplabv3_resnet50"
-    assert type(model).__name__ == "DeepLabV3"
+    assert type(model).__name__ == "TorchvisionSegmenter"
 
 
 def test_config_file_and_command_line_precedence(tmp_path):

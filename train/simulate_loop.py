@@ -48,6 +48,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-minutes", type=float, default=10.0, help="fine-tuning budget (whole command)")
     p.add_argument("--lr", type=float, default=None, help="fine-tuning learning rate (default: train.finetune's)")
     p.add_argument("--crop-size", type=int, default=None, help="fine-tuning crop size (default: train.finetune's)")
+    p.add_argument(
+        "--val-max-images",
+        type=int,
+        default=None,
+        help="validation images the fine-tune scores before and after (default: train.finetune's)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
     p.add_argument("--out", default="runs/simulate-loop")
@@ -111,6 +117,8 @@ def main(argv: list[str] | None = None) -> dict:
     ft_argv += ["--data", viton_spec, "--data", ccp_spec, "--max-minutes", str(args.max_minutes)]
     ft_argv += ["--checkpoints-dir", str(out / "checkpoints"), "--out", str(out / "finetune-run")]
     ft_argv += ["--seed", str(args.seed)]
+    if args.val_max_images is not None:
+        ft_argv += ["--val-max-images", str(args.val_max_images)]
     if args.lr:
         ft_argv += ["--lr", str(args.lr)]
     if args.crop_size:
