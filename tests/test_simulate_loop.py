@@ -22,7 +22,8 @@ def test_loop_writes_corrections_fine_tunes_and_scores(dataset_dir, tmp_path):
     out = tmp_path / "loop"
     report = simulate_loop.main([
         "--base", str(base), "--split", str(split), "--ccp", str(ccp), "--viton", str(viton),
-        "--corrections", "2", "--max-minutes", "1", "--val-max-images", "4", "--crop-size", "64", "--device", "cpu", "--out", str(out),
+        "--corrections", "2", "--max-minutes", "1", "--val-max-images", "4", "--crop-size", "64",
+        "--device", "cpu", "--out", str(out),
     ])  # fmt: skip
     assert len(report["corrections"]) == 2
     assert len(list((out / "corrections" / "meta").glob("*.json"))) == 2
