@@ -192,6 +192,7 @@ def release(
     checkpoint: str | Path | None = None,
     multiscale: bool = False,
     limit: int | None = None,
+    multiscale_limit: int | None = None,
     input_size: int | None = None,
     force: bool = False,
     plot: str | Path | None = None,
@@ -205,6 +206,7 @@ def release(
         checkpoint: Weights to publish (default ``run/best``).
         multiscale: Also score multi-scale + flip (slower).
         limit: Score at most this many held-out images per source.
+        multiscale_limit: The same for the (six times slower) multi-scale + flip scores.
         input_size: Longer side at inference (default: the run's crop size).
         force: Replace ``out`` even if it scores better.
         plot: Where to draw the history curve (PNG), if anywhere.
@@ -222,7 +224,7 @@ def release(
     specs = list(config["data"])
     scores = score_sources(predictor, run / "split.json", specs, limit=limit)
     scores_ms = (
-        score_sources(predictor, run / "split.json", specs, multiscale=True, flip=True, limit=limit)
+        score_sources(predictor, run / "split.json", specs, multiscale=True, flip=True, limit=multiscale_limit or limit)
         if multiscale
         else None
     )
@@ -317,6 +319,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--checkpoint", default=None, help="weights to publish (default: RUN/best)")
     p.add_argument("--multiscale", action="store_true", help="also score multi-scale + flip")
     p.add_argument("--limit", type=int, default=None, help="score at most this many images per source")
+    p.add_argument("--multiscale-limit", type=int, default=None, help="the same for multi-scale + flip")
     p.add_argument("--input-size", type=int, default=None, help="longer side at inference (default: crop size)")
     p.add_argument("--force", action="store_true", help="replace OUT even if it scores better")
     p.add_argument("--plot", default=None, help="PNG of the scores against cumulative minutes")
@@ -333,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
             checkpoint=args.checkpoint,
             multiscale=args.multiscale,
             limit=args.limit,
+            multiscale_limit=args.multiscale_limit,
             input_size=args.input_size,
             force=args.force,
             plot=args.plot,
