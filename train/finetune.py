@@ -1,6 +1,6 @@
 """Fine-tune a checkpoint on saved corrections mixed with the original training data.
 
-    python -m train.finetune --base checkpoints/ssfnet_lite-lip20 --corrections corrections \\
+    python -m train.finetune --base checkpoints/ssfnet_lite0-lip20 --corrections corrections \\
         --data lip:../shared/datasets/lip --max-minutes 10
 
 It is the trainer of :mod:`train.train` with other defaults (:data:`FINETUNE_DEFAULTS`: a low
