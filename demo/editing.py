@@ -127,19 +127,25 @@ def connected_region(labels: np.ndarray, x: int, y: int) -> np.ndarray:
     return mask[1:-1, 1:-1].astype(bool)
 
 
-def colour_region(image: np.ndarray, x: int, y: int, tolerance: int) -> np.ndarray:
+def colour_region(image: np.ndarray, x: int, y: int, tolerance: int, labels: np.ndarray | None = None) -> np.ndarray:
     """H x W bool mask flood-filled from ``(x, y)`` over pixels within ``tolerance`` of the seed colour.
 
     Each channel may differ from the clicked pixel's by at most ``tolerance``
     (0-255); the range is fixed to the seed so that a fill cannot creep along a
-    gradient into a distant colour.
+    gradient into a distant colour. With ``labels`` (H x W) the fill stays
+    within the clicked pixel's label: a black skirt is refilled without the black
+    coat that touches it.
     """
     _check_point(image.shape, x, y)
     t = int(np.clip(tolerance, 0, 255))
     mask = np.zeros((image.shape[0] + 2, image.shape[1] + 2), dtype=np.uint8)
-    flags = 4 | cv2.FLOODFILL_MASK_ONLY | cv2.FLOODFILL_FIXED_RANGE | (1 << 8)
+    if labels is not None:
+        check_same_size(labels, image)
+        # Non-zero mask pixels are walls for cv2.floodFill; the fill itself is marked 2.
+        mask[1:-1, 1:-1] = labels != labels[y, x]
+    flags = 4 | cv2.FLOODFILL_MASK_ONLY | cv2.FLOODFILL_FIXED_RANGE | (2 << 8)
     cv2.floodFill(np.ascontiguousarray(image[..., :3]), mask, (int(x), int(y)), 0, (t, t, t), (t, t, t), flags)
-    return mask[1:-1, 1:-1].astype(bool)
+    return mask[1:-1, 1:-1] == 2
 
 
 def snap_to_edges(image: np.ndarray, stroke: np.ndarray, *, iterations: int = 4) -> np.ndarray:

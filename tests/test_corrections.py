@@ -255,9 +255,33 @@ def test_export_zip_holds_complete_records(tmp_path):
         expected = sorted(
             f"{d}/{i}.{e}" for i in ids for d, e in (("images", "png"), ("labels", "png"), ("meta", "json"))
         )
-        assert names == expected
+        extras = ["README.txt", "id.txt", "label_sets.json", "list.txt"]
+        assert names == sorted(expected + extras)
         assert archive.read(f"labels/{ids[0]}.png") == (store / "labels" / f"{ids[0]}.png").read_bytes()
+        # Names and palette, and LIP-style list files, for other tools.
+        lip = json.loads(archive.read("label_sets.json"))["lip-20"]["labels"]
+        assert lip[2] == {"id": 2, "name": "hair", "rgb": list(LIP_20.palette[2])}
+        assert sorted(archive.read("id.txt").decode().split()) == sorted(ids)
+        assert f"images/{ids[0]}.png labels/{ids[0]}.png" in archive.read("list.txt").decode().splitlines()
     assert sorted(p.name for p in dest.parent.iterdir()) == ["corrections.zip"]
+
+
+def test_list_files_leave_out_superseded_records_and_trash_is_recoverable(tmp_path):
+    store = tmp_path / "store"
+    image, labels = _sample()
+    first = save_correction(store, image, labels, "lip-20")
+    second = save_correction(store, image, labels, "lip-20", parent=first)
+    assert corrections_module.latest_ids(list_corrections(store)) == [second]
+    with zipfile.ZipFile(export_zip(store, tmp_path / "c.zip")) as archive:
+        assert archive.read("id.txt").decode().split() == [second]
+    trash = corrections_module.trash_correction(store, second)
+    assert [m["id"] for m in list_corrections(store)] == [first]
+    for folder in ("images", "labels", "meta"):  # moving the files back restores the record
+        for path in (trash / folder).iterdir():
+            path.rename(store / folder / path.name)
+    assert {m["id"] for m in list_corrections(store)} == {first, second}
+    with pytest.raises(FileNotFoundError):
+        corrections_module.trash_correction(store, "no-such-id")
 
 
 def test_corrections_dataset_converts_and_keeps_latest(tmp_path):

@@ -136,6 +136,15 @@ def test_colour_region_follows_similar_colours_from_the_seed():
     assert editing.colour_region(image, 2, 2, tolerance=255).all()
 
 
+def test_colour_region_stays_within_the_clicked_label():
+    image = np.zeros((20, 20, 3), dtype=np.uint8)  # one black garment ...
+    labels = np.zeros((20, 20), dtype=np.uint8)
+    labels[:, 10:] = 5  # ... labelled as two: skirt (0) and coat (5)
+    mask = editing.colour_region(image, 2, 2, tolerance=0, labels=labels)
+    assert mask[:, :10].all() and not mask[:, 10:].any()
+    assert editing.colour_region(image, 2, 2, tolerance=0).all()  # without labels: all black pixels
+
+
 def square_scene(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     image = np.full((96, 96, 3), 40, dtype=np.uint8)
     image[30:70, 25:65] = (220, 190, 60)

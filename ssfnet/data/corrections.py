@@ -346,11 +346,80 @@ def load_correction(root: str | os.PathLike, record_id: str) -> tuple[np.ndarray
     return image, labels, meta
 
 
+def latest_ids(records: Iterable[dict[str, Any]]) -> list[str]:
+    """Ids of the records that no other record was edited from (in the order given)."""
+    records = list(records)
+    superseded = {m.get("parent") for m in records}
+    return [m["id"] for m in records if m["id"] not in superseded]
+
+
+def trash_correction(root: str | os.PathLike, record_id: str) -> Path:
+    """Move a record into ``<root>/trash/`` (same sub-folders), where nothing reads it.
+
+    Recoverable: moving its three files back into ``images/``, ``labels/`` and ``meta/``
+    restores it. The meta goes first, so the record stops counting before its files move.
+
+    Returns:
+        The trash folder.
+
+    Raises:
+        FileNotFoundError: no complete record with that id.
+    """
+    root = Path(root)
+    _check_id(record_id)
+    meta_path = root / "meta" / f"{record_id}.json"
+    meta = _read_meta(meta_path) if meta_path.is_file() else None
+    if meta is None:
+        raise FileNotFoundError(f"no correction {record_id} in {root}")
+    image_path = _image_path(root, record_id, meta)
+    trash = root / "trash"
+    for path in (meta_path, root / "labels" / f"{record_id}.png", image_path):
+        if path is not None and path.is_file():
+            (trash / path.parent.name).mkdir(parents=True, exist_ok=True)
+            os.replace(path, trash / path.parent.name / path.name)
+    return trash
+
+
+def _label_sets_json(records: list[dict[str, Any]]) -> bytes:
+    sets = {}
+    for name in sorted({str(m.get("label_set", "")) for m in records}):
+        try:
+            label_set = get_label_set(name)
+        except KeyError:
+            continue
+        lut = label_set.colour_lut()
+        ids = [*range(label_set.num_ids), 255]
+        sets[name] = {
+            "labels": [
+                {"id": i, "name": label_set.all_names[i] if i < label_set.num_ids else "ignore", "rgb": lut[i].tolist()}
+                for i in ids
+            ],
+            "coarse": {
+                label_set.all_names[c]: list(label_set.members(c))
+                for c in range(label_set.num_classes, label_set.num_ids)
+            },
+        }
+    return json.dumps(sets, indent=2).encode()
+
+
+EXPORT_README = """Corrections exported from the SSFNet app.
+
+images/<id>.<ext>  the photo (original bytes where possible)
+labels/<id>.png    indexed PNG of label ids (palette = label colours), 255 = ignore
+meta/<id>.json     label set, source file, model, review, parent record, ...
+label_sets.json    names, ids and RGB colours of each label set used (coarse labels list their classes)
+id.txt             LIP-style list of ids: the latest version of each photo (superseded parents left out)
+list.txt           the same records as "images/<id>.<ext> labels/<id>.png" pairs
+"""
+
+
 def export_zip(root: str | os.PathLike, dest_path: str | os.PathLike) -> Path:
     """Zip the complete records (``images/``, ``labels/``, ``meta/``) into ``dest_path``.
 
-    The archive is written to a temporary name next to ``dest_path`` and renamed, so a failed
-    export leaves no partial zip.
+    The zip also carries ``label_sets.json`` (names and palette), LIP-style list files
+    (``id.txt``, ``list.txt``: the latest record of each edit chain) and a ``README.txt``,
+    so that other tools can read it. The archive is written to a temporary name next to
+    ``dest_path`` and renamed, so a failed export leaves no partial zip.
 
     Returns:
         ``dest_path`` as a Path.
@@ -358,13 +427,22 @@ def export_zip(root: str | os.PathLike, dest_path: str | os.PathLike) -> Path:
     root, dest = Path(root), Path(dest_path)
     dest.parent.mkdir(parents=True, exist_ok=True)
     temporary = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.tmp")
+    records = list_corrections(root)
+    latest = set(latest_ids(records))
+    pairs = []
     try:
         with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            for meta in list_corrections(root):
+            for meta in sorted(records, key=lambda m: m["id"]):
                 record_id = meta["id"]
                 image_path = _image_path(root, record_id, meta)
                 for path in (image_path, root / "labels" / f"{record_id}.png", root / "meta" / f"{record_id}.json"):
                     archive.write(path, f"{path.parent.name}/{path.name}")
+                if record_id in latest:
+                    pairs.append((record_id, f"images/{image_path.name} labels/{record_id}.png"))
+            archive.writestr("label_sets.json", _label_sets_json(records))
+            archive.writestr("id.txt", "".join(f"{i}\n" for i, _ in pairs))
+            archive.writestr("list.txt", "".join(f"{line}\n" for _, line in pairs))
+            archive.writestr("README.txt", EXPORT_README)
         os.replace(temporary, dest)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
