@@ -9,25 +9,48 @@ A checkpoint is a folder::
 Loading never unpickles anything and is strict: a missing or unexpected tensor
 is an error that names it. Writing goes to a temporary folder beside the target
 that is renamed into place, so a reader never sees half a checkpoint.
+
+Nothing in ``metadata.json`` is trusted: :func:`validate_metadata` checks every field
+the loader uses (types, ranges, known variant and label set, plain shard names with
+mandatory SHA-256), and the safetensors headers are checked against it before any
+tensor is read. Every folder this project has written carries the hashes (since the
+first version), so a folder without them is refused rather than loaded unverified.
+
+Replacing a checkpoint takes two renames (old away, new in). A process killed between
+them leaves ``.<name>.old-<pid>`` and ``.<name>.tmp-<pid>-*``; :func:`recover_checkpoint`
+(run on reading, listing and saving) finishes or rolls back such a swap and removes
+temporaries whose writer is gone.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import hashlib
 import json
+import logging
+import math
 import os
+import re
 import shutil
 import tempfile
+import time
 from collections import OrderedDict
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .build import build_model
+from .build import VARIANTS, ModelConfig, build_model
+from .io import current_umask, json_safe, writer_alive
+from .labels import LABEL_SETS
+from .modeling.network import BACKBONES
+from .modeling.peers import PEERS
+from .modeling.ram import Refinement
+
+logger = logging.getLogger(__name__)
 
 METADATA_FILE = "metadata.json"
 FORMAT = "ssfnet-checkpoint"
@@ -35,6 +58,17 @@ FORMAT_VERSION = 1
 MAX_SHARD_BYTES = 9_500_000  # below the 10 MB that Hugging Face accepts without LFS
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 _PART = ".__part"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+# Floating dtypes a checkpoint may store its weights in (metadata name -> safetensors header name).
+_FLOAT_DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "float64": "F64"}
+_HEADER_FLOATS = set(_FLOAT_DTYPES.values()) | {"F8_E4M3", "F8_E5M2"}
+_MAX_CLASSES = 255  # label maps are uint8 and 255 means "ignore"
+_MAX_WIDTH = 8192  # far above any variant's channel count; bounds what a model build may allocate
+# Temporaries of a swap: ``.<name>.tmp-<pid>-<random>`` (new folder) and ``.<name>.old-<pid>`` (old one).
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)(?:-[a-z0-9_]+)?")
+# Temporaries named before the writer's pid was in the name: removed once surely abandoned.
+_LEGACY_TEMPORARY = re.compile(r"\.(?P<name>.+)\.tmp-[a-z0-9_]{8}")
+LEGACY_TEMPORARY_AGE_S = 3600.0
 
 
 class CheckpointError(RuntimeError):
@@ -101,6 +135,239 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+# ---------------------------------------------------------------------------------------------
+# Metadata schema
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _plain_file_name(name: object) -> bool:
+    """Whether ``name`` names a file directly inside the checkpoint folder (no path, no dot-file)."""
+    return (
+        isinstance(name, str)
+        and 0 < len(name) <= 255
+        and not name.startswith(".")
+        and not any(c in name for c in "/\\\0:")
+        and Path(name).name == name
+    )
+
+
+def _option_errors(variant: str, options: dict) -> str | None:
+    """Why ``options`` are not valid for ``variant`` (None when they are)."""
+    if variant in PEERS:
+        return f"must be empty for {variant}" if options else None
+    fields = {f.name: f for f in ModelConfig.__dataclass_fields__.values()}
+    choices = {"backbone": BACKBONES, "fusion": ("none", "h", "hl", "smm"), "refinement": Refinement.__args__}
+    for key, value in options.items():
+        if key not in fields:
+            return f"has an unknown option {key!r} (valid: {sorted(fields)})"
+        kind = fields[key].type
+        if key in choices:
+            if value not in choices[key]:
+                return f"{key} must be one of {list(choices[key])}, got {value!r}"
+        elif kind == "bool":
+            if not isinstance(value, bool):
+                return f"{key} must be true or false, got {value!r}"
+        elif kind == "int":
+            if not _is_int(value) or not 1 <= value <= _MAX_WIDTH:
+                return f"{key} must be an integer from 1 to {_MAX_WIDTH}, got {value!r}"
+        elif kind == "float":
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1:
+                return f"{key} must be a number from 0 to below 1, got {value!r}"
+    if "output_stride" in options and options["output_stride"] not in (8, 16, 32):
+        return f"output_stride must be 8, 16 or 32, got {options['output_stride']!r}"
+    if "hourglass_depth" in options and options["hourglass_depth"] > 8:
+        return f"hourglass_depth must be at most 8, got {options['hourglass_depth']!r}"
+    return None
+
+
+def validate_metadata(meta: object, source: str = METADATA_FILE) -> dict:
+    """Check every field of a checkpoint's metadata that loading relies on.
+
+    Args:
+        meta: The parsed ``metadata.json``.
+        source: What to name in messages (the file's path).
+
+    Returns:
+        ``meta`` itself.
+
+    Raises:
+        CheckpointError: naming the first field that is missing, of the wrong type or out of range.
+    """
+
+    def bad(field: str, why: str) -> CheckpointError:
+        return CheckpointError(f"{source}: field {field!r} {why}")
+
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{source} must hold a JSON object, got {type(meta).__name__}")
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{source} is not an SSFNet checkpoint (format={meta.get('format')!r})")
+    for key in ("format_version", "variant", "num_classes", "label_set", "dtype", "shards"):
+        if key not in meta:
+            raise bad(key, "is missing")
+    version = meta["format_version"]
+    if not _is_int(version) or version < 1:
+        raise bad("format_version", f"must be a positive integer, got {version!r}")
+    if version > FORMAT_VERSION:
+        raise bad("format_version", f"is {version}: a newer ssfnet wrote it (this one reads {FORMAT_VERSION})")
+    variant = meta["variant"]
+    if not isinstance(variant, str) or variant not in (*VARIANTS, *PEERS):
+        raise bad("variant", f"names no known variant: {variant!r} (known: {sorted(VARIANTS) + list(PEERS)})")
+    options = meta.get("options", {})
+    if not isinstance(options, dict):
+        raise bad("options", f"must be an object, got {type(options).__name__}")
+    problem = _option_errors(variant, options)
+    if problem:
+        raise bad("options", problem)
+    num_classes = meta["num_classes"]
+    if not _is_int(num_classes) or not 2 <= num_classes <= _MAX_CLASSES:
+        raise bad("num_classes", f"must be an integer from 2 to {_MAX_CLASSES}, got {num_classes!r}")
+    label_set = meta["label_set"]
+    if not isinstance(label_set, str) or label_set not in LABEL_SETS:
+        raise bad("label_set", f"names no known label set: {label_set!r} (known: {sorted(LABEL_SETS)})")
+    if LABEL_SETS[label_set].num_classes != num_classes:
+        raise bad(
+            "num_classes",
+            f"is {num_classes} but label set {label_set} has {LABEL_SETS[label_set].num_classes} classes",
+        )
+    if meta["dtype"] not in _FLOAT_DTYPES:
+        raise bad("dtype", f"must be one of {sorted(_FLOAT_DTYPES)}, got {meta['dtype']!r}")
+    for key in ("name", "created"):
+        if key in meta and not isinstance(meta[key], str):
+            raise bad(key, f"must be a string, got {meta[key]!r}")
+    if "created" in meta:
+        try:
+            _dt.datetime.fromisoformat(meta["created"])
+        except ValueError:
+            raise bad("created", f"must be an ISO date and time, got {meta['created']!r}") from None
+    for key, low, high in (("input_size", 16, 8192), ("parameters", 0, 10**12)):
+        if key in meta and (not _is_int(meta[key]) or not low <= meta[key] <= high):
+            raise bad(key, f"must be an integer from {low} to {high}, got {meta[key]!r}")
+    shards = meta["shards"]
+    if not isinstance(shards, list) or not shards:
+        raise bad("shards", f"must be a non-empty list, got {type(shards).__name__}")
+    seen = set()
+    for i, shard in enumerate(shards):
+        field = f"shards[{i}]"
+        if not isinstance(shard, dict):
+            raise bad(field, f"must be an object, got {type(shard).__name__}")
+        if not _plain_file_name(shard.get("file")) or shard["file"] in (METADATA_FILE, ".", ".."):
+            raise bad(f"{field}.file", f"must be a plain file name inside the folder, got {shard.get('file')!r}")
+        if shard["file"] in seen:
+            raise bad(f"{field}.file", f"repeats {shard['file']!r}")
+        seen.add(shard["file"])
+        if "sha256" not in shard:
+            raise bad(f"{field}.sha256", "is missing: every shard needs its SHA-256 (re-save the checkpoint)")
+        if not isinstance(shard["sha256"], str) or not _SHA256.fullmatch(shard["sha256"]):
+            raise bad(f"{field}.sha256", f"must be 64 lowercase hex digits, got {shard['sha256']!r}")
+        if "bytes" in shard and (not _is_int(shard["bytes"]) or shard["bytes"] < 0):
+            raise bad(f"{field}.bytes", f"must be a non-negative integer, got {shard['bytes']!r}")
+    split = meta.get("split_tensors", {})
+    if not isinstance(split, dict):
+        raise bad("split_tensors", f"must be an object, got {type(split).__name__}")
+    for name, info in split.items():
+        field = f"split_tensors[{name!r}]"
+        if not isinstance(info, dict):
+            raise bad(field, f"must be an object, got {type(info).__name__}")
+        parts, shape = info.get("parts"), info.get("shape")
+        if not _is_int(parts) or parts < 1:
+            raise bad(f"{field}.parts", f"must be a positive integer, got {parts!r}")
+        if not isinstance(shape, list) or len(shape) > 8 or not all(_is_int(d) and d >= 0 for d in shape):
+            raise bad(f"{field}.shape", f"must be a list of at most 8 non-negative integers, got {shape!r}")
+    return meta
+
+
+# ---------------------------------------------------------------------------------------------
+# Interrupted swaps and stale temporaries
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def recover_checkpoint(directory: str | Path) -> None:
+    """Finish or roll back an interrupted replacement of ``directory`` and drop its dead temporaries.
+
+    A writer killed between the two renames of :func:`save_checkpoint` leaves no ``directory``
+    but ``.<name>.old-<pid>`` (the previous checkpoint) and ``.<name>.tmp-<pid>-*`` (the new
+    one, complete once it has its metadata): the new one is put in place if complete, else the
+    old one is put back. Temporaries of a living writer are left alone; run-checkpoint staging
+    folders (``.<name>.staging-*``) are left to ``train.engine``.
+    """
+    directory = Path(directory)
+    parent, name = directory.parent, directory.name
+    try:
+        entries = [p for p in parent.iterdir() if p.name.startswith(f".{name}.")]
+    except OSError:
+        return
+    if not entries or any(p.name.startswith(f".{name}.staging-") for p in entries):
+        return
+    dead_tmp: dict[int, list[Path]] = {}
+    dead_old: dict[int, Path] = {}
+    now = time.time()
+    for path in entries:
+        match = _TEMPORARY.fullmatch(path.name)
+        try:
+            made_at = path.lstat().st_mtime
+        except OSError:
+            continue
+        if match and match["name"] == name:
+            pid = int(match["pid"])
+            if writer_alive(pid, made_at):
+                continue
+            if match["kind"] == "old":
+                dead_old[pid] = path
+            else:
+                dead_tmp.setdefault(pid, []).append(path)
+        elif _LEGACY_TEMPORARY.fullmatch(path.name) and now - made_at > LEGACY_TEMPORARY_AGE_S:
+            dead_tmp.setdefault(-1, []).append(path)
+    for pid, old in sorted(dead_old.items()):
+        if not directory.exists():
+            complete = [p for p in dead_tmp.get(pid, []) if (p / METADATA_FILE).is_file()]
+            source, action = (complete[0], "finished") if complete else (old, "rolled back")
+            try:
+                os.replace(source, directory)
+                logger.warning("%s: %s the replacement that process %d left half done", directory, action, pid)
+            except OSError:
+                continue  # another process recovered it first
+        _remove(old)
+    for paths in dead_tmp.values():
+        for path in paths:
+            if path.exists():
+                _remove(path)
+                logger.info("removed %s, left by a writer that is gone", path)
+
+
+def recover_checkpoints(root: str | Path) -> None:
+    """:func:`recover_checkpoint` for every checkpoint name that has temporaries directly under ``root``."""
+    root = Path(root)
+    try:
+        names = {
+            m["name"]
+            for p in root.iterdir()
+            if (m := _TEMPORARY.fullmatch(p.name) or _LEGACY_TEMPORARY.fullmatch(p.name))
+        }
+    except OSError:
+        return
+    for name in sorted(names):
+        recover_checkpoint(root / name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+
+
+def _disk_full(err: BaseException) -> bool:
+    if isinstance(err, OSError):
+        return err.errno in (errno.ENOSPC, errno.EDQUOT)
+    return "No space left" in str(err) or "Disk quota" in str(err)  # safetensors wraps the OS error
+
+
 def save_checkpoint(
     model: nn.Module,
     directory: str | Path,
@@ -115,57 +382,92 @@ def save_checkpoint(
 ) -> Path:
     """Write ``model``'s weights and metadata to ``directory`` atomically.
 
+    The folder and its files get the usual permissions (0755 / 0644 less the umask), so a
+    shared model folder is readable by the other users the umask lets in.
+
     Args:
         model: The model (DDP / compile wrappers are stripped).
         directory: Target folder; must not exist unless ``overwrite``.
         variant: Variant name passed to :func:`ssfnet.build_model` on loading.
         label_set: Name of the label set the model predicts.
         options: Model options (ablation switches ...) for ``build_model``.
-        metadata: Extra JSON-serialisable fields (training data, metrics, lineage ...).
+        metadata: Extra JSON-serialisable fields (training data, metrics, lineage ...); numbers
+            that are not finite (NaN, inf) are written as ``null``.
         dtype: Store floating tensors in this dtype (e.g. ``torch.float16``);
             loading casts back to the model's dtype.
         max_shard_bytes: Upper bound of one shard file's tensor bytes.
         overwrite: Replace an existing checkpoint (the old one stays complete
-            until the new one is in place).
+            until the new one is in place; see :func:`recover_checkpoint`).
 
     Returns:
         The checkpoint folder.
+
+    Raises:
+        FileExistsError: ``directory`` exists and not ``overwrite``.
+        ValueError: the metadata would not load (e.g. a label set of another size than the model's output).
+        OSError: writing failed; with ``errno.ENOSPC`` when the disk is full, the message naming
+            the folder and the space needed. Nothing is left behind and ``directory`` is unchanged.
     """
     directory = Path(directory)
+    recover_checkpoint(directory)
     if directory.exists() and not overwrite:
         raise FileExistsError(f"checkpoint {directory} already exists")
     net = unwrap_model(model)
     state = clean_state_dict(net.state_dict())
     if dtype is not None:
         state = OrderedDict((k, v.to(dtype) if v.is_floating_point() else v) for k, v in state.items())
+    first_float = next((v.dtype for v in state.values() if v.is_floating_point()), torch.float32)
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "name": directory.name,
+        "variant": variant,
+        "options": options or {},
+        "num_classes": int(getattr(net, "num_classes", 0)),
+        "label_set": label_set,
+        "dtype": str(dtype or first_float).replace("torch.", ""),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "parameters": int(sum(p.numel() for p in net.parameters())),
+        **json_safe(metadata or {}),
+        "shards": [{"file": "model-00001-of-00001.safetensors", "sha256": "0" * 64}],  # checked below, then set
+        "split_tensors": {},
+    }
+    try:
+        validate_metadata(meta, f"metadata for {directory}")
+    except CheckpointError as err:
+        raise ValueError(str(err)) from None
     shards, split = _split_into_shards(state, max_shard_bytes)
+    needed = sum(v.numel() * v.element_size() for s in shards for v in s.values()) + 65536 * len(shards)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
+    recover_checkpoints(directory.parent)  # leftovers of dead writers take space too
+
+    def no_space(err: BaseException | None) -> OSError:
+        free = shutil.disk_usage(directory.parent).free
+        return OSError(
+            errno.ENOSPC,
+            f"no space left to write checkpoint {directory}: it needs about {needed / 1e6:.1f} MB, "
+            f"{free / 1e6:.1f} MB are free in {directory.parent}"
+            + ("; the existing checkpoint is unchanged" if directory.exists() else ""),
+        )
+
+    if shutil.disk_usage(directory.parent).free < needed:
+        raise no_space(None)
+    mode = 0o777 & ~current_umask()
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-{os.getpid()}-", dir=directory.parent))
     try:
         shard_info = []
         for i, shard in enumerate(shards, 1):
             name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
             save_file(shard, str(tmp / name), metadata={"format": "pt"})
+            os.chmod(tmp / name, mode & 0o666)
             shard_info.append({"file": name, "sha256": _sha256(tmp / name), "bytes": (tmp / name).stat().st_size})
-        meta = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "name": directory.name,
-            "variant": variant,
-            "options": options or {},
-            "num_classes": int(getattr(net, "num_classes", 0)),
-            "label_set": label_set,
-            "dtype": str(dtype or next(iter(state.values())).dtype).replace("torch.", ""),
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "parameters": int(sum(p.numel() for p in net.parameters())),
-            **(metadata or {}),
-            "shards": shard_info,
-            "split_tensors": split,
-        }
+        meta["shards"], meta["split_tensors"] = shard_info, split
         with open(tmp / METADATA_FILE, "w") as f:
-            json.dump(meta, f, indent=2, sort_keys=False)
+            json.dump(meta, f, indent=2, sort_keys=False, allow_nan=False)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp / METADATA_FILE, mode & 0o666)
+        os.chmod(tmp, mode)  # mkdtemp makes it 0700
         if directory.exists():
             old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
             os.replace(directory, old)
@@ -173,30 +475,82 @@ def save_checkpoint(
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, directory)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        if _disk_full(err):
+            raise no_space(err) from err
+        if isinstance(err, SafetensorError):
+            raise OSError(f"could not write checkpoint {directory}: {err}") from err
         raise
     return directory
 
 
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
 def read_metadata(directory: str | Path) -> dict:
-    """The metadata of a checkpoint folder, validated (raises CheckpointError)."""
+    """The metadata of a checkpoint folder, validated (see :func:`validate_metadata`).
+
+    An interrupted replacement of the folder is finished or rolled back first (:func:`recover_checkpoint`).
+
+    Raises:
+        CheckpointError: no such folder, no metadata, or metadata that fails validation (the message names the field).
+    """
     directory = Path(directory)
+    recover_checkpoint(directory)
     path = directory / METADATA_FILE
     if not directory.is_dir():
         raise CheckpointError(f"no checkpoint at {directory} (expected a folder with {METADATA_FILE})")
     try:
-        meta = json.loads(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
         raise CheckpointError(f"{directory} has no {METADATA_FILE}: not a checkpoint folder") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+    except OSError as err:
+        raise CheckpointError(f"{path} cannot be read: {err.strerror or err}") from None
+    try:
+        meta = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
         raise CheckpointError(f"{path} is corrupt: {err}") from None
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not an SSFNet checkpoint (format={meta.get('format')!r})")
-    for key in ("variant", "num_classes", "label_set", "shards"):
-        if key not in meta:
-            raise CheckpointError(f"{path} lacks the field {key!r}")
-    return meta
+    return validate_metadata(meta, str(path))
+
+
+def _shard_headers(path: Path) -> dict[str, tuple[str, list[int]]]:
+    """``name -> (dtype, shape)`` of a safetensors file, read from its header only."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: (f.get_slice(k).get_dtype(), list(f.get_slice(k).get_shape())) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"checkpoint shard {path} is corrupt or truncated: {err}") from None
+
+
+def _check_headers(directory: Path, meta: dict, headers: dict[str, tuple[str, list[int]]]) -> None:
+    """Check the tensors the shards declare against the metadata, before any is read."""
+    wanted = _FLOAT_DTYPES[meta["dtype"]]
+    for key, (dtype, _) in headers.items():
+        if dtype in _HEADER_FLOATS and dtype != wanted:
+            raise CheckpointError(
+                f"checkpoint {directory}: tensor {key} is stored as {dtype}, but the field 'dtype' says {meta['dtype']}"
+            )
+    for name, info in meta.get("split_tensors", {}).items():
+        parts = info["parts"]
+        present = [k for k in headers if k.startswith(f"{name}{_PART}")]
+        if parts != len(present):
+            raise CheckpointError(
+                f"checkpoint {directory}: split_tensors[{name!r}] says {parts} parts, the shards hold {len(present)}"
+            )
+        keys = [f"{name}{_PART}{i}" for i in range(parts)]
+        missing = [k for k in keys if k not in headers]
+        if missing:
+            raise CheckpointError(f"checkpoint {directory} lacks parts {missing[:5]} of {name}")
+        if len({headers[k][0] for k in keys}) != 1 or any(len(headers[k][1]) != 1 for k in keys):
+            raise CheckpointError(f"checkpoint {directory}: the parts of {name} are not 1-D tensors of one dtype")
+        total = sum(headers[k][1][0] for k in keys)
+        if total != math.prod(info["shape"]):
+            raise CheckpointError(
+                f"checkpoint {directory}: split_tensors[{name!r}] has shape {info['shape']} "
+                f"({math.prod(info['shape'])} values), its parts hold {total}"
+            )
 
 
 def load_state_dict(directory: str | Path, *, verify: bool = True) -> tuple[OrderedDict[str, torch.Tensor], dict]:
@@ -207,17 +561,33 @@ def load_state_dict(directory: str | Path, *, verify: bool = True) -> tuple[Orde
         verify: Check each shard's SHA-256 against the metadata first.
 
     Raises:
-        CheckpointError: a shard is missing, truncated, corrupt or altered.
+        CheckpointError: the metadata is invalid, or a shard is missing, truncated, corrupt,
+            altered or holds other tensors than the metadata says.
     """
     directory = Path(directory)
     meta = read_metadata(directory)
-    merged: dict[str, torch.Tensor] = {}
+    headers: dict[str, tuple[str, list[int]]] = {}
+    paths = []
     for shard in meta["shards"]:
         path = directory / shard["file"]
-        if not path.is_file():
+        if path.is_symlink() or not path.is_file():
             raise CheckpointError(f"checkpoint shard {path} is missing")
-        if verify and shard.get("sha256") and _sha256(path) != shard["sha256"]:
+        if "bytes" in shard and path.stat().st_size != shard["bytes"]:
+            size = path.stat().st_size
+            raise CheckpointError(
+                f"checkpoint shard {path} is corrupt or truncated ({size} bytes, expected {shard['bytes']})"
+            )
+        if verify and _sha256(path) != shard["sha256"]:
             raise CheckpointError(f"checkpoint shard {path} is corrupt or truncated (checksum mismatch)")
+        found = _shard_headers(path)
+        repeated = sorted(found.keys() & headers.keys())
+        if repeated:
+            raise CheckpointError(f"checkpoint {directory}: tensor {repeated[0]} is in more than one shard")
+        headers.update(found)
+        paths.append(path)
+    _check_headers(directory, meta, headers)
+    merged: dict[str, torch.Tensor] = {}
+    for path in paths:
         try:
             merged.update(load_file(str(path)))
         except (SafetensorError, OSError, ValueError) as err:
@@ -225,9 +595,6 @@ def load_state_dict(directory: str | Path, *, verify: bool = True) -> tuple[Orde
     state: OrderedDict[str, torch.Tensor] = OrderedDict()
     for name, info in meta.get("split_tensors", {}).items():
         keys = [f"{name}{_PART}{i}" for i in range(info["parts"])]
-        missing = [k for k in keys if k not in merged]
-        if missing:
-            raise CheckpointError(f"checkpoint {directory} lacks parts {missing} of {name}")
         state[name] = torch.cat([merged.pop(k) for k in keys]).reshape(info["shape"])
     state.update(merged)
     return state, meta
@@ -263,28 +630,60 @@ def load_checkpoint(directory: str | Path, *, device: str | torch.device = "cpu"
 
     Returns:
         ``(model, metadata)``; the model is in eval mode on ``device``.
+
+    Raises:
+        CheckpointError: see :func:`load_state_dict` and :func:`load_into`; also when the
+            model's output does not have one channel per class of the label set.
     """
     state, meta = load_state_dict(directory)
-    model = build_model(meta["variant"], meta["num_classes"], **meta.get("options", {}))
+    try:
+        model = build_model(meta["variant"], meta["num_classes"], **meta.get("options", {}))
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"checkpoint {directory}: its variant and options do not build a model: {err}") from None
     load_into(model, state, source=str(directory))
+    outputs = getattr(model, "num_classes", meta["num_classes"])
+    if outputs != LABEL_SETS[meta["label_set"]].num_classes:
+        raise CheckpointError(
+            f"checkpoint {directory}: the model has {outputs} outputs but label set {meta['label_set']} "
+            f"has {LABEL_SETS[meta['label_set']].num_classes} classes"
+        )
     return model.to(device).eval(), meta
 
 
-def list_checkpoints(root: str | Path) -> list[tuple[Path, dict]]:
-    """Every checkpoint folder directly under ``root`` with its metadata, newest first.
+def scan_checkpoints(root: str | Path) -> tuple[list[tuple[Path, dict]], list[tuple[Path, str]]]:
+    """The checkpoint folders directly under ``root``: the usable ones and the broken ones.
 
-    Folders that are not valid checkpoints (or temporaries being written) are skipped.
+    Hidden folders (temporaries being written) are not listed; interrupted replacements are
+    finished or rolled back first (:func:`recover_checkpoints`). One broken folder never hides
+    the others.
+
+    Returns:
+        ``(usable, unusable)``: ``(folder, metadata)`` newest first, and ``(folder, reason)``
+        by name, for folders with a ``metadata.json`` that fails validation (folders without
+        one are not checkpoints and are left out).
     """
     root = Path(root)
-    found = []
+    usable: list[tuple[Path, dict]] = []
+    unusable: list[tuple[Path, str]] = []
     if not root.is_dir():
-        return found
-    for sub in root.iterdir():
+        return usable, unusable
+    recover_checkpoints(root)
+    for sub in sorted(root.iterdir()):
         if sub.name.startswith(".") or not sub.is_dir():
             continue
         try:
-            found.append((sub, read_metadata(sub)))
-        except CheckpointError:
-            continue
-    found.sort(key=lambda item: (item[1].get("created", ""), item[0].name), reverse=True)
-    return found
+            usable.append((sub, read_metadata(sub)))
+        except CheckpointError as err:
+            if (sub / METADATA_FILE).exists():
+                unusable.append((sub, str(err).replace(f"{sub}{os.sep}", "").replace(str(sub), sub.name)))
+    usable.sort(key=lambda item: (item[1].get("created", ""), item[0].name), reverse=True)
+    return usable, unusable
+
+
+def list_checkpoints(root: str | Path) -> list[tuple[Path, dict]]:
+    """Every usable checkpoint folder directly under ``root`` with its metadata, newest first.
+
+    Folders that are not valid checkpoints (or temporaries being written) are skipped; see
+    :func:`scan_checkpoints` for the broken ones and why.
+    """
+    return scan_checkpoints(root)[0]

@@ -70,9 +70,9 @@ def test_strict_loading_names_keys(tmp_path):
     with pytest.raises(CheckpointError, match=r"missing keys \['head.3.weight'\].*unexpected keys \['extra.weight'\]"):
         load_into(_tiny(), state)
     wrong = build_model("ssfnet_lite", 7, **TINY)
-    save_checkpoint(wrong, tmp_path / "ck", variant="ssfnet_lite", label_set="lip-20", options=TINY)
+    save_checkpoint(wrong, tmp_path / "ck", variant="ssfnet_lite", label_set="pascal-person-part-7", options=TINY)
     meta = json.loads((tmp_path / "ck" / "metadata.json").read_text())
-    meta["num_classes"] = 20  # metadata that lies about the head
+    meta["num_classes"], meta["label_set"] = 20, "lip-20"  # metadata that lies about the head
     (tmp_path / "ck" / "metadata.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="shape"):
         load_checkpoint(tmp_path / "ck")

@@ -11,6 +11,11 @@ A record exists once its meta file exists: the image and label are written first
 last, each to a temporary dot-file in the same folder and then renamed into place, so readers
 never see half-written files. Records are never overwritten; saving an edit of a record makes
 a new record whose meta names its ``parent``.
+
+The meta temporary (the id's claim) holds the writer's process id until the meta is written.
+A writer killed mid-save leaves that claim, dot-temporaries and perhaps an image or label
+without meta; :func:`sweep_corrections` (run when the app starts) removes such debris of
+writers that are gone.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import logging
 import os
 import re
 import secrets
+import time
 import zipfile
 from collections.abc import Iterable
 from datetime import datetime, timezone
@@ -33,7 +39,7 @@ import numpy as np
 from PIL import Image
 
 from ssfnet.data.layouts import ParsingDataset, Transform, label_conversion
-from ssfnet.io import read_image
+from ssfnet.io import json_safe, read_image, writer_alive
 from ssfnet.labels import LabelSet, get_label_set
 
 logger = logging.getLogger(__name__)
@@ -48,10 +54,14 @@ IMAGE_FORMATS = {
     "tif": "TIFF",
     "tiff": "TIFF",
 }
-_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")  # whole ids only: fullmatch
 # EXIF orientations 5-8 rotate by 90 degrees, swapping width and height.
 _EXIF_ORIENTATION = 0x0112
 _TRANSPOSED_ORIENTATIONS = {5, 6, 7, 8}
+# A claim without a pid yet is given this long; a claim in the old format (or a written but
+# unrenamed meta) is debris after the second.
+CLAIM_GRACE_S = 60.0
+LEGACY_CLAIM_AGE_S = 3600.0
 
 
 def _folders(root: Path) -> tuple[Path, Path, Path]:
@@ -60,7 +70,7 @@ def _folders(root: Path) -> tuple[Path, Path, Path]:
 
 def _check_id(record_id: str) -> str:
     # Ids become file names; refusing anything else keeps a crafted id from escaping the folder.
-    if not isinstance(record_id, str) or not _ID_PATTERN.match(record_id):
+    if not isinstance(record_id, str) or not _ID_PATTERN.fullmatch(record_id):
         raise ValueError(f"invalid correction id {record_id!r}")
     return record_id
 
@@ -116,6 +126,12 @@ def _claim_id(root: Path, digest: str, now: datetime) -> tuple[str, int]:
             fd = os.open(meta / f".{record_id}.json.tmp", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
             continue
+        try:
+            os.write(fd, f"{os.getpid()}\n".encode())  # whose claim it is, for sweep_corrections
+        except OSError:
+            os.close(fd)
+            os.unlink(meta / f".{record_id}.json.tmp")
+            raise
         taken = (meta / f"{record_id}.json").exists() or (labels / f"{record_id}.png").exists()
         taken = taken or any(images.glob(f"{record_id}.*"))
         if not taken:
@@ -131,8 +147,9 @@ def _save_error(err: OSError, context: str) -> OSError:
     return OSError(err.errno, message) if err.errno is not None else OSError(message)
 
 
-def _write_temp(folder: Path, record_id: str, suffix: str, data: bytes) -> Path:
+def _write_temp(folder: Path, record_id: str, suffix: str, data: bytes, temporaries: list[Path]) -> Path:
     path = folder / f".{record_id}{suffix}.tmp"
+    temporaries.append(path)  # before writing: a failed write (disk full) must not leave it behind
     with open(path, "xb") as f:
         f.write(data)
         f.flush()
@@ -214,7 +231,8 @@ def save_correction(
         "extra": dict(extra) if extra else {},
     }
     try:
-        json.dumps(meta_fields)
+        meta_fields = json_safe(meta_fields)  # NaN / inf become null: the meta stays strict JSON
+        json.dumps(meta_fields, allow_nan=False)
     except (TypeError, ValueError) as err:
         raise ValueError(f"extra must be JSON-serialisable: {err}") from None
 
@@ -233,14 +251,15 @@ def save_correction(
     placed: list[Path] = []
     try:
         for folder, suffix, data in ((images, f".{ext}", image_bytes), (labels_dir, ".png", label_bytes)):
-            temporary = _write_temp(folder, record_id, suffix, data)
-            temporaries.append(temporary)
+            temporary = _write_temp(folder, record_id, suffix, data, temporaries)
             final = folder / f"{record_id}{suffix}"
             os.replace(temporary, final)
             placed.append(final)
         with os.fdopen(claim_fd, "w") as f:
             claim_fd = -1
-            json.dump(meta_fields, f, indent=2)
+            f.truncate(0)  # drop the writer's pid
+            f.seek(0)
+            json.dump(meta_fields, f, indent=2, allow_nan=False)
             f.flush()
             os.fsync(f.fileno())
         os.replace(claim, meta_dir / f"{record_id}.json")
@@ -255,6 +274,68 @@ def save_correction(
             raise _save_error(err, f"could not save correction {record_id} under {root}") from err
         raise
     return record_id
+
+
+def _claim_alive(claim: Path, now: float) -> bool:
+    """Whether the writer that made this meta claim may still be saving its record."""
+    try:
+        made_at = claim.stat().st_mtime
+        head = claim.read_bytes()[:32]
+    except OSError:
+        return True  # gone meanwhile: its writer finished or cleaned up
+    first = head.split(b"\n", 1)[0].strip()
+    if first.isdigit():
+        return writer_alive(int(first), made_at)
+    if not head:  # created, pid not written yet
+        return now - made_at < CLAIM_GRACE_S
+    # Meta written but not yet renamed, or a claim from before pids were recorded.
+    return now - made_at < LEGACY_CLAIM_AGE_S
+
+
+def sweep_corrections(root: str | os.PathLike) -> list[Path]:
+    """Remove what writers killed mid-save left in a corrections folder.
+
+    That is: meta claims (``meta/.<id>.json.tmp``) whose writer is gone, the dot-temporaries of
+    such ids in ``images/`` and ``labels/``, and images or labels without meta and without a live
+    claim (a record without meta does not exist). Complete records are never touched.
+
+    Returns:
+        The files removed.
+    """
+    root = Path(root)
+    images, labels, meta_dir = _folders(root)
+    if not meta_dir.is_dir():
+        return []
+    now = time.time()
+    removed: list[Path] = []
+    live: set[str] = set()
+    for claim in meta_dir.glob(".*.json.tmp"):
+        record_id = claim.name[1 : -len(".json.tmp")]
+        if _claim_alive(claim, now):
+            live.add(record_id)
+        else:
+            claim.unlink(missing_ok=True)
+            removed.append(claim)
+    for folder in (images, labels):
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            name = path.name
+            if name.startswith(".") and name.endswith(".tmp"):
+                record_id = name[1:].split(".", 1)[0]
+            elif not name.startswith("."):
+                record_id = name.split(".", 1)[0]
+                if (meta_dir / f"{record_id}.json").exists():
+                    continue
+            else:
+                continue
+            if record_id in live or not path.is_file():
+                continue
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    if removed:
+        logger.warning("removed %d files left by interrupted saves in %s", len(removed), root)
+    return removed
 
 
 def _read_meta(path: Path) -> dict[str, Any] | None:
@@ -291,7 +372,7 @@ def list_corrections(root: str | os.PathLike) -> list[dict[str, Any]]:
     records = []
     for path in meta_dir.glob("*.json"):
         record_id = path.stem
-        if not _ID_PATTERN.match(record_id):
+        if not _ID_PATTERN.fullmatch(record_id):
             continue
         meta = _read_meta(path)
         if meta is None:
