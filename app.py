@@ -2,18 +2,22 @@
 
 import logging
 
+from demo.cleanup import remove_temp_dirs, stop_on_sigterm, sweep_stale_temp_dirs
 from demo.models import Predictors
 from demo.settings import parse_args
 from demo.ui import build_demo, launch_kwargs
-from ssfnet import CheckpointError
+from ssfnet.data.corrections import sweep_corrections
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = parse_args()
+    stop_on_sigterm()
+    sweep_stale_temp_dirs()
+    sweep_corrections(settings.corrections_dir)
     predictors = Predictors(settings.checkpoints_dir, settings.checkpoint, settings.device)
+    for problem in predictors.warm_up():
+        logging.warning(problem)
     try:
-        # Load the start-up model now, so that the first user does not wait for it.
-        predictors.get(predictors.default())
-    except (FileNotFoundError, CheckpointError) as err:
-        logging.warning("starting without a model: %s", err)
-    build_demo(settings, predictors).launch(**launch_kwargs(settings))
+        build_demo(settings, predictors).launch(**launch_kwargs(settings))
+    finally:
+        remove_temp_dirs()

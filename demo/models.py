@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ssfnet import CheckpointError, Predictor, list_checkpoints, load_predictor
-from ssfnet.checkpoint import METADATA_FILE, read_metadata
+from ssfnet.checkpoint import METADATA_FILE, read_metadata, scan_checkpoints
 from ssfnet.predictor import default_device, resolve_checkpoint
 
 try:  # Hugging Face ZeroGPU: a GPU is attached only inside functions wrapped with spaces.GPU.
@@ -93,6 +93,34 @@ class Predictors:
         for path, meta in list_checkpoints(self.checkpoints_dir):
             found.setdefault(str(path.resolve()), describe(path, meta))
         return [(label, key) for key, label in found.items()]
+
+    def unusable(self) -> list[tuple[str, str]]:
+        """``(folder name, reason)`` of each checkpoint folder that cannot be offered (broken metadata ...)."""
+        return [(path.name, reason) for path, reason in scan_checkpoints(self.checkpoints_dir)[1]]
+
+    def unusable_note(self) -> str:
+        """A Markdown line naming the unusable checkpoint folders and why ("" when there are none)."""
+        broken = self.unusable()
+        if not broken:
+            return ""
+        return "Not offered (broken): " + "; ".join(f"`{name}`: {reason}" for name, reason in broken) + "."
+
+    def warm_up(self) -> list[str]:
+        """Load the start-up model now (so that the first user does not wait); returns one line per problem.
+
+        A configured checkpoint that cannot be used is reported, and so is starting without any
+        model; neither stops the app (corrections can still be made by hand).
+        """
+        problems = []
+        try:
+            read_metadata(self.configured())
+        except (FileNotFoundError, CheckpointError) as err:
+            problems.append(f"checkpoint not usable: {err}")
+        try:
+            self.get(self.default())
+        except (FileNotFoundError, CheckpointError, OSError) as err:
+            problems = [f"starting without a model: {err}"]  # says why, the configured one included
+        return [" ".join(line.split()) for line in problems]
 
     def default(self) -> str | None:
         """The folder selected at start: the configured one if usable, else the newest found."""

@@ -19,6 +19,7 @@ from PIL import Image
 from ssfnet.io import atomic_write_bytes, label_png_bytes, overlay
 from ssfnet.labels import IGNORE_INDEX, LabelSet
 
+from .cleanup import make_temp_dir
 from .editing import label_shares
 from .session import Session
 
@@ -149,7 +150,7 @@ class Scratch:
     """
 
     def __init__(self, max_age: float = 3600.0) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="ssfnet-app-"))
+        self.root = make_temp_dir("ssfnet-app-")
         self.max_age = max_age
         self._lock = threading.Lock()
         weakref.finalize(self, shutil.rmtree, self.root, ignore_errors=True)

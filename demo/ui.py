@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import shutil
-import tempfile
 import weakref
 from collections.abc import Iterable
 from pathlib import Path
@@ -27,6 +26,7 @@ from ssfnet.io import ImageError, atomic_write_bytes, overlay, png_bytes
 from ssfnet.labels import IGNORE_INDEX, LabelSet, get_label_set
 
 from . import editing
+from .cleanup import make_temp_dir
 from .finetune import FinetuneBusy, FinetuneRequest, FinetuneRunner, agreement, status_html
 from .models import Predictors, run_predictor
 from .render import Scratch, hex_colour, label_choices, label_name, legend_html, write_downloads
@@ -63,7 +63,7 @@ class Thumbnails:
 
     def __init__(self, size: int = 256) -> None:
         self.size = size
-        self.folder = Path(tempfile.mkdtemp(prefix="ssfnet-thumbs-"))
+        self.folder = make_temp_dir("ssfnet-thumbs-")
         weakref.finalize(self, shutil.rmtree, self.folder, ignore_errors=True)
 
     def get(self, root: Path, meta: dict) -> Path:
@@ -441,9 +441,10 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
     def model_status() -> str:
         problem = predictors.problem()
         device = f"Device: **{predictors.device_description()}**."
+        broken = predictors.unusable_note()
         if problem:
-            return f"⚠️ **{problem}** You can still label photos by hand and reopen saved corrections. {device}"
-        return device
+            return f"⚠️ **{problem}** You can still label photos by hand and reopen saved corrections. {device} {broken}"
+        return f"{device} {broken}".strip()
 
     def brush_for(session, value):
         """Make the chosen label the brush colour, so the dropdown drives both the click tools and the brush."""
