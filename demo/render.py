@@ -51,32 +51,43 @@ def render_overlay(session: Session, opacity: float, hidden: set[int]) -> np.nda
     return overlay(session.image, session.labels, session.label_set, alpha=opacity, hidden=frozenset(hidden))
 
 
-def legend_html(session: Session | None, label_set: LabelSet) -> str:
-    """An HTML table of the labels: colour, name and share of the image (present labels first).
+def legend_html(session: Session | None, label_set: LabelSet, hidden: set[int] | frozenset[int] = frozenset()) -> str:
+    """An HTML legend: the labels present (largest share first), then the others folded away.
 
-    Without a session every label of ``label_set`` is listed, so the palette can be read
-    before parsing (the brush offers the same colours).
+    Labels in ``hidden`` are marked "hidden" (struck through): they are not painted in the
+    overlay. Without a session every label of ``label_set`` is listed, so the palette can be
+    read before parsing (the brush offers the same colours).
     """
-    rows = []
     present = dict(label_shares(session.labels, session.label_set)) if session else {}
     label_set = session.label_set if session else label_set
-    values = sorted(present, key=lambda v: -present[v]) + [
-        v for v in [*range(label_set.num_ids), IGNORE_INDEX] if v not in present
-    ]
     lut = label_set.colour_lut()
-    for v in values:
+
+    def row(v: int) -> str:
         share = f"{100 * present[v]:.1f}%" if v in present else ""
-        style = "" if v in present else ' style="opacity:0.55"'
-        rows.append(
-            f"<tr{style}><td><span style='display:inline-block;width:1.2em;height:1.2em;border:1px solid #888;"
-            f"background:{hex_colour(lut[v])}'></span></td><td>{v}</td>"
-            f"<td>{html.escape(label_name(label_set, v))}</td><td style='text-align:right'>{share}</td></tr>"
+        name = html.escape(label_name(label_set, v))
+        if v in hidden:
+            name = f"<s>{name}</s> <i>(hidden)</i>"
+        return (
+            f"<tr><td><span style='display:inline-block;width:1.2em;height:1.2em;border:1px solid #888;"
+            f"background:{hex_colour(lut[v])}'></span></td><td>{v}</td><td>{name}</td>"
+            f"<td style='text-align:right'>{share}</td></tr>"
         )
-    # Scrolls inside a fixed height: the full label set is long, the labels present come first.
+
+    head = "<thead><tr><th></th><th>id</th><th>label</th><th>share</th></tr></thead>"
+    shown = sorted(present, key=lambda v: -present[v])
+    others = [v for v in [*range(label_set.num_ids), IGNORE_INDEX] if v not in present]
+    if not shown:
+        body = "".join(map(row, others))
+        return f"<table class='ssfnet-legend' style='font-size:0.9em'>{head}<tbody>{body}</tbody></table>"
+    folded = (
+        f"<details><summary>{len(others)} other labels (not in this photo)</summary>"
+        f"<table style='font-size:0.9em'><tbody>{''.join(map(row, others))}</tbody></table></details>"
+        if others
+        else ""
+    )
     return (
-        "<div style='max-height:26em;overflow-y:auto;font-size:0.9em'>"
-        "<table class='ssfnet-legend'><thead><tr><th></th><th>id</th><th>label</th><th>share</th></tr></thead>"
-        f"<tbody>{''.join(rows)}</tbody></table></div>"
+        f"<div style='font-size:0.9em'><div>{len(shown)} labels in this photo</div>"
+        f"<table class='ssfnet-legend'>{head}<tbody>{''.join(map(row, shown))}</tbody></table>{folded}</div>"
     )
 
 

@@ -19,6 +19,7 @@ import hashlib
 import io
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +64,11 @@ class Source:
     def full_image(self) -> np.ndarray:
         """The full-resolution RGB image (decoded again: sessions keep only the working copy)."""
         return read_image(self.data)
+
+    @cached_property
+    def sha256(self) -> str:
+        """Hex SHA-256 of ``data``: names the photo for drafts and the queue's status."""
+        return hashlib.sha256(self.data).hexdigest()
 
 
 def describe_upload(data: bytes) -> tuple[str | None, str | None, bool, bool]:
@@ -181,6 +187,16 @@ class Session:
         return self.saved_digest != _digest(self.labels)
 
     @property
+    def has_work(self) -> bool:
+        """Whether there are unsaved edits that a draft should keep (labels differ from the proposal)."""
+        return self.unsaved and self.changed_pixels > 0
+
+    @property
+    def unreviewed(self) -> bool:
+        """Whether the labels are still exactly the model's proposal, never saved or accepted."""
+        return self.parent is None and self.changed_pixels == 0
+
+    @property
     def downscaled(self) -> bool:
         return self.image.shape[:2] != self.source.size
 
@@ -213,16 +229,27 @@ class Session:
         """The label map at the full resolution of the original image."""
         return resize_labels(self.labels, self.source.size)
 
-    def save(self, root: str | os.PathLike) -> str:
+    def save(self, root: str | os.PathLike, *, accept_proposal: bool = False) -> str:
         """Write the image, the labels and the metadata as a new correction record.
+
+        Args:
+            root: The corrections folder.
+            accept_proposal: Save the model's proposal unedited, as reviewed and correct; without
+                it an unedited proposal is refused, so machine output never passes for a correction.
 
         Returns:
             The new record's id; the session then continues from it (its ``parent``).
 
         Raises:
-            ValueError: a label value outside the label set (nothing is written).
+            ValueError: an unedited proposal without ``accept_proposal``, or a label value
+                outside the label set (nothing is written).
             OSError: the folder cannot be written.
         """
+        if self.unreviewed and not accept_proposal:
+            raise ValueError(
+                "these are the model's labels, unedited: correct them first, or accept the proposal as correct"
+            )
+        review = "accepted proposal" if self.unreviewed else ("corrected" if self.changed_pixels else "re-saved")
         full_labels = self.full_labels()
         image = self.image if not self.downscaled else self.source.full_image()
         extra = {
@@ -231,6 +258,8 @@ class Session:
             "saved_size": list(full_labels.shape),
             "labels_upscaled": self.downscaled,
             "pixels_changed_from_proposal": self.changed_pixels,
+            "review": review,
+            "source_sha256": self.source.sha256,
         }
         record_id = save_correction(
             root,

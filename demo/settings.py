@@ -37,6 +37,8 @@ class Settings:
         runs_dir: Where fine-tune run folders (logs, reports) go.
         finetune_args: More ``train.finetune`` options for every fine-tune (data sources, crop
             size, workers ...), chosen by whoever runs the server, never by users.
+        photos_dir: A folder of photos to annotate, offered as the queue's folder. Other folders
+            can be typed in the page only while the app listens on localhost alone.
     """
 
     host: str = "127.0.0.1"
@@ -52,6 +54,12 @@ class Settings:
     finetune: bool = True
     runs_dir: Path = Path("runs")
     finetune_args: tuple[str, ...] = ()
+    photos_dir: Path | None = None
+
+    @property
+    def local_only(self) -> bool:
+        """Whether only this machine can reach the app (then its user may point it at any folder)."""
+        return self.host in ("127.0.0.1", "localhost", "::1") and not self.share
 
 
 def _truthy(value: str) -> bool:
@@ -150,6 +158,12 @@ def parse_args(argv: Sequence[str] | None = None, env: Mapping[str, str] | None 
         help='more train.finetune options for every fine-tune, e.g. "--data lip:/data/lip --workers 8" '
         "(env SSFNET_FINETUNE_ARGS)",
     )
+    parser.add_argument(
+        "--photos-dir",
+        type=Path,
+        default=Path(env["SSFNET_PHOTOS_DIR"]) if env.get("SSFNET_PHOTOS_DIR") else None,
+        help="a folder of photos to annotate, offered as the queue (env SSFNET_PHOTOS_DIR)",
+    )
     args = parser.parse_args(argv)
     if args.max_side < 64:
         parser.error("--max-side must be at least 64")
@@ -173,4 +187,5 @@ def parse_args(argv: Sequence[str] | None = None, env: Mapping[str, str] | None 
         finetune=args.finetune,
         runs_dir=args.runs_dir,
         finetune_args=finetune_args,
+        photos_dir=args.photos_dir,
     )

@@ -9,6 +9,7 @@ so the app can be driven with ``gradio_client`` as well as from the browser.
 from __future__ import annotations
 
 import datetime as dt
+import html
 import logging
 import shutil
 import weakref
@@ -21,14 +22,19 @@ from PIL import Image
 
 from ssfnet import CheckpointError
 from ssfnet.checkpoint import read_metadata
-from ssfnet.data.corrections import export_zip, list_corrections, load_correction
+from ssfnet.data.corrections import export_zip, latest_ids, list_corrections, load_correction, trash_correction
 from ssfnet.io import ImageError, atomic_write_bytes, overlay, png_bytes
 from ssfnet.labels import IGNORE_INDEX, LabelSet, get_label_set
 
 from . import editing
 from .cleanup import make_temp_dir
+from .drafts import Drafts
+from .drafts import describe as describe_draft
 from .finetune import FinetuneBusy, FinetuneRequest, FinetuneRunner, agreement, status_html
+from .keys import KEYS_JS, SHORTCUTS_MD
 from .models import Predictors, run_predictor
+from .queue import PhotoQueue
+from .queue_ui import QueuePanel
 from .render import Scratch, hex_colour, label_choices, label_name, legend_html, write_downloads
 from .session import Session, open_correction, read_upload
 from .settings import Settings
@@ -117,8 +123,8 @@ def _label_value(label_set: LabelSet, value) -> int:
     return value if value in editing.paint_ids(label_set)[0] else 0
 
 
-def _brush(label_set: LabelSet, selected: int = 0) -> gr.Brush:
-    """A brush of the one colour of label ``selected``.
+def _brush(label_set: LabelSet, selected: int = 0, size: int | None = None) -> gr.Brush:
+    """A brush of the one colour of label ``selected``, ``size`` pixels wide (default: Gradio's).
 
     Only that colour is offered: a palette of every label let the brush be switched in the
     editor (or be reset by an update) apart from the "Label to apply" list, so strokes were
@@ -126,7 +132,25 @@ def _brush(label_set: LabelSet, selected: int = 0) -> gr.Brush:
     """
     ids, colours = editing.paint_ids(label_set)
     colour = hex_colour(colours[list(ids).index(_label_value(label_set, selected))])
-    return gr.Brush(colors=[colour], default_color=colour, color_mode="fixed")
+    return gr.Brush(default_size=size or "auto", colors=[colour], default_color=colour, color_mode="fixed")
+
+
+def brush_size(session: Session | None) -> int | None:
+    """A brush width proportional to the photo: 1/40 of its longer side (Gradio's fixed 25 px is
+    a hair on a 1600 px photo and a smear on a 300 px one)."""
+    if session is None:
+        return None
+    return max(3, round(max(session.labels.shape) / 40))
+
+
+def pending_strokes(editor_value) -> list[np.ndarray]:
+    """The editor's painted layers that hold strokes not yet applied (pixels at least half opaque)."""
+    layers = [np.asarray(layer) for layer in (editor_value or {}).get("layers") or []]
+    return [
+        layer
+        for layer in layers
+        if layer.ndim == 3 and layer.shape[2] == 4 and (layer[..., 3] >= editing.ALPHA_THRESHOLD).any()
+    ]
 
 
 def build_demo(settings: Settings | None = None, predictors: Predictors | None = None) -> gr.Blocks:
@@ -144,6 +168,8 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
     corrections_dir = Path(settings.corrections_dir)
     thumbnails = Thumbnails()
     scratch = Scratch()
+    drafts = Drafts(corrections_dir / "drafts")
+    photo_queue = PhotoQueue(corrections_dir / "queue", corrections_dir, drafts)
     # One fine-tune process per app: a server resource that every tab watches (see demo.finetune).
     runner = (
         FinetuneRunner(
@@ -190,22 +216,51 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
         )
 
     def views(session: Session, opacity: float, hidden):
-        """The outputs every edit refreshes (see ``view_outputs``): the overlay download is also what is shown."""
-        files = [str(p) for p in write_downloads(session, opacity, _hidden_set(hidden), scratch.new())]
+        """The outputs every edit refreshes (see ``view_outputs``): the overlay download is also what is shown.
+
+        Each refresh also autosaves the session's draft (or removes it when nothing is left unsaved).
+        """
+        hide = _hidden_set(hidden)
+        files = [str(p) for p in write_downloads(session, opacity, hide, scratch.new())]
         picture = files[2]
         editor_value = {"background": picture, "layers": [], "composite": None}
-        return session, picture, editor_value, legend_html(session, session.label_set), files, status_text(session)
+        autosave(session)
+        legend = legend_html(session, session.label_set, hide)
+        return session, picture, editor_value, legend, files, status_text(session)
 
-    def warn_if_discarding(session: Session | None) -> None:
-        if session is not None and session.unsaved and len(session.history):
-            gr.Warning(f"The unsaved edits of {session.source.name or 'the previous photo'} were discarded.")
+    def autosave(session: Session) -> None:
+        try:
+            drafts.keep(session)
+        except OSError as err:
+            logger.warning("could not write the draft of %s: %s", session.source.name, err)
+            gr.Warning(f"Could not autosave a draft: {err}")
+
+    def leave(session: Session | None) -> str | None:
+        """Before another photo replaces ``session``: keep its unsaved work as a draft; a note saying so."""
+        if session is None or not session.has_work:
+            return None
+        autosave(session)
+        name = session.source.name or "the previous photo"
+        return (
+            f"your unsaved edits of {name} are kept as a draft: open {name} again "
+            "(queue, upload or **Drafts**) to continue"
+        )
+
+    def continue_draft(session: Session) -> str | None:
+        """Continue a photo just opened from its draft, if it has one; a note saying so."""
+        if not drafts.restore_into(session):
+            return None
+        return (
+            f"continued from your unsaved draft ({session.changed_pixels:,} pixels edited); "
+            "**Reset to proposal** drops it"
+        )
 
     def require(session: Session | None) -> Session:
         if session is None:
             raise mistake("Parse a photo (or reopen a saved correction) first.")
         return session
 
-    def label_set_updates(label_set: LabelSet, hidden, label) -> tuple:
+    def label_set_updates(label_set: LabelSet, hidden, label, size: int | None = None) -> tuple:
         """New choices for the label dropdown, the hidden-labels checkboxes and the brush.
 
         The label chosen stays chosen (background where the new label set lacks it), and the
@@ -216,21 +271,21 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
         return (
             gr.Dropdown(choices=label_choices(label_set), value=value),
             gr.CheckboxGroup(choices=_hidden_choices(label_set), value=keep),
-            _brush(label_set, value),
+            _brush(label_set, value, size),
         )
 
     # ---- handlers --------------------------------------------------------------------
 
-    # Gradio finds the progress tracker by this default value, hence the call in the signature.
-    def parse(upload, checkpoint, multiscale, flip, opacity, hidden, label, session, progress=gr.Progress()):  # noqa: B008
-        """Read the photo, run the model and start a new session from its proposal."""
-        if not upload:
-            gr.Warning("Upload a photo first.")
-            return (gr.skip(),) * 10
+    def open_photo(path, checkpoint, multiscale, flip, opacity, hidden, label, session, progress) -> tuple:
+        """Read the photo at ``path``, run the model and start a new session (the ``start_outputs``).
+
+        Unsaved work on the photo being replaced is kept as a draft; a photo with a draft
+        continues from it.
+        """
         progress(0.05, desc="Reading the photo")
-        name = Path(upload).name
+        name = Path(path).name
         try:
-            full, source = read_upload(upload, name=name)
+            full, source = read_upload(path, name=name)
         except ImageError as err:
             message = f"**Could not use this file:** {err}. Nothing was changed."
             gr.Warning(str(err))
@@ -245,6 +300,7 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
                 "saving stores the full-resolution image with the labels enlarged to it"
             )
         details = {"multiscale": bool(multiscale), "flip": bool(flip)}
+        opened = f"Parsed **{name}**"
         try:
             progress(0.2, desc="Loading the model")
             folder = predictors.resolve(checkpoint)
@@ -254,21 +310,51 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
             label_set, model = predictor.label_set, predictor.name
             details |= {"checkpoint": folder, "device": str(predictor.device)}
         except (FileNotFoundError, CheckpointError) as err:
-            # Without a model the photo can still be labelled by hand from an empty map.
-            gr.Warning(f"No model: {err}")
-            notes.append(f"no model could be used ({err}); starting from an empty (all background) label map")
+            # Said once, here: the model status above names the cause when no model exists at all.
+            opened = f"Opened **{name}**"
+            why = "" if predictors.problem() else f" ({err})"
+            notes.insert(0, f"no model could be used{why}, so every pixel starts as background: label it by hand")
             label_set, model = get_label_set(DEFAULT_LABEL_SET), ""
             proposal = np.zeros(size, dtype=np.uint8)
         progress(0.9, desc="Drawing")
-        warn_if_discarding(session)
+        kept = leave(session)
         session = Session.start(image, source, proposal, label_set, model=model, details=details)
-        message = f"Parsed **{name}**" + (f" with `{model}`." if model else ".")
+        for note in (continue_draft(session), kept):
+            if note:
+                notes.append(note)
+        message = opened + (f" with `{model}`." if model else ".")
         if notes:
             message += " Notes: " + "; ".join(notes) + "."
-        label_dd, hidden_cb, brush = label_set_updates(label_set, hidden, label)
+        label_dd, hidden_cb, brush = label_set_updates(label_set, hidden, label, brush_size(session))
         out = views(session, opacity, hidden)
         editor_update = gr.ImageEditor(value=out[2], brush=brush)
         return out[0], out[1], editor_update, out[3], out[4], out[5], label_dd, hidden_cb, gr.skip(), message
+
+    # Gradio finds the progress tracker by this default value, hence the call in the signature.
+    def parse(upload, checkpoint, multiscale, flip, opacity, hidden, label, session, progress=gr.Progress()):  # noqa: B008
+        """Read the photo, run the model and start a new session from its proposal."""
+        if not upload:
+            gr.Warning("Upload a photo first.")
+            return (gr.skip(),) * 10
+        return open_photo(upload, checkpoint, multiscale, flip, opacity, hidden, label, session, progress)
+
+    def stash_strokes(session, editor_value):
+        """Before another photo replaces the session: apply the strokes not yet applied, so the draft keeps them."""
+        layers = pending_strokes(editor_value)
+        if session is None or not layers:
+            return gr.skip()
+        new = session.labels
+        for layer in layers:
+            if layer.shape[:2] != new.shape:
+                layer = editing.resize_labels(layer, new.shape)
+            new = editing.apply_strokes(new, layer, session.label_set)
+        session.edit(new, "strokes not yet applied (kept in the draft)")
+        autosave(session)
+        return session
+
+    def legend_for(session, hidden):
+        """The legend with the hidden labels marked."""
+        return legend_html(session, session.label_set if session else initial_set, _hidden_set(hidden))
 
     def rerender(session, opacity, hidden):
         """Redraw the overlay (opacity / hidden labels changed); the editor keeps its strokes."""
@@ -291,7 +377,7 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
         if tool == "Pick label":
             value = int(session.labels[y, x])
             gr.Info(f"Picked {label_name(session.label_set, value)}")
-            brush = gr.ImageEditor(brush=_brush(session.label_set, value))
+            brush = gr.ImageEditor(brush=_brush(session.label_set, value, brush_size(session)))
             return gr.skip(), gr.skip(), brush, gr.skip(), gr.skip(), gr.skip(), value
         value = _as_int(label, "label")
         if value not in editing.paint_ids(session.label_set)[0]:
@@ -299,7 +385,8 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
         if tool == "Relabel region":
             mask = editing.connected_region(session.labels, x, y)
         elif tool == "Flood fill (similar colour)":
-            mask = editing.colour_region(session.image, x, y, _as_int(tolerance, "tolerance"))
+            # Only within the clicked label: a black skirt refilled must not take the black coat with it.
+            mask = editing.colour_region(session.image, x, y, _as_int(tolerance, "tolerance"), session.labels)
         else:
             raise mistake(f"unknown tool {tool!r}; choose one of {', '.join(TOOLS)}")
         new = session.labels.copy()
@@ -308,6 +395,16 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
         if not changed:
             gr.Info("Nothing changed: that region already has this label.")
         return views(session, opacity, hidden) + (gr.skip(),)
+
+    def click_in_browser(session, x, y, tool, label, tolerance, opacity, hidden, editor_value):
+        """A click on the overlay; refused while the editor holds strokes that the redraw would drop."""
+        if tool != "Pick label" and session is not None and pending_strokes(editor_value):
+            gr.Warning(
+                "Unapplied strokes in Paint labels: Apply strokes (or erase them) first; "
+                f"the {tool.lower()} click would have discarded them, so it was not applied."
+            )
+            return (gr.skip(),) * 7
+        return apply_click(session, x, y, tool, label, tolerance, opacity, hidden)
 
     def strokes(session, editor_value, opacity, hidden, snap: bool):
         session = require(session)
@@ -363,38 +460,77 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
         session.reset()
         return views(session, opacity, hidden)
 
-    def gallery_items() -> tuple[list[tuple[str, str]], list[str]]:
-        records = list_corrections(corrections_dir)[:GALLERY_SIZE]
+    def gallery_items(show_superseded: bool = False) -> tuple[list[tuple[str, str]], list[str]]:
+        records = list_corrections(corrections_dir)
+        if not show_superseded:
+            # A record reopened and saved again lives on in its child: only the latest of each chain.
+            latest = set(latest_ids(records))
+            records = [m for m in records if m["id"] in latest]
         items, ids = [], []
-        for meta in records:
+        for meta in records[:GALLERY_SIZE]:
             thumb = thumbnails.get(corrections_dir, meta)
-            when = str(meta.get("created", ""))[:19].replace("T", " ")
-            items.append((str(thumb), f"{meta['id']} · {when} · {meta.get('edited_pixels', 0):,} px edited"))
+            when = str(meta.get("created", ""))[:16].replace("T", " ")
+            review = (meta.get("extra") or {}).get("review") if isinstance(meta.get("extra"), dict) else None
+            what = (
+                "accepted as proposed"
+                if review == "accepted proposal"
+                else f"{meta.get('edited_pixels', 0):,} px edited"
+            )
+            caption = f"{meta.get('source_name') or meta['id']} · {when} UTC · {what} · {meta['id']}"
+            items.append((str(thumb), caption))
             ids.append(meta["id"])
         return items, ids
 
-    def save(session):
+    def save(session, accept: bool = False):
         """Write the image, the label map and the metadata as a new correction record."""
         session = require(session)
         if not session.unsaved:
             gr.Info(f"Nothing changed since this was saved as {session.parent}; not saved again.")
             return (gr.skip(),) * 4 + (status_text(session),)
+        if session.unreviewed and not accept:
+            message = (
+                "**Not saved:** these are the model's labels, unedited. Correct them, or press "
+                "**Accept proposal as correct** if they need no correction (recorded as such)."
+            )
+            gr.Warning("Not saved: the proposal is unedited; correct it or accept it as correct.")
+            return gr.skip(), gr.skip(), gr.skip(), message, status_text(session)
         try:
-            record_id = session.save(corrections_dir)
+            record_id = session.save(corrections_dir, accept_proposal=accept)
         except (ValueError, OSError) as err:
             logger.warning("saving to %s failed: %s", corrections_dir, err)
             gr.Warning(f"Not saved: {err}")
             return gr.skip(), gr.skip(), gr.skip(), f"**Not saved:** {err}", status_text(session)
         logger.info("saved correction %s (%d pixels changed) in %s", record_id, session.changed_pixels, corrections_dir)
         gr.Info(f"Saved correction {record_id}")
+        autosave(session)  # removes the draft: nothing is left unsaved
         items, ids = gallery_items()
         where = corrections_dir.resolve()
-        return session, items, ids, f"Saved as `{record_id}` in `{where}`.", status_text(session)
+        how = " (the proposal, accepted as correct)" if accept else ""
+        return session, items, ids, f"Saved as `{record_id}`{how} in `{where}`.", status_text(session)
 
-    def refresh_gallery():
-        """List the saved corrections (newest first)."""
-        items, ids = gallery_items()
+    def accept_proposal(session):
+        """Save the model's proposal unedited, recorded in the metadata as reviewed and accepted as correct."""
+        session = require(session)
+        if not session.unreviewed:
+            raise mistake("The labels were edited (or saved before): use Save correction.")
+        return save(session, accept=True)
+
+    def refresh_gallery(show_old=False):
+        """List the saved corrections (newest first; superseded versions only if asked)."""
+        items, ids = gallery_items(bool(show_old))
         return items, ids
+
+    def trash(record_id, show_old=False):
+        """Move a saved correction into the trash folder (recoverable: move its files back)."""
+        record_id = (record_id or "").strip()
+        try:
+            folder = trash_correction(corrections_dir, record_id)
+        except (FileNotFoundError, ValueError) as err:
+            raise mistake(f"Cannot delete {record_id!r}: {err}") from None
+        gr.Info(f"Moved {record_id} to the trash")
+        items, ids = gallery_items(bool(show_old))
+        message = f"Moved `{record_id}` to `{folder}`; move its three files back to restore it."
+        return items, ids, "", message
 
     def select_record(ids, evt: gr.SelectData):
         index = evt.index if isinstance(evt.index, int) else evt.index[0]
@@ -411,19 +547,21 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
         except (FileNotFoundError, ValueError, OSError) as err:
             gr.Warning(f"Cannot reopen {record_id}: {err}")
             return (gr.skip(),) * 9 + (f"**Cannot reopen `{record_id}`:** {err}. Nothing was changed.",)
-        warn_if_discarding(session)
+        kept = leave(session)
         session = reopened
-        label_dd, hidden_cb, brush = label_set_updates(session.label_set, hidden, label)
+        label_dd, hidden_cb, brush = label_set_updates(session.label_set, hidden, label, brush_size(session))
         out = views(session, opacity, hidden)
         editor_update = gr.ImageEditor(value=out[2], brush=brush)
         message = f"Reopened `{record_id}`; saving writes a new record with this one as its parent."
         if session.downscaled:
             h, w = session.source.size
             message += f" It is {w}x{h}: edited at {session.image.shape[1]}x{session.image.shape[0]}."
+        if kept:
+            message += f" Note: {kept}."
         return out[0], out[1], editor_update, out[3], out[4], out[5], label_dd, hidden_cb, gr.skip(), message
 
     def export():
-        """Zip the whole corrections folder (images/, labels/, meta/)."""
+        """Zip the corrections (images/, labels/, meta/, label_sets.json, LIP-style id.txt and list.txt)."""
         if not list_corrections(corrections_dir):
             gr.Warning(f"No saved corrections in {corrections_dir} yet.")
             return gr.skip()
@@ -450,9 +588,57 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
         """Make the chosen label the brush colour, so the dropdown drives both the click tools and the brush."""
         label_set = session.label_set if session is not None else initial_set
         try:
-            return gr.ImageEditor(brush=_brush(label_set, int(value)))
+            return gr.ImageEditor(brush=_brush(label_set, int(value), brush_size(session)))
         except (TypeError, ValueError):
             return gr.skip()
+
+    def painting_chip(session, value):
+        """What the brush paints, shown above the canvas: colour, id and name."""
+        label_set = session.label_set if session is not None else initial_set
+        value = _label_value(label_set, value)
+        ids, colours = editing.paint_ids(label_set)
+        colour = hex_colour(colours[list(ids).index(value)])
+        size = brush_size(session)
+        width = f" · brush {size} px" if size else ""
+        name = html.escape(label_name(label_set, value))
+        return (
+            f"<div>Painting: <span style='display:inline-block;width:1.1em;height:1.1em;vertical-align:middle;"
+            f"border:1px solid #888;background:{colour}'></span> <b>{value}: {name}</b>{width}</div>"
+        )
+
+    def key_label(session, key, current):
+        """A label picked with the number keys (see demo.keys): the dropdown, brush and chip follow."""
+        label_set = session.label_set if session is not None else initial_set
+        try:
+            value = int(str(key).split("#")[0])
+        except ValueError:
+            return (gr.skip(),) * 2
+        if value not in editing.paint_ids(label_set)[0]:
+            gr.Info(f"No label {value} in {label_set.name}")
+            return (gr.skip(),) * 2
+        return value, gr.ImageEditor(brush=_brush(label_set, value, brush_size(session)))
+
+    def restore_draft(sha, session, opacity, hidden, label):
+        """Continue a kept draft (the photo's bytes are kept with it)."""
+        if not sha:
+            raise mistake("Choose a draft first.")
+        try:
+            restored = drafts.load(sha)
+        except (FileNotFoundError, ValueError) as err:
+            raise mistake(str(err)) from None
+        kept = leave(session) if session is None or session.source.sha256 != sha else None
+        label_dd, hidden_cb, brush = label_set_updates(restored.label_set, hidden, label, brush_size(restored))
+        out = views(restored, opacity, hidden)
+        message = f"Restored the draft of **{restored.source.name}** ({restored.changed_pixels:,} pixels edited)."
+        if kept:
+            message += f" Note: {kept}."
+        editor_update = gr.ImageEditor(value=out[2], brush=brush)
+        return out[0], out[1], editor_update, out[3], out[4], out[5], label_dd, hidden_cb, gr.skip(), message
+
+    def draft_choices(current=None):
+        choices = [(describe_draft(meta), sha) for sha, meta in drafts.listing()]
+        shas = [sha for _, sha in choices]
+        return gr.Dropdown(choices=choices, value=current if current in shas else (shas[0] if shas else None))
 
     def pick_example(evt: gr.SelectData):
         index = evt.index if isinstance(evt.index, int) else evt.index[0]
@@ -585,6 +771,8 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
 
     # ---- layout ----------------------------------------------------------------------
 
+    queue_panel = QueuePanel(photo_queue, settings, predictors, open_photo)
+
     # Gradio's cache of served files is pruned hourly, so a long-running server keeps a bounded disk.
     with gr.Blocks(title="SSFNet human parsing", delete_cache=(3600, 3600)) as demo:
         session_state = gr.State(None)
@@ -597,17 +785,20 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
             with gr.Column(scale=2, min_width=280):
                 upload = gr.File(label="Photo", file_types=["image"], type="filepath", elem_id="upload")
                 if examples:
+                    # Two rows of two: four in a row in this column left three behind a scrollbar.
                     example_gallery = gr.Gallery(
                         value=[(np.asarray(Image.open(p).convert("RGB").resize((96, 144))), p.stem) for p in examples],
                         label="Examples (click one)",
-                        columns=len(examples),
-                        height=150,
-                        object_fit="cover",
+                        columns=2,
+                        rows=(len(examples) + 1) // 2,
+                        height="auto",
+                        object_fit="contain",
                         allow_preview=False,
                         format="png",
                         elem_id="examples",
                     )
                 parse_btn = gr.Button("Parse", variant="primary", elem_id="parse")
+                queue_panel.layout()
                 with gr.Accordion("Model options", open=False):
                     # Custom values: a checkpoint added since the page was built is a valid pick (the
                     # handlers accept only folders offered at that moment, see Predictors.resolve).
@@ -621,7 +812,7 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
                     multiscale = gr.Checkbox(False, label="Multi-scale (slower, usually better)")
                     flip = gr.Checkbox(False, label="Also parse the mirrored image (flip)")
                 opacity = gr.Slider(0.0, 1.0, value=0.55, step=0.05, label="Overlay opacity", elem_id="opacity")
-                legend = gr.HTML(legend_html(None, initial_set), label="Legend", elem_id="legend")
+                legend = gr.HTML(legend_html(None, initial_set, {0}), label="Legend", elem_id="legend")
                 with gr.Accordion("Show / hide labels", open=False):
                     hidden = gr.CheckboxGroup(
                         choices=_hidden_choices(initial_set), value=["0"], label="Hidden in the overlay"
@@ -639,27 +830,32 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
                 with gr.Tabs():
                     with gr.Tab("Overlay & click tools", id="view"):
                         view = gr.Image(
-                            label="Overlay (click to apply the click tool)",
+                            label="Overlay (click to apply the click tool; full screen to zoom)",
                             type="numpy",
                             format="png",
                             interactive=False,
                             height=600,
+                            buttons=["fullscreen", "download"],
                             elem_id="overlay",
                         )
                         with gr.Row():
                             # Picking is the default: a stray click must not change labels.
                             tool = gr.Radio(list(TOOLS), value=TOOLS[0], label="Click tool", scale=2, elem_id="tool")
                             tolerance = gr.Slider(0, 128, value=24, step=1, label="Flood-fill colour tolerance")
-                        with gr.Row():
-                            click_x = gr.Number(label="x", precision=0, minimum=0)
-                            click_y = gr.Number(label="y", precision=0, minimum=0)
-                            apply_click_btn = gr.Button("Apply at x, y", size="sm")
+                        # Out of the annotator's way, kept for typing a point and for the API's apply_click.
+                        with gr.Accordion("Apply at a typed point (x, y)", open=False):
+                            with gr.Row():
+                                click_x = gr.Number(label="x", precision=0, minimum=0)
+                                click_y = gr.Number(label="y", precision=0, minimum=0)
+                                apply_click_btn = gr.Button("Apply at x, y", size="sm")
                     with gr.Tab("Paint labels", id="paint"):
                         gr.Markdown(
                             "The brush paints the label chosen in **Label to apply**, in its colour (see the "
                             "legend); each painted pixel becomes exactly one label. The eraser removes paint not "
-                            "yet applied. Apply strokes before using the click tools: other edits redraw this canvas."
+                            "yet applied. Apply strokes before using the click tools: other edits redraw this canvas. "
+                            "Zoom with the canvas's zoom controls."
                         )
+                        painting = gr.HTML(painting_chip(None, 0), elem_id="painting")
                         editor = gr.ImageEditor(
                             type="numpy",
                             image_mode="RGBA",
@@ -681,6 +877,7 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
                     redo_btn = gr.Button("↷ Redo", elem_id="redo")
                     reset_btn = gr.Button("Reset to proposal", elem_id="reset")
                     save_btn = gr.Button("Save correction", variant="primary", elem_id="save")
+                    accept_btn = gr.Button("Accept proposal as correct", elem_id="accept")
                 downloads = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="downloads")
                 with gr.Accordion("Saved corrections", open=False):
                     gr.Markdown(f"Folder: `{corrections_dir.resolve()}`")
@@ -697,10 +894,21 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
                     with gr.Row():
                         record_id = gr.Textbox(label="Correction id", scale=3, elem_id="record-id")
                         reopen_btn = gr.Button("Reopen for editing")
+                        trash_btn = gr.Button("Delete (to the trash folder)", elem_id="trash")
                         refresh_btn = gr.Button("Refresh list")
+                        show_old = gr.Checkbox(False, label="Show superseded versions")
                     with gr.Row():
                         export_btn = gr.Button("Export all as zip")
                         export_file = gr.File(label="Zip of the corrections folder", interactive=False)
+                with gr.Accordion("Drafts (unsaved work, autosaved)", open=False):
+                    with gr.Row():
+                        draft_dd = gr.Dropdown(choices=[], label="Draft", scale=3, elem_id="drafts")
+                        restore_btn = gr.Button("Restore draft", elem_id="restore-draft")
+                        drafts_refresh_btn = gr.Button("Refresh drafts")
+                with gr.Accordion("Keyboard shortcuts", open=False):
+                    gr.Markdown(SHORTCUTS_MD)
+                # Written by the number-key handler (demo.keys); hidden, but in the page.
+                key_box = gr.Textbox(visible="hidden", elem_id="key-label", label="Label key")
                 with gr.Accordion("Compare models", open=False):
                     gr.Markdown(
                         "Parse the current photo with two checkpoints, e.g. a base and its fine-tuned version "
@@ -768,12 +976,21 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
             concurrency_limit=settings.concurrency,
             concurrency_id="model",
         )
-        parse_btn.click(api_name="parse", **parse_event)
-        upload.upload(api_visibility="private", **parse_event)
+        # Strokes not yet applied go into the draft before another photo replaces the session.
+        stash_io = ([session_state, editor], [session_state])
+        parse_btn.click(stash_strokes, *stash_io, api_visibility="private").then(api_name="parse", **parse_event)
+        upload.upload(stash_strokes, *stash_io, api_visibility="private").then(api_visibility="private", **parse_event)
         if examples:
             example_gallery.select(pick_example, None, upload, api_visibility="private").then(
-                api_visibility="private", **parse_event
-            )
+                stash_strokes, *stash_io, api_visibility="private"
+            ).then(api_visibility="private", **parse_event)
+        queue_panel.wire(
+            open_inputs=[checkpoint, multiscale, flip, opacity, hidden, label, session_state],
+            start_outputs=start_outputs,
+            stash=stash_strokes,
+            stash_io=stash_io,
+            concurrency={"concurrency_limit": settings.concurrency, "concurrency_id": "model"},
+        )
         # Change, not release: typing a value in the slider's box (Enter) releases nothing. Dragging
         # changes it many times: always_last runs the latest value once the running redraw ends.
         opacity.change(
@@ -784,15 +1001,20 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
             trigger_mode="always_last",
             show_progress="hidden",
         )
-        hidden.input(rerender, [session_state, opacity, hidden], [view, downloads], api_visibility="private")
+        hidden.input(rerender, [session_state, opacity, hidden], [view, downloads], api_visibility="private").then(
+            legend_for, [session_state, hidden], legend, api_visibility="private"
+        )
 
         click_inputs = [session_state, click_x, click_y, tool, label, tolerance, opacity, hidden]
         view.select(record_click, None, [click_x, click_y], api_visibility="private").then(
-            apply_click, click_inputs, view_outputs + [label], api_name="click_select", api_visibility="private"
+            click_in_browser, click_inputs + [editor], view_outputs + [label], api_visibility="private"
         )
         apply_click_btn.click(apply_click, click_inputs, view_outputs + [label], api_name="apply_click")
 
         label.input(brush_for, [session_state, label], editor, api_visibility="private")
+        label.change(painting_chip, [session_state, label], painting, api_visibility="private", show_progress="hidden")
+        key_box.input(key_label, [session_state, key_box, label], [label, editor], api_visibility="private")
+        demo.load(None, js=KEYS_JS)
         paint_inputs = [session_state, editor, opacity, hidden]
         apply_btn.click(apply_strokes, paint_inputs, view_outputs, api_name="apply_strokes")
         snap_btn.click(snap_strokes, paint_inputs, view_outputs, api_name="snap_strokes")
@@ -800,12 +1022,23 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
         redo_btn.click(redo, [session_state, opacity, hidden], view_outputs, api_name="redo")
         reset_btn.click(reset, [session_state, opacity, hidden], view_outputs, api_name="reset")
 
-        save_event = save_btn.click(
-            save, [session_state], [session_state, gallery, record_ids, message, status], api_name="save"
-        )
-        refresh_btn.click(refresh_gallery, None, [gallery, record_ids], api_name="list_corrections")
+        save_outputs = [session_state, gallery, record_ids, message, status]
+        save_event = save_btn.click(save, [session_state], save_outputs, api_name="save")
+        accept_event = accept_btn.click(accept_proposal, [session_state], save_outputs, api_name="accept_proposal")
+        for event in (save_event, accept_event):
+            event.then(queue_panel.show, queue_panel.position, queue_panel.table, api_visibility="private")
+        refresh_btn.click(refresh_gallery, show_old, [gallery, record_ids], api_name="list_corrections")
+        show_old.input(refresh_gallery, show_old, [gallery, record_ids], api_visibility="private")
         gallery.select(select_record, [record_ids], record_id, api_visibility="private")
-        reopen_btn.click(reopen, [record_id, opacity, hidden, label, session_state], start_outputs, api_name="reopen")
+        trash_btn.click(trash, [record_id, show_old], [gallery, record_ids, record_id, message], api_name="trash")
+        reopen_btn.click(stash_strokes, *stash_io, api_visibility="private").then(
+            reopen, [record_id, opacity, hidden, label, session_state], start_outputs, api_name="reopen"
+        )
+        restore_btn.click(stash_strokes, *stash_io, api_visibility="private").then(
+            restore_draft, [draft_dd, session_state, opacity, hidden, label], start_outputs, api_name="restore_draft"
+        )
+        drafts_refresh_btn.click(draft_choices, draft_dd, draft_dd, api_name="drafts")
+        demo.load(draft_choices, None, draft_dd, api_visibility="private")
         export_btn.click(export, None, export_file, api_name="export_zip")
         refresh_event = refresh_ckpt.click(
             refresh_checkpoints, [checkpoint], [checkpoint, model_md], api_name="checkpoints"

@@ -191,8 +191,13 @@ def test_large_photos_are_parsed_at_the_working_size_and_saved_at_full_size(app,
     *_, downloads, status, _, _, _, message = parse(client, big)
     assert "larger than 1600 px" in message and "working size 1069x1600" in status
     assert label_map(downloads).shape == (1600, 1069)
+    # The proposal, unedited, is saved only when accepted as correct (and recorded as such).
     _, message, _ = client.predict(api_name="/save")
+    assert "Not saved" in message and "Accept proposal as correct" in message
+    _, message, _ = client.predict(api_name="/accept_proposal")
     record = message.split("`")[1]
+    meta = json.loads((settings.corrections_dir / "meta" / f"{record}.json").read_text())
+    assert meta["extra"]["review"] == "accepted proposal" and meta["edited_pixels"] == 0
     with Image.open(settings.corrections_dir / "labels" / f"{record}.png") as im:
         assert im.size == (2200, 3292)
     assert (settings.corrections_dir / "images" / f"{record}.jpg").read_bytes() == big.read_bytes()

@@ -1,0 +1,161 @@
+"""Autosaved drafts: unsaved edits kept on disk, one per photo, so that no work is lost.
+
+Every edit writes the session's labels to ``<corrections>/drafts/<photo sha>/``
+(the photo's bytes once, the label maps and a small JSON); saving a correction,
+or editing back to the proposal, removes the draft. Opening the same photo
+again (an upload, an example, the queue) continues from its draft, and the
+drafts list restores one without the photo at hand. Drafts are shared by the
+app's users, like the corrections folder: two people on one photo share its draft.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from ssfnet.io import atomic_write_bytes, read_image
+from ssfnet.labels import get_label_set
+
+from .session import Session, Source
+
+LABELS_FILE = "labels.npz"
+META_FILE = "draft.json"
+
+
+class Drafts:
+    """The drafts folder.
+
+    Args:
+        root: Folder of the drafts (created on the first write).
+    """
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+
+    def folder(self, sha256: str) -> Path:
+        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+            raise ValueError(f"not a photo digest: {sha256!r}")
+        return self.root / sha256
+
+    def exists(self, sha256: str) -> bool:
+        return (self.folder(sha256) / META_FILE).is_file()
+
+    def keep(self, session: Session) -> bool:
+        """Write ``session``'s draft if it has unsaved edits, else remove any draft of its photo.
+
+        Returns:
+            Whether a draft of the photo exists now.
+        """
+        if not session.has_work:
+            self.remove(session.source.sha256)
+            return False
+        folder = self.folder(session.source.sha256)
+        photo = folder / f"photo.{session.source.ext}"
+        if not photo.is_file():
+            atomic_write_bytes(photo, session.source.data)
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, labels=session.labels, proposal=session.proposal)
+        atomic_write_bytes(folder / LABELS_FILE, buffer.getvalue())
+        meta = {
+            "source_name": session.source.name,
+            "source_ext": session.source.ext,
+            "source_size": list(session.source.size),
+            "keep_bytes": session.source.keep_bytes,
+            "label_set": session.label_set.name,
+            "model": session.model,
+            "details": session.details,
+            "parent": session.parent,
+            "pixels_changed": session.changed_pixels,
+            "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        # The JSON is written last: a draft counts once it exists (see ``exists``).
+        atomic_write_bytes(folder / META_FILE, json.dumps(meta, indent=2).encode())
+        return True
+
+    def remove(self, sha256: str) -> None:
+        folder = self.folder(sha256)
+        with contextlib.suppress(FileNotFoundError):
+            (folder / META_FILE).unlink()
+        shutil.rmtree(folder, ignore_errors=True)
+
+    def meta(self, sha256: str) -> dict | None:
+        try:
+            return json.loads((self.folder(sha256) / META_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def load(self, sha256: str) -> Session:
+        """The session kept in the draft of photo ``sha256`` (its edit history starts afresh).
+
+        Raises:
+            FileNotFoundError: no such draft.
+            ValueError: the draft is unreadable.
+        """
+        folder = self.folder(sha256)
+        meta = self.meta(sha256)
+        if meta is None:
+            raise FileNotFoundError(f"no draft of photo {sha256[:12]}")
+        try:
+            data = (folder / f"photo.{meta['source_ext']}").read_bytes()
+            with np.load(folder / LABELS_FILE) as arrays:
+                labels, proposal = arrays["labels"], arrays["proposal"]
+            source = Source(
+                name=meta.get("source_name"),
+                data=data,
+                ext=meta["source_ext"],
+                size=tuple(meta["source_size"]),
+                keep_bytes=bool(meta.get("keep_bytes")),
+            )
+            session = Session.start(
+                read_image(data, max_pixels=1 << 40),
+                source,
+                proposal,
+                get_label_set(meta["label_set"]),
+                model=meta.get("model", ""),
+                details=meta.get("details") or {},
+                parent=meta.get("parent"),
+            )
+        except (OSError, KeyError, ValueError) as err:
+            raise ValueError(f"the draft of {meta.get('source_name') or sha256[:12]} is unreadable: {err}") from None
+        session.edit(labels, "restored draft")
+        return session
+
+    def restore_into(self, session: Session) -> bool:
+        """Continue ``session`` (a photo just opened) from its draft, if the draft fits; returns whether it did."""
+        meta = self.meta(session.source.sha256)
+        if meta is None or meta.get("label_set") != session.label_set.name:
+            return False
+        try:
+            with np.load(self.folder(session.source.sha256) / LABELS_FILE) as arrays:
+                labels = arrays["labels"]
+        except (OSError, KeyError, ValueError):
+            return False
+        if labels.shape != session.labels.shape:
+            return False
+        session.edit(labels, "restored draft")
+        session.parent = session.parent or meta.get("parent")
+        return True
+
+    def listing(self) -> list[tuple[str, dict]]:
+        """``(sha256, meta)`` of every draft, newest first."""
+        if not self.root.is_dir():
+            return []
+        found = []
+        for folder in self.root.iterdir():
+            meta = self.meta(folder.name) if len(folder.name) == 64 else None
+            if meta is not None:
+                found.append((folder.name, meta))
+        return sorted(found, key=lambda item: str(item[1].get("updated", "")), reverse=True)
+
+
+def describe(meta: dict) -> str:
+    """One line for a draft in the chooser: file name, when, how many pixels edited."""
+    when = str(meta.get("updated", ""))[:16].replace("T", " ")
+    return f"{meta.get('source_name') or 'photo'} · {when} · {int(meta.get('pixels_changed', 0)):,} px edited"

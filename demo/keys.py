@@ -1,0 +1,56 @@
+"""Keyboard shortcuts: a page script installed once by a ``load`` event, and their list for the page.
+
+The script clicks the app's own buttons (by ``elem_id``), so a shortcut does exactly
+what the button does. A label key writes the label id into a hidden textbox
+(``#key-label``) whose input event sets the label; two digits typed quickly
+(``1`` then ``2``) pick label 12. Keys typed into a text box are left alone.
+"""
+
+SHORTCUTS_MD = """\
+| key | does |
+| --- | --- |
+| `0` ... `9` (two digits quickly for 10 and up) | pick the label to apply (click tools and brush) |
+| `Ctrl+Z` / `Ctrl+Shift+Z` (or `Ctrl+Y`) | undo / redo |
+| `Ctrl+S` | save the correction |
+| `N` / `P` | next / previous photo of the queue |
+| `A` | accept the proposal as correct (unedited photos only) |
+"""
+
+# A function for ``demo.load(None, js=KEYS_JS)``: Gradio runs it in the page once per load.
+KEYS_JS = """
+() => {
+  if (window.ssfnetKeys) return [];
+  window.ssfnetKeys = true;
+  const click = (id) => { const b = document.getElementById(id); if (b) b.click(); };
+  let digits = "", timer = null, count = 0;
+  const sendLabel = () => {
+    const box = document.querySelector("#key-label textarea, #key-label input");
+    if (!box || digits === "") return;
+    count += 1;
+    box.value = digits + "#" + count;  // always a new value, so the same key twice still fires
+    box.dispatchEvent(new Event("input", { bubbles: true }));
+    digits = "";
+  };
+  document.addEventListener("keydown", (e) => {
+    const t = e.target;
+    const typing = t && (t.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(t.tagName));
+    if (typing) return;
+    const ctrl = e.ctrlKey || e.metaKey;
+    const key = e.key.toLowerCase();
+    if (ctrl && key === "z") { e.preventDefault(); click(e.shiftKey ? "redo" : "undo"); return; }
+    if (ctrl && key === "y") { e.preventDefault(); click("redo"); return; }
+    if (ctrl && key === "s") { e.preventDefault(); click("save"); return; }
+    if (ctrl || e.altKey) return;
+    if (/^[0-9]$/.test(e.key)) {
+      digits = (digits + e.key).slice(-2);
+      clearTimeout(timer);
+      timer = setTimeout(sendLabel, 450);
+      return;
+    }
+    if (key === "n") click("queue-next");
+    else if (key === "p") click("queue-prev");
+    else if (key === "a") click("accept");
+  });
+  return [];
+}
+"""
