@@ -9,6 +9,7 @@ folder that is renamed into place, so an interruption leaves either the old or t
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -24,6 +25,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ssfnet.checkpoint import CheckpointError, load_into, load_state_dict, save_checkpoint, unwrap_model
+from ssfnet.io import json_safe
 from ssfnet.metrics import ConfusionMatrix
 from ssfnet.precision import autocast
 
@@ -375,27 +377,41 @@ def save_run_checkpoint(
     staging = out / f".{name}.staging-{os.getpid()}"
     if staging.exists():
         shutil.rmtree(staging)
-    save_checkpoint(model, staging, variant=variant, label_set=label_set, options=options, metadata=metadata)
     tensors, plain = _optimizer_to_plain(optimizer)
     rng_fields = []
     for rank, (rng_tensors, fields) in enumerate(rng_states):
         for key, value in rng_tensors.items():
             tensors[f"rng.{rank}.{key}"] = value.to(torch.uint8).contiguous()
         rng_fields.append(fields)
-    save_file(tensors, str(staging / STATE_TENSORS))
-    payload = {
-        "format": STATE_FORMAT,
-        "version": 1,
-        "state": asdict(state),
-        "optimizer": plain,
-        "rng": rng_fields,
-        "world_size": len(rng_states),
-    }
-    # The JSON goes last: its presence marks a complete folder (see find_run_checkpoint).
-    with open(staging / STATE_JSON, "w") as f:
-        json.dump(payload, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        save_checkpoint(model, staging, variant=variant, label_set=label_set, options=options, metadata=metadata)
+        save_file(tensors, str(staging / STATE_TENSORS))
+        payload = {
+            "format": STATE_FORMAT,
+            "version": 1,
+            "state": json_safe(asdict(state)),
+            "optimizer": plain,
+            "rng": rng_fields,
+            "world_size": len(rng_states),
+        }
+        # The JSON goes last: its presence marks a complete folder (see find_run_checkpoint).
+        with open(staging / STATE_JSON, "w") as f:
+            json.dump(payload, f, indent=1, allow_nan=False)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException as err:
+        # Whatever the staging folder holds is incomplete; out/name stays as it was.
+        shutil.rmtree(staging, ignore_errors=True)
+        if (isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)) or "No space left" in str(err):
+            needed = sum(t.numel() * t.element_size() for t in tensors.values())
+            needed += sum(t.numel() * t.element_size() for t in unwrap_model(model).state_dict().values())
+            free = shutil.disk_usage(out).free
+            raise OSError(
+                errno.ENOSPC,
+                f"no space left to write the run checkpoint {out / name}: it needs about {needed / 1e6:.1f} MB, "
+                f"{free / 1e6:.1f} MB are free in {out}; {name}/ is unchanged",
+            ) from err
+        raise
     target = out / name
     if target.exists():
         old = out / f".{name}.old-{os.getpid()}"

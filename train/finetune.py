@@ -62,6 +62,7 @@ from torch.utils.data import Dataset
 
 from ssfnet.checkpoint import CheckpointError, load_checkpoint, read_metadata, save_checkpoint
 from ssfnet.data import CorrectionsDataset, open_source, parse_source, register_source, split_ids
+from ssfnet.data.corrections import correction_problem
 from ssfnet.data.layouts import Transform
 from ssfnet.data.sources import SOURCE_KINDS, SourceSpec
 from ssfnet.labels import LabelSet, get_label_set
@@ -357,19 +358,40 @@ def select_corrections(
 ) -> list[dict]:
     """Each corrections folder's latest records, split by :func:`holdout_split`.
 
+    Records that cannot be read whole are skipped with a warning naming them.
+
     Returns:
-        One ``{"root", "train_ids", "held_out_ids"}`` per folder that has records.
+        One ``{"root", "train_ids", "held_out_ids", "skipped"}`` per folder that has records;
+        ``skipped`` lists ``{"id", "reason"}`` of the unreadable ones.
 
     Raises:
         ValueError: no record to train on.
     """
     corrections = []
     for root in roots:
-        ids = CorrectionsDataset(root, label_set).ids
+        ids, skipped = [], []
+        for record_id in CorrectionsDataset(root, label_set).ids:
+            # A record broken on disk (e.g. a truncated label) is left out by name, not fatal mid-run.
+            problem = correction_problem(root, record_id)
+            if problem is None:
+                ids.append(record_id)
+            else:
+                say(f"warning: skipping correction {record_id} in {root}: {problem}")
+                skipped.append({"id": record_id, "reason": problem})
         train_ids, held_ids = holdout_split(ids, holdout, seed)
-        say(f"{root}: {len(ids)} corrections, {len(train_ids)} to train on, {len(held_ids)} held out")
-        if ids:
-            corrections.append({"root": str(Path(root).resolve()), "train_ids": train_ids, "held_out_ids": held_ids})
+        say(
+            f"{root}: {len(ids)} corrections, {len(train_ids)} to train on, {len(held_ids)} held out"
+            + (f", {len(skipped)} unreadable ones skipped" if skipped else "")
+        )
+        if ids or skipped:
+            corrections.append(
+                {
+                    "root": str(Path(root).resolve()),
+                    "train_ids": train_ids,
+                    "held_out_ids": held_ids,
+                    "skipped": skipped,
+                }
+            )
     if not any(c["train_ids"] for c in corrections):
         raise ValueError(f"no corrections to train on in {', '.join(roots)}: save corrections in the app first")
     return corrections
@@ -1032,6 +1054,7 @@ def _finetune(
             n: round(after[n]["miou"] - before[n]["miou"], 3) for n in EVAL_SETS if before.get(n) and after.get(n)
         },
         "held_out_ids": finetune["held_out_ids"],
+        "skipped_corrections": [dict(s, root=c["root"]) for c in corrections for s in c["skipped"]],
         "iterations": summary["iteration"],
         "elapsed_s": round(time.perf_counter() - began, 1),
         "train_summary": summary,

@@ -14,6 +14,7 @@ The run folder holds ``config.json``, ``split.json`` (the held-out ids), ``augme
 from __future__ import annotations
 
 import dataclasses
+import errno
 import signal
 import sys
 import threading
@@ -644,7 +645,14 @@ def _run(config: TrainConfig, info: DistInfo, device: torch.device, out: Path, c
 
 def cli(argv: list[str] | None = None) -> int:
     config = parse_args(argv, prog="python -m train.train")
-    summary = main(config)
+    try:
+        summary = main(config)
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # The message names the folder and the space needed; last/ is the previous complete one.
+        print(f"error: {err.strerror}", file=sys.stderr)
+        return 1
     return 0 if summary["status"] in ("finished", "stopped") else 1
 
 

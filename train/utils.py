@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ssfnet.io import atomic_write_bytes
+from ssfnet.io import atomic_write_bytes, json_bytes
 
 # ---------------------------------------------------------------------------------------------
 # Distributed
@@ -171,8 +171,8 @@ def seed_everything(seed: int) -> None:
 
 
 def write_json(path: str | Path, data: object) -> Path:
-    """Write ``data`` as indented JSON, atomically."""
-    return atomic_write_bytes(path, (json.dumps(data, indent=2) + "\n").encode())
+    """Write ``data`` as indented strict JSON (NaN and inf as ``null``), atomically."""
+    return atomic_write_bytes(path, json_bytes(data))
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
@@ -198,13 +198,13 @@ class JsonlWriter:
         self._file = open(self.path, "a", buffering=1)
 
     def write(self, record: dict) -> None:
-        self._file.write(json.dumps(record) + "\n")
+        self._file.write(json_bytes(record, indent=None).decode() + "\n")
 
     def truncate_after(self, key: str, value: float) -> None:
         """Drop records whose ``key`` exceeds ``value`` (lines logged after the checkpoint a run resumes from)."""
         self._file.close()
         kept = [r for r in read_jsonl(self.path) if r.get(key, value) <= value]
-        atomic_write_bytes(self.path, "".join(json.dumps(r) + "\n" for r in kept).encode())
+        atomic_write_bytes(self.path, b"".join(json_bytes(r, indent=None) + b"\n" for r in kept))
         self._file = open(self.path, "a", buffering=1)
 
     def close(self) -> None:

@@ -494,6 +494,18 @@ list.txt           the same records as "images/<id>.<ext> labels/<id>.png" pairs
 """
 
 
+def correction_problem(root: str | os.PathLike, record_id: str) -> str | None:
+    """Why a record cannot be read whole (truncated or corrupt image or label ...), or ``None``.
+
+    Decodes the record completely, as training will.
+    """
+    try:
+        load_correction(root, record_id)
+    except (OSError, ValueError, SyntaxError) as err:  # ImageError is a ValueError
+        return str(err) or type(err).__name__
+    return None
+
+
 def export_zip(root: str | os.PathLike, dest_path: str | os.PathLike) -> Path:
     """Zip the complete records (``images/``, ``labels/``, ``meta/``) into ``dest_path``.
 

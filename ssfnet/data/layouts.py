@@ -252,6 +252,8 @@ class FolderDataset(ParsingDataset):
         self._images = list_stems(self.image_dir, IMAGE_EXTENSIONS)
         self._labels = list_stems(self.label_dir, (".png",))
         labelled = self._images.keys() & self._labels.keys()
+        if id_file is None and not labelled and (self._images or self._labels):
+            raise ValueError(self._no_pairs_message())
         if id_file is not None:
             listed = read_id_file(self._id_file_path(id_file))
             unlabelled = [i for i in listed if i not in labelled]
@@ -263,6 +265,21 @@ class FolderDataset(ParsingDataset):
                 )
             labelled = set(listed)
         self._setup(labelled, ids)
+
+    def _no_pairs_message(self) -> str:
+        """Why no image has a label: a side is empty, or the names never match (with examples of each)."""
+        if not self._images:
+            kinds = ", ".join(IMAGE_EXTENSIONS)
+            return f"{self.image_dir} holds no images ({kinds}) for the {len(self._labels)} labels"
+        if not self._labels:
+            return f"{self.label_dir} holds no label maps (<id>.png) for the {len(self._images)} images"
+        images = ", ".join(p.name for p in sorted(self._images.values())[:3])
+        labels = ", ".join(p.name for p in sorted(self._labels.values())[:3])
+        return (
+            f"no image in {self.image_dir} has a label of the same name in {self.label_dir}: an image <id>.jpg "
+            f"needs the label <id>.png, but the {len(self._images)} images are named like {images} and the "
+            f"{len(self._labels)} labels like {labels}"
+        )
 
     def _id_file_path(self, id_file: str) -> Path:
         path = self.root / id_file
