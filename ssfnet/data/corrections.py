@@ -12,10 +12,10 @@ last, each to a temporary dot-file in the same folder and then renamed into plac
 never see half-written files. Records are never overwritten; saving an edit of a record makes
 a new record whose meta names its ``parent``.
 
-The meta temporary (the id's claim) holds the writer's process id until the meta is written.
-A writer killed mid-save leaves that claim, dot-temporaries and perhaps an image or label
-without meta; :func:`sweep_corrections` (run when the app starts) removes such debris of
-writers that are gone.
+A writer first claims its id by creating ``meta/.<id>.json.tmp`` exclusively, holding its
+process id, and removes the claim once the meta is in place. A writer killed mid-save leaves
+that claim, dot-temporaries and perhaps an image or label without meta;
+:func:`sweep_corrections` (run when the app starts) removes such debris of writers that are gone.
 """
 
 from __future__ import annotations
@@ -58,10 +58,8 @@ _ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")  # whole ids only: fullma
 # EXIF orientations 5-8 rotate by 90 degrees, swapping width and height.
 _EXIF_ORIENTATION = 0x0112
 _TRANSPOSED_ORIENTATIONS = {5, 6, 7, 8}
-# A claim without a pid yet is given this long; a claim in the old format (or a written but
-# unrenamed meta) is debris after the second.
+# A claim without a pid (just created, or made before pids were recorded) is debris after this long.
 CLAIM_GRACE_S = 60.0
-LEGACY_CLAIM_AGE_S = 3600.0
 
 
 def _folders(root: Path) -> tuple[Path, Path, Path]:
@@ -113,7 +111,7 @@ def _validate(image: np.ndarray, labels: np.ndarray, label_set: LabelSet) -> Non
 def _claim_id(root: Path, digest: str, now: datetime) -> tuple[str, int]:
     """Pick a new record id and claim it by creating its meta temporary file exclusively.
 
-    The claim file stays until the record's meta is renamed into place, and a candidate is
+    The claim file stays until the record's meta is in place, and a candidate is
     rejected if any file of that id exists, so two writers (threads or processes) can never
     obtain the same id and no existing file is ever replaced.
     """
@@ -255,17 +253,11 @@ def save_correction(
             final = folder / f"{record_id}{suffix}"
             os.replace(temporary, final)
             placed.append(final)
-        with os.fdopen(claim_fd, "w") as f:
-            claim_fd = -1
-            f.truncate(0)  # drop the writer's pid
-            f.seek(0)
-            json.dump(meta_fields, f, indent=2, allow_nan=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(claim, meta_dir / f"{record_id}.json")
+        meta_bytes = json.dumps(meta_fields, indent=2, allow_nan=False).encode()
+        temporary = _write_temp(meta_dir, record_id, ".meta.json", meta_bytes, temporaries)
+        os.replace(temporary, meta_dir / f"{record_id}.json")
     except BaseException as err:
-        if claim_fd >= 0:
-            os.close(claim_fd)
+        os.close(claim_fd)
         # Without its meta the record does not count, so its placed files are debris too.
         for path in temporaries + placed:
             with contextlib.suppress(OSError):
@@ -273,6 +265,10 @@ def save_correction(
         if isinstance(err, OSError):
             raise _save_error(err, f"could not save correction {record_id} under {root}") from err
         raise
+    # The record is complete; a claim left by a kill right here is swept without harm.
+    os.close(claim_fd)
+    with contextlib.suppress(OSError):
+        claim.unlink()
     return record_id
 
 
@@ -286,18 +282,15 @@ def _claim_alive(claim: Path, now: float) -> bool:
     first = head.split(b"\n", 1)[0].strip()
     if first.isdigit():
         return writer_alive(int(first), made_at)
-    if not head:  # created, pid not written yet
-        return now - made_at < CLAIM_GRACE_S
-    # Meta written but not yet renamed, or a claim from before pids were recorded.
-    return now - made_at < LEGACY_CLAIM_AGE_S
+    return now - made_at < CLAIM_GRACE_S
 
 
 def sweep_corrections(root: str | os.PathLike) -> list[Path]:
     """Remove what writers killed mid-save left in a corrections folder.
 
     That is: meta claims (``meta/.<id>.json.tmp``) whose writer is gone, the dot-temporaries of
-    such ids in ``images/`` and ``labels/``, and images or labels without meta and without a live
-    claim (a record without meta does not exist). Complete records are never touched.
+    such ids, and images or labels without meta and without a live claim (a record without meta
+    does not exist). Complete records are never touched.
 
     Returns:
         The files removed.
@@ -309,18 +302,21 @@ def sweep_corrections(root: str | os.PathLike) -> list[Path]:
     now = time.time()
     removed: list[Path] = []
     live: set[str] = set()
-    for claim in meta_dir.glob(".*.json.tmp"):
+    claims = [p for p in meta_dir.glob(".*.tmp") if p.name[1:].split(".", 1)[-1] == "json.tmp"]
+    for claim in claims:
         record_id = claim.name[1 : -len(".json.tmp")]
         if _claim_alive(claim, now):
             live.add(record_id)
         else:
             claim.unlink(missing_ok=True)
             removed.append(claim)
-    for folder in (images, labels):
+    for folder in (images, labels, meta_dir):
         if not folder.is_dir():
             continue
         for path in folder.iterdir():
             name = path.name
+            if folder == meta_dir and not name.endswith(".meta.json.tmp"):
+                continue  # meta files are records, claims were judged above
             if name.startswith(".") and name.endswith(".tmp"):
                 record_id = name[1:].split(".", 1)[0]
             elif not name.startswith("."):
