@@ -1,0 +1,172 @@
+"""Kill -9 loops against the writers, and a table of what they leave (not collected by pytest).
+
+    python tests/probe_hardening.py --kills 20 --corrections-kills 40
+
+Each round forks a writer that saves in a loop (``save_checkpoint(overwrite=True)`` of a
+checkpoint, or ``save_correction`` of a photo), kills it with SIGKILL at a random moment, and
+counts what is on disk before and after the clean-up the next start runs
+(:func:`ssfnet.list_checkpoints` / :func:`ssfnet.data.corrections.sweep_corrections`):
+whether ``best/`` exists and verifies, and the bytes of temporaries and orphans.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import random
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ssfnet import build_model, list_checkpoints, save_checkpoint  # noqa: E402
+from ssfnet.checkpoint import CheckpointError, load_state_dict  # noqa: E402
+from ssfnet.data.corrections import list_corrections, load_correction, save_correction, sweep_corrections  # noqa: E402
+
+
+def _bytes(paths) -> int:
+    return sum(p.stat().st_size for p in paths if p.is_file())
+
+
+def _debris(root: Path) -> list[Path]:
+    """Files under hidden entries of ``root`` (temporaries and old copies of checkpoints)."""
+    return [f for entry in root.iterdir() if entry.name.startswith(".") for f in entry.rglob("*")]
+
+
+def _fork_loop(work) -> int:
+    """Fork a child that runs ``work()`` forever; returns its pid (the child never returns)."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            while True:
+                work()
+        finally:
+            os._exit(0)
+    return pid
+
+
+def _kill_after(pid: int, delay: float) -> None:
+    time.sleep(delay)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)  # reaped, as a supervisor or shell would
+
+
+def _widen_swap(pause: float) -> None:
+    """Sleep in this (child) process between the two renames of a swap, so that kills land there."""
+    import ssfnet.checkpoint as ckpt
+
+    replace = os.replace
+
+    def slow(src, dst):
+        replace(src, dst)
+        if ".old-" in str(dst):
+            time.sleep(pause)
+
+    ckpt.os = type(os)("os_with_a_slow_swap")
+    ckpt.os.__dict__.update(os.__dict__)
+    ckpt.os.replace = slow
+
+
+def checkpoint_loop(root: Path, kills: int, rng: random.Random, swap_pause: float = 0.0) -> dict:
+    torch.manual_seed(0)
+    model = build_model("ssfnet_lite", 20)  # ~45 MB of fp32 weights, fp16 on disk
+    kwargs = {"variant": "ssfnet_lite", "label_set": "lip-20", "dtype": torch.float16, "overwrite": True}
+    began = time.perf_counter()
+    save_checkpoint(model, root / "best", **kwargs)
+    save_s = time.perf_counter() - began
+    stats = {"kills": kills, "save_s": save_s, "missing_before": 0, "invalid_after": 0, "debris_before": []}
+    stats["debris_after"] = []
+    for _ in range(kills):
+
+        def work():
+            if swap_pause:
+                _widen_swap(swap_pause)
+            save_checkpoint(model, root / "best", **kwargs)
+
+        pid = _fork_loop(work)
+        _kill_after(pid, rng.uniform(0.0, 2.5 * (save_s + swap_pause)))
+        stats["missing_before"] += not (root / "best").is_dir()
+        stats["debris_before"].append(_bytes(_debris(root)))
+        list_checkpoints(root)  # what the app or the trainer does on start
+        try:
+            load_state_dict(root / "best")
+        except CheckpointError:
+            stats["invalid_after"] += 1
+        stats["debris_after"].append(_bytes(_debris(root)))
+    return stats
+
+
+def corrections_loop(root: Path, kills: int, rng: random.Random) -> dict:
+    gen = np.random.default_rng(0)
+    image = gen.integers(0, 256, (768, 512, 3), dtype=np.uint8)
+    labels = gen.integers(0, 20, (768, 512), dtype=np.uint8)
+    began = time.perf_counter()
+    save_correction(root, image, labels, "lip-20")
+    save_s = time.perf_counter() - began
+    stats = {"kills": kills, "save_s": save_s, "orphans_before": [], "orphans_after": [], "unreadable_after": 0}
+
+    def orphans() -> list[Path]:
+        records = {m["id"] for m in list_corrections(root)}
+        return [p for p in root.rglob("*") if p.is_file() and p.name.lstrip(".").split(".", 1)[0] not in records]
+
+    for _ in range(kills):
+        pid = _fork_loop(lambda: save_correction(root, image, labels, "lip-20"))
+        _kill_after(pid, rng.uniform(0.0, 3 * save_s))
+        found = orphans()
+        stats["orphans_before"].append((len(found), _bytes(found)))
+        sweep_corrections(root)
+        found = orphans()
+        stats["orphans_after"].append((len(found), _bytes(found)))
+    for meta in list_corrections(root):
+        try:
+            load_correction(root, meta["id"])
+        except (OSError, ValueError):
+            stats["unreadable_after"] += 1
+    stats["records"] = len(list_corrections(root))
+    return stats
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--kills", type=int, default=20, help="kills during save_checkpoint(overwrite=True)")
+    parser.add_argument("--corrections-kills", type=int, default=40, help="kills during save_correction")
+    parser.add_argument("--swap-pause", type=float, default=0.3, help="seconds between the renames in the 2nd loop")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)  # the recoveries' own warnings would drown the table
+    torch.set_num_threads(1)  # forked children must not inherit a started OpenMP pool
+    rng = random.Random(args.seed)
+    with tempfile.TemporaryDirectory(prefix="probe-hardening-") as tmp:
+        loops = [
+            ("at random moments", checkpoint_loop(Path(tmp) / "checkpoints", args.kills, rng)),
+            (
+                f"with the swap widened to {args.swap_pause} s",
+                checkpoint_loop(Path(tmp) / "swap", args.kills, rng, swap_pause=args.swap_pause),
+            ),
+        ]
+        co = corrections_loop(Path(tmp) / "corrections", args.corrections_kills, rng)
+    mb = 1e6
+    for how, ck in loops:
+        print(f"save_checkpoint(overwrite=True): {ck['kills']} kills {how} (one save: {ck['save_s']:.2f} s)")
+        print(f"  best/ absent right after the kill          {ck['missing_before']:>4} of {ck['kills']}")
+        print(f"  best/ absent or failing to verify after    {ck['invalid_after']:>4} of {ck['kills']} (after listing)")
+        print(f"  debris right after a kill (max / total)    {max(ck['debris_before']) / mb:8.1f} / "
+              f"{sum(ck['debris_before']) / mb:8.1f} MB")  # fmt: skip
+        print(f"  debris after the start-up clean-up (max)   {max(ck['debris_after']) / mb:8.1f} MB")
+    print(f"save_correction: {co['kills']} kills at random moments (one save: {co['save_s']:.2f} s)")
+    before = [n for n, _ in co["orphans_before"]]
+    print(f"  kills leaving orphans (files / MB max)     {sum(1 for n in before if n):>4} of {co['kills']} "
+          f"({max(before)} / {max(b for _, b in co['orphans_before']) / mb:.2f})")  # fmt: skip
+    print(f"  orphans after sweep_corrections (max)      {max(n for n, _ in co['orphans_after']):>4} files")
+    print(f"  complete records / unreadable              {co['records']:>4} / {co['unreadable_after']}")
+
+
+if __name__ == "__main__":
+    main()
