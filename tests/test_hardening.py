@@ -389,6 +389,22 @@ def test_training_on_a_full_disk_keeps_last_and_says_why(tmp_path, monkeypatch, 
     assert message.startswith("error: no space left") and "\n" not in message and "Traceback" not in message
 
 
+def test_run_checkpoint_copies_of_killed_sessions_go_with_the_next_save(tmp_path):
+    from train import engine
+
+    model = _tiny()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    kwargs = {"variant": "ssfnet_lite", "label_set": "lip-20", "options": TINY, "metadata": {}}
+    engine.save_run_checkpoint(tmp_path, model, optimizer, engine.TrainState(iteration=1), [({}, {})], **kwargs)
+    dead = _dead_pid()
+    # A session killed between its renames: its staging copy is the newest and is resumed from.
+    os.replace(tmp_path / "last", tmp_path / f".last.old-{dead}")
+    shutil.copytree(tmp_path / f".last.old-{dead}", tmp_path / f".last.staging-{dead}")
+    assert engine.find_run_checkpoint(tmp_path).name == f".last.staging-{dead}"
+    engine.save_run_checkpoint(tmp_path, model, optimizer, engine.TrainState(iteration=2), [({}, {})], **kwargs)
+    assert [p.name for p in tmp_path.iterdir()] == ["last"]
+
+
 def test_correction_save_on_a_full_disk_leaves_no_temporary(tmp_path, monkeypatch):
     import ssfnet.data.corrections as corrections
 

@@ -25,7 +25,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ssfnet.checkpoint import CheckpointError, load_into, load_state_dict, save_checkpoint, unwrap_model
-from ssfnet.io import json_safe
+from ssfnet.io import json_safe, writer_alive
 from ssfnet.metrics import ConfusionMatrix
 from ssfnet.precision import autocast
 
@@ -422,6 +422,16 @@ def save_run_checkpoint(
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(staging, target)
+    # Copies a killed earlier session left (one of them may have been resumed from) are older
+    # than the folder just written: remove those whose writer is gone.
+    for stale in [*out.glob(f".{name}.staging-*"), *out.glob(f".{name}.old-*")]:
+        pid = stale.name.rsplit("-", 1)[-1]
+        try:
+            made_at = stale.lstat().st_mtime
+        except OSError:
+            continue
+        if pid.isdigit() and not writer_alive(int(pid), made_at):
+            shutil.rmtree(stale, ignore_errors=True)
     return target
 
 
