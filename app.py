@@ -11,13 +11,19 @@ from ssfnet.data.corrections import sweep_corrections
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = parse_args()
-    stop_on_sigterm()
-    sweep_stale_temp_dirs()
-    sweep_corrections(settings.corrections_dir)
-    predictors = Predictors(settings.checkpoints_dir, settings.checkpoint, settings.device)
-    for problem in predictors.warm_up():
-        logging.warning(problem)
+    stop_on_sigterm()  # SIGTERM then ends the app as Ctrl-C does, through the clean-up below
+    demo = None
     try:
-        build_demo(settings, predictors).launch(**launch_kwargs(settings))
+        sweep_stale_temp_dirs()
+        sweep_corrections(settings.corrections_dir)
+        predictors = Predictors(settings.checkpoints_dir, settings.checkpoint, settings.device)
+        for problem in predictors.warm_up():
+            logging.warning(problem)
+        demo = build_demo(settings, predictors)
+        demo.launch(**launch_kwargs(settings))
+    except KeyboardInterrupt:
+        # Stopped before launch() was waiting (which handles its own interruption).
+        if demo is not None:
+            demo.close()
     finally:
         remove_temp_dirs()

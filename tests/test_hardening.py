@@ -490,10 +490,46 @@ def test_sigterm_and_ctrl_c_remove_the_app_folders(tmp_path, how):
     assert list(tmp_path.glob("ssfnet-*")) == []
 
 
-def test_app_py_sweeps_and_cleans_up():
-    text = (REPO / "app.py").read_text()
-    for call in ("stop_on_sigterm()", "sweep_stale_temp_dirs()", "sweep_corrections(", "remove_temp_dirs()"):
-        assert call in text, call
+@pytest.mark.parametrize("settle", [0.0, 3.0])  # SIGTERM while launch() finishes starting, and once it waits
+def test_app_py_with_a_bad_checkpoint_says_one_line_and_leaves_nothing_on_sigterm(saved, tmp_path, settle):
+    import urllib.request
+
+    from helpers import free_port
+
+    bad = tmp_path / "checkpoints" / "bad"
+    shutil.copytree(saved, bad)
+    (bad / "metadata.json").write_text("[]")
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    stale = temp / f"ssfnet-app-{_dead_pid()}-abcd1234"  # what a killed app left
+    stale.mkdir()
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "GRADIO_ANALYTICS_ENABLED": "False", "TMPDIR": str(temp)}
+    args = [sys.executable, "app.py", "--port", str(port), "--checkpoint", str(bad),
+            "--checkpoints-dir", str(bad.parent), "--corrections-dir", str(tmp_path / "corrections")]  # fmt: skip
+    proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+                    assert response.status == 200
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"app.py did not serve the page:\n{proc.communicate(timeout=10)[0]}")
+                time.sleep(0.5)
+        assert not stale.exists(), "start-up sweeps the folders of apps that are gone"
+        assert list(temp.glob(f"ssfnet-*-{proc.pid}-*")), "the app made its folders"
+        time.sleep(settle)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 0, output
+    assert "Traceback" not in output, output
+    lines = [line for line in output.splitlines() if "JSON object" in line]
+    assert len(lines) == 1 and "starting without a model" in lines[0], output
+    assert list(temp.glob("ssfnet-*")) == [], "SIGTERM removes the app's temporary folders"
 
 
 # ---------------------------------------------------------------------------------------------
