@@ -56,6 +56,7 @@ METADATA_FILE = "metadata.json"
 FORMAT = "ssfnet-checkpoint"
 FORMAT_VERSION = 1
 MAX_SHARD_BYTES = 9_500_000  # below the 10 MB that Hugging Face accepts without LFS
+MAX_METADATA_BYTES = 16_000_000  # metrics and lineage included, real files are a few kB
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 _PART = ".__part"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -242,6 +243,14 @@ def validate_metadata(meta: object, source: str = METADATA_FILE) -> dict:
             _dt.datetime.fromisoformat(meta["created"])
         except ValueError:
             raise bad("created", f"must be an ISO date and time, got {meta['created']!r}") from None
+    for key, kind in (("training", dict), ("metrics", dict), ("finetune", dict), ("lineage", list)):
+        if key in meta and meta[key] is not None and not isinstance(meta[key], kind):
+            raise bad(key, f"must be {'an object' if kind is dict else 'a list'}, got {type(meta[key]).__name__}")
+    data = (meta.get("training") or {}).get("data")
+    if data is not None and (not isinstance(data, list) or not all(isinstance(d, str) for d in data)):
+        raise bad("training.data", f"must be a list of source specs (strings), got {data!r}")
+    if not all(isinstance(entry, dict) for entry in meta.get("lineage") or []):
+        raise bad("lineage", "must be a list of objects")
     for key, low, high in (("input_size", 16, 8192), ("parameters", 0, 10**12)):
         if key in meta and (not _is_int(meta[key]) or not low <= meta[key] <= high):
             raise bad(key, f"must be an integer from {low} to {high}, got {meta[key]!r}")
@@ -503,6 +512,8 @@ def read_metadata(directory: str | Path) -> dict:
     if not directory.is_dir():
         raise CheckpointError(f"no checkpoint at {directory} (expected a folder with {METADATA_FILE})")
     try:
+        if path.stat().st_size > MAX_METADATA_BYTES:
+            raise CheckpointError(f"{path} is {path.stat().st_size / 1e6:.0f} MB: not a checkpoint's metadata")
         text = path.read_text()
     except FileNotFoundError:
         raise CheckpointError(f"{directory} has no {METADATA_FILE}: not a checkpoint folder") from None

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import math
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -212,8 +214,13 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
         # mkstemp creates 0600; give the file the permissions a plain open() would.
         os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            free = shutil.disk_usage(path.parent).free
+            raise OSError(
+                err.errno, f"no space left to write {path}: it needs {len(data) / 1e6:.1f} MB, {free / 1e6:.1f} MB free"
+            ) from err
         raise
     return path
 

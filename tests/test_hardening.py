@@ -118,6 +118,11 @@ def _drop(key):
         (_set("options", {**TINY, "warp_drive": 1}), "'options'"),
         (_set("input_size", -3), "'input_size'"),
         (_set("split_tensors", []), "'split_tensors'"),
+        (_set("training", ["viton"]), "'training'"),
+        (_set("training", {"data": "viton:x"}), "'training.data'"),
+        (_set("lineage", "base"), "'lineage'"),
+        (_set("lineage", ["base"]), "'lineage'"),
+        (_set("metrics", 5), "'metrics'"),
         (_drop("variant"), "'variant' is missing"),
         (_drop("num_classes"), "'num_classes' is missing"),
         (_drop("label_set"), "'label_set' is missing"),
@@ -403,6 +408,16 @@ def test_run_checkpoint_copies_of_killed_sessions_go_with_the_next_save(tmp_path
     assert engine.find_run_checkpoint(tmp_path).name == f".last.staging-{dead}"
     engine.save_run_checkpoint(tmp_path, model, optimizer, engine.TrainState(iteration=2), [({}, {})], **kwargs)
     assert [p.name for p in tmp_path.iterdir()] == ["last"]
+
+
+def test_run_files_on_a_full_disk_name_the_file(tmp_path, monkeypatch):
+    import ssfnet.io
+    from train.utils import write_json
+
+    monkeypatch.setattr(ssfnet.io.os, "fsync", _enospc)
+    with pytest.raises(OSError, match=r"no space left to write .*summary.json: it needs") as err:
+        write_json(tmp_path / "summary.json", {"a": 1})
+    assert err.value.errno == errno.ENOSPC and list(tmp_path.iterdir()) == []
 
 
 def test_correction_save_on_a_full_disk_leaves_no_temporary(tmp_path, monkeypatch):
