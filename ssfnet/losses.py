@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -14,6 +15,7 @@ def partial_cross_entropy(
     target: torch.Tensor,
     membership: torch.Tensor,
     ignore_index: int = IGNORE_INDEX,
+    value_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Cross-entropy where a label value may stand for a set of classes.
 
@@ -30,29 +32,69 @@ def partial_cross_entropy(
         membership: V x K bool, row v = the classes value v allows
             (:attr:`ssfnet.labels.LabelSet.membership`).
         ignore_index: Value that is never scored.
+        value_weights: Optional V weights, one per label value (exact classes
+            first, then the coarse values; see :func:`balanced_class_weights`).
 
     Returns:
-        Mean loss over scored pixels (0 with a gradient when none is scored).
+        Mean loss over scored pixels, weighted by their values' weights when
+        ``value_weights`` is given (0 with a gradient when none is scored).
     """
     num_classes = logits.shape[1]
     num_values = membership.shape[0]
     valid = (target != ignore_index) & (target >= 0) & (target < num_values)
     exact = valid & (target < num_classes)
     coarse = valid & ~exact
-    count = valid.sum()
-    if not bool(count):
+    if not bool(valid.any()):
         return logits.sum() * 0.0
     logits = logits.float()
     exact_target = torch.where(exact, target, torch.full_like(target, ignore_index))
-    total = F.cross_entropy(logits, exact_target, ignore_index=ignore_index, reduction="sum")
+    weights = None
+    if value_weights is not None:
+        if value_weights.numel() != num_values:
+            raise ValueError(f"value_weights has {value_weights.numel()} entries for {num_values} label values")
+        weights = value_weights.to(logits.device, torch.float32)
+    class_weights = None if weights is None else weights[:num_classes]
+    total = F.cross_entropy(logits, exact_target, weight=class_weights, ignore_index=ignore_index, reduction="sum")
+    # Normalised by the scored pixels' total weight, as the weighted cross-entropy's mean is.
+    count = valid.sum() if weights is None else weights[target[valid]].sum()
     if bool(coarse.any()):
         # N x K logits of the coarse pixels only.
         picked = logits.permute(0, 2, 3, 1)[coarse]
-        allowed = membership.to(logits.device)[target[coarse]]
+        values = target[coarse]
+        allowed = membership.to(logits.device)[values]
         log_all = torch.logsumexp(picked, dim=1)
         log_allowed = torch.logsumexp(picked.masked_fill(~allowed, float("-inf")), dim=1)
-        total = total + (log_all - log_allowed).sum()
+        loss = log_all - log_allowed
+        total = total + (loss.sum() if weights is None else (weights[values] * loss).sum())
     return total / count
+
+
+def balanced_class_weights(
+    frequencies: np.ndarray | torch.Tensor, power: float = 0.5, limits: tuple[float, float] = (0.2, 10.0)
+) -> torch.Tensor:
+    """Weights ``(median / frequency) ** power`` for a cross-entropy that rare classes matter to.
+
+    Median-frequency balancing (Eigen and Fergus, ICCV 2015) with an exponent:
+    ``power=1`` is the original, ``0.5`` a milder square root, ``0`` no balancing.
+    Values never seen get the largest weight; the median is taken over the
+    values that occur. Weights are clipped to ``limits``.
+
+    Args:
+        frequencies: Pixel counts or shares of each label value (the exact
+            classes, then the coarse values of a label set that has them).
+        power: Exponent of the balancing.
+        limits: Smallest and largest weight.
+    """
+    freq = torch.as_tensor(np.asarray(frequencies, dtype=np.float64))
+    if freq.ndim != 1 or freq.numel() == 0 or bool((freq < 0).any()) or not bool(torch.isfinite(freq).all()):
+        raise ValueError("frequencies must be a non-empty vector of finite counts >= 0")
+    seen = freq > 0
+    if not bool(seen.any()):
+        return torch.ones(freq.numel(), dtype=torch.float32)
+    median = float(np.median(freq[seen].numpy()))  # the mean of the middle two for an even count
+    weights = torch.full_like(freq, limits[1])
+    weights[seen] = (median / freq[seen]) ** power
+    return weights.clamp(*limits).float()
 
 
 def labels_at(target: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -84,6 +126,8 @@ class ParsingLoss(nn.Module):
         label_set: Label set of the targets (its membership table is used).
         weights: Weights of ``out``, ``aux1``, ``aux2``.
         ignore_index: Value that is never scored.
+        value_weights: Optional weights of the label values, exact classes
+            then coarse values (:func:`balanced_class_weights`).
     """
 
     def __init__(
@@ -91,18 +135,26 @@ class ParsingLoss(nn.Module):
         label_set: LabelSet | None = None,
         weights: tuple[float, float, float] = (0.6, 0.5, 0.4),
         ignore_index: int = IGNORE_INDEX,
+        value_weights: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         self.weights = dict(zip(("out", "aux1", "aux2"), weights))
         self.ignore_index = ignore_index
         table = torch.from_numpy(label_set.membership) if label_set is not None else torch.zeros(0, 0, dtype=torch.bool)
         self.register_buffer("membership", table, persistent=False)
+        if value_weights is not None:
+            value_weights = torch.as_tensor(value_weights, dtype=torch.float32)
+            values = max(table.shape[0], 1) if table.numel() else None
+            if values is not None and value_weights.numel() != values:
+                raise ValueError(f"{value_weights.numel()} value weights for {values} label values")
+        self.register_buffer("value_weights", value_weights, persistent=False)
 
     def term(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         target = labels_at(target, logits.shape[-2:])
         if self.membership.numel() == 0:
-            return F.cross_entropy(logits, target, ignore_index=self.ignore_index)
-        return partial_cross_entropy(logits, target, self.membership, self.ignore_index)
+            weight = None if self.value_weights is None else self.value_weights.to(logits.dtype)
+            return F.cross_entropy(logits, target, weight=weight, ignore_index=self.ignore_index)
+        return partial_cross_entropy(logits, target, self.membership, self.ignore_index, self.value_weights)
 
     def forward(self, outputs: dict[str, torch.Tensor], target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """Args: outputs: head -> B x K x H x W logits; target: B x H x W.

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from ssfnet.labels import IGNORE_INDEX, LIP_20, PERSON_HEAD_3, conversion_lut, eval_mapping
-from ssfnet.losses import ParsingLoss, partial_cross_entropy
+from ssfnet.losses import ParsingLoss, balanced_class_weights, partial_cross_entropy
 from ssfnet.metrics import ConfusionMatrix, merged_iou, person_iou
 
 MEMBERSHIP = torch.from_numpy(LIP_20.membership)
@@ -138,3 +138,57 @@ def test_person_head_keys_only_for_person_head_3():
     plain = ConfusionMatrix(3)
     plain.update(np.array([[0, 1, 2]]), np.array([[0, 1, 2]]))
     assert "person_iou" not in plain.compute() and "head_iou" not in plain.compute()
+
+
+def test_value_weights_give_the_weighted_mean_of_per_pixel_losses():
+    torch.manual_seed(2)
+    logits = torch.randn(2, 20, 4, 5)
+    target = torch.randint(0, 20, (2, 4, 5))
+    target[0, 0, :3] = LIP_20.id_of("shoes")
+    target[1, 1, 1] = IGNORE_INDEX
+    weights = torch.rand(LIP_20.num_ids) + 0.1
+    per_pixel = [
+        (
+            float(weights[v]),
+            float(
+                partial_cross_entropy(
+                    logits[b : b + 1, :, i : i + 1, j : j + 1], target[b : b + 1, i : i + 1, j : j + 1], MEMBERSHIP
+                )
+            ),
+        )
+        for b in range(2)
+        for i in range(4)
+        for j in range(5)
+        if (v := int(target[b, i, j])) != IGNORE_INDEX
+    ]
+    want = sum(w * loss for w, loss in per_pixel) / sum(w for w, _ in per_pixel)
+    got = partial_cross_entropy(logits, target, MEMBERSHIP, value_weights=weights)
+    assert float(got) == pytest.approx(want, rel=1e-5)
+    ones = partial_cross_entropy(logits, target, MEMBERSHIP, value_weights=torch.ones(LIP_20.num_ids))
+    torch.testing.assert_close(ones, partial_cross_entropy(logits, target, MEMBERSHIP))
+    with pytest.raises(ValueError, match="value_weights"):
+        partial_cross_entropy(logits, target, MEMBERSHIP, value_weights=torch.ones(20))
+
+
+def test_balanced_weights_median_frequency_with_power_and_limits():
+    freq = np.array([0.5, 0.25, 0.05, 0.0, 0.0001])
+    weights = balanced_class_weights(freq, power=1.0, limits=(0.1, 100.0))
+    median = np.median(freq[freq > 0])
+    np.testing.assert_allclose(weights[[0, 1, 2]].numpy(), median / freq[[0, 1, 2]], rtol=1e-6)
+    assert float(weights[3]) == 100.0  # never seen: the largest weight
+    assert float(balanced_class_weights(freq, power=1.0)[4]) == 10.0  # clipped at the default limit
+    np.testing.assert_allclose(balanced_class_weights(freq, power=0.0, limits=(0.0, 1.0))[:3].numpy(), 1.0)
+    sqrt = balanced_class_weights(freq, power=0.5, limits=(0.0, 1e9))
+    np.testing.assert_allclose(sqrt[:3].numpy() ** 2, weights[:3].numpy(), rtol=1e-5)
+    with pytest.raises(ValueError):
+        balanced_class_weights(np.array([0.5, -1.0]))
+
+
+def test_label_frequencies_mix_sources_by_their_weights():
+    from train.balance import label_frequencies
+
+    a = [(None, np.array([[0, 1], [1, 1]], dtype=np.uint8))] * 3  # class 1: 3/4 of a's pixels
+    b = [(None, np.array([[2, 2], [255, 0]], dtype=np.uint8))] * 5  # 2/3 class 2, 1/3 class 0; 255 ignored
+    shares = label_frequencies([(a, 1.0), (b, 3.0)], num_values=3)
+    np.testing.assert_allclose(shares, [(0.25 + 3 / 3) / 4, 0.75 / 4, 3 * (2 / 3) / 4], rtol=1e-6)
+    assert shares.sum() == pytest.approx(1.0)

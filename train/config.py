@@ -53,6 +53,7 @@ class TrainConfig:
     head_lr_mult: float = 1.0
     loss_weights: tuple[float, float, float] = (0.6, 0.5, 0.4)
     loss_at: str = "native"
+    class_balance: float = 0.0
     # Augmentation
     crop_size: int = 473
     scale_range: tuple[float, float] = (0.5, 1.5)
@@ -89,6 +90,8 @@ class TrainConfig:
             raise ValueError(f"unknown ablation {self.ablation!r}; choose one of {sorted(ABLATIONS)}")
         if self.batch_size < 2:
             raise ValueError("batch_size must be at least 2 (the pyramid pooling's 1x1 bin uses batch norm)")
+        if not 0.0 <= self.class_balance <= 2.0:
+            raise ValueError(f"class_balance is an exponent in [0, 2], got {self.class_balance}")
         for name in ("copy_paste", "blur", "jpeg", "val_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} is a probability/fraction in [0, 1], got {getattr(self, name)}")
@@ -234,6 +237,14 @@ def get_args_parser(
         default=d.loss_at,
         help="score each head at its own resolution with labels brought down (native, cheap on CPUs) "
         "or at the input resolution with up-sampled logits (full)",
+    )
+    g.add_argument(
+        "--class-balance",
+        type=float,
+        default=d.class_balance,
+        metavar="POWER",
+        help="weight each class by (median frequency / its frequency) ** POWER, frequencies measured on "
+        "the training mixture at start-up (0 = off, 0.5 = square root, 1 = median-frequency balancing)",
     )
 
     g = p.add_argument_group("augmentation")

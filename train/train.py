@@ -39,6 +39,7 @@ from ssfnet.precision import use_bf16
 
 from . import pack  # noqa: F401  (registers the "pack" source kind)
 from .augment import CopyPaste, Photometric, TrainDataset, batch_generator, save_augment_grid
+from .balance import mixture_value_weights
 from .config import TrainConfig, parse_args
 from .engine import (
     LoopContext,
@@ -370,7 +371,10 @@ def _run(config: TrainConfig, info: DistInfo, device: torch.device, out: Path, c
         )
 
     # Optimisation
-    criterion = ParsingLoss(label_set, weights=config.loss_weights).to(device)
+    value_weights = value_shares = None
+    if config.class_balance > 0:
+        value_weights, value_shares = mixture_value_weights(train_sources, label_set.num_ids, config.class_balance)
+    criterion = ParsingLoss(label_set, weights=config.loss_weights, value_weights=value_weights).to(device)
     optimizer = torch.optim.SGD(
         param_groups(model, config.lr, config.head_lr_mult),
         lr=config.lr,
@@ -426,6 +430,12 @@ def _run(config: TrainConfig, info: DistInfo, device: torch.device, out: Path, c
             "budget_s": schedule.budget_s,
             "train_sizes": [len(d) for d, _ in train_sources],
         }
+        if value_weights is not None:
+            names = list(label_set.names) + [name for name, _ in label_set.coarse]
+            resolved["value_weights"] = {
+                name: {"share": round(float(share), 6), "weight": round(float(weight), 4)}
+                for name, share, weight in zip(names, value_shares, value_weights.tolist())
+            }
         write_json(out / "config.json", {**config.to_dict(), "resolved": resolved})
         write_json(out / "split.json", split)
         log, val_log = JsonlWriter(out / "log.jsonl"), JsonlWriter(out / "val.jsonl")
