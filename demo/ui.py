@@ -791,7 +791,7 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
                         label="Examples (click one)",
                         columns=2,
                         rows=(len(examples) + 1) // 2,
-                        height="auto",
+                        height=150 * ((len(examples) + 1) // 2) + 40,
                         object_fit="contain",
                         allow_preview=False,
                         format="png",
@@ -827,6 +827,8 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
                     allow_custom_value=True,
                     elem_id="label",
                 )
+                # The label being applied, in its colour, in view above the canvas while painting.
+                painting = gr.HTML(painting_chip(None, 0), elem_id="painting")
                 with gr.Tabs():
                     with gr.Tab("Overlay & click tools", id="view"):
                         view = gr.Image(
@@ -855,7 +857,6 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
                             "yet applied. Apply strokes before using the click tools: other edits redraw this canvas. "
                             "Zoom with the canvas's zoom controls."
                         )
-                        painting = gr.HTML(painting_chip(None, 0), elem_id="painting")
                         editor = gr.ImageEditor(
                             type="numpy",
                             image_mode="RGBA",
@@ -1013,7 +1014,7 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
 
         label.input(brush_for, [session_state, label], editor, api_visibility="private")
         label.change(painting_chip, [session_state, label], painting, api_visibility="private", show_progress="hidden")
-        key_box.input(key_label, [session_state, key_box, label], [label, editor], api_visibility="private")
+        key_box.change(key_label, [session_state, key_box, label], [label, editor], api_visibility="private")
         demo.load(None, js=KEYS_JS)
         paint_inputs = [session_state, editor, opacity, hidden]
         apply_btn.click(apply_strokes, paint_inputs, view_outputs, api_name="apply_strokes")
@@ -1063,7 +1064,8 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
                 api_name="finetune_start",
             ).then(finetune_polling, None, finetune_timer, api_visibility="private")
             finetune_cancel_btn.click(finetune_cancel, None, [finetune_html, finetune_log], api_name="finetune_cancel")
-            save_event.then(finetune_corrections, None, finetune_html, api_visibility="private")
+            for event in (save_event, accept_event):
+                event.then(finetune_corrections, None, finetune_html, api_visibility="private")
             refresh_event.then(base_choices, finetune_base, finetune_base, api_visibility="private")
             finetune_refresh_btn.click(
                 finetune_status, finetune_inputs, finetune_outputs, api_name="finetune_status"

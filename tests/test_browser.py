@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from demo.settings import Settings
 from ssfnet import build_model, save_checkpoint
@@ -174,8 +175,15 @@ def options_of(driver, element_id: str) -> list[str]:
 
 
 def upload_photo(driver, photo: Path = PHOTO) -> None:
-    driver.find_element(By.CSS_SELECTOR, "#upload input[type=file]").send_keys(str(photo))
-    wait_for_text(driver, "message", f"Parsed **{photo.name}**".replace("**", ""))
+    """Upload ``photo`` (the file box is cleared first if it holds an earlier one) and wait for its parse."""
+    for clear in driver.find_elements(By.CSS_SELECTOR, "#upload button[aria-label=Clear]"):
+        clear.click()
+    box = WebDriverWait(driver, 10).until(lambda d: d.find_element(By.CSS_SELECTOR, "#upload input[type=file]"))
+    box.send_keys(str(photo))
+    # "Parsed x.jpg", or "Opened x.jpg" where no model could be used.
+    WebDriverWait(driver, 60).until(
+        lambda d: re.search(rf"(Parsed|Opened) {re.escape(photo.name)}", text_of(d, "message"))
+    )
 
 
 def pixels_per_label(driver) -> dict[int, int]:
@@ -250,7 +258,7 @@ def test_the_finetune_panel_offers_checkpoints_added_later_and_counts_saves(app_
 
     # A save updates the count the panel shows.
     upload_photo(browser)
-    browser.find_element(By.ID, "save").click()
+    browser.find_element(By.ID, "accept").click()  # the unedited proposal, accepted as correct
     wait_for_text(browser, "message", "Saved as")
     wait_for_text(browser, "finetune-status", "1 saved correction(s)")
 
@@ -279,3 +287,120 @@ def test_the_finetune_panel_offers_checkpoints_added_later_and_counts_saves(app_
     )
     refresh.click()
     WebDriverWait(browser, 30).until(lambda d: any(o.startswith("second") for o in options_of(d, "finetune-base")))
+
+
+EXAMPLES = sorted((REPO / "assets" / "examples").glob("*.jpg"))
+
+
+def status_counts(driver) -> tuple[int, int]:
+    """(pixels changed, undo steps) from the status line."""
+    status = text_of(driver, "status")
+    pixels = int(re.search(r"([\d,]+) pixels changed", status).group(1).replace(",", ""))
+    return pixels, int(re.search(r"(\d+) undo step", status).group(1))
+
+
+def test_unsaved_work_is_kept_as_a_draft_and_click_tools_keep_strokes(app, browser):
+    first, other = EXAMPLES[0], EXAMPLES[3]  # photos no other test leaves a draft of
+    open_page(browser, app.port)
+    upload_photo(browser, first)
+    paint_a_stroke(browser)  # painted, not applied
+
+    # A click tool would redraw the canvas and drop the strokes: it refuses and says so.
+    next(b for b in browser.find_elements(By.CSS_SELECTOR, "button[role=tab]") if "Overlay" in b.text).click()
+    next(e for e in browser.find_elements(By.CSS_SELECTOR, "#tool label") if "Relabel region" in e.text).click()
+    overlay = browser.find_element(By.CSS_SELECTOR, "#overlay img")
+    ActionChains(browser).move_to_element_with_offset(overlay, 0, 60).click().perform()
+    WebDriverWait(browser, 30).until(lambda d: "Unapplied strokes" in d.find_element(By.TAG_NAME, "body").text)
+    assert status_counts(browser) == (0, 0)
+
+    # Another photo: the strokes and edits of the first are kept as a draft ...
+    upload_photo(browser, other)
+    assert "kept as a draft" in text_of(browser, "message")
+    # ... and opening the first again continues from it.
+    upload_photo(browser, first)
+    assert "continued from your unsaved draft" in text_of(browser, "message")
+    assert status_counts(browser)[0] > 0
+
+    # Save refuses the model's unedited labels; accepting them is a separate, recorded choice.
+    upload_photo(browser, other)
+    browser.find_element(By.ID, "save").click()
+    wait_for_text(browser, "message", "Not saved")
+    browser.find_element(By.ID, "accept").click()
+    message = wait_for_text(browser, "message", "accepted as correct")
+    (meta,) = [json.loads(m.read_text()) for m in (app.corrections_dir / "meta").glob("*.json") if m.stem in message]
+    assert meta["extra"]["review"] == "accepted proposal" and meta["source_name"] == other.name
+
+
+def press(driver, *keys, hold: tuple = ()) -> None:
+    """Type ``keys`` into the page (not into a text box) while holding the modifiers ``hold``."""
+    driver.execute_script("document.activeElement && document.activeElement.blur()")
+    actions = ActionChains(driver)
+    for modifier in hold:
+        actions.key_down(modifier)
+    actions.send_keys(*keys)
+    for modifier in reversed(hold):
+        actions.key_up(modifier)
+    actions.perform()
+
+
+def test_keyboard_picks_labels_and_undoes(app, browser):
+    open_page(browser, app.port)
+    upload_photo(browser, EXAMPLES[2])
+    label_box = browser.find_element(By.CSS_SELECTOR, "#label input")
+    press(browser, "5")
+    WebDriverWait(browser, 20).until(lambda d: label_box.get_attribute("value").startswith("5: "))
+    wait_for_text(browser, "painting", "5: ", timeout=20)  # the label being painted, shown above the canvas
+    press(browser, "1", "2")  # two digits quickly: label 12
+    WebDriverWait(browser, 20).until(lambda d: label_box.get_attribute("value").startswith("12: "))
+
+    next(e for e in browser.find_elements(By.CSS_SELECTOR, "#tool label") if "Relabel region" in e.text).click()
+    overlay = browser.find_element(By.CSS_SELECTOR, "#overlay img")
+    ActionChains(browser).move_to_element_with_offset(overlay, 0, 60).click().perform()
+    wait_for_text(browser, "status", "1 undo step(s)")
+    press(browser, "z", hold=(Keys.CONTROL,))
+    wait_for_text(browser, "status", "0 undo step(s)")
+    press(browser, "z", hold=(Keys.CONTROL, Keys.SHIFT))
+    wait_for_text(browser, "status", "1 undo step(s)")
+    assert "Ctrl+Z" in browser.page_source  # the shortcuts are listed in the app
+
+
+def queue_row_texts(driver) -> list[str]:
+    return [row.text for row in driver.find_elements(By.CSS_SELECTOR, "#queue-table tbody tr")]
+
+
+def test_queue_from_a_folder_with_next_previous_and_ranking(app, browser, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    names = []
+    for photo in EXAMPLES[:3]:  # mirrored: photos of their own, without drafts or saves of other tests
+        Image.open(photo).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(folder / f"m_{photo.name}", quality=90)
+        names.append(f"m_{photo.name}")
+    open_page(browser, app.port)
+    box = browser.find_element(By.CSS_SELECTOR, "#queue-folder textarea, #queue-folder input")
+    box.clear()
+    box.send_keys(str(folder))
+    browser.find_element(By.ID, "queue-load").click()
+    WebDriverWait(browser, 30).until(lambda d: len(queue_row_texts(d)) == 3)
+    assert "3 photos, by name" in text_of(browser, "queue-table")
+
+    browser.find_element(By.ID, "queue-next").click()
+    wait_for_text(browser, "message", f"Parsed {names[0]}")
+    wait_for_text(browser, "queue-table", "photo 1 of 3")
+    press(browser, "n")  # the keyboard's next
+    wait_for_text(browser, "message", f"Parsed {names[1]}")
+    browser.find_element(By.ID, "queue-prev").click()
+    wait_for_text(browser, "message", f"Parsed {names[0]}")
+    wait_for_text(browser, "queue-table", "photo 1 of 3")
+
+    # Saving marks the photo saved in the queue; the status lives on disk (kept across restarts).
+    browser.find_element(By.ID, "accept").click()
+    wait_for_text(browser, "message", "Saved as")
+    WebDriverWait(browser, 30).until(lambda d: "saved" in queue_row_texts(d)[0])
+
+    browser.find_element(By.ID, "queue-rank").click()
+    wait_for_text(browser, "queue-table", "by uncertainty", timeout=120)
+    scores = [float(row.split()[-1]) for row in queue_row_texts(browser)]
+    assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
+    browser.find_element(By.ID, "queue-next").click()
+    first = queue_row_texts(browser)[0].split()[1]
+    wait_for_text(browser, "message", f"Parsed {first}")
