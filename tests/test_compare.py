@@ -1,0 +1,64 @@
+"""The equal-budget comparison runner: rows train through the trainer, final weights are scored, tables resume."""
+
+from __future__ import annotations
+
+import json
+
+from helpers import TINY
+from test_train import write_viton
+
+from train.compare import SUITES, Row, Suite, format_table, row_key, run_suite
+
+TINY_FLAGS = tuple(item for key, value in TINY.items() for item in ("--model-option", f"{key}={value}"))
+
+
+def test_rows_train_score_and_resume_with_failures_reported(tmp_path, capsys):
+    root = tmp_path / "data"
+    write_viton(root / "viton", n=12)
+    suite = Suite(
+        name="tiny",
+        data=("viton:{root}/viton",),
+        recipe=("--crop-size", "64", "-b", "2", "--epoch-size", "4", "--val-fraction", "0.3", "-j", "0"),
+        rows=(
+            Row("Lite", ("--variant", "ssfnet_lite", *TINY_FLAGS), seeds=(0, 1), paper=50.0),
+            Row("Broken", ("--variant", "no_such_model")),
+        ),
+        latency=True,
+        figures=(("viton", "miou", "VITON mIoU"),),
+    )
+    results = run_suite(suite, tmp_path / "out", minutes=0.15, data_root=str(root))
+    for seed in (0, 1):
+        entry = results[f"lite-s{seed}"]
+        assert entry["iterations"] > 0 and entry["parameters_m"] > 0 and entry["cpu_ms_473"] > 0
+        assert 0.0 <= entry["single"]["viton"]["miou"] <= 100.0
+        assert "--seed " + str(seed) in entry["command"] and "--max-minutes 0.15" in entry["command"]
+    assert "exited" in results["broken-s0"]["error"]
+    table = (tmp_path / "out" / "table.md").read_text()
+    assert "| Lite | 0 |" in table and "| Lite | 1 |" in table and "failed" in table
+    assert "Seed spread" in table and "50.00" in table
+    assert json.loads((tmp_path / "out" / "results.json").read_text()).keys() == results.keys()
+
+    # A second call skips the finished rows and retries the failed one only.
+    capsys.readouterr()
+    run_suite(suite, tmp_path / "out", minutes=0.15, data_root=str(root), rows=["Lite"])
+    assert "lite-s0: done earlier, skipped" in capsys.readouterr().out
+
+
+def test_missing_data_is_skipped_with_a_message(tmp_path, capsys):
+    assert run_suite(SUITES["race"], tmp_path / "out", minutes=1, data_root=str(tmp_path / "nowhere")) == {}
+    assert "needs" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_suites_name_the_issue_rows_and_paper_figures(capsys):
+    table2 = SUITES["table2"]
+    assert [row.paper for row in table2.rows][:6] == [65.67, 65.80, 66.09, 67.19, 67.73, 69.62]
+    assert {row_key(row, 1) for row in table2.rows if 1 in row.seeds} == {
+        "baseline-s1",
+        "baseline-smm-s1",
+        "ssfnet-smm-ram-s1",
+    }
+    assert "--label-set" in table2.recipe and table2.multiscale
+    race = [row.flags for row in SUITES["race"].rows]
+    assert ("--backbone-weights", "none") == race[1][-2:] and "lraspp_mobilenet_v3_large" in race[2]
+    run_suite(SUITES["race"], "unused", minutes=30, data_root="/", dry_run=True)  # data check fails first
+    assert format_table(table2, {}).count("\n") == 2
