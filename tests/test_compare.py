@@ -62,3 +62,18 @@ def test_suites_name_the_issue_rows_and_paper_figures(capsys):
     assert ("--backbone-weights", "none") == race[1][-2:] and "lraspp_mobilenet_v3_large" in race[2]
     run_suite(SUITES["race"], "unused", minutes=30, data_root="/", dry_run=True)  # data check fails first
     assert format_table(table2, {}).count("\n") == 2
+
+
+def test_committed_validation_lists_are_the_trainers_split(dataset_dir):
+    from pathlib import Path
+
+    from ssfnet import get_label_set
+    from ssfnet.data import open_source, parse_source, split_ids
+
+    folder = Path(__file__).resolve().parents[1] / "train" / "splits"
+    for kind in ("viton", "ccp", "pascal-person-part"):
+        listed = (folder / f"{kind}-val.txt").read_text().split()
+        assert listed == sorted(listed) and len(listed) > 100
+        root = dataset_dir(kind)
+        everything = open_source(parse_source(f"{kind}:{root}"), get_label_set("lip-20"))
+        assert split_ids(everything.ids, 0.15, 0)[1] == listed
