@@ -505,8 +505,10 @@ def test_sigterm_and_ctrl_c_remove_the_app_folders(tmp_path, how):
     assert list(tmp_path.glob("ssfnet-*")) == []
 
 
-@pytest.mark.parametrize("settle", [0.0, 3.0])  # SIGTERM while launch() finishes starting, and once it waits
-def test_app_py_with_a_bad_checkpoint_says_one_line_and_leaves_nothing_on_sigterm(saved, tmp_path, settle):
+# SIGTERM while launch() finishes starting; Ctrl-C (SIGINT, what SIGTERM becomes) once it waits.
+@pytest.mark.slow
+@pytest.mark.parametrize("how, settle", [(signal.SIGTERM, 0.0), (signal.SIGINT, 3.0)])
+def test_app_py_with_a_bad_checkpoint_says_one_line_and_leaves_nothing_on_exit(saved, tmp_path, how, settle):
     import urllib.request
 
     from helpers import free_port
@@ -538,13 +540,13 @@ def test_app_py_with_a_bad_checkpoint_says_one_line_and_leaves_nothing_on_sigter
         assert list(temp.glob(f"ssfnet-*-{proc.pid}-*")), "the app made its folders"
         time.sleep(settle)
     finally:
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(how)
         output = proc.communicate(timeout=60)[0]
     assert proc.returncode == 0, output
     assert "Traceback" not in output, output
     lines = [line for line in output.splitlines() if "JSON object" in line]
     assert len(lines) == 1 and "starting without a model" in lines[0], output
-    assert list(temp.glob("ssfnet-*")) == [], "SIGTERM removes the app's temporary folders"
+    assert list(temp.glob("ssfnet-*")) == [], "the app's temporary folders are removed on exit"
 
 
 # ---------------------------------------------------------------------------------------------
