@@ -581,7 +581,9 @@ def load_state_dict(directory: str | Path, *, verify: bool = True) -> tuple[Orde
     paths = []
     for shard in meta["shards"]:
         path = directory / shard["file"]
-        if path.is_symlink() or not path.is_file():
+        if path.is_symlink():
+            raise CheckpointError(f"checkpoint shard {path} is a link: shards must be files inside the folder")
+        if not path.is_file():
             raise CheckpointError(f"checkpoint shard {path} is missing")
         if "bytes" in shard and path.stat().st_size != shard["bytes"]:
             size = path.stat().st_size

@@ -189,6 +189,16 @@ def test_shard_names_must_be_plain_names_inside_the_folder(copy, tmp_path, name)
         load_checkpoint(folder)
 
 
+def test_a_shard_linked_to_a_file_outside_is_refused(copy, tmp_path):
+    folder, _ = copy
+    shard = next(folder.glob("*.safetensors"))
+    outside = tmp_path / "outside.safetensors"
+    shutil.move(shard, outside)
+    shard.symlink_to(outside)
+    with pytest.raises(CheckpointError, match="link"):
+        load_checkpoint(folder)
+
+
 def test_split_tensor_parts_checked_against_headers_before_allocating(copy):
     folder, edit = copy
     name = next(iter(_meta(folder)["split_tensors"]))
