@@ -233,7 +233,7 @@ def validate_metadata(meta: object, source: str = METADATA_FILE) -> dict:
             "num_classes",
             f"is {num_classes} but label set {label_set} has {LABEL_SETS[label_set].num_classes} classes",
         )
-    if meta["dtype"] not in _FLOAT_DTYPES:
+    if not isinstance(meta["dtype"], str) or meta["dtype"] not in _FLOAT_DTYPES:
         raise bad("dtype", f"must be one of {sorted(_FLOAT_DTYPES)}, got {meta['dtype']!r}")
     for key in ("name", "created"):
         if key in meta and not isinstance(meta[key], str):

@@ -12,9 +12,12 @@ whether ``best/`` exists and verifies, and the bytes of temporaries and orphans.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import random
+import resource
+import shutil
 import signal
 import sys
 import tempfile
@@ -26,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ssfnet import build_model, list_checkpoints, save_checkpoint  # noqa: E402
+from ssfnet import build_model, list_checkpoints, load_checkpoint, save_checkpoint  # noqa: E402
 from ssfnet.checkpoint import CheckpointError, load_state_dict  # noqa: E402
 from ssfnet.data.corrections import list_corrections, load_correction, save_correction, sweep_corrections  # noqa: E402
 
@@ -133,11 +136,90 @@ def corrections_loop(root: Path, kills: int, rng: random.Random) -> dict:
     return stats
 
 
+_HOSTILE = [None, "", "20", "lip-20", 20, 0, -1, 1e10, 10**10, 2**63, True, [], {}, [1, 2], {"a": 1}, "../x",
+            "/etc/passwd", "model-00001-of-00001.safetensors", "0" * 64, float("nan")]  # fmt: skip
+
+
+def _paths(value, prefix=()):
+    """Every (path of keys) into a JSON value, containers included."""
+    yield prefix
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _paths(v, prefix + (k,))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _paths(v, prefix + (i,))
+
+
+def _tamper(folder: Path, rng: random.Random) -> str:
+    """One random change to a checkpoint folder; returns what was done."""
+    meta_path = folder / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    shards = sorted(folder.glob("*.safetensors"))
+    kind = rng.choice(["set", "set", "set", "delete", "whole", "flip", "truncate"])
+    if kind in ("flip", "truncate"):
+        shard = rng.choice(shards)
+        data = bytearray(shard.read_bytes())
+        if kind == "flip":
+            data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+        else:
+            data = data[: rng.randrange(len(data))]
+        shard.write_bytes(bytes(data))
+        return kind
+    if kind == "whole":
+        meta_path.write_text(json.dumps(rng.choice(_HOSTILE)))
+        return kind
+    path = rng.choice([p for p in _paths(meta) if p and p[0] not in ("metrics", "training")] or [("name",)])
+    parent = meta
+    for key in path[:-1]:
+        parent = parent[key]
+    value = rng.choice(_HOSTILE)
+    if kind == "delete":
+        del parent[path[-1]]
+    else:
+        parent[path[-1]] = value
+    meta_path.write_text(json.dumps(meta))
+    return f"{kind} {'.'.join(map(str, path))}" + ("" if kind == "delete" else f" = {value!r}")
+
+
+def tamper_loop(root: Path, rounds: int, rng: random.Random) -> dict:
+    """Load checkpoints changed at random: each must load exactly, or fail with CheckpointError."""
+    torch.manual_seed(0)
+    options = {"ppm_bin_channels": 8, "ppm_channels": 16, "top_channels": 16, "mid_channels": 8, "high_channels": 8,
+               "aux_channels": 8}  # fmt: skip
+    model = build_model("ssfnet_lite", 20, **options)
+    original = save_checkpoint(model, root / "original", variant="ssfnet_lite", label_set="lip-20", options=options,
+                               dtype=torch.float16, max_shard_bytes=4_000_000)  # fmt: skip
+    reference = {k: v.half() for k, v in model.state_dict().items() if v.is_floating_point()}
+    stats = {"rounds": rounds, "refused": 0, "loaded": 0, "loaded_altered": 0, "other": [], "slowest_s": 0.0}
+    for i in range(rounds):
+        folder = root / f"t{i}"
+        shutil.copytree(original, folder)
+        what = _tamper(folder, rng)
+        began = time.perf_counter()
+        try:
+            loaded, _ = load_checkpoint(folder)
+        except CheckpointError:
+            stats["refused"] += 1
+        except Exception as err:  # anything else is a bug: the loader must say what is wrong
+            stats["other"].append(f"{what}: {type(err).__name__}: {err}")
+        else:
+            stats["loaded"] += 1
+            state = loaded.state_dict()
+            if any(not torch.equal(state[k].half(), v) for k, v in reference.items()):
+                stats["loaded_altered"] += 1
+        stats["slowest_s"] = max(stats["slowest_s"], time.perf_counter() - began)
+        shutil.rmtree(folder)
+    stats["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return stats
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kills", type=int, default=20, help="kills during save_checkpoint(overwrite=True)")
     parser.add_argument("--corrections-kills", type=int, default=40, help="kills during save_correction")
     parser.add_argument("--swap-pause", type=float, default=0.3, help="seconds between the renames in the 2nd loop")
+    parser.add_argument("--tamper", type=int, default=300, help="random changes to a checkpoint, each loaded")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)  # the recoveries' own warnings would drown the table
@@ -152,6 +234,7 @@ def main() -> None:
             ),
         ]
         co = corrections_loop(Path(tmp) / "corrections", args.corrections_kills, rng)
+        ta = tamper_loop(Path(tmp) / "tamper", args.tamper, rng)
     mb = 1e6
     for how, ck in loops:
         print(f"save_checkpoint(overwrite=True): {ck['kills']} kills {how} (one save: {ck['save_s']:.2f} s)")
@@ -166,6 +249,13 @@ def main() -> None:
           f"({max(before)} / {max(b for _, b in co['orphans_before']) / mb:.2f})")  # fmt: skip
     print(f"  orphans after sweep_corrections (max)      {max(n for n, _ in co['orphans_after']):>4} files")
     print(f"  complete records / unreadable              {co['records']:>4} / {co['unreadable_after']}")
+    print(f"tampered checkpoints: {ta['rounds']} random changes (metadata fields, whole metadata, shard bytes)")
+    print(f"  refused with CheckpointError               {ta['refused']:>4}")
+    print(f"  loaded (change harmless) / weights altered {ta['loaded']:>4} / {ta['loaded_altered']}")
+    print(f"  any other exception                        {len(ta['other']):>4}")
+    for line in ta["other"][:10]:
+        print(f"    {line}")
+    print(f"  slowest load / peak RSS of the probe       {ta['slowest_s']:.2f} s / {ta['max_rss_mb']:.0f} MB")
 
 
 if __name__ == "__main__":
