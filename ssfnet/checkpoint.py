@@ -24,6 +24,7 @@ temporaries whose writer is gone.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import errno
 import hashlib
@@ -293,10 +294,12 @@ def validate_metadata(meta: object, source: str = METADATA_FILE) -> dict:
 
 
 def _remove(path: Path) -> None:
+    """Remove a file or folder as far as possible (a read-only folder must not stop a reader)."""
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
     else:
-        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
 
 
 def recover_checkpoint(directory: str | Path) -> None:

@@ -473,6 +473,18 @@ def test_sweep_removes_debris_of_killed_saves_only(tmp_path):
     assert [m["id"] for m in list_corrections(tmp_path)] == [kept]
 
 
+def test_sweep_of_a_read_only_store_does_not_fail(tmp_path, monkeypatch):
+    save_correction(tmp_path, np.zeros((32, 32, 3), np.uint8), np.zeros((32, 32), np.uint8), "lip-20")
+    (tmp_path / "meta" / ".eee-5.json.tmp").write_text(f"{_dead_pid()}\n")
+
+    def read_only(self, missing_ok=False):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(Path, "unlink", read_only)
+    assert sweep_corrections(tmp_path) == []
+    assert len(list_corrections(tmp_path)) == 1
+
+
 def test_app_temp_folders_are_named_by_pid_removed_on_exit_and_swept(tmp_path, monkeypatch):
     from demo import cleanup
 

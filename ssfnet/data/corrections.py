@@ -285,6 +285,17 @@ def _claim_alive(claim: Path, now: float) -> bool:
     return now - made_at < CLAIM_GRACE_S
 
 
+def _unlink(path: Path) -> bool:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    except OSError as err:  # a read-only store is read, not cleaned
+        logger.warning("could not remove %s: %s", path, err.strerror or err)
+        return False
+    return True
+
+
 def sweep_corrections(root: str | os.PathLike) -> list[Path]:
     """Remove what writers killed mid-save left in a corrections folder.
 
@@ -307,8 +318,7 @@ def sweep_corrections(root: str | os.PathLike) -> list[Path]:
         record_id = claim.name[1 : -len(".json.tmp")]
         if _claim_alive(claim, now):
             live.add(record_id)
-        else:
-            claim.unlink(missing_ok=True)
+        elif _unlink(claim):
             removed.append(claim)
     for folder in (images, labels, meta_dir):
         if not folder.is_dir():
@@ -327,8 +337,8 @@ def sweep_corrections(root: str | os.PathLike) -> list[Path]:
                 continue
             if record_id in live or not path.is_file():
                 continue
-            path.unlink(missing_ok=True)
-            removed.append(path)
+            if _unlink(path):
+                removed.append(path)
     if removed:
         logger.warning("removed %d files left by interrupted saves in %s", len(removed), root)
     return removed
