@@ -1,6 +1,7 @@
 """Publishing a run: per-source scores, fp16 shards, cumulative minutes over warm-started runs."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -62,6 +63,23 @@ def test_warm_started_run_adds_minutes_and_keeps_history(tmp_path, sources):
     training = result["metadata"]["training"]
     assert training["cumulative_minutes"] == pytest.approx(15.0)
     assert [h["run"] for h in training["history"]] == ["run1", "run2"]
+
+
+def test_run_resumed_from_another_runs_last_counts_both_runs(tmp_path, sources):
+    work = tmp_path / "worktree"
+    out = tmp_path / "checkpoints" / "lite-lip20"
+    first = fake_run(work / "runs" / "run1", sources, elapsed_s=600)
+    shutil.copytree(first / "best", first / "last")
+    release(first, out)
+    # Started in the worktree with a path relative to it, released from elsewhere.
+    second = fake_run(work / "runs" / "run2", sources, elapsed_s=300, init="runs/run1/last", seed=1)
+    training = release(second, out, force=True)["metadata"]["training"]
+    assert training["cumulative_minutes"] == pytest.approx(15.0)
+    assert [h["run"] for h in training["history"]] == ["run1", "run2"]
+    assert training["init_checkpoint"] == "runs/run1/last"
+    third = fake_run(work / "runs" / "run3", sources, elapsed_s=60, init="runs/missing/last", seed=2)
+    with pytest.raises(FileNotFoundError, match="runs/missing/last"):
+        release(third, out, force=True)
 
 
 def test_not_replaced_when_worse_unless_forced(tmp_path, sources, capsys):

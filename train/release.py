@@ -136,13 +136,44 @@ def run_minutes(run: Path) -> float:
     raise FileNotFoundError(f"{run} has neither summary.json nor last/training_state.json")
 
 
-def prior_training(run: Path) -> tuple[float, list[dict]]:
-    """Minutes and history carried by the checkpoint the run warm-started from (0 and [] if none)."""
+def resolve_init(run: Path, init: str) -> Path:
+    """The folder a run warm-started from: as recorded, or relative to the folder the run was started in.
+
+    Runs live in ``WORKDIR/runs/NAME`` and record ``--init-checkpoint`` as typed, often relative
+    to ``WORKDIR`` (e.g. a separate git worktree the run was started from).
+    """
+    for candidate in (Path(init), run.resolve().parent.parent / init):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(f"{run} warm-started from {init}, which is not found (from here or {run.parent.parent})")
+
+
+def prior_training(run: Path, out: Path | None = None) -> tuple[float, list[dict]]:
+    """Minutes and history of everything before ``run``: 0 and [] if it started from scratch.
+
+    A run may warm-start from a released checkpoint (its metadata carries the minutes and history)
+    or from another run's ``last/`` or ``best/``: then that run's minutes count too, with what came
+    before it, and the history comes from ``out`` when that run was released there.
+    """
     config = json.loads((run / "config.json").read_text())
     init = config.get("init_checkpoint")
     if not init:
         return 0.0, []
-    meta = read_metadata(init)
+    path = resolve_init(run, init)
+    parent_run = path.parent
+    if path.name in ("last", "best") and (parent_run / "config.json").is_file():
+        minutes, history = prior_training(parent_run, out)
+        minutes += run_minutes(parent_run)
+        if out is not None and out.is_dir():
+            try:
+                released = read_metadata(out).get("training", {}).get("history", [])
+            except CheckpointError:
+                released = []
+            names = [h.get("run") for h in released]
+            if parent_run.name in names:
+                history = released[: names.index(parent_run.name) + 1]
+        return minutes, history
+    meta = read_metadata(path)
     training = meta.get("training", {})
     return float(training.get("cumulative_minutes", 0.0)), list(training.get("history", []))
 
@@ -229,7 +260,7 @@ def release(
         else None
     )
     minutes = run_minutes(run)
-    prior_minutes, history = prior_training(run)
+    prior_minutes, history = prior_training(run, out)
     cumulative = round(prior_minutes + minutes, 1)
     entry = {
         "run": run.name,
@@ -263,6 +294,8 @@ def release(
                     "blur",
                     "jpeg",
                     "backbone_weights",
+                    "class_balance",
+                    "loss_at",
                     "val_fraction",
                     "split_seed",
                 )
@@ -270,6 +303,7 @@ def release(
             "precision": "bf16 autocast" if config.get("resolved", {}).get("amp_bf16") else "fp32",
             "hardware": hardware(),
             "cumulative_minutes": cumulative,
+            "init_checkpoint": config.get("init_checkpoint"),
             "runs": len(history) + 1,
             "history": history + [entry],
             "iteration": meta.get("iteration"),
