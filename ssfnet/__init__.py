@@ -1,6 +1,6 @@
 """SSFNet human parsing: model, label sets, data, losses, metrics, predictor, checkpoints."""
 
-from .build import ABLATIONS, VARIANTS, ModelConfig, build_model
+from .build import ABLATIONS, MODELS, VARIANTS, ModelConfig, build_model, list_models
 from .checkpoint import CheckpointError, list_checkpoints, load_checkpoint, save_checkpoint
 from .labels import IGNORE_INDEX, LABEL_SETS, LabelSet, get_label_set
 from .predictor import Predictor, load_predictor
@@ -10,6 +10,8 @@ __all__ = [
     "IGNORE_INDEX",
     "LABEL_SETS",
     "VARIANTS",
+    "MODELS",
+    "list_models",
     "CheckpointError",
     "LabelSet",
     "ModelConfig",

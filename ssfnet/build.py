@@ -1,4 +1,4 @@
-"""Named variants and the one function that assembles a model."""
+"""The model registry: every model name, how it is built, and the one function that builds it."""
 
 from __future__ import annotations
 
@@ -79,19 +79,67 @@ ABLATIONS: dict[str, dict[str, str]] = {
 }
 
 
+@dataclass(frozen=True)
+class ModelSpec:
+    """One entry of :data:`MODELS`.
+
+    Attributes:
+        name: The name checkpoints, ``--variant`` and the bench use.
+        family: ``"ssfnet"`` (built from ``config``, takes options and ablation switches) or
+            ``"torchvision"`` (a peer, built as torchvision defines it, no options).
+        description: One line for listings.
+        config: The SSFNet hyper-parameters (``None`` for peers).
+    """
+
+    name: str
+    family: str
+    description: str
+    config: ModelConfig | None = None
+
+    @property
+    def takes_options(self) -> bool:
+        return self.family == "ssfnet"
+
+
+_DESCRIPTIONS = {
+    "ssfnet_r101": "the paper's SSFNet: dilated ResNet-101 (deep stem), output stride 8",
+    "ssfnet_r50": "SSFNet on a dilated ResNet-50",
+    "ssfnet_lite": "SSFNet on a dilated ResNet-18 with narrow decoders",
+    "ssfnet_lite0": "SSFNet for CPUs: EfficientNet-Lite0 (ImageNet), context brought to 1/8, narrow decoders",
+}
+
+# Every model name, in listing order: the SSFNet variants, then torchvision's peers.
+MODELS: dict[str, ModelSpec] = {
+    **{name: ModelSpec(name, "ssfnet", _DESCRIPTIONS[name], config) for name, config in VARIANTS.items()},
+    **{name: ModelSpec(name, "torchvision", f"torchvision {name} (peer, random init)") for name in PEERS},
+}
+
+
+def list_models(family: str | None = None) -> list[str]:
+    """Names of the registered models (of one ``family`` if given), in registry order."""
+    return [name for name, spec in MODELS.items() if family is None or spec.family == family]
+
+
+def get_model_spec(name: str) -> ModelSpec:
+    """The registry entry of ``name``; ValueError naming the choices if there is none."""
+    try:
+        return MODELS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown variant {name!r}; choose one of {list_models()}") from None
+
+
 def model_options(variant: str, **options) -> dict:
     """The full option dict of ``variant`` with ``options`` applied (validated)."""
-    if variant in PEERS:
+    spec = get_model_spec(variant)
+    if not spec.takes_options:
         if options:
             raise TypeError(f"{variant} takes no options, got {sorted(options)}")
         return {}
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; choose one of {sorted(VARIANTS) + list(PEERS)}")
     fields = {f.name for f in dataclasses.fields(ModelConfig)}
     unknown = sorted(set(options) - fields)
     if unknown:
         raise TypeError(f"unknown model options {unknown}; valid: {sorted(fields)}")
-    return dataclasses.asdict(dataclasses.replace(VARIANTS[variant], **options))
+    return dataclasses.asdict(dataclasses.replace(spec.config, **options))
 
 
 def build_model(
@@ -104,8 +152,8 @@ def build_model(
     """Build a randomly initialised model (nothing is downloaded).
 
     Args:
-        variant: A key of :data:`VARIANTS`, or one of torchvision's networks in
-            :data:`ssfnet.modeling.peers.PEERS` (``weights=None``).
+        variant: A name of :data:`MODELS` (:func:`list_models`): an SSFNet variant or one of
+            torchvision's networks (``weights=None``).
         num_classes: Number of classes of the label set.
         backbone_weights: ImageNet weights to start the backbone from: a local
             file (torchvision-format for ResNets, the EfficientNet-Lite0 state
@@ -124,7 +172,7 @@ def build_model(
     opts = model_options(variant, **options)
     if backbone_weights is not None and str(backbone_weights).lower() == "none":
         backbone_weights = None
-    if variant in PEERS:
+    if not get_model_spec(variant).takes_options:
         if backbone_weights is not None and str(backbone_weights) != "auto":
             raise ValueError("backbone_weights is only supported for SSFNet variants")
         return TorchvisionSegmenter(num_classes=num_classes, name=variant)

@@ -44,11 +44,10 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .build import VARIANTS, ModelConfig, build_model
+from .build import MODELS, ModelConfig, build_model, list_models
 from .io import current_umask, json_safe, writer_alive
 from .labels import LABEL_SETS
 from .modeling.network import BACKBONES
-from .modeling.peers import PEERS
 from .modeling.ram import Refinement
 
 logger = logging.getLogger(__name__)
@@ -158,7 +157,7 @@ def _plain_file_name(name: object) -> bool:
 
 def _option_errors(variant: str, options: dict) -> str | None:
     """Why ``options`` are not valid for ``variant`` (None when they are)."""
-    if variant in PEERS:
+    if not MODELS[variant].takes_options:
         return f"must be empty for {variant}" if options else None
     fields = {f.name: f for f in ModelConfig.__dataclass_fields__.values()}
     choices = {"backbone": BACKBONES, "fusion": ("none", "h", "hl", "smm"), "refinement": Refinement.__args__}
@@ -215,8 +214,8 @@ def validate_metadata(meta: object, source: str = METADATA_FILE) -> dict:
     if version > FORMAT_VERSION:
         raise bad("format_version", f"is {version}: a newer ssfnet wrote it (this one reads {FORMAT_VERSION})")
     variant = meta["variant"]
-    if not isinstance(variant, str) or variant not in (*VARIANTS, *PEERS):
-        raise bad("variant", f"names no known variant: {variant!r} (known: {sorted(VARIANTS) + list(PEERS)})")
+    if not isinstance(variant, str) or variant not in MODELS:
+        raise bad("variant", f"names no known variant: {variant!r} (known: {list_models()})")
     options = meta.get("options", {})
     if not isinstance(options, dict):
         raise bad("options", f"must be an object, got {type(options).__name__}")

@@ -163,3 +163,24 @@ def test_torchvision_weights_load(tmp_path):
     torch.testing.assert_close(model.backbone.conv1.weight, ref.conv1.weight)
     with pytest.raises(ValueError, match="shape"):
         build_model("ssfnet_r50", 5, backbone_weights=path)
+
+
+def test_one_registry_lists_and_builds_every_model(capsys):
+    from ssfnet import MODELS, list_models
+    from ssfnet.build import get_model_spec, model_options
+    from ssfnet.modeling.peers import PEERS
+    from train.config import parse_args
+
+    assert list_models() == [*VARIANTS, *PEERS] == list(MODELS)
+    assert list_models("ssfnet") == list(VARIANTS) and list_models("torchvision") == list(PEERS)
+    assert get_model_spec("ssfnet_lite0").takes_options
+    assert not get_model_spec("lraspp_mobilenet_v3_large").takes_options
+    assert all(MODELS[name].description for name in list_models())
+    with pytest.raises(ValueError, match="lraspp_mobilenet_v3_large"):
+        get_model_spec("no_such_model")
+    with pytest.raises(TypeError, match="takes no options"):
+        model_options("lraspp_mobilenet_v3_large", fusion="none")
+    assert parse_args(["--variant", "lraspp_mobilenet_v3_large"]).variant == "lraspp_mobilenet_v3_large"
+    with pytest.raises(SystemExit):
+        parse_args(["--variant", "no_such_model"])
+    assert "invalid choice" in capsys.readouterr().err

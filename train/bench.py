@@ -53,11 +53,10 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ssfnet import VARIANTS, build_model, get_label_set, precision
+from ssfnet import VARIANTS, build_model, get_label_set, list_models, precision
 from ssfnet.losses import ParsingLoss
-from ssfnet.modeling.peers import PEERS
 
-ALL_MODELS = (*VARIANTS, *PEERS)
+ALL_MODELS = tuple(list_models())
 DEFAULT_MODELS = (*VARIANTS, "lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large", "deeplabv3_resnet50")
 REFERENCE = "deeplabv3_resnet50"
 LITE = "ssfnet_lite0"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from ssfnet import ABLATIONS
+from ssfnet import ABLATIONS, MODELS, list_models
 
 
 @dataclass
@@ -183,8 +183,10 @@ def get_args_parser(
     g.add_argument(
         "--variant",
         default=d.variant,
-        help="ssfnet_r101 (default), ssfnet_r50, ssfnet_lite, ssfnet_lite0 (CPU), or a torchvision peer: "
-        "deeplabv3_resnet50, deeplabv3_resnet101, deeplabv3_mobilenet_v3_large, lraspp_mobilenet_v3_large",
+        choices=list_models(),
+        metavar="MODEL",
+        help="the model (default ssfnet_r101, or the init checkpoint's): "
+        + "; ".join(f"{name} = {MODELS[name].description}" for name in list_models()),
     )
     g.add_argument("--ablation", default=d.ablation, choices=sorted(ABLATIONS), help="a Table-2 row")
     g.add_argument(

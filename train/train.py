@@ -28,13 +28,12 @@ from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler, Sampler, Subset
 
 from ssfnet import ABLATIONS, get_label_set
-from ssfnet.build import build_model, model_options
+from ssfnet.build import build_model, get_model_spec, model_options
 from ssfnet.checkpoint import load_into, load_state_dict, save_checkpoint
 from ssfnet.data import EvalTransform, MixedDataset, TrainTransform, open_source, parse_source, split_ids
 from ssfnet.data.transforms import MEAN_COLOUR
 from ssfnet.labels import IGNORE_INDEX, LabelSet
 from ssfnet.losses import ParsingLoss
-from ssfnet.modeling.peers import PEERS
 from ssfnet.precision import use_bf16
 
 from . import pack  # noqa: F401  (registers the "pack" source kind)
@@ -223,7 +222,7 @@ def resolve_model(config: TrainConfig) -> ModelSetup:
     if config.ablation:
         options.update(ABLATIONS[config.ablation])
     options.update(config.model_options)
-    if variant in PEERS and options:
+    if not get_model_spec(variant).takes_options and options:
         raise ValueError(f"{variant} has no ablation switches or model options (got {sorted(options)})")
     return ModelSetup(variant, model_options(variant, **options), label_set, init_state, init_meta)
 
