@@ -195,21 +195,57 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    """Run the evaluation described by ``argv``; returns the result dict also written as JSON."""
-    args = parse_args(argv)
-    kwargs = {"scales": tuple(args.scales)}
-    if args.input_size:
-        kwargs["input_size"] = args.input_size
-    predictor = load_predictor(args.checkpoint, args.device, precision=args.precision, **kwargs)
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    data: list[str],
+    *,
+    gt_label_set: str | None = None,
+    split: str | Path | None = None,
+    multiscale: bool = False,
+    flip: bool = False,
+    scales: tuple[float, ...] = (0.75, 1.0, 1.25),
+    input_size: int | None = None,
+    limit: int | None = None,
+    batch_size: int = 4,
+    device: str | None = None,
+    precision: str = "auto",
+    out: str | Path | None = None,
+    progress: bool = True,
+) -> dict:
+    """Score a checkpoint on labelled sources; the result dict is also written to ``out/metrics.json``.
+
+    Args:
+        checkpoint: Checkpoint folder.
+        data: Sources ``KIND:PATH``.
+        gt_label_set: Label set of the ground truth (default: the model's), scored through
+            :func:`ssfnet.labels.eval_mapping`.
+        split: A run's ``split.json``: score only the ids it held out.
+        multiscale: Average ``scales``.
+        flip: Also average the mirrored image.
+        scales: Scales of multi-scale testing.
+        input_size: Longer side at scale 1 (default: the checkpoint's).
+        limit: Score at most this many images per source (an even spread).
+        batch_size: Images per predictor call.
+        device: ``cpu``, ``cuda`` (default: CUDA when available).
+        precision: ``auto``, ``bf16`` or ``fp32``.
+        out: Folder for ``metrics.json`` and ``confusion.png`` (nothing written if None).
+        progress: Show progress bars.
+
+    Returns:
+        mIoU, pixel and mean accuracy, per-class IoU, the confusion matrix and what was scored.
+    """
+    kwargs = {"scales": tuple(scales)}
+    if input_size:
+        kwargs["input_size"] = input_size
+    predictor = load_predictor(checkpoint, device, precision=precision, **kwargs)
     model_set = predictor.label_set
-    gt_set = get_label_set(args.gt_label_set) if args.gt_label_set else model_set
+    gt_set = get_label_set(gt_label_set) if gt_label_set else model_set
     mapping = None if gt_set is model_set else eval_mapping(model_set, gt_set)
     total = ConfusionMatrix(gt_set.num_classes, mapping=mapping, label_set=gt_set)
     began = time.perf_counter()
     images = 0
-    for text in args.data:
-        ids = held_out_ids(args.split, text) if args.split else None
+    for text in data:
+        ids = held_out_ids(split, text) if split else None
         dataset = open_source(text, gt_set, ids=ids)
         cm = evaluate_dataset(
             predictor,
@@ -217,26 +253,27 @@ def main(argv: list[str] | None = None) -> dict:
             gt_set.num_classes,
             mapping=mapping,
             label_set=gt_set,
-            multiscale=args.multiscale,
-            flip=args.flip,
-            batch_size=args.batch_size,
-            limit=args.limit,
+            multiscale=multiscale,
+            flip=flip,
+            batch_size=batch_size,
+            limit=limit,
+            progress=progress,
         )
         total.merge(cm)
-        images += len(spread(len(dataset), args.limit))
+        images += len(spread(len(dataset), limit))
     seconds = time.perf_counter() - began
     metrics = total.compute()
     result = {
-        "checkpoint": str(args.checkpoint),
-        "data": args.data,
-        "split": args.split,
+        "checkpoint": str(checkpoint),
+        "data": list(data),
+        "split": None if split is None else str(split),
         "images": images,
         "model_label_set": model_set.name,
         "gt_label_set": gt_set.name,
         "mapping": None if mapping is None else f"{model_set.name} -> {gt_set.name}",
-        "multiscale": args.multiscale,
-        "flip": args.flip,
-        "scales": list(predictor.scales) if args.multiscale else [1.0],
+        "multiscale": multiscale,
+        "flip": flip,
+        "scales": list(predictor.scales) if multiscale else [1.0],
         "input_size": predictor.input_size,
         "device": str(predictor.device),
         "seconds": round(seconds, 2),
@@ -249,25 +286,39 @@ def main(argv: list[str] | None = None) -> dict:
     }
     print(format_table(metrics, gt_set.names))
     print(f"{images} images in {seconds:.1f} s")
-    if args.out:
-        out = Path(args.out)
+    if out:
+        out = Path(out)
         write_json(out / "metrics.json", result)
-        mode = (
-            "multi-scale + flip"
-            if args.multiscale and args.flip
-            else "multi-scale"
-            if args.multiscale
-            else ("single-scale + flip" if args.flip else "single-scale")
-        )
+        mode = {(True, True): "multi-scale + flip", (True, False): "multi-scale", (False, True): "single-scale + flip"}
         plot_results(
             total.matrix,
             metrics,
             gt_set.names,
             out / "confusion.png",
-            title=f"{Path(args.checkpoint).name} on {', '.join(args.data)} ({mode})",
+            title=f"{Path(checkpoint).name} on {', '.join(data)} ({mode.get((multiscale, flip), 'single-scale')})",
         )
         print(f"wrote {out / 'metrics.json'} and {out / 'confusion.png'}")
     return result
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run the evaluation described by ``argv`` (:func:`evaluate_checkpoint`)."""
+    args = parse_args(argv)
+    return evaluate_checkpoint(
+        args.checkpoint,
+        args.data,
+        gt_label_set=args.gt_label_set,
+        split=args.split,
+        multiscale=args.multiscale,
+        flip=args.flip,
+        scales=tuple(args.scales),
+        input_size=args.input_size,
+        limit=args.limit,
+        batch_size=args.batch_size,
+        device=args.device,
+        precision=args.precision,
+        out=args.out,
+    )
 
 
 if __name__ == "__main__":

@@ -23,8 +23,8 @@ from pathlib import Path
 from ssfnet.data import CCPDataset
 from ssfnet.data.corrections import save_correction
 from ssfnet.labels import LIP_20
-from train import evaluate as evaluate_cli
 from train import finetune
+from train.evaluate import evaluate_checkpoint, held_out_ids
 from train.utils import write_json
 
 
@@ -61,13 +61,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def score(checkpoint: Path, data: str, split: Path, out: Path, *, gt_label_set: str, args, limit=None) -> dict:
-    argv = ["--checkpoint", str(checkpoint), "--data", data, "--split", str(split), "--out", str(out)]
-    argv += ["--gt-label-set", gt_label_set]
-    if limit:
-        argv += ["--limit", str(limit)]
-    if args.device:
-        argv += ["--device", args.device]
-    result = evaluate_cli.main(argv)
+    result = evaluate_checkpoint(
+        checkpoint, [data], gt_label_set=gt_label_set, split=split, limit=limit, device=args.device, out=out
+    )
     return {"miou": round(result["miou"], 2), "pixel_acc": round(result["pixel_acc"], 2), "images": result["images"]}
 
 
@@ -76,8 +72,8 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     ccp_spec, viton_spec = f"ccp:{args.ccp}", f"viton:{args.viton}"
-    ccp_val = ordered(evaluate_cli.held_out_ids(args.split, ccp_spec), args.seed)
-    viton_val = evaluate_cli.held_out_ids(args.split, viton_spec)
+    ccp_val = ordered(held_out_ids(args.split, ccp_spec), args.seed)
+    viton_val = held_out_ids(args.split, viton_spec)
     if len(ccp_val) <= args.corrections:
         raise ValueError(f"the split holds {len(ccp_val)} CCP validation images; need more than {args.corrections}")
     corrected, rest = sorted(ccp_val[: args.corrections]), sorted(ccp_val[args.corrections :])
