@@ -473,6 +473,19 @@ def test_sweep_removes_debris_of_killed_saves_only(tmp_path):
     assert [m["id"] for m in list_corrections(tmp_path)] == [kept]
 
 
+def test_sweep_finishes_an_interrupted_trash_instead_of_deleting(tmp_path):
+    record = save_correction(tmp_path, np.zeros((32, 32, 3), np.uint8), np.zeros((32, 32), np.uint8), "lip-20")
+    # trash_correction moves the meta first: killed right after that, image and label have no meta.
+    (tmp_path / "trash" / "meta").mkdir(parents=True)
+    os.replace(tmp_path / "meta" / f"{record}.json", tmp_path / "trash" / "meta" / f"{record}.json")
+    assert len(sweep_corrections(tmp_path)) == 2
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()) == [
+        f"trash/images/{record}.png",
+        f"trash/labels/{record}.png",
+        f"trash/meta/{record}.json",
+    ]
+
+
 def test_sweep_of_a_read_only_store_does_not_fail(tmp_path, monkeypatch):
     save_correction(tmp_path, np.zeros((32, 32, 3), np.uint8), np.zeros((32, 32), np.uint8), "lip-20")
     (tmp_path / "meta" / ".eee-5.json.tmp").write_text(f"{_dead_pid()}\n")

@@ -301,10 +301,12 @@ def sweep_corrections(root: str | os.PathLike) -> list[Path]:
 
     That is: meta claims (``meta/.<id>.json.tmp``) whose writer is gone, the dot-temporaries of
     such ids, and images or labels without meta and without a live claim (a record without meta
-    does not exist). Complete records are never touched.
+    does not exist). Complete records are never touched, and the image or label of a record
+    whose meta is already in ``trash/`` (an interrupted :func:`trash_correction`) is moved
+    there too, so the trashed record stays recoverable.
 
     Returns:
-        The files removed.
+        The files removed or moved to the trash.
     """
     root = Path(root)
     images, labels, meta_dir = _folders(root)
@@ -337,7 +339,15 @@ def sweep_corrections(root: str | os.PathLike) -> list[Path]:
                 continue
             if record_id in live or not path.is_file():
                 continue
-            if _unlink(path):
+            trashed = root / "trash" / folder.name / name
+            if not name.startswith(".") and (root / "trash" / "meta" / f"{record_id}.json").is_file():
+                try:
+                    trashed.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(path, trashed)
+                    removed.append(path)
+                except OSError as err:
+                    logger.warning("could not move %s to the trash: %s", path, err.strerror or err)
+            elif _unlink(path):
                 removed.append(path)
     if removed:
         logger.warning("removed %d files left by interrupted saves in %s", len(removed), root)
