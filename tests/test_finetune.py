@@ -18,7 +18,8 @@ from demo.session import Session, Source
 from ssfnet import build_model, get_label_set, load_checkpoint, load_predictor, save_checkpoint
 from ssfnet.checkpoint import list_checkpoints
 from train import finetune
-from train.finetune import FinetuneConfig, holdout_split, mix_weights, parse_args, read_progress
+from train.finetune import FinetuneConfig, holdout_split, mix_weights, parse_args
+from train.finetune_status import read_progress
 
 LIP = get_label_set("lip-20")
 FACE, UPPER, PANTS = LIP.id_of("face"), LIP.id_of("upper-clothes"), LIP.id_of("pants")

@@ -26,7 +26,7 @@ nothing, says why and exits with status 2.
 
 The run folder (default ``runs/finetune-<timestamp>``) holds the trainer's files (``log.jsonl``,
 ``curves.png``, ...), ``finetune.json`` (the plan: base, corrections and held-out ids, sources),
-``status.json`` (the phase, for the app; :func:`read_progress` turns it into a fraction),
+``status.json`` (the phase, for the app; :func:`train.finetune_status.read_progress` turns it into a fraction),
 ``report.json`` (before / after metrics, the new checkpoint) and ``finetune.png``.
 
 ``--max-minutes`` is the budget of the whole command, from its start (loading, both evaluations
@@ -53,7 +53,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -73,24 +72,20 @@ from .config import TrainConfig
 from .config import get_args_parser as get_train_args_parser
 from .config import parse_args as parse_train_args
 from .evaluate import spread
+from .finetune_status import (
+    PLAN_FILE,
+    REPORT_FILE,
+    Cancelled,
+    Progress,
+    utc_stamp,
+)
 from .train import main as train_main
 from .utils import read_jsonl, resolve_device, write_json
 
 # The checkpoint fine-tuned when no --base is given (tests point this elsewhere).
 DEFAULT_BASE = DEFAULT_CHECKPOINT
 EXIT_CANCELLED = 3
-PLAN_FILE = "finetune.json"
-STATUS_FILE = "status.json"
-REPORT_FILE = "report.json"
 PLOT_FILE = "finetune.png"
-# Share of the whole run each phase takes, for one progress fraction (training dominates).
-PHASES: dict[str, float] = {
-    "setup": 0.03,
-    "evaluate-before": 0.1,
-    "train": 0.74,
-    "evaluate-after": 0.1,
-    "publish": 0.03,
-}
 EVAL_SETS = ("held_out_corrections", "train_corrections", "original_val")
 # The inference size of a checkpoint whose metadata names none (as ssfnet.load_predictor assumes).
 DEFAULT_INPUT_SIZE = 473
@@ -160,10 +155,6 @@ class FinetuneConfig:
 
     def to_dict(self) -> dict:
         return {**{k: v for k, v in dataclasses.asdict(self).items() if k != "train"}, "train": self.train.to_dict()}
-
-
-class Cancelled(Exception):
-    """The run was asked to stop (signal, stop file or cancel event)."""
 
 
 class NothingTrained(ValueError):
@@ -451,66 +442,6 @@ def trainer_data(corrections: list[dict], originals: list[dict], share: float, f
 # Progress, cancellation and the run folder
 
 
-class Progress:
-    """Writes ``status.json`` and prints phase lines; raises :class:`Cancelled` when a stop is requested."""
-
-    def __init__(self, run_dir: Path, stop_file: Path, cancel: threading.Event) -> None:
-        self.run_dir = run_dir
-        self.stop_file = stop_file
-        self.cancel = cancel
-        self.phase = "setup"
-        self.started = time.time()
-        self._written = 0.0
-
-    def stop_requested(self) -> bool:
-        if not self.cancel.is_set() and self.stop_file.exists():
-            self.cancel.set()
-        return self.cancel.is_set()
-
-    def check(self) -> None:
-        if self.stop_requested():
-            raise Cancelled("stop requested")
-
-    def enter(self, phase: str, message: str) -> None:
-        self.check()
-        self.phase = phase
-        step = list(PHASES).index(phase) + 1
-        print(f"[finetune] phase {step}/{len(PHASES)} {phase}: {message}", flush=True)
-        self.write(0.0, message, force=True)
-
-    def write(self, fraction: float, message: str = "", *, force: bool = False, **extra) -> None:
-        # Throttled: an evaluation reports every batch, the app polls every few seconds.
-        now = time.time()
-        if not force and now - self._written < 1.0:
-            return
-        self._written = now
-        status = {
-            "status": "running",
-            "phase": self.phase,
-            "phase_fraction": round(min(max(fraction, 0.0), 1.0), 4),
-            "message": message,
-            "started": self.started,
-            "updated": now,
-            "pid": os.getpid(),
-            **extra,
-        }
-        write_json(self.run_dir / STATUS_FILE, status)
-
-    def finish(self, status: str, message: str, **extra) -> None:
-        payload = {
-            "status": status,
-            "phase": self.phase,
-            "phase_fraction": 1.0 if status == "finished" else 0.0,
-            "message": message,
-            "started": self.started,
-            "updated": time.time(),
-            "pid": os.getpid(),
-            **extra,
-        }
-        write_json(self.run_dir / STATUS_FILE, payload)
-        print(f"[finetune] {status}: {message}", flush=True)
-
-
 @contextmanager
 def _signals_cancel(cancel: threading.Event) -> Iterator[None]:
     """SIGTERM and SIGINT set ``cancel`` (which the trainer polls too) instead of killing the process.
@@ -532,78 +463,6 @@ def _signals_cancel(cancel: threading.Event) -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
-
-
-def _last_jsonl_record(path: Path) -> dict | None:
-    """The last complete line of a JSON-lines file, reading only its end."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 8192))
-            lines = f.read().splitlines()
-    except OSError:
-        return None
-    for line in reversed(lines):
-        try:
-            return json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            continue
-    return None
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def read_progress(run_dir: str | Path) -> dict:
-    """Where a fine-tune run stands, from its folder (for the app, which runs it as a process).
-
-    Returns:
-        ``status`` (``starting``, ``running``, ``finished``, ``cancelled``, ``failed``),
-        ``phase``, ``fraction`` (0-1 of the whole run), ``message``, and while training
-        ``iteration``, ``total_iters`` (None on a time budget) and ``loss``; once ended, the
-        ``report`` dict.
-    """
-    run_dir = Path(run_dir)
-    status = _read_json(run_dir / STATUS_FILE) or {"status": "starting", "phase": "setup", "phase_fraction": 0.0}
-    phase = status.get("phase", "setup")
-    names = list(PHASES)
-    index = names.index(phase) if phase in names else 0
-    inside = float(status.get("phase_fraction", 0.0))
-    result = {
-        "status": status.get("status", "starting"),
-        "phase": phase,
-        "message": status.get("message", ""),
-        "iteration": None,
-        "total_iters": None,
-        "loss": None,
-    }
-    if phase == "train" and result["status"] == "running":
-        resolved = (_read_json(run_dir / "config.json") or {}).get("resolved", {})
-        last = _last_jsonl_record(run_dir / "log.jsonl")
-        result["total_iters"] = resolved.get("total_iters")
-        if last is not None:
-            result["iteration"], result["loss"] = last.get("iteration"), last.get("loss")
-            if resolved.get("budget_s"):
-                inside = float(last.get("elapsed_s", 0.0)) / float(resolved["budget_s"])
-            elif resolved.get("total_iters"):
-                inside = float(last.get("iteration", 0)) / float(resolved["total_iters"])
-    fraction = sum(PHASES[n] for n in names[:index]) + PHASES[names[index]] * min(max(inside, 0.0), 1.0)
-    if result["status"] == "finished":
-        fraction = 1.0
-    result["fraction"] = round(fraction, 4)
-    if result["status"] in ("finished", "cancelled", "failed"):
-        result["report"] = _read_json(run_dir / REPORT_FILE)
-    return result
-
-
-def utc_stamp(now: datetime | None = None) -> str:
-    """``YYYYmmddTHHMMSSZ`` in UTC, the suffix of run folders and published checkpoints."""
-    return (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
 
 
 # ---------------------------------------------------------------------------------------------
