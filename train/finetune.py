@@ -734,6 +734,33 @@ def main(config: FinetuneConfig, *, cancel: threading.Event | None = None, began
     return report
 
 
+@dataclass
+class _Plan:
+    """What a fine-tune works on, decided before anything is scored or trained."""
+
+    label_set: LabelSet
+    input_size: int
+    corrections: list[dict]
+    originals: list[dict]
+    data: list[str]
+    share: float
+    samples: int
+    record: dict
+    eval_sets: dict[str, list[tuple[Dataset, int]]]
+
+
+@dataclass
+class _Outcome:
+    """What training produced: the scores before and after, the trainer's summary and config, the model."""
+
+    before: dict
+    after: dict
+    summary: dict
+    trainer: TrainConfig
+    model: torch.nn.Module
+    trained_meta: dict
+
+
 def _finetune(
     config: FinetuneConfig,
     base: Path,
@@ -743,8 +770,29 @@ def _finetune(
     progress: Progress,
     began: float,
 ) -> dict:
-    say = lambda text: print(f"[finetune] {text}", flush=True)
+    """The four phases: plan, score the base, train, score and publish the result."""
     progress.enter("setup", f"base {base.name}; reading the corrections and sources")
+    plan = _make_plan(config, base, base_meta, run_dir)
+    device = resolve_device(config.train.device)
+    before, eval_s = _score_base(config, plan, base, device, progress, began)
+    summary, trainer = _train(config, plan, base, run_dir, progress, began, eval_s)
+    progress.enter("evaluate-after", f"scoring the fine-tuned model ({summary['iteration']} iterations)")
+    model, trained_meta = load_checkpoint(run_dir / "last", device=device)
+    _round_trip(model, _storage_dtype(base_meta))
+    after = evaluate_sets(
+        model, plan.label_set, plan.eval_sets, device=device, input_size=plan.input_size, progress=progress
+    )
+    _say(f"after:  {_summary_line(after)}")
+    outcome = _Outcome(before, after, summary, trainer, model, trained_meta)
+    return _publish_run(config, plan, base, base_meta, run_dir, stamp, progress, began, outcome)
+
+
+def _say(text: str) -> None:
+    print(f"[finetune] {text}", flush=True)
+
+
+def _make_plan(config: FinetuneConfig, base: Path, base_meta: dict, run_dir: Path) -> _Plan:
+    """Held-out and training corrections, original sources, the trainer's mix; ``finetune.json``."""
     label_set = get_label_set(base_meta["label_set"])
     train_cfg = config.train
     # The base's own inference size, not the training crop: the scores before and after are of the
@@ -752,13 +800,13 @@ def _finetune(
     input_size = int(base_meta.get("input_size") or DEFAULT_INPUT_SIZE)
     seed = train_cfg.seed
 
-    corrections = select_corrections(config.corrections, label_set, config.holdout, seed, say)
-    originals = select_originals(_original_specs(config, base_meta, say), base_meta, label_set, train_cfg, say)
+    corrections = select_corrections(config.corrections, label_set, config.holdout, seed, _say)
+    originals = select_originals(_original_specs(config, base_meta, _say), base_meta, label_set, train_cfg, _say)
     if not originals:
-        say("no original data: fine-tuning on the corrections only (forgetting is not measured)")
+        _say("no original data: fine-tuning on the corrections only (forgetting is not measured)")
     data, share = trainer_data(corrections, originals, config.corrections_share, run_dir / "sources")
     samples = sum(len(c["train_ids"]) for c in corrections) + sum(len(o["train_ids"]) for o in originals)
-    plan = {
+    record = {
         "base": {
             "path": str(base.resolve()),
             "name": base.name,
@@ -775,7 +823,7 @@ def _finetune(
         },
         "config": config.to_dict(),
     }
-    write_json(run_dir / PLAN_FILE, plan)
+    write_json(run_dir / PLAN_FILE, record)
 
     def corrections_set(key: str, limit: int | None) -> list[tuple[Dataset, int]]:
         sets = [open_source(f"corrections:{c['root']}", label_set, ids=c[key]) for c in corrections if c[key]]
@@ -789,9 +837,15 @@ def _finetune(
             train_cfg.val_max_images,
         ),
     }
-    device = resolve_device(train_cfg.device)
+    return _Plan(label_set, input_size, corrections, originals, data, share, samples, record, eval_sets)
 
-    progress.enter("evaluate-before", f"scoring {base.name} on {sum(map(len, eval_sets.values()))} images")
+
+def _score_base(
+    config: FinetuneConfig, plan: _Plan, base: Path, device: torch.device, progress: Progress, began: float
+) -> tuple[dict, float]:
+    """The base's scores on the evaluation sets, and how long scoring took (reserved for the second)."""
+    progress.enter("evaluate-before", f"scoring {base.name} on {sum(map(len, plan.eval_sets.values()))} images")
+    max_minutes = config.train.max_minutes
     eval_began = time.perf_counter()
     base_model, _ = load_checkpoint(base, device=device)
     scoring_began = time.perf_counter()
@@ -799,31 +853,40 @@ def _finetune(
     def within_budget(fraction: float) -> None:
         # Projected from the images scored so far: an evaluation that alone leaves no time to
         # train stops the run now, not minutes past its budget.
-        if train_cfg.max_minutes is not None and fraction > 0:
+        if max_minutes is not None and fraction > 0:
             projected = scoring_began - eval_began + (time.perf_counter() - scoring_began) / fraction
-            training_minutes(train_cfg.max_minutes, eval_began - began + projected, projected)
+            training_minutes(max_minutes, eval_began - began + projected, projected)
 
     before = evaluate_sets(
         base_model,
-        label_set,
-        eval_sets,
+        plan.label_set,
+        plan.eval_sets,
         device=device,
-        input_size=input_size,
+        input_size=plan.input_size,
         progress=progress,
         check=within_budget,
     )
     del base_model
     eval_s = time.perf_counter() - eval_began
-    say(f"before: {_summary_line(before)}")
+    _say(f"before: {_summary_line(before)}")
+    return before, eval_s
 
+
+def _train(
+    config: FinetuneConfig, plan: _Plan, base: Path, run_dir: Path, progress: Progress, began: float, eval_s: float
+) -> tuple[dict, TrainConfig]:
+    """The trainer from the base on the plan's mix, for the time the budget leaves; its summary and config."""
+    train_cfg = config.train
     max_minutes = None
     if train_cfg.max_minutes is not None:
         max_minutes = training_minutes(train_cfg.max_minutes, time.perf_counter() - began, eval_s)
-        say(f"{time.perf_counter() - began:.0f} s spent, evaluation {eval_s:.0f} s: training for {max_minutes} minutes")
+        _say(
+            f"{time.perf_counter() - began:.0f} s spent, evaluation {eval_s:.0f} s: training for {max_minutes} minutes"
+        )
     trainer = dataclasses.replace(
         train_cfg,
-        data=data,
-        epoch_size=train_cfg.epoch_size or max(samples, MIN_EPOCH_BATCHES * train_cfg.batch_size),
+        data=plan.data,
+        epoch_size=train_cfg.epoch_size or max(plan.samples, MIN_EPOCH_BATCHES * train_cfg.batch_size),
         val_fraction=0.0,
         init_checkpoint=str(base),
         out=str(run_dir),
@@ -832,7 +895,7 @@ def _finetune(
         stop_file=str(progress.stop_file),
     )
     plan_text = f"{max_minutes:.1f} minutes" if max_minutes is not None else f"{trainer.epochs} epochs"
-    progress.enter("train", f"lr {trainer.lr:g} for {plan_text}, corrections {share:.0%} of the samples")
+    progress.enter("train", f"lr {trainer.lr:g} for {plan_text}, corrections {plan.share:.0%} of the samples")
     summary = train_main(trainer, cancel=progress.cancel)
     if summary["status"] != "finished" or progress.stop_requested():
         raise Cancelled(summary.get("stop_reason") or "stopped")
@@ -841,24 +904,35 @@ def _finetune(
             f"no training iteration ran in the {plan_text} left for training: nothing was published "
             "(the weights would be the base's); give a larger budget"
         )
+    return summary, trainer
 
-    progress.enter("evaluate-after", f"scoring the fine-tuned model ({summary['iteration']} iterations)")
-    model, trained_meta = load_checkpoint(run_dir / "last", device=device)
-    _round_trip(model, _storage_dtype(base_meta))
-    after = evaluate_sets(model, label_set, eval_sets, device=device, input_size=input_size, progress=progress)
-    say(f"after:  {_summary_line(after)}")
 
+def _publish_run(
+    config: FinetuneConfig,
+    plan: _Plan,
+    base: Path,
+    base_meta: dict,
+    run_dir: Path,
+    stamp: str,
+    progress: Progress,
+    began: float,
+    outcome: _Outcome,
+) -> dict:
+    """Publish the fine-tuned model with its lineage and scores; write ``report.json`` and the plot."""
     progress.enter("publish", f"writing the checkpoint to {config.checkpoints_dir}")
+    before, after, summary, trainer = outcome.before, outcome.after, outcome.summary, outcome.trainer
+    model, trained_meta = outcome.model, outcome.trained_meta
+    corrections, originals, train_cfg = plan.corrections, plan.originals, config.train
     metrics = {"before": before, "after": after}
     finetune = {
-        "base": plan["base"],
+        "base": plan.record["base"],
         "corrections": [
             {"root": c["root"], "ids": c["train_ids"], "held_out_ids": c["held_out_ids"]} for c in corrections
         ],
         "held_out_ids": sorted(i for c in corrections for i in c["held_out_ids"]),
         "holdout": config.holdout,
-        "holdout_seed": seed,
-        "corrections_share": share,
+        "holdout_seed": train_cfg.seed,
+        "corrections_share": plan.share,
         "lr": trainer.lr,
         "freeze_backbone": trainer.freeze_backbone,
         "iterations": summary["iteration"],
@@ -867,7 +941,7 @@ def _finetune(
         "run": str(run_dir.resolve()),
     }
     metadata = {
-        "input_size": input_size,
+        "input_size": plan.input_size,
         "training": {
             "data": [o["spec"] for o in originals],
             "splits": [
