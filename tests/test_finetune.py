@@ -17,8 +17,9 @@ from PIL import Image
 from demo.session import Session, Source
 from ssfnet import build_model, get_label_set, load_checkpoint, load_predictor, save_checkpoint
 from ssfnet.checkpoint import list_checkpoints
+from ssfnet.data import holdout_split, mix_weights
 from train import finetune
-from train.finetune import FinetuneConfig, holdout_split, mix_weights, parse_args
+from train.finetune import FinetuneConfig, parse_args
 from train.finetune_status import read_progress
 
 LIP = get_label_set("lip-20")

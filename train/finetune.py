@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -60,10 +59,9 @@ import torch
 from torch.utils.data import Dataset
 
 from ssfnet.checkpoint import CheckpointError, load_checkpoint, read_metadata, save_checkpoint
-from ssfnet.data import CorrectionsDataset, open_source, parse_source, register_source, split_ids
+from ssfnet.data import CorrectionsDataset, holdout_split, mix_weights, open_source, parse_source, split_ids
 from ssfnet.data.corrections import correction_problem
-from ssfnet.data.layouts import Transform
-from ssfnet.data.sources import SOURCE_KINDS, SourceSpec
+from ssfnet.data.sources import SourceSpec
 from ssfnet.labels import LabelSet, get_label_set
 from ssfnet.metrics import ConfusionMatrix
 from ssfnet.predictor import CHECKPOINTS_DIR, DEFAULT_CHECKPOINT, Predictor
@@ -236,73 +234,6 @@ def parse_args(argv: Sequence[str] | None = None) -> FinetuneConfig:
 
 # ---------------------------------------------------------------------------------------------
 # Data: held-out corrections, original splits and the fixed subsets the trainer reads
-
-
-def _rank(seed: int, record_id: str) -> float:
-    digest = hashlib.sha256(f"{seed}:{record_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
-
-
-def holdout_split(ids: Sequence[str], fraction: float, seed: int = 0) -> tuple[list[str], list[str]]:
-    """Split correction ids into (train, held out), deterministically and stably per id.
-
-    As :func:`ssfnet.data.split_ids` (an id is held out when a hash of ``(seed, id)`` is below
-    ``fraction``, so later corrections never move earlier ones), except that with ``fraction`` > 0
-    and at least two ids, one is always held out (the one of the lowest hash) and one always trains;
-    a single id always trains.
-    """
-    train, held = split_ids(ids, fraction, seed)
-    if len(train) + len(held) < 2:
-        return sorted(train + held), []
-    if fraction > 0:
-        if not held:
-            first = min(train, key=lambda i: _rank(seed, i))
-            train.remove(first)
-            held.append(first)
-        elif not train:
-            last = max(held, key=lambda i: _rank(seed, i))
-            held.remove(last)
-            train.append(last)
-    return sorted(train), sorted(held)
-
-
-def mix_weights(correction_counts: Sequence[int], original_weights: Sequence[float], share: float) -> list[float]:
-    """Source weights (corrections first) so that the corrections make ``share`` of every epoch.
-
-    The corrections folders split their share by size; the original sources split the rest by
-    the weights given in their specs. Without original sources the corrections get everything.
-    """
-    total = sum(correction_counts)
-    if total <= 0:
-        raise ValueError("no corrections to train on")
-    if not original_weights or sum(original_weights) <= 0:
-        return [c / total for c in correction_counts] + [0.0] * len(original_weights)
-    rest = sum(original_weights)
-    return [share * c / total for c in correction_counts] + [(1 - share) * w / rest for w in original_weights]
-
-
-def _open_subset(
-    spec: SourceSpec, label_set: LabelSet | str, ids: list[str] | None, transform: Transform | None
-) -> Dataset:
-    """The ``subset`` source kind: ``subset:FILE.json`` names a source and the ids to use of it.
-
-    Fine-tuning hands the trainer exactly the samples it chose this way (training corrections,
-    the original training split), so the trainer's own validation split is switched off.
-    """
-    if spec.split is not None:
-        raise ValueError("source kind 'subset' has no splits")
-    plan = json.loads(Path(spec.path).read_text())
-    allowed = [str(i) for i in plan["ids"]]
-    if ids is not None:
-        outside = sorted(set(ids) - set(allowed))
-        if outside:
-            raise ValueError(f"{spec.path}: ids {outside[:5]} are not in the subset")
-        allowed = list(ids)
-    return open_source(plan["source"], label_set, ids=allowed, transform=transform)
-
-
-if "subset" not in SOURCE_KINDS:
-    register_source("subset", _open_subset)
 
 
 def _same_source(a: SourceSpec, b: SourceSpec) -> bool:

@@ -20,7 +20,7 @@ from ssfnet.data.layouts import (
     read_id_png,
     read_stored_image,
 )
-from ssfnet.data.mixed import MixedDataset, split_ids
+from ssfnet.data.mixed import MixedDataset, holdout_split, mix_weights, split_ids
 from ssfnet.data.sources import SOURCE_KINDS, SourceSpec, open_source, parse_source, register_source
 from ssfnet.data.transforms import EvalTransform, TrainTransform, flip_sample, resize_long_side, to_tensors
 
@@ -41,8 +41,10 @@ __all__ = [
     "VitonDataset",
     "export_zip",
     "flip_sample",
+    "holdout_split",
     "list_corrections",
     "load_correction",
+    "mix_weights",
     "nearest_colour_ids",
     "open_source",
     "parse_source",

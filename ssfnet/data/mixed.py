@@ -41,6 +41,44 @@ def split_ids(ids: Iterable[str], val_fraction: float, seed: int = 0) -> tuple[l
     return train, val
 
 
+def holdout_split(ids: Sequence[str], fraction: float, seed: int = 0) -> tuple[list[str], list[str]]:
+    """Split correction ids into (train, held out), deterministically and stably per id.
+
+    As :func:`ssfnet.data.split_ids` (an id is held out when a hash of ``(seed, id)`` is below
+    ``fraction``, so later corrections never move earlier ones), except that with ``fraction`` > 0
+    and at least two ids, one is always held out (the one of the lowest hash) and one always trains;
+    a single id always trains.
+    """
+    train, held = split_ids(ids, fraction, seed)
+    if len(train) + len(held) < 2:
+        return sorted(train + held), []
+    if fraction > 0:
+        if not held:
+            first = min(train, key=lambda i: _unit_hash(seed, i))
+            train.remove(first)
+            held.append(first)
+        elif not train:
+            last = max(held, key=lambda i: _unit_hash(seed, i))
+            held.remove(last)
+            train.append(last)
+    return sorted(train), sorted(held)
+
+
+def mix_weights(correction_counts: Sequence[int], original_weights: Sequence[float], share: float) -> list[float]:
+    """Source weights (corrections first) so that the corrections make ``share`` of every epoch.
+
+    The corrections folders split their share by size; the original sources split the rest by
+    the weights given in their specs. Without original sources the corrections get everything.
+    """
+    total = sum(correction_counts)
+    if total <= 0:
+        raise ValueError("no corrections to train on")
+    if not original_weights or sum(original_weights) <= 0:
+        return [c / total for c in correction_counts] + [0.0] * len(original_weights)
+    rest = sum(original_weights)
+    return [share * c / total for c in correction_counts] + [(1 - share) * w / rest for w in original_weights]
+
+
 def _allocate(total: int, weights: np.ndarray) -> np.ndarray:
     """Split ``total`` into integer counts proportional to ``weights`` (largest remainders)."""
     quotas = total * weights / weights.sum()

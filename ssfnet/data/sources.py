@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -72,6 +73,24 @@ def _without_split(dataset_class: type) -> SourceFactory:
     return factory
 
 
+def _subset(spec: SourceSpec, label_set: LabelSet | str, ids: list[str] | None, transform: Transform | None) -> Dataset:
+    """The ``subset`` source kind: ``subset:FILE.json`` names a source and the ids to use of it.
+
+    Fine-tuning hands the trainer exactly the samples it chose this way (training corrections,
+    the original training split), so the trainer's own validation split is switched off.
+    """
+    if spec.split is not None:
+        raise ValueError("source kind 'subset' has no splits")
+    plan = json.loads(Path(spec.path).read_text())
+    allowed = [str(i) for i in plan["ids"]]
+    if ids is not None:
+        outside = sorted(set(ids) - set(allowed))
+        if outside:
+            raise ValueError(f"{spec.path}: ids {outside[:5]} are not in the subset")
+        allowed = list(ids)
+    return open_source(plan["source"], label_set, ids=allowed, transform=transform)
+
+
 # kind -> factory(spec, label_set, ids, transform). Add kinds with register_source().
 SOURCE_KINDS: dict[str, SourceFactory] = {
     "lip": _lip,
@@ -82,6 +101,7 @@ SOURCE_KINDS: dict[str, SourceFactory] = {
     "viton": _without_split(VitonDataset),
     "corrections": _without_split(CorrectionsDataset),
     "folder": _folder,
+    "subset": _subset,
 }
 
 
