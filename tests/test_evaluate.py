@@ -14,7 +14,8 @@ from PIL import Image
 from ssfnet import build_model, get_label_set, save_checkpoint
 from ssfnet.build import model_options
 from ssfnet.labels import conversion_lut, eval_mapping
-from train.evaluate import evaluate_dataset, held_out_ids, main, plot_results
+from train.evaluate import evaluate_dataset, held_out_ids, main
+from train.plots import plot_results
 
 LIP = get_label_set("lip-20")
 FASHION = get_label_set("fashion-17")

@@ -9,7 +9,8 @@ from helpers import TINY
 
 from ssfnet import build_model, load_checkpoint, save_checkpoint
 from ssfnet.checkpoint import read_metadata
-from train.release import better, main, plot_history, release
+from train.plots import plot_history
+from train.release import MAIN_FIGURE, better, main, release
 
 
 def fake_run(folder, data, *, elapsed_s=120.0, init=None, seed=0):
@@ -114,4 +115,4 @@ def test_plot_history(tmp_path):
         {"cumulative_minutes": m, "scores": {"viton": {"label_set": "lip-20", "main": s}}}
         for m, s in ((30, 40.0), (120, 55.0))
     ]
-    assert plot_history(history, tmp_path / "h.png").stat().st_size > 0
+    assert plot_history(history, tmp_path / "h.png", MAIN_FIGURE).stat().st_size > 0

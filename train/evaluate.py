@@ -36,6 +36,7 @@ from ssfnet.metrics import ConfusionMatrix
 from ssfnet.predictor import load_predictor
 
 from . import pack  # noqa: F401  (registers the "pack" source kind)
+from .plots import plot_results
 from .utils import write_json
 
 
@@ -112,45 +113,6 @@ def format_table(metrics: dict, names: tuple[str, ...]) -> str:
             value = "-" if metrics[key] is None else f"{metrics[key]:.2f}"
             lines.append(f"{label:<{width}}{value:>8}")
     return "\n".join(lines)
-
-
-def plot_results(matrix: np.ndarray, metrics: dict, names: tuple[str, ...], path: str | Path, title: str = "") -> Path:
-    """A PNG with the row-normalised confusion matrix and a per-class IoU bar chart."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    matrix = np.asarray(matrix, dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        normalised = matrix / matrix.sum(1, keepdims=True)
-    k = len(names)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8 + 0.45 * k, 0.4 * k + 3), gridspec_kw={"width_ratios": [3, 2]})
-    im = ax1.imshow(np.nan_to_num(normalised), cmap="Blues", vmin=0, vmax=1)
-    ax1.set_xticks(range(k), names, rotation=90, fontsize=8)
-    ax1.set_yticks(range(k), names, fontsize=8)
-    ax1.set_xlabel("predicted")
-    ax1.set_ylabel("ground truth")
-    ax1.set_title("confusion (rows sum to 1)")
-    fig.colorbar(im, ax=ax1, fraction=0.046, pad=0.04)
-    ious = [v if v is not None else 0.0 for v in metrics["iou"]]
-    scored = set(metrics["scored_classes"])
-    colours = ["C0" if i in scored else "0.7" for i in range(k)]
-    ax2.barh(range(k), ious, color=colours)
-    ax2.axvline(metrics["miou"], color="C3", ls="--", label=f"mIoU {metrics['miou']:.1f}")
-    ax2.set_yticks(range(k), names, fontsize=8)
-    ax2.invert_yaxis()
-    ax2.set_xlim(0, 100)
-    ax2.set_xlabel("IoU (%)")
-    ax2.legend(loc="lower right")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 def held_out_ids(split_file: str | Path, spec_text: str) -> list[str]:

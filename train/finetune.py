@@ -54,7 +54,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -77,8 +76,9 @@ from .finetune_status import (
     Progress,
     utc_stamp,
 )
+from .plots import plot_report
 from .train import main as train_main
-from .utils import read_jsonl, resolve_device, write_json
+from .utils import resolve_device, write_json
 
 # The checkpoint fine-tuned when no --base is given (tests point this elsewhere).
 DEFAULT_BASE = DEFAULT_CHECKPOINT
@@ -544,41 +544,6 @@ def publish(
     )
 
 
-def plot_report(report: dict, run_dir: Path) -> Path:
-    """``finetune.png``: mIoU before and after on each evaluation set, and the training loss."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    before, after = report["metrics"]["before"], report["metrics"]["after"]
-    names = [n for n in EVAL_SETS if before.get(n) and after.get(n)]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
-    x = np.arange(len(names))
-    for offset, (label, values, colour) in zip((-0.2, 0.2), (("before", before, "0.6"), ("after", after, "C0"))):
-        heights = [values[n]["miou"] for n in names]
-        bars = ax1.bar(x + offset, heights, width=0.4, label=label, color=colour)
-        ax1.bar_label(bars, fmt="%.1f", fontsize=8)
-    ax1.set_xticks(x, [n.replace("_", "\n") for n in names], fontsize=8)
-    ax1.set_ylabel("mIoU (%)")
-    ax1.set_ylim(0, 100)
-    ax1.legend()
-    ax1.set_title("before / after fine-tuning")
-    log = read_jsonl(run_dir / "log.jsonl")
-    if log:
-        # Markers keep a short run (a few steps) visible.
-        marker = "o" if len(log) < 30 else None
-        ax2.plot([r["iteration"] for r in log], [r["loss"] for r in log], color="C1", lw=0.9, marker=marker, ms=3)
-    ax2.set_xlabel("iteration")
-    ax2.set_ylabel("training loss")
-    ax2.grid(alpha=0.3)
-    fig.tight_layout()
-    path = run_dir / PLOT_FILE
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
 # ---------------------------------------------------------------------------------------------
 # Main
 
@@ -924,7 +889,7 @@ def _publish_run(
         "train_summary": summary,
     }
     write_json(run_dir / REPORT_FILE, report)
-    plot_report(report, run_dir)
+    plot_report(report, EVAL_SETS, run_dir / "log.jsonl", run_dir / PLOT_FILE)
     return report
 
 

@@ -10,7 +10,7 @@ model, or in its own 7 parts for a body-part model. The checkpoint is written in
 under 10 MB with metadata naming the variant, label set, data and their terms, the hardware, the
 cumulative training minutes over every run that led to it (runs that warm-start from a released
 checkpoint add to its total) and the scores, plus a history of those scores per run from which
-:func:`plot_history` draws the model card's curve. An existing checkpoint at ``--out`` is replaced
+:func:`train.plots.plot_history` draws the model card's curve. An existing checkpoint at ``--out`` is replaced
 only when the new one scores better on the sources' main figures (``--force`` overrides).
 """
 
@@ -31,6 +31,7 @@ from ssfnet.labels import eval_mapping, get_label_set
 from ssfnet.predictor import Predictor
 
 from .evaluate import evaluate_dataset, held_out_ids, per_class_table
+from .plots import plot_history
 
 # (model label set, source kind) -> the label set its ground truth is scored in.
 SCORED_AS = {
@@ -186,36 +187,6 @@ def better(new: dict[str, dict], old: dict[str, dict]) -> bool:
     return sum(new[k]["main"] for k in common) > sum(old[k]["main"] for k in common)
 
 
-def plot_history(history: list[dict], path: str | Path, title: str = "") -> Path:
-    """Each source's main figure against cumulative training minutes, one point per released run."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 3.8))
-    kinds = sorted({k for h in history for k in h["scores"]})
-    for kind in kinds:
-        points = [(h["cumulative_minutes"], h["scores"][kind]["main"]) for h in history if kind in h["scores"]]
-        xs, ys = zip(*points)
-        label_set = next(h["scores"][kind]["label_set"] for h in history if kind in h["scores"])
-        figure = MAIN_FIGURE[label_set].replace("_", " ").replace("miou", "mIoU").replace("iou", "IoU")
-        ax.plot(xs, ys, marker="o", label=f"{kind} ({label_set} {figure})")
-    ax.set_xlabel("cumulative CPU training minutes")
-    ax.set_ylabel("validation score (%)")
-    ax.set_ylim(0, 100)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    if title:
-        ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
 def release(
     run: str | Path,
     out: str | Path,
@@ -330,7 +301,9 @@ def release(
         # The round trip: the shipped fp16 weights load strictly.
         load_checkpoint(out)
         if plot:
-            plot_history(metadata["training"]["history"], plot, title=f"{out.name}: validation by CPU minutes")
+            plot_history(
+                metadata["training"]["history"], plot, MAIN_FIGURE, title=f"{out.name}: validation by CPU minutes"
+            )
     return {"published": published, "scores": scores, "scores_multiscale": scores_ms, "metadata": metadata}
 
 

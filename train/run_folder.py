@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 from torch import nn
 
 from ssfnet.checkpoint import save_checkpoint
 
 from .engine import TrainState, save_run_checkpoint
-from .utils import DistInfo, JsonlWriter, read_jsonl, write_json
+from .plots import plot_curves
+from .utils import DistInfo, JsonlWriter, write_json
 
 
 class RunFolder:
@@ -80,39 +80,3 @@ class RunFolder:
             self.tensorboard.close()
         plot_curves(self.out)
         write_json(self.out / "summary.json", summary)
-
-
-def plot_curves(out: Path) -> Path | None:
-    """``curves.png``: training loss per iteration (raw and smoothed) and validation mIoU."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    log, val = read_jsonl(out / "log.jsonl"), read_jsonl(out / "val.jsonl")
-    if not log:
-        return None
-    it = np.array([r["iteration"] for r in log])
-    loss = np.array([r["loss"] for r in log])
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    ax1.plot(it, loss, color="0.75", lw=0.8, label="loss")
-    if len(loss) > 5:
-        window = max(3, len(loss) // 20)
-        smooth = np.convolve(loss, np.ones(window) / window, mode="valid")
-        ax1.plot(it[window - 1 :], smooth, color="C0", label=f"mean of {window}")
-    ax1.set_xlabel("iteration")
-    ax1.set_ylabel("training loss (weighted sum of the heads)")
-    ax1.legend()
-    lr_ax = ax1.twinx()
-    lr_ax.plot(it, [r["lr"] for r in log], color="C3", lw=0.8, alpha=0.6)
-    lr_ax.set_ylabel("learning rate", color="C3")
-    if val:
-        ax2.plot([r["iteration"] for r in val], [r["miou"] for r in val], "o-", color="C2")
-    ax2.set_xlabel("iteration")
-    ax2.set_ylabel("validation mIoU (%)")
-    ax2.grid(alpha=0.3)
-    fig.tight_layout()
-    path = out / "curves.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path

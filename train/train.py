@@ -50,7 +50,8 @@ from .engine import (
     param_groups,
     train_one_epoch,
 )
-from .run_folder import RunFolder, plot_curves
+from .plots import plot_curves
+from .run_folder import RunFolder
 from .utils import (
     DistInfo,
     StopControl,
