@@ -25,7 +25,9 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -68,15 +70,50 @@ def evaluate_dataset(
         limit: Score at most this many images (an even spread over the dataset).
         progress: Show a progress bar.
     """
-    cm = ConfusionMatrix(num_classes, mapping=mapping, label_set=label_set)
     indices = spread(len(dataset), limit)
     with tqdm(total=len(indices), disable=not progress, desc="evaluate") as bar:
-        for start in range(0, len(indices), batch_size):
-            pairs = [dataset.load(int(i)) for i in indices[start : start + batch_size]]
-            preds = predictor.predict_batch([image for image, _ in pairs], multiscale=multiscale, flip=flip)
-            for pred, (_, gt) in zip(preds, pairs):
-                cm.update(pred, gt)
-            bar.update(len(pairs))
+        return confusion_over(
+            predictor,
+            [(dataset, int(i)) for i in indices],
+            num_classes,
+            mapping=mapping,
+            label_set=label_set,
+            multiscale=multiscale,
+            flip=flip,
+            batch_size=batch_size,
+            on_batch=bar.update,
+        )
+
+
+def confusion_over(
+    predictor,
+    items: Sequence[tuple[Any, int]],
+    num_classes: int,
+    *,
+    mapping: EvalMapping | None = None,
+    label_set: LabelSet | None = None,
+    multiscale: bool = False,
+    flip: bool = False,
+    batch_size: int = 4,
+    on_batch: Callable[[int], object] | None = None,
+) -> ConfusionMatrix:
+    """The confusion matrix of ``predictor`` over ``(dataset, index)`` items: the one scoring loop.
+
+    :func:`evaluate_dataset`, the fine-tuner and the app's model comparison score through it.
+
+    Args:
+        items: Samples as (dataset following the :mod:`ssfnet.data` contract, index).
+        on_batch: Called with the number of images after every batch.
+        Others: as :func:`evaluate_dataset`.
+    """
+    cm = ConfusionMatrix(num_classes, mapping=mapping, label_set=label_set)
+    for start in range(0, len(items), batch_size):
+        pairs = [dataset.load(index) for dataset, index in items[start : start + batch_size]]
+        preds = predictor.predict_batch([image for image, _ in pairs], multiscale=multiscale, flip=flip)
+        for pred, (_, gt) in zip(preds, pairs):
+            cm.update(pred, gt)
+        if on_batch is not None:
+            on_batch(len(pairs))
     return cm
 
 

@@ -62,13 +62,12 @@ from ssfnet.data import CorrectionsDataset, holdout_split, mix_weights, open_sou
 from ssfnet.data.corrections import correction_problem
 from ssfnet.data.sources import SourceSpec
 from ssfnet.labels import LabelSet, get_label_set
-from ssfnet.metrics import ConfusionMatrix
 from ssfnet.predictor import CHECKPOINTS_DIR, DEFAULT_CHECKPOINT, Predictor
 
 from .config import TrainConfig
 from .config import get_args_parser as get_train_args_parser
 from .config import parse_args as parse_train_args
-from .evaluate import spread
+from .evaluate import confusion_over, spread
 from .finetune_status import (
     PLAN_FILE,
     REPORT_FILE,
@@ -421,13 +420,9 @@ def score(
     """
     if not items:
         return None
-    cm = ConfusionMatrix(label_set.num_classes, label_set=label_set)
-    for start in range(0, len(items), batch_size):
-        pairs = [dataset.load(index) for dataset, index in items[start : start + batch_size]]
-        for pred, (_, gt) in zip(predictor.predict_batch([image for image, _ in pairs]), pairs):
-            cm.update(pred, gt)
-        if on_batch is not None:
-            on_batch(len(pairs))
+    cm = confusion_over(
+        predictor, items, label_set.num_classes, label_set=label_set, batch_size=batch_size, on_batch=on_batch
+    )
     metrics = cm.compute()
     return {
         "images": len(items),
