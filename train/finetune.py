@@ -57,12 +57,13 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from ssfnet.checkpoint import CheckpointError, load_checkpoint, read_metadata, save_checkpoint
+from ssfnet.checkpoint import CheckpointError, load_checkpoint, read_metadata
 from ssfnet.data import CorrectionsDataset, holdout_split, mix_weights, open_source, parse_source, split_ids
 from ssfnet.data.corrections import correction_problem
 from ssfnet.data.sources import SourceSpec
 from ssfnet.labels import LabelSet, get_label_set
 from ssfnet.predictor import CHECKPOINTS_DIR, DEFAULT_CHECKPOINT, Predictor
+from ssfnet.publish import default_name, publish, round_to_storage, storage_dtype
 
 from .config import TrainConfig
 from .config import get_args_parser as get_train_args_parser
@@ -93,7 +94,6 @@ MIN_TRAIN_S = 5.0
 # Without --epoch-size an epoch has at least this many batches: a few corrections would otherwise
 # make epochs of one or two steps, and the data loader starts its worker processes every epoch.
 MIN_EPOCH_BATCHES = 200
-_STAMP_SUFFIX = re.compile(r"-ft-\d{8}T\d{6}Z(-\d+)?$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 # The trainer's recipe, changed where a fine-tune differs: a tenth of the learning rate, a short
@@ -485,60 +485,6 @@ def resolve_base(base: str | None) -> Path:
     return path
 
 
-def default_name(base: Path) -> str:
-    """The base folder's name without an earlier ``-ft-<stamp>``, plus ``-ft``."""
-    return _STAMP_SUFFIX.sub("", base.name) + "-ft"
-
-
-def _storage_dtype(meta: dict) -> torch.dtype | None:
-    dtype = getattr(torch, str(meta.get("dtype", "float32")), None)
-    return dtype if isinstance(dtype, torch.dtype) and dtype != torch.float32 else None
-
-
-def _round_trip(model: torch.nn.Module, dtype: torch.dtype | None) -> None:
-    """Give the weights the precision they will be stored in, so the 'after' scores are the published model's."""
-    if dtype is None:
-        return
-    with torch.no_grad():
-        for value in model.state_dict().values():
-            if value.is_floating_point():
-                value.copy_(value.to(dtype).to(value.dtype))
-
-
-def publish(
-    model: torch.nn.Module,
-    checkpoints_dir: Path,
-    name: str,
-    stamp: str,
-    *,
-    base: Path,
-    meta: dict,
-    metadata: dict,
-    dtype: torch.dtype | None,
-) -> Path:
-    """Save ``model`` as ``checkpoints_dir/<name>-<stamp>`` (atomically; a free name, never the base).
-
-    Args:
-        meta: Metadata naming the model's variant, label set and options.
-        metadata: The lineage and scores stored with it.
-        dtype: Floating-point storage type (None: as the model's).
-    """
-    target = checkpoints_dir / f"{name}-{stamp}"
-    suffix = 2
-    while target.exists() or target.resolve() == base.resolve():
-        target = checkpoints_dir / f"{name}-{stamp}-{suffix}"
-        suffix += 1
-    return save_checkpoint(
-        model,
-        target,
-        variant=meta["variant"],
-        label_set=meta["label_set"],
-        options=meta.get("options", {}),
-        metadata=metadata,
-        dtype=dtype,
-    )
-
-
 # ---------------------------------------------------------------------------------------------
 # Main
 
@@ -669,7 +615,7 @@ def _finetune(
     summary, trainer = _train(config, plan, base, run_dir, progress, began, eval_s)
     progress.enter("evaluate-after", f"scoring the fine-tuned model ({summary['iteration']} iterations)")
     model, trained_meta = load_checkpoint(run_dir / "last", device=device)
-    _round_trip(model, _storage_dtype(base_meta))
+    round_to_storage(model, storage_dtype(base_meta))
     after = evaluate_sets(
         model, plan.label_set, plan.eval_sets, device=device, input_size=plan.input_size, progress=progress
     )
@@ -864,7 +810,7 @@ def _publish_run(
         base=base,
         meta=trained_meta,
         metadata=metadata,
-        dtype=_storage_dtype(base_meta),
+        dtype=storage_dtype(base_meta),
     )
     if not config.keep_run_checkpoint:
         shutil.rmtree(run_dir / "last", ignore_errors=True)

@@ -29,6 +29,7 @@ from ssfnet.checkpoint import CheckpointError, load_checkpoint, read_metadata, s
 from ssfnet.data import open_source, parse_source
 from ssfnet.labels import eval_mapping, get_label_set
 from ssfnet.predictor import Predictor
+from ssfnet.publish import verify_round_trip
 
 from .evaluate import evaluate_dataset, held_out_ids, per_class_table
 from .plots import plot_history
@@ -299,7 +300,7 @@ def release(
             overwrite=True,
         )
         # The round trip: the shipped fp16 weights load strictly.
-        load_checkpoint(out)
+        verify_round_trip(out)
         if plot:
             plot_history(
                 metadata["training"]["history"], plot, MAIN_FIGURE, title=f"{out.name}: validation by CPU minutes"
