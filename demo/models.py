@@ -41,12 +41,45 @@ def run_predictor(predictor: Predictor, image: np.ndarray, multiscale: bool, fli
     return predictor.predict(image, multiscale=multiscale, flip=flip)
 
 
+def _number(value) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def validation_score(meta: dict) -> str:
+    """The validation score a checkpoint's metadata records, for the chooser ("no val score" if none).
+
+    Reads the trainer's and fine-tuner's ``val_miou``, or the release's per-source scores (the
+    source of the checkpoint's own label set first); a fine-tuned child also says how many
+    iterations it trained, so a 4-iteration model never looks like a real one.
+    """
+    metrics = meta.get("metrics") if isinstance(meta.get("metrics"), dict) else {}
+    text = "no val score"
+    miou = _number(metrics.get("val_miou")) or _number(metrics.get("best_val_miou"))
+    sources = metrics.get("sources") if isinstance(metrics.get("sources"), dict) else {}
+    if miou is not None:
+        text = f"val mIoU {miou:.1f}"
+    elif sources:
+        scored = [
+            (name, _number(s.get("miou")), s.get("label_set") == meta.get("label_set"))
+            for name, s in sources.items()
+            if isinstance(s, dict)
+        ]
+        scored = sorted((x for x in scored if x[1] is not None), key=lambda x: not x[2])
+        if scored:
+            text = f"val mIoU {scored[0][1]:.1f} on {scored[0][0]}"
+    finetune = meta.get("finetune") if isinstance(meta.get("finetune"), dict) else {}
+    iterations = _number(finetune.get("iterations")) or _number(meta.get("iteration"))
+    if iterations is not None:
+        text += f", {int(iterations):,} iterations"
+    return text
+
+
 def describe(path: Path, meta: dict) -> str:
-    """A one-line name for a checkpoint in the chooser."""
-    parts = [meta.get("variant", "?"), meta.get("label_set", "?")]
+    """A one-line name for a checkpoint in the chooser, with its validation score."""
+    parts = [meta.get("variant", "?"), meta.get("label_set", "?"), validation_score(meta)]
     if meta.get("created"):
         parts.append(str(meta["created"])[:16].replace("T", " "))
-    return f"{path.name} ({', '.join(parts)})"
+    return f"{path.name} ({', '.join(str(p) for p in parts)})"
 
 
 class Predictors:

@@ -123,3 +123,21 @@ def test_uploads_join_the_queue_once(tmp_path):
     queue.add_uploads([EXAMPLES[0], EXAMPLES[1]])
     photos = queue.add_uploads([EXAMPLES[0], tmp_path / "x.txt"])
     assert len(photos) == 2 and all(p.parent == tmp_path / "queue" / "uploads" for p in photos)
+
+
+def test_checkpoint_choices_show_the_validation_score():
+    from demo.models import describe
+
+    release = {
+        "variant": "v",
+        "label_set": "lip-20",
+        "metrics": {
+            "sources": {"ccp": {"miou": 19.6, "label_set": "x"}, "viton": {"miou": 31.04, "label_set": "lip-20"}}
+        },
+    }
+    assert "val mIoU 31.0 on viton" in describe(Path("base"), release)
+    child = {"variant": "v", "label_set": "lip-20", "metrics": {"val_miou": 12.3}, "finetune": {"iterations": 4}}
+    assert "val mIoU 12.3, 4 iterations" in describe(Path("child"), child)
+    assert "no val score" in describe(
+        Path("bare"), {"variant": "v", "label_set": "lip-20", "metrics": {"val_miou": "?"}}
+    )
