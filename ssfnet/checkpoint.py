@@ -24,7 +24,6 @@ temporaries whose writer is gone.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import errno
 import hashlib
@@ -32,10 +31,8 @@ import json
 import logging
 import math
 import os
-import re
 import shutil
 import tempfile
-import time
 from collections import OrderedDict
 from pathlib import Path
 
@@ -44,36 +41,48 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .build import MODELS, ModelConfig, build_model, list_models
+from .build import build_model
+from .checkpoint_recovery import LEGACY_TEMPORARY_AGE_S, recover_checkpoint, recover_checkpoints
+from .checkpoint_schema import (
+    _FLOAT_DTYPES,
+    FORMAT,
+    FORMAT_VERSION,
+    MAX_METADATA_BYTES,
+    METADATA_FILE,
+    CheckpointError,
+    validate_metadata,
+)
 from .io import current_umask, json_safe, writer_alive
 from .labels import LABEL_SETS
-from .modeling.network import BACKBONES
-from .modeling.ram import Refinement
 
 logger = logging.getLogger(__name__)
 
-METADATA_FILE = "metadata.json"
-FORMAT = "ssfnet-checkpoint"
-FORMAT_VERSION = 1
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "LEGACY_TEMPORARY_AGE_S",
+    "MAX_SHARD_BYTES",
+    "METADATA_FILE",
+    "CheckpointError",
+    "clean_state_dict",
+    "list_checkpoints",
+    "load_checkpoint",
+    "load_into",
+    "load_state_dict",
+    "read_metadata",
+    "recover_checkpoint",
+    "recover_checkpoints",
+    "save_checkpoint",
+    "scan_checkpoints",
+    "unwrap_model",
+    "validate_metadata",
+    "writer_alive",
+]
+
 MAX_SHARD_BYTES = 9_500_000  # below the 10 MB that Hugging Face accepts without LFS
-MAX_METADATA_BYTES = 16_000_000  # metrics and lineage included, real files are a few kB
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 _PART = ".__part"
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-# Floating dtypes a checkpoint may store its weights in (metadata name -> safetensors header name).
-_FLOAT_DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "float64": "F64"}
 _HEADER_FLOATS = set(_FLOAT_DTYPES.values()) | {"F8_E4M3", "F8_E5M2"}
-_MAX_CLASSES = 255  # label maps are uint8 and 255 means "ignore"
-_MAX_WIDTH = 8192  # far above any variant's channel count; bounds what a model build may allocate
-# Temporaries of a swap: ``.<name>.tmp-<pid>-<random>`` (new folder) and ``.<name>.old-<pid>`` (old one).
-_TEMPORARY = re.compile(r"\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)(?:-[a-z0-9_]+)?")
-# Temporaries named before the writer's pid was in the name: removed once surely abandoned.
-_LEGACY_TEMPORARY = re.compile(r"\.(?P<name>.+)\.tmp-[a-z0-9_]{8}")
-LEGACY_TEMPORARY_AGE_S = 3600.0
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint folder is missing, corrupt, truncated or does not fit the model."""
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -134,239 +143,6 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-# ---------------------------------------------------------------------------------------------
-# Metadata schema
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _plain_file_name(name: object) -> bool:
-    """Whether ``name`` names a file directly inside the checkpoint folder (no path, no dot-file)."""
-    return (
-        isinstance(name, str)
-        and 0 < len(name) <= 255
-        and not name.startswith(".")
-        and not any(c in name for c in "/\\\0:")
-        and Path(name).name == name
-    )
-
-
-def _option_errors(variant: str, options: dict) -> str | None:
-    """Why ``options`` are not valid for ``variant`` (None when they are)."""
-    if not MODELS[variant].takes_options:
-        return f"must be empty for {variant}" if options else None
-    fields = {f.name: f for f in ModelConfig.__dataclass_fields__.values()}
-    choices = {"backbone": BACKBONES, "fusion": ("none", "h", "hl", "smm"), "refinement": Refinement.__args__}
-    for key, value in options.items():
-        if key not in fields:
-            return f"has an unknown option {key!r} (valid: {sorted(fields)})"
-        kind = fields[key].type
-        if key in choices:
-            if value not in choices[key]:
-                return f"{key} must be one of {list(choices[key])}, got {value!r}"
-        elif kind == "bool":
-            if not isinstance(value, bool):
-                return f"{key} must be true or false, got {value!r}"
-        elif kind == "int":
-            if not _is_int(value) or not 1 <= value <= _MAX_WIDTH:
-                return f"{key} must be an integer from 1 to {_MAX_WIDTH}, got {value!r}"
-        elif kind == "float":
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1:
-                return f"{key} must be a number from 0 to below 1, got {value!r}"
-    if "output_stride" in options and options["output_stride"] not in (8, 16, 32):
-        return f"output_stride must be 8, 16 or 32, got {options['output_stride']!r}"
-    if "hourglass_depth" in options and options["hourglass_depth"] > 8:
-        return f"hourglass_depth must be at most 8, got {options['hourglass_depth']!r}"
-    return None
-
-
-def validate_metadata(meta: object, source: str = METADATA_FILE) -> dict:
-    """Check every field of a checkpoint's metadata that loading relies on.
-
-    Args:
-        meta: The parsed ``metadata.json``.
-        source: What to name in messages (the file's path).
-
-    Returns:
-        ``meta`` itself.
-
-    Raises:
-        CheckpointError: naming the first field that is missing, of the wrong type or out of range.
-    """
-
-    def bad(field: str, why: str) -> CheckpointError:
-        return CheckpointError(f"{source}: field {field!r} {why}")
-
-    if not isinstance(meta, dict):
-        raise CheckpointError(f"{source} must hold a JSON object, got {type(meta).__name__}")
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{source} is not an SSFNet checkpoint (format={meta.get('format')!r})")
-    for key in ("format_version", "variant", "num_classes", "label_set", "dtype", "shards"):
-        if key not in meta:
-            raise bad(key, "is missing")
-    version = meta["format_version"]
-    if not _is_int(version) or version < 1:
-        raise bad("format_version", f"must be a positive integer, got {version!r}")
-    if version > FORMAT_VERSION:
-        raise bad("format_version", f"is {version}: a newer ssfnet wrote it (this one reads {FORMAT_VERSION})")
-    variant = meta["variant"]
-    if not isinstance(variant, str) or variant not in MODELS:
-        raise bad("variant", f"names no known variant: {variant!r} (known: {list_models()})")
-    options = meta.get("options", {})
-    if not isinstance(options, dict):
-        raise bad("options", f"must be an object, got {type(options).__name__}")
-    problem = _option_errors(variant, options)
-    if problem:
-        raise bad("options", problem)
-    num_classes = meta["num_classes"]
-    if not _is_int(num_classes) or not 2 <= num_classes <= _MAX_CLASSES:
-        raise bad("num_classes", f"must be an integer from 2 to {_MAX_CLASSES}, got {num_classes!r}")
-    label_set = meta["label_set"]
-    if not isinstance(label_set, str) or label_set not in LABEL_SETS:
-        raise bad("label_set", f"names no known label set: {label_set!r} (known: {sorted(LABEL_SETS)})")
-    if LABEL_SETS[label_set].num_classes != num_classes:
-        raise bad(
-            "num_classes",
-            f"is {num_classes} but label set {label_set} has {LABEL_SETS[label_set].num_classes} classes",
-        )
-    if not isinstance(meta["dtype"], str) or meta["dtype"] not in _FLOAT_DTYPES:
-        raise bad("dtype", f"must be one of {sorted(_FLOAT_DTYPES)}, got {meta['dtype']!r}")
-    for key in ("name", "created"):
-        if key in meta and not isinstance(meta[key], str):
-            raise bad(key, f"must be a string, got {meta[key]!r}")
-    if "created" in meta:
-        try:
-            _dt.datetime.fromisoformat(meta["created"])
-        except ValueError:
-            raise bad("created", f"must be an ISO date and time, got {meta['created']!r}") from None
-    for key, kind in (("training", dict), ("metrics", dict), ("finetune", dict), ("lineage", list)):
-        if key in meta and meta[key] is not None and not isinstance(meta[key], kind):
-            raise bad(key, f"must be {'an object' if kind is dict else 'a list'}, got {type(meta[key]).__name__}")
-    data = (meta.get("training") or {}).get("data")
-    if data is not None and (not isinstance(data, list) or not all(isinstance(d, str) for d in data)):
-        raise bad("training.data", f"must be a list of source specs (strings), got {data!r}")
-    if not all(isinstance(entry, dict) for entry in meta.get("lineage") or []):
-        raise bad("lineage", "must be a list of objects")
-    for key, low, high in (("input_size", 16, 8192), ("parameters", 0, 10**12)):
-        if key in meta and (not _is_int(meta[key]) or not low <= meta[key] <= high):
-            raise bad(key, f"must be an integer from {low} to {high}, got {meta[key]!r}")
-    shards = meta["shards"]
-    if not isinstance(shards, list) or not shards:
-        raise bad("shards", f"must be a non-empty list, got {type(shards).__name__}")
-    seen = set()
-    for i, shard in enumerate(shards):
-        field = f"shards[{i}]"
-        if not isinstance(shard, dict):
-            raise bad(field, f"must be an object, got {type(shard).__name__}")
-        if not _plain_file_name(shard.get("file")) or shard["file"] in (METADATA_FILE, ".", ".."):
-            raise bad(f"{field}.file", f"must be a plain file name inside the folder, got {shard.get('file')!r}")
-        if shard["file"] in seen:
-            raise bad(f"{field}.file", f"repeats {shard['file']!r}")
-        seen.add(shard["file"])
-        if "sha256" not in shard:
-            raise bad(f"{field}.sha256", "is missing: every shard needs its SHA-256 (re-save the checkpoint)")
-        if not isinstance(shard["sha256"], str) or not _SHA256.fullmatch(shard["sha256"]):
-            raise bad(f"{field}.sha256", f"must be 64 lowercase hex digits, got {shard['sha256']!r}")
-        if "bytes" in shard and (not _is_int(shard["bytes"]) or shard["bytes"] < 0):
-            raise bad(f"{field}.bytes", f"must be a non-negative integer, got {shard['bytes']!r}")
-    split = meta.get("split_tensors", {})
-    if not isinstance(split, dict):
-        raise bad("split_tensors", f"must be an object, got {type(split).__name__}")
-    for name, info in split.items():
-        field = f"split_tensors[{name!r}]"
-        if not isinstance(info, dict):
-            raise bad(field, f"must be an object, got {type(info).__name__}")
-        parts, shape = info.get("parts"), info.get("shape")
-        if not _is_int(parts) or parts < 1:
-            raise bad(f"{field}.parts", f"must be a positive integer, got {parts!r}")
-        if not isinstance(shape, list) or len(shape) > 8 or not all(_is_int(d) and d >= 0 for d in shape):
-            raise bad(f"{field}.shape", f"must be a list of at most 8 non-negative integers, got {shape!r}")
-    return meta
-
-
-# ---------------------------------------------------------------------------------------------
-# Interrupted swaps and stale temporaries
-
-
-def _remove(path: Path) -> None:
-    """Remove a file or folder as far as possible (a read-only folder must not stop a reader)."""
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        with contextlib.suppress(OSError):
-            path.unlink(missing_ok=True)
-
-
-def recover_checkpoint(directory: str | Path) -> None:
-    """Finish or roll back an interrupted replacement of ``directory`` and drop its dead temporaries.
-
-    A writer killed between the two renames of :func:`save_checkpoint` leaves no ``directory``
-    but ``.<name>.old-<pid>`` (the previous checkpoint) and ``.<name>.tmp-<pid>-*`` (the new
-    one, complete once it has its metadata): the new one is put in place if complete, else the
-    old one is put back. Temporaries of a living writer are left alone; run-checkpoint staging
-    folders (``.<name>.staging-*``) are left to ``train.engine``.
-    """
-    directory = Path(directory)
-    parent, name = directory.parent, directory.name
-    try:
-        entries = [p for p in parent.iterdir() if p.name.startswith(f".{name}.")]
-    except OSError:
-        return
-    if not entries or any(p.name.startswith(f".{name}.staging-") for p in entries):
-        return
-    dead_tmp: dict[int, list[Path]] = {}
-    dead_old: dict[int, Path] = {}
-    now = time.time()
-    for path in entries:
-        match = _TEMPORARY.fullmatch(path.name)
-        try:
-            made_at = path.lstat().st_mtime
-        except OSError:
-            continue
-        if match and match["name"] == name:
-            pid = int(match["pid"])
-            if writer_alive(pid, made_at):
-                continue
-            if match["kind"] == "old":
-                dead_old[pid] = path
-            else:
-                dead_tmp.setdefault(pid, []).append(path)
-        elif _LEGACY_TEMPORARY.fullmatch(path.name) and now - made_at > LEGACY_TEMPORARY_AGE_S:
-            dead_tmp.setdefault(-1, []).append(path)
-    for pid, old in sorted(dead_old.items()):
-        if not directory.exists():
-            complete = [p for p in dead_tmp.get(pid, []) if (p / METADATA_FILE).is_file()]
-            source, action = (complete[0], "finished") if complete else (old, "rolled back")
-            try:
-                os.replace(source, directory)
-                logger.warning("%s: %s the replacement that process %d left half done", directory, action, pid)
-            except OSError:
-                continue  # another process recovered it first
-        _remove(old)
-    for paths in dead_tmp.values():
-        for path in paths:
-            if path.exists():
-                _remove(path)
-                logger.info("removed %s, left by a writer that is gone", path)
-
-
-def recover_checkpoints(root: str | Path) -> None:
-    """:func:`recover_checkpoint` for every checkpoint name that has temporaries directly under ``root``."""
-    root = Path(root)
-    try:
-        names = {
-            m["name"]
-            for p in root.iterdir()
-            if (m := _TEMPORARY.fullmatch(p.name) or _LEGACY_TEMPORARY.fullmatch(p.name))
-        }
-    except OSError:
-        return
-    for name in sorted(names):
-        recover_checkpoint(root / name)
 
 
 # ---------------------------------------------------------------------------------------------
