@@ -356,3 +356,36 @@ def test_animated_and_heic_uploads_say_what_was_done(app, tmp_path):
     message = parse(client, heic)[-1]
     assert "Could not use this file" in message and "iphone.heic is a HEIC/HEIF image" in message
     assert "not supported" in message and "JPEG or PNG" in message
+
+
+def test_gallery_hides_superseded_versions_trash_and_drafts(app):
+    settings, url = app
+    client = connect(url)
+    parse(client, OTHER_PHOTO)
+    client.predict(5, 5, "Relabel region", SKIN, 24, *VIEW, api_name="/apply_click")
+    _, message, _ = client.predict(api_name="/save")
+    first = message.split("`")[1]
+    client.predict(record_id := first, *VIEW, api_name="/reopen")
+    client.predict(20, 20, "Relabel region", UPPER, 24, *VIEW, api_name="/apply_click")
+    _, message, _ = client.predict(api_name="/save")
+    second = message.split("`")[1]
+
+    # Captions name the photo and the date; the reopened-and-saved parent is hidden unless asked for.
+    captions = [item["caption"] for item in client.predict(False, api_name="/list_corrections")]
+    assert any(second in c and OTHER_PHOTO.name in c and "UTC" in c for c in captions)
+    assert not any(record_id in c for c in captions)
+    assert any(first in item["caption"] for item in client.predict(True, api_name="/list_corrections"))
+
+    # Delete moves the record into the trash folder, where it can be recovered.
+    *_, message = client.predict(second, False, api_name="/trash")
+    assert "trash" in message and (settings.corrections_dir / "trash" / "meta" / f"{second}.json").is_file()
+    assert second not in saved_ids(settings)
+
+    # Edits left unsaved when another photo opens are kept as a draft, restorable on their own.
+    client.predict(30, 30, "Relabel region", LIP.id_of("hat"), 24, *VIEW, api_name="/apply_click")
+    message = parse(client)[-1]
+    assert "kept as a draft" in message
+    choices = client.predict(None, api_name="/drafts")  # the list's update: its choices and the newest
+    assert OTHER_PHOTO.name in choices["choices"][0][0]
+    *_, downloads, status, _, _, _, message = client.predict(choices["value"], *VIEW, api_name="/restore_draft")
+    assert "Restored the draft of **ccp_0757.jpg**" in message and "unsaved changes" in status
