@@ -76,7 +76,9 @@ def app(tmp_path_factory):
         for photo in EXAMPLES[:3]:
             client.predict(handle_file(str(photo)), None, False, False, *VIEW, api_name="/parse")
             client.predict(40, 40, "Relabel region", LIP.id_of("upper-clothes"), 24, *VIEW, api_name="/apply_click")
-            client.predict(api_name="/save")
+            _, message, _ = client.predict(api_name="/save")
+            if "Not saved" in message:  # the click changed nothing: the proposal is taken as it is
+                client.predict(api_name="/accept_proposal")
         yield settings, url
 
 

@@ -169,7 +169,7 @@ def test_concurrent_saves_from_threads_lose_nothing(tmp_path):
                 # Each thread saves its own copies, so sessions are never shared between threads.
                 base = sessions[(thread + round_) % len(sessions)]
                 copy = Session.start(base.image, base.source, base.labels.copy(), LIP, model="tiny")
-                results[(thread, round_)] = copy.save(root)
+                results[(thread, round_)] = copy.save(root, accept_proposal=True)
         except BaseException as err:  # reported below; a thread's exception would otherwise vanish
             errors.append(err)
 
