@@ -48,14 +48,19 @@ class Drafts:
         return (self.folder(sha256) / META_FILE).is_file()
 
     def keep(self, session: Session) -> bool:
-        """Write ``session``'s draft if it has unsaved edits, else remove any draft of its photo.
+        """Write ``session``'s draft if it has unsaved edits; remove the photo's draft once its work is done.
+
+        The work is done when the session was saved or edited back to its proposal; a photo
+        just opened (nothing done yet) leaves an existing draft alone, e.g. one it could not
+        continue from because it was drawn with another label set.
 
         Returns:
             Whether a draft of the photo exists now.
         """
         if not session.has_work:
-            self.remove(session.source.sha256)
-            return False
+            if len(session.history) or not session.unsaved:
+                self.remove(session.source.sha256)
+            return self.exists(session.source.sha256)
         folder = self.folder(session.source.sha256)
         photo = folder / f"photo.{session.source.ext}"
         if not photo.is_file():

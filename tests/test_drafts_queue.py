@@ -141,3 +141,12 @@ def test_checkpoint_choices_show_the_validation_score():
     assert "no val score" in describe(
         Path("bare"), {"variant": "v", "label_set": "lip-20", "metrics": {"val_miou": "?"}}
     )
+
+
+def test_opening_a_photo_leaves_a_draft_it_cannot_continue(tmp_path):
+    drafts = Drafts(tmp_path / "drafts")
+    drafts.keep(edited(session_of(EXAMPLES[0])))
+    image, source = read_upload(EXAMPLES[0])
+    other = Session.start(image, source, np.zeros(image.shape[:2], np.uint8), get_label_set("atr-18"))
+    assert not drafts.restore_into(other)  # drawn with another label set
+    assert drafts.keep(other)  # what every redraw calls: the draft stays
