@@ -385,7 +385,7 @@ def test_gallery_hides_superseded_versions_trash_and_drafts(app):
     client.predict(30, 30, "Relabel region", LIP.id_of("hat"), 24, *VIEW, api_name="/apply_click")
     message = parse(client)[-1]
     assert "kept as a draft" in message
-    choices = client.predict(None, api_name="/drafts")  # the list's update: its choices and the newest
-    assert OTHER_PHOTO.name in choices["choices"][0][0]
-    *_, downloads, status, _, _, _, message = client.predict(choices["value"], *VIEW, api_name="/restore_draft")
+    choices = client.predict(None, api_name="/drafts")["choices"]  # the list's update: (caption, id) pairs
+    (draft,) = [sha for caption, sha in choices if OTHER_PHOTO.name in caption]
+    *_, downloads, status, _, _, _, message = client.predict(draft, *VIEW, api_name="/restore_draft")
     assert "Restored the draft of **ccp_0757.jpg**" in message and "unsaved changes" in status
