@@ -49,7 +49,7 @@ if CHROMIUM is None or CHROMEDRIVER is None:
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
 from helpers import free_port, launched_app  # noqa: E402
-from selenium.common.exceptions import TimeoutException  # noqa: E402
+from selenium.common.exceptions import ElementClickInterceptedException, TimeoutException  # noqa: E402
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
@@ -177,7 +177,10 @@ def options_of(driver, element_id: str) -> list[str]:
 def upload_photo(driver, photo: Path = PHOTO) -> None:
     """Upload ``photo`` (the file box is cleared first if it holds an earlier one) and wait for its parse."""
     for clear in driver.find_elements(By.CSS_SELECTOR, "#upload button[aria-label=Clear]"):
-        clear.click()
+        # While the previous photo's events still run, their progress overlay covers the button.
+        WebDriverWait(driver, 60, ignored_exceptions=(ElementClickInterceptedException,)).until(
+            lambda d, button=clear: button.click() is None
+        )
     box = WebDriverWait(driver, 10).until(lambda d: d.find_element(By.CSS_SELECTOR, "#upload input[type=file]"))
     box.send_keys(str(photo))
     # "Parsed x.jpg", or "Opened x.jpg" where no model could be used.
