@@ -32,7 +32,6 @@ import shlex
 import statistics
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +39,7 @@ import torch
 
 from ssfnet.predictor import load_predictor
 
+from .bench import time_call
 from .release import score_sources
 from .utils import write_json
 
@@ -148,13 +148,7 @@ def cpu_latency_ms(checkpoint: Path, size: int = 473, rounds: int = 5) -> float:
     """Median ms of one ``size`` x ``size`` image through the model, as the predictor runs it on this CPU."""
     predictor = load_predictor(checkpoint, device="cpu", input_size=size)
     image = torch.randint(0, 256, (size, size, 3), dtype=torch.uint8).numpy()
-    predictor.predict(image)  # warm-up
-    times = []
-    for _ in range(rounds):
-        began = time.perf_counter()
-        predictor.predict(image)
-        times.append(1000 * (time.perf_counter() - began))
-    return statistics.median(times)
+    return 1000 * time_call(lambda: predictor.predict(image), torch.device("cpu"), warmup=1, iters=rounds)
 
 
 def score_row(suite: Suite, folder: Path) -> dict:
