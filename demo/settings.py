@@ -2,59 +2,91 @@
 
 Every flag has an environment variable so that a hosted Space (which cannot pass
 flags) is configured the same way as a local run; a flag wins over its variable.
+Each setting is written once, as a field of :class:`Settings` made with
+:func:`setting`: its type, default, variables and help. :func:`parse_args`
+derives the flags (``--max-side`` for ``max_side``) and the variables' reading
+from those fields.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shlex
-from collections.abc import Mapping, Sequence
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ssfnet.predictor import CHECKPOINTS_DIR
 
 DEFAULT_MAX_SIDE = 1600
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Everything the app needs to know at start-up.
+def setting(default: Any, help: str, *env: str, minimum: int | None = None, on_space: Any = None) -> Any:
+    """A field of :class:`Settings`: its default, help and environment variables (the first one set wins).
 
     Args:
-        host: Interface to listen on (``0.0.0.0`` to serve other machines).
-        port: TCP port.
-        share: Ask Gradio for a public share link.
-        corrections_dir: Folder that saved corrections are written to.
-        checkpoint: Checkpoint folder selected at start; ``None`` = the library default.
-        checkpoints_dir: Folder scanned for checkpoints (also for ones added while running).
-        device: ``"cpu"``, ``"cuda"``, ...; ``None`` picks CUDA when available.
-        max_side: Longer side of the working resolution for parsing and editing.
-        concurrency: How many model runs may execute at once.
-        max_file_size: Largest upload Gradio accepts, e.g. ``"50mb"``.
-        finetune: Offer the fine-tuning panel (it runs ``python -m train.finetune`` on this machine).
-        runs_dir: Where fine-tune run folders (logs, reports) go.
-        finetune_args: More ``train.finetune`` options for every fine-tune (data sources, crop
-            size, workers ...), chosen by whoever runs the server, never by users.
-        photos_dir: A folder of photos to annotate, offered as the queue's folder. Other folders
-            can be typed in the page only while the app listens on localhost alone.
+        default: The value without a flag or a variable.
+        help: What the setting does (shown by ``--help``).
+        *env: Environment variables read for the default, in order; an empty one counts as unset.
+        minimum: Smallest accepted number, if any.
+        on_space: The default on Hugging Face Spaces (``SPACE_ID`` is set there), if it differs.
+    """
+    metadata = {"help": help, "env": env, "minimum": minimum, "on_space": on_space}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the app needs to know at start-up; each field's help says what it does.
+
+    ``finetune_args`` are chosen by whoever runs the server, never by users. Other folders than
+    ``photos_dir`` can be typed in the page only while the app listens on localhost alone.
     """
 
-    host: str = "127.0.0.1"
-    port: int = 7860
-    share: bool = False
-    corrections_dir: Path = Path("corrections")
-    checkpoint: Path | None = None
-    checkpoints_dir: Path = CHECKPOINTS_DIR
-    device: str | None = None
-    max_side: int = DEFAULT_MAX_SIDE
-    concurrency: int = 1
-    max_file_size: str = "50mb"
-    finetune: bool = True
-    runs_dir: Path = Path("runs")
-    finetune_args: tuple[str, ...] = ()
-    photos_dir: Path | None = None
+    # GRADIO_SERVER_NAME / GRADIO_SERVER_PORT are what Hugging Face Spaces sets.
+    host: str = setting(
+        "127.0.0.1", "interface to listen on (0.0.0.0 serves other machines)", "SSFNET_HOST", "GRADIO_SERVER_NAME"
+    )
+    port: int = setting(7860, "TCP port", "SSFNET_PORT", "GRADIO_SERVER_PORT")
+    share: bool = setting(False, "create a public Gradio share link", "SSFNET_SHARE")
+    corrections_dir: Path = setting(Path("corrections"), "where saved corrections go", "SSFNET_CORRECTIONS_DIR")
+    checkpoint: Path | None = setting(
+        None, "checkpoint folder to start with; default: the embedded one", "SSFNET_CHECKPOINT"
+    )
+    checkpoints_dir: Path = setting(
+        CHECKPOINTS_DIR,
+        "folder scanned for checkpoints to choose from (also for ones added while running)",
+        "SSFNET_CHECKPOINTS_DIR",
+    )
+    device: str | None = setting(None, "cpu, cuda, cuda:1 ...; default: CUDA when available", "SSFNET_DEVICE")
+    max_side: int = setting(
+        DEFAULT_MAX_SIDE,
+        "longer side of the working resolution for parsing and editing",
+        "SSFNET_MAX_SIDE",
+        minimum=64,
+    )
+    concurrency: int = setting(1, "model runs at once", "SSFNET_CONCURRENCY", minimum=1)
+    max_file_size: str = setting("50mb", "largest accepted upload", "SSFNET_MAX_FILE_SIZE")
+    # A shared Space must not let any visitor occupy the machine with training.
+    finetune: bool = setting(
+        True,
+        "offer the fine-tuning panel, which runs python -m train.finetune on this machine "
+        "(off by default on Hugging Face Spaces)",
+        "SSFNET_FINETUNE",
+        on_space=False,
+    )
+    runs_dir: Path = setting(Path("runs"), "where fine-tune run folders (logs, reports) go", "SSFNET_RUNS_DIR")
+    finetune_args: tuple[str, ...] = setting(
+        (),
+        'more train.finetune options for every fine-tune, e.g. "--data lip:/data/lip --workers 8"',
+        "SSFNET_FINETUNE_ARGS",
+    )
+    photos_dir: Path | None = setting(None, "a folder of photos to annotate, offered as the queue", "SSFNET_PHOTOS_DIR")
 
     @property
     def local_only(self) -> bool:
@@ -64,6 +96,41 @@ class Settings:
 
 def _truthy(value: str) -> bool:
     return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _reader(hint: Any) -> Callable[[str], Any]:
+    """How the text of a flag or a variable becomes a value of type ``hint`` (``X | None`` reads as ``X``)."""
+    kind = hint
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        kind = next(arg for arg in typing.get_args(hint) if arg is not type(None))
+    if kind is bool:
+        return _truthy
+    if typing.get_origin(kind) is tuple:
+        return str  # split (shell-style) once argparse has chosen between flag and variable
+    return kind
+
+
+def _add_option(parser: argparse.ArgumentParser, field: dataclasses.Field, hint: Any, env: Mapping[str, str]) -> None:
+    """Add ``--<field>`` with its variable (or the field's default) as the default."""
+    read = _reader(hint)
+    names = field.metadata["env"]
+    text = next((env[name] for name in names if env.get(name)), None)
+    if text is not None:
+        try:
+            default = read(text)
+        except ValueError as err:
+            parser.error(f"{names[0]}: {err}")
+    elif field.metadata["on_space"] is not None and env.get("SPACE_ID"):
+        default = field.metadata["on_space"]
+    else:
+        default = shlex.join(field.default) if typing.get_origin(hint) is tuple else field.default
+    variables = " or ".join(names)
+    kwargs: dict[str, Any] = {"default": default, "help": f"{field.metadata['help']} (env {variables})"}
+    if read is _truthy:
+        kwargs["action"] = argparse.BooleanOptionalAction
+    elif read is not str:
+        kwargs["type"] = read
+    parser.add_argument("--" + field.name.replace("_", "-"), **kwargs)
 
 
 def parse_args(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -81,111 +148,18 @@ def parse_args(argv: Sequence[str] | None = None, env: Mapping[str, str] | None 
         description="SSFNet human parsing: parse photos, correct the labels, save them as training data.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    # GRADIO_SERVER_NAME / GRADIO_SERVER_PORT are what Hugging Face Spaces sets.
-    parser.add_argument(
-        "--host",
-        default=env.get("SSFNET_HOST") or env.get("GRADIO_SERVER_NAME") or Settings.host,
-        help="interface to listen on (env SSFNET_HOST or GRADIO_SERVER_NAME)",
-    )
-    parser.add_argument(
-        "--port",
-        type=int,
-        default=int(env.get("SSFNET_PORT") or env.get("GRADIO_SERVER_PORT") or Settings.port),
-        help="port (env SSFNET_PORT or GRADIO_SERVER_PORT)",
-    )
-    parser.add_argument(
-        "--share",
-        action=argparse.BooleanOptionalAction,
-        default=_truthy(env.get("SSFNET_SHARE", "")),
-        help="create a public Gradio share link (env SSFNET_SHARE=1)",
-    )
-    parser.add_argument(
-        "--corrections-dir",
-        type=Path,
-        default=Path(env.get("SSFNET_CORRECTIONS_DIR") or Settings.corrections_dir),
-        help="where saved corrections go (env SSFNET_CORRECTIONS_DIR)",
-    )
-    parser.add_argument(
-        "--checkpoint",
-        type=Path,
-        default=Path(env["SSFNET_CHECKPOINT"]) if env.get("SSFNET_CHECKPOINT") else None,
-        help="checkpoint folder to start with (env SSFNET_CHECKPOINT); default: the embedded one",
-    )
-    parser.add_argument(
-        "--checkpoints-dir",
-        type=Path,
-        default=Path(env.get("SSFNET_CHECKPOINTS_DIR") or Settings.checkpoints_dir),
-        help="folder scanned for checkpoints to choose from (env SSFNET_CHECKPOINTS_DIR)",
-    )
-    parser.add_argument(
-        "--device",
-        default=env.get("SSFNET_DEVICE") or None,
-        help="cpu, cuda, cuda:1 ... (env SSFNET_DEVICE); default: CUDA when available",
-    )
-    parser.add_argument(
-        "--max-side",
-        type=int,
-        default=int(env.get("SSFNET_MAX_SIDE") or Settings.max_side),
-        help="longer side of the working resolution for parsing and editing (env SSFNET_MAX_SIDE)",
-    )
-    parser.add_argument(
-        "--concurrency",
-        type=int,
-        default=int(env.get("SSFNET_CONCURRENCY") or Settings.concurrency),
-        help="model runs at once (env SSFNET_CONCURRENCY)",
-    )
-    parser.add_argument(
-        "--max-file-size",
-        default=env.get("SSFNET_MAX_FILE_SIZE") or Settings.max_file_size,
-        help="largest accepted upload (env SSFNET_MAX_FILE_SIZE)",
-    )
-    # A shared Space (SPACE_ID is set there) must not let any visitor occupy the machine with training.
-    parser.add_argument(
-        "--finetune",
-        action=argparse.BooleanOptionalAction,
-        default=_truthy(env.get("SSFNET_FINETUNE") or ("0" if env.get("SPACE_ID") else "1")),
-        help="offer the fine-tuning panel (env SSFNET_FINETUNE=0 disables it; off by default on Hugging Face Spaces)",
-    )
-    parser.add_argument(
-        "--runs-dir",
-        type=Path,
-        default=Path(env.get("SSFNET_RUNS_DIR") or Settings.runs_dir),
-        help="where fine-tune run folders go (env SSFNET_RUNS_DIR)",
-    )
-    parser.add_argument(
-        "--finetune-args",
-        default=env.get("SSFNET_FINETUNE_ARGS", ""),
-        help='more train.finetune options for every fine-tune, e.g. "--data lip:/data/lip --workers 8" '
-        "(env SSFNET_FINETUNE_ARGS)",
-    )
-    parser.add_argument(
-        "--photos-dir",
-        type=Path,
-        default=Path(env["SSFNET_PHOTOS_DIR"]) if env.get("SSFNET_PHOTOS_DIR") else None,
-        help="a folder of photos to annotate, offered as the queue (env SSFNET_PHOTOS_DIR)",
-    )
-    args = parser.parse_args(argv)
-    if args.max_side < 64:
-        parser.error("--max-side must be at least 64")
-    if args.concurrency < 1:
-        parser.error("--concurrency must be at least 1")
-    try:
-        finetune_args = tuple(shlex.split(args.finetune_args))
-    except ValueError as err:
-        parser.error(f"--finetune-args: {err}")
-    return Settings(
-        host=args.host,
-        port=args.port,
-        share=args.share,
-        corrections_dir=args.corrections_dir,
-        checkpoint=args.checkpoint,
-        checkpoints_dir=args.checkpoints_dir,
-        device=args.device,
-        max_side=args.max_side,
-        concurrency=args.concurrency,
-        max_file_size=args.max_file_size,
-        finetune=args.finetune,
-        runs_dir=args.runs_dir,
-        finetune_args=finetune_args,
-        photos_dir=args.photos_dir,
-    )
+    hints = typing.get_type_hints(Settings)
+    fields = dataclasses.fields(Settings)
+    for field in fields:
+        _add_option(parser, field, hints[field.name], env)
+    values = vars(parser.parse_args(argv))
+    for field in fields:
+        flag, minimum = "--" + field.name.replace("_", "-"), field.metadata["minimum"]
+        if minimum is not None and values[field.name] < minimum:
+            parser.error(f"{flag} must be at least {minimum}")
+        if typing.get_origin(hints[field.name]) is tuple:
+            try:
+                values[field.name] = tuple(shlex.split(values[field.name]))
+            except ValueError as err:
+                parser.error(f"{flag}: {err}")
+    return Settings(**values)
