@@ -12,6 +12,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+# resize_image and resize_labels are used from here by the app and the session too: one set of
+# resizing rules (ssfnet.geometry) for the app, the predictor and the trainer.
+from ssfnet.geometry import long_side_size, resize_image, resize_labels
 from ssfnet.labels import IGNORE_INDEX, LabelSet
 
 # A stroke pixel counts as painted from half opacity up; fainter pixels are the
@@ -205,20 +208,20 @@ def snap_to_edges(
         return stroke.copy()
     box = np.ascontiguousarray(image[crop][..., :3])
     ch, cw = mask.shape
-    scale = min(1.0, max_side / max(ch, cw))
-    if scale < 1.0:
-        small = (max(1, round(cw * scale)), max(1, round(ch * scale)))
-        box = cv2.resize(box, small, interpolation=cv2.INTER_AREA)
-        mask = cv2.resize(mask, small, interpolation=cv2.INTER_NEAREST)
+    small = long_side_size(ch, cw, max_side, enlarge=False)
+    shrunk = small != (ch, cw)
+    if shrunk:
+        box = resize_image(box, small)
+        mask = resize_labels(mask, small)
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     try:
         cv2.grabCut(box, mask, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
     except cv2.error:
         return stroke.copy()
     fitted = ((mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)).astype(np.uint8)
-    if scale < 1.0:
+    if shrunk:
         # Enlarged smoothly and cut at half, so the boundary is not a staircase of enlarged pixels.
-        fitted = cv2.resize(fitted * 255, (cw, ch), interpolation=cv2.INTER_LINEAR) >= 128
+        fitted = resize_image(fitted * 255, (ch, cw)) >= 128
     out = np.zeros_like(stroke)
     out[crop] = (fitted.astype(bool) & grown) | core
     return out
@@ -247,30 +250,7 @@ def label_shares(labels: np.ndarray, label_set: LabelSet) -> list[tuple[int, flo
 
 def working_size(height: int, width: int, max_side: int) -> tuple[int, int]:
     """``(h, w)`` scaled down (never up) so that the longer side is at most ``max_side``."""
-    scale = min(1.0, max_side / max(height, width))
-    return max(1, round(height * scale)), max(1, round(width * scale))
-
-
-def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize an RGB image to ``(h, w)`` (area filter when shrinking)."""
-    h, w = size
-    if image.shape[:2] == (h, w):
-        return image
-    interp = cv2.INTER_AREA if h < image.shape[0] else cv2.INTER_LINEAR
-    return cv2.resize(image, (w, h), interpolation=interp)
-
-
-def resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize a label map to ``(h, w)`` with nearest neighbour (no new values appear).
-
-    Pixel centres are matched (``INTER_NEAREST_EXACT``), so enlarging a map and
-    shrinking it back gives the original exactly: a correction saved at full
-    resolution reopens with the labels that were drawn.
-    """
-    h, w = size
-    if labels.shape[:2] == (h, w):
-        return labels
-    return cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST_EXACT)
+    return long_side_size(height, width, max_side, enlarge=False)
 
 
 @dataclass(frozen=True)

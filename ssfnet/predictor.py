@@ -10,13 +10,13 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .checkpoint import list_checkpoints, load_checkpoint
+from .geometry import long_side_size, resize_image, resize_labels
 from .labels import LabelSet, get_label_set
 from .precision import autocast, use_bf16
 
@@ -133,17 +133,6 @@ class Predictor:
             raise ValueError("the image has no pixels")
         return np.ascontiguousarray(image)
 
-    def _scaled_sizes(self, h: int, w: int, scales: Sequence[float]) -> list[tuple[int, int]]:
-        base = self.input_size / max(h, w)
-        return [(max(1, round(h * base * s)), max(1, round(w * base * s))) for s in scales]
-
-    @staticmethod
-    def _resize(image: np.ndarray, h: int, w: int) -> np.ndarray:
-        if image.shape[:2] == (h, w):
-            return image
-        interp = cv2.INTER_AREA if h < image.shape[0] else cv2.INTER_LINEAR
-        return cv2.resize(image, (w, h), interpolation=interp)
-
     @torch.inference_mode()
     def _probabilities(self, batch: torch.Tensor, flip: bool) -> torch.Tensor:
         """Softmax of the network for a B x 3 x h x w uint8 batch, flip-averaged."""
@@ -194,13 +183,9 @@ class Predictor:
         flip = multiscale if flip is None else flip
         scales = self.scales if multiscale else (1.0,)
         accum: list[torch.Tensor | None] = [None] * len(images)
-        out_sizes = []
-        for im in images:
-            h, w = im.shape[:2]
-            shrink = min(1.0, MAX_PROB_SIDE / max(h, w))
-            out_sizes.append((max(1, round(h * shrink)), max(1, round(w * shrink))))
-        for scale_index in range(len(scales)):
-            sizes = [self._scaled_sizes(*im.shape[:2], scales)[scale_index] for im in images]
+        out_sizes = [long_side_size(*im.shape[:2], MAX_PROB_SIDE, enlarge=False) for im in images]
+        for scale in scales:
+            sizes = [long_side_size(*im.shape[:2], self.input_size, factor=scale) for im in images]
             # Images that resize to the same size share a forward pass. Padding
             # different sizes together would change the pyramid pooling's global
             # context, so a batch would not give the same answer as one image.
@@ -208,7 +193,7 @@ class Predictor:
             for i, size in enumerate(sizes):
                 groups.setdefault(size, []).append(i)
             for (h, w), members in groups.items():
-                batch = np.stack([self._resize(images[i], h, w) for i in members])
+                batch = np.stack([resize_image(images[i], (h, w)) for i in members])
                 prob = self._probabilities(torch.from_numpy(batch).permute(0, 3, 1, 2), flip)
                 for j, i in enumerate(members):
                     p = F.interpolate(prob[j : j + 1], size=out_sizes[i], mode="bilinear", align_corners=False)
@@ -220,10 +205,7 @@ class Predictor:
                 results.append(acc.cpu().numpy().astype(np.float32))
                 continue
             labels = acc.argmax(0).to(torch.uint8).cpu().numpy()
-            h, w = im.shape[:2]
-            if labels.shape != (h, w):
-                labels = cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST_EXACT)
-            results.append(labels)
+            results.append(resize_labels(labels, im.shape[:2]))
         return results
 
 

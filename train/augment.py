@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 
+from ssfnet.geometry import long_side_size, resize_image, resize_labels
 from ssfnet.labels import LabelSet, get_label_set
 
 Sample = tuple[np.ndarray, np.ndarray]
@@ -153,13 +154,6 @@ class Photometric:
 # Copy-paste composition (numpy, in the loader)
 
 
-def _resize(array: np.ndarray, width: int, height: int, *, nearest: bool) -> np.ndarray:
-    if nearest:
-        return cv2.resize(array, (width, height), interpolation=cv2.INTER_NEAREST_EXACT)
-    shrink = width * height < array.shape[0] * array.shape[1]
-    return cv2.resize(array, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-
-
 def remove_people(image: np.ndarray, label: np.ndarray, *, work_side: int = 256) -> np.ndarray:
     """Inpaint every labelled (non-background) pixel away, leaving an empty scene.
 
@@ -177,13 +171,11 @@ def remove_people(image: np.ndarray, label: np.ndarray, *, work_side: int = 256)
     person = (label != 0).astype(np.uint8)
     if not person.any():
         return image.copy()
-    scale = min(1.0, work_side / max(h, w))
-    sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
-    small = _resize(image, sw, sh, nearest=False)
+    small = long_side_size(h, w, work_side, enlarge=False)
     # Dilate so the halo of hair and clothing at the boundary goes too.
-    mask = cv2.dilate(_resize(person, sw, sh, nearest=True), np.ones((5, 5), np.uint8))
-    filled = cv2.inpaint(np.ascontiguousarray(small), mask, 3, cv2.INPAINT_TELEA)
-    filled = _resize(filled, w, h, nearest=False)
+    mask = cv2.dilate(resize_labels(person, small), np.ones((5, 5), np.uint8))
+    filled = cv2.inpaint(np.ascontiguousarray(resize_image(image, small)), mask, 3, cv2.INPAINT_TELEA)
+    filled = resize_image(filled, (h, w))
     grown = cv2.dilate(person, np.ones((7, 7), np.uint8)).astype(bool)
     out = image.copy()
     out[grown] = filled[grown]
@@ -298,10 +290,8 @@ class CopyPaste:
                 y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
                 background = background[y : y + ch, x : x + cw]
                 background_label = background_label[y : y + ch, x : x + cw]
-        h, w = background_label.shape
-        scale = self.canvas_size / max(h, w)
-        size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        return (_resize(background, *size, nearest=False).copy(), _resize(background_label, *size, nearest=True).copy())
+        size = long_side_size(*background_label.shape, self.canvas_size)
+        return resize_image(background, size).copy(), resize_labels(background_label, size).copy()
 
     def _paste(
         self,
@@ -326,8 +316,8 @@ class CopyPaste:
         scale = rng.uniform(*self.height_range) * ch / ph
         scale = min(scale, 1.1 * cw / pw)
         th, tw = max(2, round(ph * scale)), max(2, round(pw * scale))
-        person = _resize(np.ascontiguousarray(person), tw, th, nearest=False)
-        person_label = _resize(np.ascontiguousarray(person_label), tw, th, nearest=True)
+        person = resize_image(person, (th, tw))
+        person_label = resize_labels(person_label, (th, tw))
         x = int(rng.integers(-tw // 4, max(-tw // 4 + 1, cw - (3 * tw) // 4)))
         if cut_at_bottom:
             y = ch - th + int(rng.integers(0, max(1, th // 6)))

@@ -34,7 +34,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from ssfnet.data import SOURCE_KINDS, open_source, parse_source, register_source, resize_long_side
+from ssfnet.data import SOURCE_KINDS, open_source, parse_source, register_source
+from ssfnet.geometry import resize_long_side
 from ssfnet.io import label_png_bytes
 from ssfnet.labels import LabelSet, conversion_lut, get_label_set
 

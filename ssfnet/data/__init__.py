@@ -22,7 +22,8 @@ from ssfnet.data.layouts import (
 )
 from ssfnet.data.mixed import MixedDataset, holdout_split, mix_weights, split_ids
 from ssfnet.data.sources import SOURCE_KINDS, SourceSpec, open_source, parse_source, register_source
-from ssfnet.data.transforms import EvalTransform, TrainTransform, flip_sample, resize_long_side, to_tensors
+from ssfnet.data.transforms import EvalTransform, TrainTransform, flip_sample, to_tensors
+from ssfnet.geometry import resize_long_side
 
 __all__ = [
     "ATRDataset",

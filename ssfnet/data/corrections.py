@@ -1,34 +1,20 @@
 """The corrections store: label maps fixed by people in the app, read back for fine-tuning.
 
-Layout of a corrections folder::
-
-    images/<id>.<ext>   original image bytes (png, jpg, ...)
-    labels/<id>.png     indexed PNG with the label set's palette; values = label ids
-                        (coarse ids included), 255 = ignore
-    meta/<id>.json      label set, image sha256, proposing model, time, edited pixels, ...
-
-A record exists once its meta file exists: the image and label are written first, the meta
-last, each to a temporary dot-file in the same folder and then renamed into place, so readers
-never see half-written files. Records are never overwritten; saving an edit of a record makes
-a new record whose meta names its ``parent``.
-
-A writer first claims its id by creating ``meta/.<id>.json.tmp`` exclusively, holding its
-process id, and removes the claim once the meta is in place. A writer killed mid-save leaves
-that claim, dot-temporaries and perhaps an image or label without meta;
-:func:`sweep_corrections` (run when the app starts) removes such debris of writers that are gone.
+A corrections folder holds one record per saved correction (``images/<id>.<ext>``,
+``labels/<id>.png``, ``meta/<id>.json``); the files and the protocol that writes them safely
+(id claims, temporaries renamed into place, sweeping what killed writers left) are
+:mod:`ssfnet.data.correction_files`. Here: saving a record, listing, reading, trashing and
+exporting records, and the store as a training dataset.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
 import logging
 import os
-import re
 import secrets
-import time
 import zipfile
 from collections.abc import Iterable
 from datetime import datetime, timezone
@@ -38,121 +24,45 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ssfnet.data.layouts import ParsingDataset, Transform, label_conversion
-from ssfnet.io import json_safe, read_image, writer_alive
+from ssfnet.data.base import ParsingDataset, Transform, label_conversion
+from ssfnet.data.correction_files import (
+    FORMAT_VERSION,
+    ID_PATTERN,
+    IMAGE_FORMATS,
+    check_id,
+    claim_id,
+    displayed_size,
+    encode_image,
+    encode_labels,
+    find_image,
+    read_meta,
+    record_folders,
+    save_error,
+    sweep_corrections,
+    validate_record,
+    write_temp,
+)
+from ssfnet.io import json_safe, read_image
 from ssfnet.labels import LabelSet, get_label_set
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-IMAGE_FORMATS = {
-    "png": "PNG",
-    "jpg": "JPEG",
-    "jpeg": "JPEG",
-    "webp": "WEBP",
-    "bmp": "BMP",
-    "tif": "TIFF",
-    "tiff": "TIFF",
-}
-_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")  # whole ids only: fullmatch
-# EXIF orientations 5-8 rotate by 90 degrees, swapping width and height.
-_EXIF_ORIENTATION = 0x0112
-_TRANSPOSED_ORIENTATIONS = {5, 6, 7, 8}
-# A claim without a pid (just created, or made before pids were recorded) is debris after this long.
-CLAIM_GRACE_S = 60.0
+__all__ = [
+    "FORMAT_VERSION",
+    "IMAGE_FORMATS",
+    "CorrectionsDataset",
+    "correction_problem",
+    "export_zip",
+    "latest_ids",
+    "list_corrections",
+    "load_correction",
+    "save_correction",
+    "sweep_corrections",
+    "trash_correction",
+]
 
-
-def _folders(root: Path) -> tuple[Path, Path, Path]:
-    return root / "images", root / "labels", root / "meta"
-
-
-def _check_id(record_id: str) -> str:
-    # Ids become file names; refusing anything else keeps a crafted id from escaping the folder.
-    if not isinstance(record_id, str) or not _ID_PATTERN.fullmatch(record_id):
-        raise ValueError(f"invalid correction id {record_id!r}")
-    return record_id
-
-
-def _displayed_size(data: bytes) -> tuple[int, int]:
-    """(width, height) of encoded image bytes after applying their EXIF orientation."""
-    with Image.open(io.BytesIO(data)) as im:
-        width, height = im.size
-        orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
-    return (height, width) if orientation in _TRANSPOSED_ORIENTATIONS else (width, height)
-
-
-def _encode_image(image: np.ndarray, ext: str) -> bytes:
-    buffer = io.BytesIO()
-    options = {"quality": 95} if IMAGE_FORMATS[ext] in ("JPEG", "WEBP") else {}
-    Image.fromarray(image).save(buffer, format=IMAGE_FORMATS[ext], **options)
-    return buffer.getvalue()
-
-
-def _encode_labels(labels: np.ndarray, label_set: LabelSet) -> bytes:
-    im = Image.fromarray(labels)
-    im.putpalette(label_set.palette_bytes())  # an L image becomes P with the values as indices
-    buffer = io.BytesIO()
-    im.save(buffer, format="PNG", optimize=False)
-    return buffer.getvalue()
-
-
-def _validate(image: np.ndarray, labels: np.ndarray, label_set: LabelSet) -> None:
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"image must be H x W x 3 uint8 RGB, got shape {image.shape} dtype {image.dtype}")
-    if labels.ndim != 2 or labels.dtype != np.uint8:
-        raise ValueError(f"labels must be an H x W uint8 map, got shape {labels.shape} dtype {labels.dtype}")
-    if labels.shape != image.shape[:2]:
-        raise ValueError(
-            f"labels are {labels.shape[1]}x{labels.shape[0]} but the image is {image.shape[1]}x{image.shape[0]}"
-        )
-    label_set.validate(labels)
-
-
-def _claim_id(root: Path, digest: str, now: datetime) -> tuple[str, int]:
-    """Pick a new record id and claim it by creating its meta temporary file exclusively.
-
-    The claim file stays until the record's meta is in place, and a candidate is
-    rejected if any file of that id exists, so two writers (threads or processes) can never
-    obtain the same id and no existing file is ever replaced.
-    """
-    images, labels, meta = _folders(root)
-    stamp = now.strftime("%Y%m%dT%H%M%S%fZ")
-    base = f"{digest[:12]}-{stamp}"
-    for attempt in range(100):
-        record_id = base if attempt == 0 else f"{base}-{secrets.token_hex(3)}"
-        try:
-            fd = os.open(meta / f".{record_id}.json.tmp", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            continue
-        try:
-            os.write(fd, f"{os.getpid()}\n".encode())  # whose claim it is, for sweep_corrections
-        except OSError:
-            os.close(fd)
-            os.unlink(meta / f".{record_id}.json.tmp")
-            raise
-        taken = (meta / f"{record_id}.json").exists() or (labels / f"{record_id}.png").exists()
-        taken = taken or any(images.glob(f"{record_id}.*"))
-        if not taken:
-            return record_id, fd
-        os.close(fd)
-        os.unlink(meta / f".{record_id}.json.tmp")
-    raise RuntimeError(f"could not find a free correction id under {root}")
-
-
-def _save_error(err: OSError, context: str) -> OSError:
-    """An OSError with the same errno (callers may test for ENOSPC) and a message saying what failed."""
-    message = f"{context}: {err.strerror or err}"
-    return OSError(err.errno, message) if err.errno is not None else OSError(message)
-
-
-def _write_temp(folder: Path, record_id: str, suffix: str, data: bytes, temporaries: list[Path]) -> Path:
-    path = folder / f".{record_id}{suffix}.tmp"
-    temporaries.append(path)  # before writing: a failed write (disk full) must not leave it behind
-    with open(path, "xb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    return path
+# The id check under the name callers have imported from here.
+_check_id = check_id
 
 
 def save_correction(
@@ -197,23 +107,23 @@ def save_correction(
     """
     label_set = get_label_set(label_set)
     image, labels = np.asarray(image), np.asarray(labels)
-    _validate(image, labels, label_set)
+    validate_record(image, labels, label_set)
     ext = image_ext.lower().lstrip(".")
     if ext not in IMAGE_FORMATS:
         raise ValueError(f"image_ext must be one of {sorted(IMAGE_FORMATS)}, got {image_ext!r}")
     if parent is not None:
-        _check_id(parent)
+        check_id(parent)
     height, width = labels.shape
     if image_bytes is None:
-        image_bytes = _encode_image(np.ascontiguousarray(image), ext)
+        image_bytes = encode_image(np.ascontiguousarray(image), ext)
     else:
         try:
-            size = _displayed_size(image_bytes)
+            size = displayed_size(image_bytes)
         except (OSError, SyntaxError) as err:
             raise ValueError(f"image_bytes are not a readable image: {err}") from None
         if size != (width, height):
             raise ValueError(f"image_bytes decode to {size[0]}x{size[1]} but the labels are {width}x{height}")
-    label_bytes = _encode_labels(np.ascontiguousarray(labels), label_set)
+    label_bytes = encode_labels(np.ascontiguousarray(labels), label_set)
     digest = hashlib.sha256(image_bytes).hexdigest()
     # Serialise the meta before touching the disk so an unserialisable ``extra`` writes nothing.
     meta_fields = {
@@ -235,26 +145,26 @@ def save_correction(
         raise ValueError(f"extra must be JSON-serialisable: {err}") from None
 
     root = Path(root)
-    images, labels_dir, meta_dir = _folders(root)
+    images, labels_dir, meta_dir = record_folders(root)
     now = datetime.now(timezone.utc)
     try:
         for folder in (images, labels_dir, meta_dir):
             folder.mkdir(parents=True, exist_ok=True)
-        record_id, claim_fd = _claim_id(root, digest, now)
+        record_id, claim_fd = claim_id(root, digest, now)
     except OSError as err:
-        raise _save_error(err, f"could not prepare {root} for a new correction") from err
+        raise save_error(err, f"could not prepare {root} for a new correction") from err
     meta_fields = {"id": record_id, **meta_fields, "created": now.isoformat()}
     claim = meta_dir / f".{record_id}.json.tmp"
     temporaries = [claim]
     placed: list[Path] = []
     try:
         for folder, suffix, data in ((images, f".{ext}", image_bytes), (labels_dir, ".png", label_bytes)):
-            temporary = _write_temp(folder, record_id, suffix, data, temporaries)
+            temporary = write_temp(folder, record_id, suffix, data, temporaries)
             final = folder / f"{record_id}{suffix}"
             os.replace(temporary, final)
             placed.append(final)
         meta_bytes = json.dumps(meta_fields, indent=2, allow_nan=False).encode()
-        temporary = _write_temp(meta_dir, record_id, ".meta.json", meta_bytes, temporaries)
+        temporary = write_temp(meta_dir, record_id, ".meta.json", meta_bytes, temporaries)
         os.replace(temporary, meta_dir / f"{record_id}.json")
     except BaseException as err:
         os.close(claim_fd)
@@ -263,116 +173,13 @@ def save_correction(
             with contextlib.suppress(OSError):
                 path.unlink()
         if isinstance(err, OSError):
-            raise _save_error(err, f"could not save correction {record_id} under {root}") from err
+            raise save_error(err, f"could not save correction {record_id} under {root}") from err
         raise
     # The record is complete; a claim left by a kill right here is swept without harm.
     os.close(claim_fd)
     with contextlib.suppress(OSError):
         claim.unlink()
     return record_id
-
-
-def _claim_alive(claim: Path, now: float) -> bool:
-    """Whether the writer that made this meta claim may still be saving its record."""
-    try:
-        made_at = claim.stat().st_mtime
-        head = claim.read_bytes()[:32]
-    except OSError:
-        return True  # gone meanwhile: its writer finished or cleaned up
-    first = head.split(b"\n", 1)[0].strip()
-    if first.isdigit():
-        return writer_alive(int(first), made_at)
-    return now - made_at < CLAIM_GRACE_S
-
-
-def _unlink(path: Path) -> bool:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        return False
-    except OSError as err:  # a read-only store is read, not cleaned
-        logger.warning("could not remove %s: %s", path, err.strerror or err)
-        return False
-    return True
-
-
-def sweep_corrections(root: str | os.PathLike) -> list[Path]:
-    """Remove what writers killed mid-save left in a corrections folder.
-
-    That is: meta claims (``meta/.<id>.json.tmp``) whose writer is gone, the dot-temporaries of
-    such ids, and images or labels without meta and without a live claim (a record without meta
-    does not exist). Complete records are never touched, and the image or label of a record
-    whose meta is already in ``trash/`` (an interrupted :func:`trash_correction`) is moved
-    there too, so the trashed record stays recoverable.
-
-    Returns:
-        The files removed or moved to the trash.
-    """
-    root = Path(root)
-    images, labels, meta_dir = _folders(root)
-    if not meta_dir.is_dir():
-        return []
-    now = time.time()
-    removed: list[Path] = []
-    live: set[str] = set()
-    claims = [p for p in meta_dir.glob(".*.tmp") if p.name[1:].split(".", 1)[-1] == "json.tmp"]
-    for claim in claims:
-        record_id = claim.name[1 : -len(".json.tmp")]
-        if _claim_alive(claim, now):
-            live.add(record_id)
-        elif _unlink(claim):
-            removed.append(claim)
-    for folder in (images, labels, meta_dir):
-        if not folder.is_dir():
-            continue
-        for path in folder.iterdir():
-            name = path.name
-            if folder == meta_dir and not name.endswith(".meta.json.tmp"):
-                continue  # meta files are records, claims were judged above
-            if name.startswith(".") and name.endswith(".tmp"):
-                record_id = name[1:].split(".", 1)[0]
-            elif not name.startswith("."):
-                record_id = name.split(".", 1)[0]
-                if (meta_dir / f"{record_id}.json").exists():
-                    continue
-            else:
-                continue
-            if record_id in live or not path.is_file():
-                continue
-            trashed = root / "trash" / folder.name / name
-            if not name.startswith(".") and (root / "trash" / "meta" / f"{record_id}.json").is_file():
-                try:
-                    trashed.parent.mkdir(parents=True, exist_ok=True)
-                    os.replace(path, trashed)
-                    removed.append(path)
-                except OSError as err:
-                    logger.warning("could not move %s to the trash: %s", path, err.strerror or err)
-            elif _unlink(path):
-                removed.append(path)
-    if removed:
-        logger.warning("removed %d files left by interrupted saves in %s", len(removed), root)
-    return removed
-
-
-def _read_meta(path: Path) -> dict[str, Any] | None:
-    try:
-        meta = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        logger.warning("skipping unreadable correction meta %s: %s", path, err)
-        return None
-    if not isinstance(meta, dict):
-        logger.warning("skipping correction meta %s: not a JSON object", path)
-        return None
-    return meta
-
-
-def _image_path(root: Path, record_id: str, meta: dict[str, Any]) -> Path | None:
-    ext = meta.get("image_ext")
-    if isinstance(ext, str) and ext in IMAGE_FORMATS:
-        path = root / "images" / f"{record_id}.{ext}"
-        return path if path.is_file() else None
-    # Records written by hand may lack image_ext: take whatever image has the id.
-    return next((p for p in sorted((root / "images").glob(f"{record_id}.*")) if p.is_file()), None)
 
 
 def list_corrections(root: str | os.PathLike) -> list[dict[str, Any]]:
@@ -388,12 +195,12 @@ def list_corrections(root: str | os.PathLike) -> list[dict[str, Any]]:
     records = []
     for path in meta_dir.glob("*.json"):
         record_id = path.stem
-        if not _ID_PATTERN.fullmatch(record_id):
+        if not ID_PATTERN.fullmatch(record_id):
             continue
-        meta = _read_meta(path)
+        meta = read_meta(path)
         if meta is None:
             continue
-        if not (root / "labels" / f"{record_id}.png").is_file() or _image_path(root, record_id, meta) is None:
+        if not (root / "labels" / f"{record_id}.png").is_file() or find_image(root, record_id, meta) is None:
             logger.warning("skipping incomplete correction %s in %s", record_id, root)
             continue
         meta["id"] = record_id
@@ -419,13 +226,13 @@ def load_correction(root: str | os.PathLike, record_id: str) -> tuple[np.ndarray
             valid images.
     """
     root = Path(root)
-    _check_id(record_id)
+    check_id(record_id)
     meta_path = root / "meta" / f"{record_id}.json"
     if not meta_path.is_file():
         raise FileNotFoundError(f"no correction {record_id} in {root} (missing {meta_path})")
     meta = json.loads(meta_path.read_text())
     meta["id"] = record_id
-    image_path = _image_path(root, record_id, meta)
+    image_path = find_image(root, record_id, meta)
     label_path = root / "labels" / f"{record_id}.png"
     if image_path is None or not label_path.is_file():
         raise FileNotFoundError(f"correction {record_id} in {root} lacks its image or label file")
@@ -463,12 +270,12 @@ def trash_correction(root: str | os.PathLike, record_id: str) -> Path:
         FileNotFoundError: no complete record with that id.
     """
     root = Path(root)
-    _check_id(record_id)
+    check_id(record_id)
     meta_path = root / "meta" / f"{record_id}.json"
-    meta = _read_meta(meta_path) if meta_path.is_file() else None
+    meta = read_meta(meta_path) if meta_path.is_file() else None
     if meta is None:
         raise FileNotFoundError(f"no correction {record_id} in {root}")
-    image_path = _image_path(root, record_id, meta)
+    image_path = find_image(root, record_id, meta)
     trash = root / "trash"
     for path in (meta_path, root / "labels" / f"{record_id}.png", image_path):
         if path is not None and path.is_file():
@@ -543,7 +350,7 @@ def export_zip(root: str | os.PathLike, dest_path: str | os.PathLike) -> Path:
         with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             for meta in sorted(records, key=lambda m: m["id"]):
                 record_id = meta["id"]
-                image_path = _image_path(root, record_id, meta)
+                image_path = find_image(root, record_id, meta)
                 for path in (image_path, root / "labels" / f"{record_id}.png", root / "meta" / f"{record_id}.json"):
                     archive.write(path, f"{path.parent.name}/{path.name}")
                 if record_id in latest:

@@ -10,45 +10,15 @@ model) and label ``H x W`` int64.
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import get_worker_info
 
+from ssfnet.geometry import resize_image, resize_labels, resize_long_side
 from ssfnet.labels import IGNORE_INDEX, LabelSet, conversion_lut, get_label_set
 
 # ImageNet mean colour: padding with it gives ~0 after the model's normalisation.
 MEAN_COLOUR = (124, 116, 104)
-
-
-def _resize(array: np.ndarray, height: int, width: int, *, nearest: bool) -> np.ndarray:
-    if array.shape[:2] == (height, width):
-        return array
-    if nearest:
-        # NEAREST_EXACT samples pixel centres; plain NEAREST shifts the map by up to half a pixel.
-        interpolation = cv2.INTER_NEAREST_EXACT
-    elif height * width < array.shape[0] * array.shape[1]:
-        interpolation = cv2.INTER_AREA  # averages when shrinking instead of aliasing
-    else:
-        interpolation = cv2.INTER_LINEAR
-    return cv2.resize(array, (width, height), interpolation=interpolation)
-
-
-def resize_long_side(image: np.ndarray, size: int, *, nearest: bool = False) -> np.ndarray:
-    """Resize so the longer side is ``size`` pixels, keeping the aspect ratio.
-
-    Args:
-        image: H x W x C or H x W array (uint8).
-        size: Target length of the longer side.
-        nearest: Nearest-neighbour interpolation (for label maps); otherwise area when
-            shrinking and bilinear when enlarging.
-
-    Returns:
-        The resized array (the input itself if it already has that size).
-    """
-    h, w = image.shape[:2]
-    scale = size / max(h, w)
-    return _resize(image, max(1, round(h * scale)), max(1, round(w * scale)), nearest=nearest)
 
 
 def flip_sample(image: np.ndarray, label: np.ndarray, label_set: str | LabelSet) -> tuple[np.ndarray, np.ndarray]:
@@ -171,8 +141,8 @@ class TrainTransform:
         h, w = label.shape
         factor = min(crop_h / h, crop_w / w) * rng.uniform(*self.scale_range)
         new_h, new_w = max(1, round(h * factor)), max(1, round(w * factor))
-        image = _resize(image, new_h, new_w, nearest=False)
-        label = _resize(label, new_h, new_w, nearest=True)
+        image = resize_image(image, (new_h, new_w))
+        label = resize_labels(label, (new_h, new_w))
 
         rows_src, rows_dst = _window(new_h, crop_h, rng)
         cols_src, cols_dst = _window(new_w, crop_w, rng)
