@@ -54,6 +54,27 @@ def resize_to(x: torch.Tensor, like: torch.Tensor | tuple[int, int]) -> torch.Te
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
+def add_pixel_stats(module: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+    """Give ``module`` the RGB ``pixel_mean`` and ``pixel_std`` buffers (1 x 3 x 1 x 1) its input is normalised with.
+
+    Not persistent: the statistics belong to the architecture, not to the trained weights.
+    """
+    module.register_buffer("pixel_mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+    module.register_buffer("pixel_std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+
+
+def normalise_pixels(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Normalise RGB images, B x 3 x H x W uint8 (0-255) or float in [0, 1]: ``(x - mean) / std``.
+
+    The one input normalisation of every model family (SSFNet variants and torchvision peers),
+    so training, the predictor and the app cannot disagree about it.
+    """
+    if images.dtype == torch.uint8:
+        images = images.float().div_(255.0)
+    images = images.to(mean.dtype) if not images.is_floating_point() else images
+    return (images - mean.to(images.dtype)) / std.to(images.dtype)
+
+
 def init_weights(module: nn.Module) -> None:
     """Kaiming-normal convolutions, unit batch norms: the usual ResNet start."""
     for m in module.modules():

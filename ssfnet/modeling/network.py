@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backbone import DilatedResNet
-from .common import ConvBNReLU, init_weights, resize_to
+from .common import ConvBNReLU, add_pixel_stats, init_weights, normalise_pixels, resize_to
 from .efficientnet import LITE_MEAN, LITE_STD, EfficientNetLite0
 from .hourglass import Hourglass
 from .ppm import PyramidPooling
@@ -164,8 +164,7 @@ class SSFNet(nn.Module):
             # Small logits at the start: the first loss is about log(K), not tens.
             nn.init.normal_(classifier.weight, std=0.01)
             nn.init.zeros_(classifier.bias)
-        self.register_buffer("pixel_mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        add_pixel_stats(self, mean, std)
 
     def _fuse(self, top: torch.Tensor, mid: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
         """The head's first layer (1x1 conv, BN, ReLU) on ``cat(up(top), up(mid), high)`` at 1/2.
@@ -183,10 +182,7 @@ class SSFNet(nn.Module):
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """Normalise RGB images: uint8 (0-255) or float in [0, 1], B x 3 x H x W."""
-        if images.dtype == torch.uint8:
-            images = images.float().div_(255.0)
-        images = images.to(self.pixel_mean.dtype) if not images.is_floating_point() else images
-        return (images - self.pixel_mean.to(images.dtype)) / self.pixel_std.to(images.dtype)
+        return normalise_pixels(images, self.pixel_mean, self.pixel_std)
 
     def forward(self, images: torch.Tensor, aux: bool = True, native: bool = False) -> dict[str, torch.Tensor]:
         """Parse a batch of images.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .common import add_pixel_stats, normalise_pixels
 from .network import IMAGENET_MEAN, IMAGENET_STD
 
 # Variant name -> (torchvision builder name, has an auxiliary head).
@@ -43,17 +44,15 @@ class TorchvisionSegmenter(nn.Module):
         self.num_classes = num_classes
         self.net = getattr(segmentation, builder)(**kwargs)
         self.is_lraspp = isinstance(self.net, segmentation.LRASPP)
-        self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        add_pixel_stats(self, IMAGENET_MEAN, IMAGENET_STD)
 
     @property
     def backbone(self) -> nn.Module:
         return self.net.backbone
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
-        if images.dtype == torch.uint8:
-            images = images.float().div_(255.0)
-        return (images - self.pixel_mean.to(images.dtype)) / self.pixel_std.to(images.dtype)
+        """Normalise RGB images: uint8 (0-255) or float in [0, 1], B x 3 x H x W."""
+        return normalise_pixels(images, self.pixel_mean, self.pixel_std)
 
     def forward(self, images: torch.Tensor, aux: bool = True, native: bool = False) -> dict[str, torch.Tensor]:
         """B x 3 x H x W uint8 or [0, 1] float -> ``{"out": B x K x H x W}`` (+ ``aux2`` when ``aux``).
