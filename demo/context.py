@@ -1,0 +1,301 @@
+"""What every handler of the app works on: one :class:`AppContext` per ``gr.Blocks``.
+
+The context holds the server-wide parts (settings, the loaded models, the stores of
+corrections, drafts and queued photos, the fine-tune runner) and the app's components
+(:class:`Components`, filled in by the layout in :mod:`demo.ui`). Handlers in the
+``demo.panel_*`` modules return ``{component: value}`` dicts keyed by those components;
+each user's own work stays in the ``gr.State`` holding their :class:`demo.session.Session`.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+from PIL import Image
+
+from ssfnet import CheckpointError
+from ssfnet.checkpoint import read_metadata
+from ssfnet.data.corrections import load_correction
+from ssfnet.io import atomic_write_bytes, overlay, png_bytes
+from ssfnet.labels import LabelSet, get_label_set
+
+from .cleanup import make_temp_dir
+from .drafts import Drafts
+from .finetune import FinetuneRunner
+from .models import Predictors
+from .queue import PhotoQueue
+from .render import Scratch, legend_html, write_downloads
+from .session import Session
+from .settings import Settings
+from .widgets import brush_size, hidden_set, label_widgets
+
+logger = logging.getLogger(__name__)
+
+ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
+EXAMPLES_DIR = ASSETS_DIR / "examples"
+DEFAULT_LABEL_SET = "lip-20"
+
+
+def example_paths() -> list[Path]:
+    """The example photos offered under the upload."""
+    return sorted(p for p in EXAMPLES_DIR.glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+
+
+class Thumbnails:
+    """Small overlay thumbnails of saved corrections, made once per record id (records never change)."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self.folder = make_temp_dir("ssfnet-thumbs-")
+        weakref.finalize(self, shutil.rmtree, self.folder, ignore_errors=True)
+
+    def get(self, root: Path, meta: dict) -> Path:
+        path = self.folder / f"{meta['id']}.png"
+        if path.exists():
+            return path
+        try:
+            image, labels, _ = load_correction(root, meta["id"])
+            label_set = get_label_set(meta.get("label_set", DEFAULT_LABEL_SET))
+            picture = overlay(image, labels, label_set, alpha=0.5)
+        except (OSError, ValueError, KeyError):
+            # A broken record still gets a tile, so that it can be selected and its problem shown.
+            picture = np.full((self.size, self.size, 3), 200, dtype=np.uint8)
+        thumb = Image.fromarray(picture)
+        thumb.thumbnail((self.size, self.size))
+        # Written atomically: another user's request may serve the file meanwhile.
+        return atomic_write_bytes(path, png_bytes(np.asarray(thumb)))
+
+
+class Components:
+    """The app's components, set by the layout (:mod:`demo.ui`) as it creates them.
+
+    The fine-tune ones exist only when the panel is offered, ``examples`` only when there are
+    example photos (``example_gallery``).
+    """
+
+    # Per-user state.
+    session: gr.State
+    record_ids: gr.State
+    # Page-wide messages.
+    model_md: gr.Markdown
+    message: gr.Markdown
+    # Opening a photo and the model options.
+    upload: gr.File
+    example_gallery: gr.Gallery
+    parse_btn: gr.Button
+    checkpoint: gr.Dropdown
+    refresh_ckpt: gr.Button
+    multiscale: gr.Checkbox
+    flip: gr.Checkbox
+    opacity: gr.Slider
+    legend: gr.HTML
+    hidden: gr.CheckboxGroup
+    # Editing.
+    status: gr.Markdown
+    label: gr.Dropdown
+    painting: gr.HTML
+    view: gr.Image
+    tool: gr.Radio
+    tolerance: gr.Slider
+    click_x: gr.Number
+    click_y: gr.Number
+    apply_click_btn: gr.Button
+    editor: gr.ImageEditor
+    apply_btn: gr.Button
+    snap_btn: gr.Button
+    undo_btn: gr.Button
+    redo_btn: gr.Button
+    reset_btn: gr.Button
+    save_btn: gr.Button
+    accept_btn: gr.Button
+    downloads: gr.File
+    key_box: gr.Textbox
+    # Saved corrections.
+    gallery: gr.Gallery
+    record_id: gr.Textbox
+    reopen_btn: gr.Button
+    trash_btn: gr.Button
+    refresh_btn: gr.Button
+    show_old: gr.Checkbox
+    export_btn: gr.Button
+    export_file: gr.File
+    # Drafts.
+    draft_dd: gr.Dropdown
+    restore_btn: gr.Button
+    drafts_refresh_btn: gr.Button
+    # Model comparison.
+    compare_a: gr.Dropdown
+    compare_b: gr.Dropdown
+    compare_btn: gr.Button
+    compare_view_a: gr.Image
+    compare_view_b: gr.Image
+    compare_md: gr.Markdown
+    # Fine-tuning.
+    finetune_base: gr.Dropdown
+    finetune_minutes: gr.Number
+    finetune_lr: gr.Number
+    finetune_share: gr.Slider
+    finetune_holdout: gr.Slider
+    finetune_freeze: gr.Checkbox
+    finetune_btn: gr.Button
+    finetune_cancel_btn: gr.Button
+    finetune_refresh_btn: gr.Button
+    finetune_html: gr.HTML
+    finetune_log: gr.Textbox
+    finetune_timer: gr.Timer
+
+    @property
+    def view_outputs(self) -> list:
+        """What every edit refreshes (see :meth:`AppContext.views`)."""
+        return [self.session, self.view, self.editor, self.legend, self.downloads, self.status]
+
+    @property
+    def start_outputs(self) -> list:
+        """What opening a photo (or a saved correction, or a draft) sets (see :meth:`AppContext.opened`)."""
+        return self.view_outputs + [self.label, self.hidden, self.upload, self.message]
+
+
+def status_text(session: Session | None) -> str:
+    """The status line: pixels changed, undo steps, saved or not, working size."""
+    if session is None:
+        return "No photo yet."
+    n = session.changed_pixels
+    share = 100 * n / max(1, session.labels.size)
+    h, w = session.labels.shape
+    if not session.unsaved:
+        saved = f"saved as `{session.parent}`"
+    else:
+        saved = "not saved yet" if session.parent is None else "unsaved changes"
+    return (
+        f"**{n:,} pixels changed** from the proposal ({share:.2f}%) · {len(session.history)} undo step(s) · "
+        f"{saved} · working size {w}x{h}"
+    )
+
+
+def start_label_set(predictors: Predictors) -> LabelSet:
+    """The label set of the checkpoint selected at start (the default one when there is none)."""
+    choice = predictors.default()
+    if choice:
+        try:
+            return get_label_set(read_metadata(choice)["label_set"])
+        except (CheckpointError, KeyError):
+            pass
+    return get_label_set(DEFAULT_LABEL_SET)
+
+
+@dataclass
+class AppContext:
+    """The server-wide parts of one app and its components; see the module's docstring."""
+
+    settings: Settings
+    predictors: Predictors
+    thumbnails: Thumbnails
+    scratch: Scratch
+    drafts: Drafts
+    photo_queue: PhotoQueue
+    runner: FinetuneRunner | None
+    examples: list[Path]
+    initial_set: LabelSet
+    ui: Components = field(default_factory=Components)
+
+    @classmethod
+    def create(cls, settings: Settings, predictors: Predictors) -> AppContext:
+        """The stores and the fine-tune runner of ``settings``; components come later, from the layout."""
+        corrections_dir = Path(settings.corrections_dir)
+        drafts = Drafts(corrections_dir / "drafts")
+        # One fine-tune process per app: a server resource that every tab watches (see demo.finetune).
+        runner = (
+            FinetuneRunner(
+                corrections_dir=corrections_dir,
+                checkpoints_dir=predictors.checkpoints_dir,
+                runs_dir=settings.runs_dir,
+                device=settings.device,
+                extra_args=settings.finetune_args,
+            )
+            if settings.finetune
+            else None
+        )
+        return cls(
+            settings=settings,
+            predictors=predictors,
+            thumbnails=Thumbnails(),
+            scratch=Scratch(),
+            drafts=drafts,
+            photo_queue=PhotoQueue(corrections_dir / "queue", corrections_dir, drafts),
+            runner=runner,
+            examples=example_paths(),
+            initial_set=start_label_set(predictors),
+        )
+
+    @property
+    def corrections_dir(self) -> Path:
+        return Path(self.settings.corrections_dir)
+
+    def label_set_of(self, session: Session | None) -> LabelSet:
+        """The label set being edited: the session's, or the start one before any photo."""
+        return session.label_set if session is not None else self.initial_set
+
+    def autosave(self, session: Session) -> None:
+        """Keep ``session``'s draft up to date (removed when nothing is left unsaved); a warning if it fails."""
+        try:
+            self.drafts.keep(session)
+        except OSError as err:
+            logger.warning("could not write the draft of %s: %s", session.source.name, err)
+            gr.Warning(f"Could not autosave a draft: {err}")
+
+    def views(self, session: Session, opacity: float, hidden) -> dict:
+        """The outputs every edit refreshes (``view_outputs``); the overlay download is also what is shown.
+
+        Each refresh also autosaves the session's draft (or removes it when nothing is left unsaved).
+        """
+        hide = hidden_set(hidden)
+        files = [str(p) for p in write_downloads(session, opacity, hide, self.scratch.new())]
+        picture = files[2]
+        self.autosave(session)
+        ui = self.ui
+        return {
+            ui.session: session,
+            ui.view: picture,
+            ui.editor: {"background": picture, "layers": [], "composite": None},
+            ui.legend: legend_html(session, session.label_set, hide),
+            ui.downloads: files,
+            ui.status: status_text(session),
+        }
+
+    def opened(self, session: Session, opacity: float, hidden, label, message: str) -> dict:
+        """The ``start_outputs`` of a session just opened: its views, its label set's widgets, ``message``."""
+        label_dd, hidden_cb, brush = label_widgets(session.label_set, hidden, label, brush_size(session))
+        out = self.views(session, opacity, hidden)
+        ui = self.ui
+        return out | {
+            ui.editor: gr.ImageEditor(value=out[ui.editor], brush=brush),
+            ui.label: label_dd,
+            ui.hidden: hidden_cb,
+            ui.message: message,
+        }
+
+    def leave(self, session: Session | None) -> str | None:
+        """Before another photo replaces ``session``: keep its unsaved work as a draft; a note saying so."""
+        if session is None or not session.has_work:
+            return None
+        self.autosave(session)
+        name = session.source.name or "the previous photo"
+        return (
+            f"your unsaved edits of {name} are kept as a draft: open {name} again "
+            "(queue, upload or **Drafts**) to continue"
+        )
+
+    def continue_draft(self, session: Session) -> str | None:
+        """Continue a photo just opened from its draft, if it has one; a note saying so."""
+        if not self.drafts.restore_into(session):
+            return None
+        return (
+            f"continued from your unsaved draft ({session.changed_pixels:,} pixels edited); "
+            "**Reset to proposal** drops it"
+        )

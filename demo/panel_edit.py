@@ -1,0 +1,167 @@
+"""Handlers of the editing panel: click tools, painted strokes, undo / redo, the label and the brush."""
+
+from __future__ import annotations
+
+import gradio as gr
+import numpy as np
+
+from . import editing
+from .context import AppContext
+from .render import label_name, legend_html, write_downloads
+from .widgets import (
+    as_int,
+    brush,
+    brush_size,
+    hidden_set,
+    mistake,
+    painting_html,
+    pending_strokes,
+    require,
+)
+
+TOOLS = ("Pick label", "Relabel region", "Flood fill (similar colour)")
+
+
+class EditHandlers:
+    """Edits of the current session, for the app ``app``; each returns the outputs it changes."""
+
+    def __init__(self, app: AppContext) -> None:
+        self.app = app
+
+    def legend_for(self, session, hidden):
+        """The legend with the hidden labels marked."""
+        return legend_html(session, self.app.label_set_of(session), hidden_set(hidden))
+
+    def rerender(self, session, opacity, hidden) -> dict:
+        """Redraw the overlay (opacity / hidden labels changed); the editor keeps its strokes."""
+        if session is None:
+            return gr.skip()
+        files = [str(p) for p in write_downloads(session, opacity, hidden_set(hidden), self.app.scratch.new())]
+        ui = self.app.ui
+        return {ui.view: files[2], ui.downloads: files}
+
+    def record_click(self, evt: gr.SelectData) -> dict:
+        x, y = evt.index
+        ui = self.app.ui
+        return {ui.click_x: int(x), ui.click_y: int(y)}
+
+    def apply_click(self, session, x, y, tool, label, tolerance, opacity, hidden) -> dict:
+        """Apply a click tool at pixel (x, y) of the working image."""
+        session = require(session)
+        x, y = as_int(x, "x"), as_int(y, "y")
+        h, w = session.labels.shape
+        if not (0 <= x < w and 0 <= y < h):
+            raise mistake(f"({x}, {y}) lies outside the {w}x{h} image")
+        if tool == "Pick label":
+            value = int(session.labels[y, x])
+            gr.Info(f"Picked {label_name(session.label_set, value)}")
+            ui = self.app.ui
+            return {
+                ui.editor: gr.ImageEditor(brush=brush(session.label_set, value, brush_size(session))),
+                ui.label: value,
+            }
+        value = as_int(label, "label")
+        if value not in editing.paint_ids(session.label_set)[0]:
+            raise mistake(f"{value} is not a label of {session.label_set.name}")
+        if tool == "Relabel region":
+            mask = editing.connected_region(session.labels, x, y)
+        elif tool == "Flood fill (similar colour)":
+            # Only within the clicked label: a black skirt refilled must not take the black coat with it.
+            mask = editing.colour_region(session.image, x, y, as_int(tolerance, "tolerance"), session.labels)
+        else:
+            raise mistake(f"unknown tool {tool!r}; choose one of {', '.join(TOOLS)}")
+        new = session.labels.copy()
+        new[mask] = value
+        changed = session.edit(new, f"{tool} at ({x}, {y})")
+        if not changed:
+            gr.Info("Nothing changed: that region already has this label.")
+        return self.app.views(session, opacity, hidden)
+
+    def click_in_browser(self, session, x, y, tool, label, tolerance, opacity, hidden, editor_value) -> dict:
+        """A click on the overlay; refused while the editor holds strokes that the redraw would drop."""
+        if tool != "Pick label" and session is not None and pending_strokes(editor_value):
+            gr.Warning(
+                "Unapplied strokes in Paint labels: Apply strokes (or erase them) first; "
+                f"the {tool.lower()} click would have discarded them, so it was not applied."
+            )
+            return gr.skip()
+        return self.apply_click(session, x, y, tool, label, tolerance, opacity, hidden)
+
+    def _strokes(self, session, editor_value, opacity, hidden, snap: bool) -> dict:
+        session = require(session)
+        layers = [np.asarray(layer) for layer in (editor_value or {}).get("layers") or []]
+        if not layers:
+            gr.Info("Paint on the image first: nothing to apply.")
+            return gr.skip()
+        h, w = session.labels.shape
+        new = session.labels
+        for layer in layers:
+            if layer.ndim != 3 or layer.shape[2] != 4:
+                raise gr.Error(f"the editor sent a layer of shape {layer.shape}; expected RGBA")
+            if layer.shape[:2] != (h, w):
+                gr.Warning(
+                    f"The painted layer is {layer.shape[1]}x{layer.shape[0]} but the image {w}x{h}; "
+                    "it was scaled to fit."
+                )
+                layer = editing.resize_labels(layer, (h, w))
+            if snap:
+                new = editing.apply_strokes_snapped(new, session.image, layer, session.label_set)
+            else:
+                new = editing.apply_strokes(new, layer, session.label_set)
+        changed = session.edit(new, "snapped strokes" if snap else "strokes")
+        if not changed:
+            gr.Info("The strokes changed no label.")
+        return self.app.views(session, opacity, hidden)
+
+    def apply_strokes(self, session, editor_value, opacity, hidden) -> dict:
+        """Set every painted pixel to the label of its (snapped) brush colour."""
+        return self._strokes(session, editor_value, opacity, hidden, snap=False)
+
+    def snap_strokes(self, session, editor_value, opacity, hidden) -> dict:
+        """Like apply_strokes, but each colour's strokes are first fitted to image edges (GrabCut)."""
+        return self._strokes(session, editor_value, opacity, hidden, snap=True)
+
+    def undo(self, session, opacity, hidden) -> dict:
+        """Undo the last edit."""
+        session = require(session)
+        if session.undo() is None:
+            gr.Info("Nothing to undo.")
+        return self.app.views(session, opacity, hidden)
+
+    def redo(self, session, opacity, hidden) -> dict:
+        """Redo the last undone edit."""
+        session = require(session)
+        if session.redo() is None:
+            gr.Info("Nothing to redo.")
+        return self.app.views(session, opacity, hidden)
+
+    def reset(self, session, opacity, hidden) -> dict:
+        """Go back to the model's proposal (undoable)."""
+        session = require(session)
+        session.reset()
+        return self.app.views(session, opacity, hidden)
+
+    def brush_for(self, session, value):
+        """Make the chosen label the brush colour, so the dropdown drives both the click tools and the brush."""
+        label_set = self.app.label_set_of(session)
+        try:
+            return gr.ImageEditor(brush=brush(label_set, int(value), brush_size(session)))
+        except (TypeError, ValueError):
+            return gr.skip()
+
+    def painting_chip(self, session, value) -> str:
+        """What the brush paints, shown above the canvas: colour, id and name."""
+        return painting_html(self.app.label_set_of(session), value, brush_size(session))
+
+    def key_label(self, session, key, current) -> dict:
+        """A label picked with the number keys (see demo.keys): the dropdown, brush and chip follow."""
+        label_set = self.app.label_set_of(session)
+        try:
+            value = int(str(key).split("#")[0])
+        except ValueError:
+            return gr.skip()
+        if value not in editing.paint_ids(label_set)[0]:
+            gr.Info(f"No label {value} in {label_set.name}")
+            return gr.skip()
+        ui = self.app.ui
+        return {ui.label: value, ui.editor: gr.ImageEditor(brush=brush(label_set, value, brush_size(session)))}

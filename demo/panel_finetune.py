@@ -1,0 +1,133 @@
+"""Handlers of the fine-tune panel: start, cancel and watch the app's one background fine-tune.
+
+The job itself (its process, status file and log) is :class:`demo.finetune.FinetuneRunner`'s;
+these handlers only turn it into the panel's status, log, polling timer and checkpoint lists.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import gradio as gr
+
+from ssfnet.data.corrections import list_corrections
+
+from .context import AppContext
+from .finetune import FinetuneBusy, FinetuneRequest, FinetuneRunner, status_html
+from .panel_models import ModelHandlers
+from .widgets import mistake
+
+logger = logging.getLogger(__name__)
+
+
+class FinetuneHandlers:
+    """The fine-tune panel of the app ``app`` (which offers it: ``app.runner`` is set)."""
+
+    def __init__(self, app: AppContext, models: ModelHandlers) -> None:
+        self.app = app
+        self.models = models
+
+    @property
+    def runner(self) -> FinetuneRunner:
+        assert self.app.runner is not None, "the fine-tune panel is off"
+        return self.app.runner
+
+    def _corrections(self) -> int:
+        return len(list_corrections(self.app.corrections_dir))
+
+    def base_choices(self, base):
+        """Offer the current checkpoints as fine-tune bases (the pick kept while it exists, else the default)."""
+        choices, (value,) = self.models.choices(base)
+        return gr.Dropdown(choices=choices, value=value)
+
+    def view(self, checkpoint_value, first, second, base, select_new: bool) -> dict:
+        """Status, log and polling state of the app's fine-tune, and the checkpoint lists as they are now.
+
+        Polling (``select_new``) leaves the lists alone until the fine-tune has finished (a list
+        redrawn every two seconds would close under the user's pointer), then offers the new
+        checkpoint beside its base; a refresh always re-reads them.
+        """
+        ui = self.app.ui
+        job = self.runner.job
+        if job is None:
+            info = None
+            text, log, running = status_html(None, corrections=self._corrections()), "", False
+        else:
+            info = job.progress()
+            text, log, running = status_html(job, info=info), job.log_tail(), job.running
+        shown = {ui.finetune_html: text, ui.finetune_log: log, ui.finetune_timer: gr.Timer(active=running)}
+        finished = info is not None and info["status"] == "finished"
+        if select_new and not finished:
+            return shown
+        choices, (value,) = self.models.choices(checkpoint_value)
+        folders = [folder for _, folder in choices]
+        new = (info.get("report") or {}).get("checkpoint") if finished else None
+        if select_new and new in folders:
+            # The base and its fine-tuned successor, ready to compare on the current photo.
+            first, second = job.request.base, new
+        lists = {ui.checkpoint: value, ui.compare_a: first, ui.compare_b: second, ui.finetune_base: base}
+        return shown | {
+            component: gr.Dropdown(choices=choices, value=pick if pick in folders else value)
+            for component, pick in lists.items()
+        }
+
+    def poll(self, checkpoint_value, first, second, base) -> dict:
+        return self.view(checkpoint_value, first, second, base, select_new=True)
+
+    def status(self, checkpoint_value, first, second, base) -> dict:
+        """The fine-tune's status and log, and the checkpoint lists (re-read from disk)."""
+        outputs = self.view(checkpoint_value, first, second, base, select_new=False)
+        del outputs[self.app.ui.finetune_timer]  # not an output of this call: see ``polling``
+        return outputs
+
+    def polling(self):
+        """Poll (the panel's timer) while a fine-tune runs; kept out of the API, where it means nothing."""
+        job = self.runner.job
+        return gr.Timer(active=job is not None and job.running)
+
+    def start(self, base, minutes, lr, share, holdout, freeze) -> dict:
+        """Start fine-tuning ``base`` on the saved corrections in a background process."""
+        app = self.app
+        if not base:
+            # Never a silent default: the run must be of the checkpoint the panel shows.
+            problem = app.predictors.problem()
+            raise mistake(problem or "Choose a base checkpoint first (Refresh lists the checkpoints there are now).")
+        if not self._corrections():
+            raise mistake(f"No saved corrections in {app.corrections_dir} yet: correct and save some photos first.")
+        try:
+            request = FinetuneRequest(
+                app.predictors.resolve(base), float(minutes), float(lr), float(share), float(holdout), bool(freeze)
+            )
+        except (FileNotFoundError, TypeError, ValueError) as err:
+            raise mistake(str(err)) from None
+        try:
+            job = self.runner.start(request)
+        except FinetuneBusy as err:
+            gr.Warning(str(err))
+            job = self.runner.job
+        except OSError as err:
+            raise gr.Error(f"Could not start the fine-tune: {err}") from None
+        else:
+            logger.info("fine-tune %s started: %s", job.name, " ".join(job.command))
+            gr.Info(f"Fine-tuning started ({job.name}).")
+        ui = app.ui
+        return {ui.finetune_html: status_html(job), ui.finetune_log: job.log_tail()}
+
+    def corrections(self):
+        """After a save: the panel's count of saved corrections, unless a fine-tune's status is shown."""
+        if self.runner.job is not None:
+            return gr.skip()
+        return status_html(None, corrections=self._corrections())
+
+    def cancel(self) -> dict:
+        """Stop the running fine-tune; nothing is published."""
+        if self.runner.cancel():
+            gr.Info("Cancelling the fine-tune…")
+        else:
+            gr.Info("No fine-tune is running.")
+        job = self.runner.job
+        ui = self.app.ui
+        return {
+            ui.finetune_html: status_html(job, corrections=self._corrections()),
+            ui.finetune_log: job.log_tail() if job else "",
+        }

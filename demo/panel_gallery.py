@@ -1,0 +1,142 @@
+"""Handlers of the saved corrections: save, accept, list, delete, reopen and export."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+import gradio as gr
+
+from ssfnet.data.corrections import export_zip, latest_ids, list_corrections, trash_correction
+
+from .context import AppContext, status_text
+from .session import open_correction
+from .widgets import mistake, require, selected_index
+
+logger = logging.getLogger(__name__)
+
+GALLERY_SIZE = 48
+
+
+class GalleryHandlers:
+    """The corrections folder as the app shows it, for the app ``app``."""
+
+    def __init__(self, app: AppContext) -> None:
+        self.app = app
+
+    def gallery_items(self, show_superseded: bool = False) -> tuple[list[tuple[str, str]], list[str]]:
+        """The gallery's (thumbnail, caption) items, newest first, and their record ids."""
+        root = self.app.corrections_dir
+        records = list_corrections(root)
+        if not show_superseded:
+            # A record reopened and saved again lives on in its child: only the latest of each chain.
+            latest = set(latest_ids(records))
+            records = [m for m in records if m["id"] in latest]
+        items, ids = [], []
+        for meta in records[:GALLERY_SIZE]:
+            thumb = self.app.thumbnails.get(root, meta)
+            when = str(meta.get("created", ""))[:16].replace("T", " ")
+            review = (meta.get("extra") or {}).get("review") if isinstance(meta.get("extra"), dict) else None
+            what = (
+                "accepted as proposed"
+                if review == "accepted proposal"
+                else f"{meta.get('edited_pixels', 0):,} px edited"
+            )
+            caption = f"{meta.get('source_name') or meta['id']} · {when} UTC · {what} · {meta['id']}"
+            items.append((str(thumb), caption))
+            ids.append(meta["id"])
+        return items, ids
+
+    def save(self, session, accept: bool = False) -> dict:
+        """Write the image, the label map and the metadata as a new correction record."""
+        app, ui = self.app, self.app.ui
+        root = app.corrections_dir
+        session = require(session)
+        if not session.unsaved:
+            gr.Info(f"Nothing changed since this was saved as {session.parent}; not saved again.")
+            return {ui.status: status_text(session)}
+        if session.unreviewed and not accept:
+            message = (
+                "**Not saved:** these are the model's labels, unedited. Correct them, or press "
+                "**Accept proposal as correct** if they need no correction (recorded as such)."
+            )
+            gr.Warning("Not saved: the proposal is unedited; correct it or accept it as correct.")
+            return {ui.message: message, ui.status: status_text(session)}
+        try:
+            record_id = session.save(root, accept_proposal=accept)
+        except (ValueError, OSError) as err:
+            logger.warning("saving to %s failed: %s", root, err)
+            gr.Warning(f"Not saved: {err}")
+            return {ui.message: f"**Not saved:** {err}", ui.status: status_text(session)}
+        logger.info("saved correction %s (%d pixels changed) in %s", record_id, session.changed_pixels, root)
+        gr.Info(f"Saved correction {record_id}")
+        app.autosave(session)  # removes the draft: nothing is left unsaved
+        items, ids = self.gallery_items()
+        how = " (the proposal, accepted as correct)" if accept else ""
+        return {
+            ui.session: session,
+            ui.gallery: items,
+            ui.record_ids: ids,
+            ui.message: f"Saved as `{record_id}`{how} in `{root.resolve()}`.",
+            ui.status: status_text(session),
+        }
+
+    def accept_proposal(self, session) -> dict:
+        """Save the model's proposal unedited, recorded in the metadata as reviewed and accepted as correct."""
+        session = require(session)
+        if not session.unreviewed:
+            raise mistake("The labels were edited (or saved before): use Save correction.")
+        return self.save(session, accept=True)
+
+    def refresh_gallery(self, show_old=False) -> dict:
+        """List the saved corrections (newest first; superseded versions only if asked)."""
+        items, ids = self.gallery_items(bool(show_old))
+        ui = self.app.ui
+        return {ui.gallery: items, ui.record_ids: ids}
+
+    def trash(self, record_id, show_old=False) -> dict:
+        """Move a saved correction into the trash folder (recoverable: move its files back)."""
+        record_id = (record_id or "").strip()
+        try:
+            folder = trash_correction(self.app.corrections_dir, record_id)
+        except (FileNotFoundError, ValueError) as err:
+            raise mistake(f"Cannot delete {record_id!r}: {err}") from None
+        gr.Info(f"Moved {record_id} to the trash")
+        message = f"Moved `{record_id}` to `{folder}`; move its three files back to restore it."
+        ui = self.app.ui
+        return self.refresh_gallery(show_old) | {ui.record_id: "", ui.message: message}
+
+    def select_record(self, ids, evt: gr.SelectData):
+        index = selected_index(evt)
+        return ids[index] if 0 <= index < len(ids) else gr.skip()
+
+    def reopen(self, record_id, opacity, hidden, label, session) -> dict:
+        """Continue editing a saved correction; saving again writes a new record with it as parent."""
+        app = self.app
+        record_id = (record_id or "").strip()
+        if not record_id:
+            gr.Warning("Choose a saved correction first.")
+            return gr.skip()
+        try:
+            reopened = open_correction(app.corrections_dir, record_id, max_side=app.settings.max_side)
+        except (FileNotFoundError, ValueError, OSError) as err:
+            gr.Warning(f"Cannot reopen {record_id}: {err}")
+            return {app.ui.message: f"**Cannot reopen `{record_id}`:** {err}. Nothing was changed."}
+        kept = app.leave(session)
+        message = f"Reopened `{record_id}`; saving writes a new record with this one as its parent."
+        if reopened.downscaled:
+            h, w = reopened.source.size
+            message += f" It is {w}x{h}: edited at {reopened.image.shape[1]}x{reopened.image.shape[0]}."
+        if kept:
+            message += f" Note: {kept}."
+        return app.opened(reopened, opacity, hidden, label, message)
+
+    def export(self):
+        """Zip the corrections (images/, labels/, meta/, label_sets.json, LIP-style id.txt and list.txt)."""
+        root = self.app.corrections_dir
+        if not list_corrections(root):
+            gr.Warning(f"No saved corrections in {root} yet.")
+            return gr.skip()
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        dest = self.app.scratch.new() / f"corrections-{stamp}.zip"
+        return str(export_zip(root, dest))

@@ -1,0 +1,135 @@
+"""Handlers that open a photo: an upload, an example, a queued photo or a kept draft.
+
+Each one starts a new session in place of the current one, whose unsaved work is kept
+as a draft first; all of them return the ``start_outputs`` (see
+:meth:`demo.context.AppContext.opened`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+
+from ssfnet import CheckpointError
+from ssfnet.io import ImageError
+from ssfnet.labels import get_label_set
+
+from . import editing
+from .context import DEFAULT_LABEL_SET, AppContext
+from .drafts import describe as describe_draft
+from .models import run_predictor
+from .session import Session, read_upload
+from .widgets import mistake, pending_strokes, selected_index
+
+
+class PhotoHandlers:
+    """Opening photos and drafts, for the app ``app``."""
+
+    def __init__(self, app: AppContext) -> None:
+        self.app = app
+
+    def open_photo(self, path, checkpoint, multiscale, flip, opacity, hidden, label, session, progress) -> dict:
+        """Read the photo at ``path``, run the model and start a new session (the ``start_outputs``).
+
+        Unsaved work on the photo being replaced is kept as a draft; a photo with a draft
+        continues from it.
+        """
+        app, ui = self.app, self.app.ui
+        progress(0.05, desc="Reading the photo")
+        name = Path(path).name
+        try:
+            full, source = read_upload(path, name=name)
+        except ImageError as err:
+            gr.Warning(str(err))
+            return {ui.message: f"**Could not use this file:** {err}. Nothing was changed."}
+        h, w = full.shape[:2]
+        max_side = app.settings.max_side
+        size = editing.working_size(h, w, max_side)
+        image = editing.resize_image(full, size)
+        notes = list(source.notes)
+        if size != (h, w):
+            notes.append(
+                f"{w}x{h} is larger than {max_side} px: parsed and edited at {size[1]}x{size[0]}; "
+                "saving stores the full-resolution image with the labels enlarged to it"
+            )
+        details = {"multiscale": bool(multiscale), "flip": bool(flip)}
+        opened = f"Parsed **{name}**"
+        try:
+            progress(0.2, desc="Loading the model")
+            folder = app.predictors.resolve(checkpoint)
+            predictor = app.predictors.get(folder)
+            progress(0.4, desc=f"Parsing on {predictor.device}")
+            proposal = run_predictor(predictor, image, bool(multiscale), bool(flip))
+            label_set, model = predictor.label_set, predictor.name
+            details |= {"checkpoint": folder, "device": str(predictor.device)}
+        except (FileNotFoundError, CheckpointError) as err:
+            # Said once, here: the model status above names the cause when no model exists at all.
+            opened = f"Opened **{name}**"
+            why = "" if app.predictors.problem() else f" ({err})"
+            notes.insert(0, f"no model could be used{why}, so every pixel starts as background: label it by hand")
+            label_set, model = get_label_set(DEFAULT_LABEL_SET), ""
+            proposal = np.zeros(size, dtype=np.uint8)
+        progress(0.9, desc="Drawing")
+        kept = app.leave(session)
+        session = Session.start(image, source, proposal, label_set, model=model, details=details)
+        for note in (app.continue_draft(session), kept):
+            if note:
+                notes.append(note)
+        message = opened + (f" with `{model}`." if model else ".")
+        if notes:
+            message += " Notes: " + "; ".join(notes) + "."
+        return app.opened(session, opacity, hidden, label, message)
+
+    def open_photo_in_order(self, *args) -> tuple:
+        """:meth:`open_photo`'s outputs as a tuple in the order of ``start_outputs`` (for the queue panel)."""
+        outputs = self.open_photo(*args)
+        return tuple(outputs.get(component, gr.skip()) for component in self.app.ui.start_outputs)
+
+    # Gradio finds the progress tracker by this default value, hence the call in the signature.
+    def parse(self, upload, checkpoint, multiscale, flip, opacity, hidden, label, session, progress=gr.Progress()):  # noqa: B008
+        """Read the photo, run the model and start a new session from its proposal."""
+        if not upload:
+            gr.Warning("Upload a photo first.")
+            return gr.skip()
+        return self.open_photo(upload, checkpoint, multiscale, flip, opacity, hidden, label, session, progress)
+
+    def stash_strokes(self, session, editor_value):
+        """Before another photo replaces the session: apply the strokes not yet applied, so the draft keeps them."""
+        layers = pending_strokes(editor_value)
+        if session is None or not layers:
+            return gr.skip()
+        new = session.labels
+        for layer in layers:
+            if layer.shape[:2] != new.shape:
+                layer = editing.resize_labels(layer, new.shape)
+            new = editing.apply_strokes(new, layer, session.label_set)
+        session.edit(new, "strokes not yet applied (kept in the draft)")
+        self.app.autosave(session)
+        return session
+
+    def pick_example(self, evt: gr.SelectData):
+        examples = self.app.examples
+        index = selected_index(evt)
+        return str(examples[index]) if 0 <= index < len(examples) else gr.skip()
+
+    def restore_draft(self, sha, session, opacity, hidden, label) -> dict:
+        """Continue a kept draft (the photo's bytes are kept with it)."""
+        app = self.app
+        if not sha:
+            raise mistake("Choose a draft first.")
+        try:
+            restored = app.drafts.load(sha)
+        except (FileNotFoundError, ValueError) as err:
+            raise mistake(str(err)) from None
+        kept = app.leave(session) if session is None or session.source.sha256 != sha else None
+        message = f"Restored the draft of **{restored.source.name}** ({restored.changed_pixels:,} pixels edited)."
+        if kept:
+            message += f" Note: {kept}."
+        return app.opened(restored, opacity, hidden, label, message)
+
+    def draft_choices(self, current=None):
+        choices = [(describe_draft(meta), sha) for sha, meta in self.app.drafts.listing()]
+        shas = [sha for _, sha in choices]
+        return gr.Dropdown(choices=choices, value=current if current in shas else (shas[0] if shas else None))

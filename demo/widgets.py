@@ -1,0 +1,124 @@
+"""Small Gradio helpers that hold no app state: errors, input checks, the brush, the label widgets' values."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable
+
+import gradio as gr
+import numpy as np
+
+from ssfnet.labels import IGNORE_INDEX, LabelSet
+
+from . import editing
+from .render import hex_colour, label_choices, label_name
+from .session import Session
+
+
+def mistake(message: str) -> gr.Error:
+    """A ``gr.Error`` for a user's mistake: shown to the user, not logged as a server fault with a traceback."""
+    return gr.Error(message, print_exception=False)
+
+
+def require(session: Session | None) -> Session:
+    """``session``, or the error that asks for a photo first."""
+    if session is None:
+        raise mistake("Parse a photo (or reopen a saved correction) first.")
+    return session
+
+
+def as_int(value, name: str) -> int:
+    """``value`` (a number, or its text) rounded to an int; a user's mistake otherwise."""
+    try:
+        return int(round(float(value)))
+    except (TypeError, ValueError):
+        raise mistake(f"{name} must be a number, got {value!r}") from None
+
+
+def hidden_choices(label_set: LabelSet) -> list[tuple[str, str]]:
+    """The hide-labels checkboxes: label ids as strings, the type Gradio's API documents for choices.
+
+    (With int values the API refused the documented ``"0"``; the label dropdown takes custom
+    values instead, so both ``2`` and ``"2"`` reach its handlers, which check them.)
+    """
+    return [(name, str(value)) for name, value in label_choices(label_set)]
+
+
+def hidden_set(hidden: Iterable | None) -> set[int]:
+    """The ids ticked in the hide-labels checkboxes."""
+    return {int(v) for v in hidden or []}
+
+
+def label_value(label_set: LabelSet, value) -> int:
+    """``value`` as a paintable id of ``label_set``; background (0) when it is none."""
+    try:
+        value = int(value)
+    except (TypeError, ValueError):
+        return 0
+    return value if value in editing.paint_ids(label_set)[0] else 0
+
+
+def brush(label_set: LabelSet, selected: int = 0, size: int | None = None) -> gr.Brush:
+    """A brush of the one colour of label ``selected``, ``size`` pixels wide (default: Gradio's).
+
+    Only that colour is offered: a palette of every label let the brush be switched in the
+    editor (or be reset by an update) apart from the "Label to apply" list, so strokes were
+    applied as a label other than the one shown. The list is the one way to change it.
+    """
+    ids, colours = editing.paint_ids(label_set)
+    colour = hex_colour(colours[list(ids).index(label_value(label_set, selected))])
+    return gr.Brush(default_size=size or "auto", colors=[colour], default_color=colour, color_mode="fixed")
+
+
+def brush_size(session: Session | None) -> int | None:
+    """A brush width proportional to the photo: 1/40 of its longer side (Gradio's fixed 25 px is
+    a hair on a 1600 px photo and a smear on a 300 px one)."""
+    if session is None:
+        return None
+    return max(3, round(max(session.labels.shape) / 40))
+
+
+def painting_html(label_set: LabelSet, value, size: int | None) -> str:
+    """What the brush paints, shown above the canvas: colour, id, name and width."""
+    value = label_value(label_set, value)
+    ids, colours = editing.paint_ids(label_set)
+    colour = hex_colour(colours[list(ids).index(value)])
+    width = f" · brush {size} px" if size else ""
+    name = html.escape(label_name(label_set, value))
+    return (
+        f"<div>Painting: <span style='display:inline-block;width:1.1em;height:1.1em;vertical-align:middle;"
+        f"border:1px solid #888;background:{colour}'></span> <b>{value}: {name}</b>{width}</div>"
+    )
+
+
+def label_widgets(label_set: LabelSet, hidden, label, size: int | None = None) -> tuple:
+    """New choices for the label dropdown, the hidden-labels checkboxes and the brush.
+
+    The label chosen stays chosen (background where the new label set lacks it), and the
+    brush gets its colour: the dropdown and the brush always name the same label.
+
+    Returns:
+        The dropdown's update, the checkboxes' update and the brush.
+    """
+    keep = [str(v) for v in sorted(hidden_set(hidden)) if v < label_set.num_ids or v == IGNORE_INDEX]
+    value = label_value(label_set, label)
+    return (
+        gr.Dropdown(choices=label_choices(label_set), value=value),
+        gr.CheckboxGroup(choices=hidden_choices(label_set), value=keep),
+        brush(label_set, value, size),
+    )
+
+
+def pending_strokes(editor_value) -> list[np.ndarray]:
+    """The editor's painted layers that hold strokes not yet applied (pixels at least half opaque)."""
+    layers = [np.asarray(layer) for layer in (editor_value or {}).get("layers") or []]
+    return [
+        layer
+        for layer in layers
+        if layer.ndim == 3 and layer.shape[2] == 4 and (layer[..., 3] >= editing.ALPHA_THRESHOLD).any()
+    ]
+
+
+def selected_index(evt: gr.SelectData) -> int:
+    """The index of the item selected in a gallery."""
+    return evt.index if isinstance(evt.index, int) else evt.index[0]
