@@ -17,9 +17,12 @@ from PIL import Image
 from demo.session import Session, Source
 from ssfnet import build_model, get_label_set, load_checkpoint, load_predictor, save_checkpoint
 from ssfnet.checkpoint import list_checkpoints
-from ssfnet.data import holdout_split, mix_weights
+from ssfnet.data import holdout_split, mix_weights, open_source, split_ids
+from ssfnet.predictor import Predictor
+from ssfnet.publish import default_name
 from train import finetune
 from train.finetune import FinetuneConfig, parse_args
+from train.finetune_score import score, spread_items
 from train.finetune_status import read_progress
 
 LIP = get_label_set("lip-20")
@@ -266,7 +269,7 @@ def test_original_data_default_to_the_base_training_data_and_its_validation_spli
     (original,) = json.loads((tmp_path / "run" / "finetune.json").read_text())["originals"]
     assert original["spec"] == training["data"][0] and original["split_from"] == "base"
     assert (original["val_fraction"], original["split_seed"]) == (0.5, 3)
-    assert original["val_ids"] == finetune.split_ids([f"p{i:03d}" for i in range(12)], 0.5, 3)[1]
+    assert original["val_ids"] == split_ids([f"p{i:03d}" for i in range(12)], 0.5, 3)[1]
     assert report["metrics"]["before"]["original_val"]["images"] == len(original["val_ids"])
     _, meta = load_checkpoint(report["checkpoint"])
     assert meta["training"]["splits"] == [{"spec": training["data"][0], "val_fraction": 0.5, "split_seed": 3}]
@@ -283,8 +286,8 @@ def test_the_new_checkpoint_inherits_the_base_input_size_and_is_scored_at_it(wor
     assert load_predictor(report["checkpoint"], device="cpu").input_size == 48
     # "Before" is the base as the app and ssfnet.predict run it (its metadata's size).
     (used,) = meta["finetune"]["corrections"]
-    held = finetune._items([finetune.open_source(f"corrections:{used['root']}", LIP, ids=used["held_out_ids"])], None)
-    as_used = finetune.score(load_predictor(base, device="cpu"), held, LIP)
+    held = spread_items([open_source(f"corrections:{used['root']}", LIP, ids=used["held_out_ids"])], None)
+    as_used = score(load_predictor(base, device="cpu"), held, LIP)
     assert report["metrics"]["before"]["held_out_corrections"] == as_used
 
 
@@ -328,13 +331,13 @@ def test_the_time_budget_covers_the_whole_run(world, tmp_path):
 
 def test_evaluations_too_slow_for_the_budget_stop_the_run_within_it(world, tmp_path, monkeypatch):
     """Scoring that alone would fill the budget stops as soon as that shows, with nothing published."""
-    slow = finetune.Predictor.predict_batch
+    slow = Predictor.predict_batch
 
     def predict_batch(self, images, **kwargs):
         time.sleep(1.0)  # a large validation set on a slow CPU, in miniature
         return slow(self, images, **kwargs)
 
-    monkeypatch.setattr(finetune.Predictor, "predict_batch", predict_batch)
+    monkeypatch.setattr(Predictor, "predict_batch", predict_batch)
     budget_s = 15.0
     checkpoints = tmp_path / "checkpoints"
     config = tiny_config(world, tmp_path / "run", checkpoints_dir=str(checkpoints))
@@ -404,5 +407,5 @@ def test_missing_default_base_says_to_pass_base(monkeypatch, tmp_path):
 
 
 def test_default_name_drops_an_earlier_stamp():
-    assert finetune.default_name(Path("ssfnet_lite-lip20")) == "ssfnet_lite-lip20-ft"
-    assert finetune.default_name(Path("ssfnet_lite-lip20-ft-20250102T030405Z")) == "ssfnet_lite-lip20-ft"
+    assert default_name(Path("ssfnet_lite-lip20")) == "ssfnet_lite-lip20-ft"
+    assert default_name(Path("ssfnet_lite-lip20-ft-20250102T030405Z")) == "ssfnet_lite-lip20-ft"

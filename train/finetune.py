@@ -41,52 +41,34 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import os
 import re
-import shutil
-import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch.utils.data import Dataset
 
 from ssfnet.checkpoint import CheckpointError, load_checkpoint, read_metadata
-from ssfnet.data import CorrectionsDataset, holdout_split, mix_weights, open_source, parse_source, split_ids
-from ssfnet.data.corrections import correction_problem
-from ssfnet.data.sources import SourceSpec
-from ssfnet.labels import LabelSet, get_label_set
-from ssfnet.predictor import CHECKPOINTS_DIR, DEFAULT_CHECKPOINT, Predictor
-from ssfnet.publish import default_name, publish, round_to_storage, storage_dtype
+from ssfnet.predictor import CHECKPOINTS_DIR, DEFAULT_CHECKPOINT
+from ssfnet.publish import round_to_storage, storage_dtype
 
 from .config import TrainConfig
 from .config import get_args_parser as get_train_args_parser
 from .config import parse_args as parse_train_args
-from .evaluate import confusion_over, spread
-from .finetune_status import (
-    PLAN_FILE,
-    REPORT_FILE,
-    Cancelled,
-    Progress,
-    utc_stamp,
-)
-from .plots import plot_report
+from .finetune_data import Plan, make_plan
+from .finetune_publish import Outcome, publish_run
+from .finetune_score import evaluate_sets, summary_line
+from .finetune_status import REPORT_FILE, Cancelled, Progress, signals_cancel, utc_stamp
 from .train import main as train_main
 from .utils import resolve_device, write_json
 
 # The checkpoint fine-tuned when no --base is given (tests point this elsewhere).
 DEFAULT_BASE = DEFAULT_CHECKPOINT
 EXIT_CANCELLED = 3
-PLOT_FILE = "finetune.png"
-EVAL_SETS = ("held_out_corrections", "train_corrections", "original_val")
-# The inference size of a checkpoint whose metadata names none (as ssfnet.load_predictor assumes).
-DEFAULT_INPUT_SIZE = 473
 # Reserved in a time budget, besides the second evaluation, for publishing (checkpoint, report,
 # plot) and for the trainer's start and exit; and the least training time worth starting for.
 PUBLISH_RESERVE_S = 10.0
@@ -232,244 +214,7 @@ def parse_args(argv: Sequence[str] | None = None) -> FinetuneConfig:
 
 
 # ---------------------------------------------------------------------------------------------
-# Data: held-out corrections, original splits and the fixed subsets the trainer reads
-
-
-def _same_source(a: SourceSpec, b: SourceSpec) -> bool:
-    return a.kind == b.kind and a.split == b.split and Path(a.path).resolve() == Path(b.path).resolve()
-
-
-def _base_split(spec: SourceSpec, base_meta: dict) -> tuple[float, int] | None:
-    """(val_fraction, split_seed) the base was trained with on ``spec``'s source, if it was."""
-    training = base_meta.get("training") or {}
-    for entry in training.get("splits") or []:
-        try:
-            if _same_source(spec, parse_source(entry["spec"])):
-                return float(entry["val_fraction"]), int(entry["split_seed"])
-        except (KeyError, ValueError, TypeError):
-            continue
-    for text in training.get("data") or []:
-        try:
-            if _same_source(spec, parse_source(text)) and "val_fraction" in training:
-                return float(training["val_fraction"]), int(training.get("split_seed", 0))
-        except (ValueError, TypeError):
-            continue
-    return None
-
-
-def _original_specs(config: FinetuneConfig, base_meta: dict, say: Callable[[str], None]) -> list[str]:
-    """The original sources: ``--data``, else those of the base's training data that exist here."""
-    if config.train.data:
-        return list(config.train.data)
-    found = []
-    for text in (base_meta.get("training") or {}).get("data") or []:
-        try:
-            spec = parse_source(text)
-        except ValueError:
-            continue
-        if spec.kind == "subset" or not Path(spec.path).exists():
-            say(f"the base's training source {text} is not here: left out")
-            continue
-        found.append(text)
-    return found
-
-
-def select_corrections(
-    roots: Sequence[str], label_set: LabelSet, holdout: float, seed: int, say: Callable[[str], None]
-) -> list[dict]:
-    """Each corrections folder's latest records, split by :func:`holdout_split`.
-
-    Records that cannot be read whole are skipped with a warning naming them.
-
-    Returns:
-        One ``{"root", "train_ids", "held_out_ids", "skipped"}`` per folder that has records;
-        ``skipped`` lists ``{"id", "reason"}`` of the unreadable ones.
-
-    Raises:
-        ValueError: no record to train on.
-    """
-    corrections = []
-    for root in roots:
-        ids, skipped = [], []
-        for record_id in CorrectionsDataset(root, label_set).ids:
-            # A record broken on disk (e.g. a truncated label) is left out by name, not fatal mid-run.
-            problem = correction_problem(root, record_id)
-            if problem is None:
-                ids.append(record_id)
-            else:
-                say(f"warning: skipping correction {record_id} in {root}: {problem}")
-                skipped.append({"id": record_id, "reason": problem})
-        train_ids, held_ids = holdout_split(ids, holdout, seed)
-        say(
-            f"{root}: {len(ids)} corrections, {len(train_ids)} to train on, {len(held_ids)} held out"
-            + (f", {len(skipped)} unreadable ones skipped" if skipped else "")
-        )
-        if ids or skipped:
-            corrections.append(
-                {
-                    "root": str(Path(root).resolve()),
-                    "train_ids": train_ids,
-                    "held_out_ids": held_ids,
-                    "skipped": skipped,
-                }
-            )
-    if not any(c["train_ids"] for c in corrections):
-        raise ValueError(f"no corrections to train on in {', '.join(roots)}: save corrections in the app first")
-    return corrections
-
-
-def select_originals(
-    specs: Sequence[str], base_meta: dict, label_set: LabelSet, config: TrainConfig, say: Callable[[str], None]
-) -> list[dict]:
-    """The original sources split into training and validation ids.
-
-    A source the base was trained on keeps the base's split (so that forgetting is measured on
-    images the base never saw); others are split with ``config.val_fraction`` / ``split_seed``.
-    """
-    originals = []
-    for text in specs:
-        spec = parse_source(text)
-        split = _base_split(spec, base_meta)
-        val_fraction, split_seed = split or (config.val_fraction, config.split_seed)
-        train_ids, val_ids = split_ids(open_source(spec, label_set).ids, val_fraction, split_seed)
-        if not train_ids:
-            raise ValueError(f"source {text} has no training samples left after its validation split")
-        say(f"{text}: {len(train_ids)} training and {len(val_ids)} validation images")
-        originals.append(
-            {
-                "spec": text,
-                "weight": spec.weight,
-                "val_fraction": val_fraction,
-                "split_seed": split_seed,
-                "split_from": "base" if split else "options",
-                "train_ids": train_ids,
-                "val_ids": val_ids,
-            }
-        )
-    return originals
-
-
-def trainer_data(corrections: list[dict], originals: list[dict], share: float, folder: Path) -> tuple[list[str], float]:
-    """The trainer's ``--data``: a ``subset:`` spec per source with its mixing weight.
-
-    Returns:
-        The specs, and the share of every epoch that the corrections actually get (all of it
-        without original sources).
-    """
-    counts = [len(c["train_ids"]) for c in corrections]
-    weights = mix_weights(counts, [o["weight"] for o in originals], share)
-    entries = [(f"corrections:{c['root']}", c["train_ids"]) for c in corrections]
-    entries += [(o["spec"], o["train_ids"]) for o in originals]
-    data = []
-    for k, ((source, ids), weight) in enumerate(zip(entries, weights)):
-        if ids and weight > 0:
-            path = write_json(folder / f"{k:02d}.json", {"source": source, "ids": ids})
-            data.append(f"subset:{path.resolve()}:{weight:.6g}")
-    return data, round(sum(weights[: len(corrections)]), 6)
-
-
-# ---------------------------------------------------------------------------------------------
-# Progress, cancellation and the run folder
-
-
-@contextmanager
-def _signals_cancel(cancel: threading.Event) -> Iterator[None]:
-    """SIGTERM and SIGINT set ``cancel`` (which the trainer polls too) instead of killing the process.
-
-    Installed only in the main thread; a second Ctrl-C raises KeyboardInterrupt as usual.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame) -> None:
-        if signum == signal.SIGINT and cancel.is_set():
-            raise KeyboardInterrupt
-        cancel.set()
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-# ---------------------------------------------------------------------------------------------
-# Evaluation
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def score(
-    predictor: Predictor,
-    items: list[tuple[Dataset, int]],
-    label_set: LabelSet,
-    *,
-    batch_size: int = 4,
-    on_batch: Callable[[int], None] | None = None,
-) -> dict | None:
-    """mIoU, pixel agreement and mean accuracy (percent) of ``predictor`` on ``(dataset, index)`` items.
-
-    Coarse ground-truth values count as correct when the prediction is one of their classes.
-
-    Returns:
-        ``{"images", "miou", "pixel_acc", "mean_acc"}``, or None without items.
-    """
-    if not items:
-        return None
-    cm = confusion_over(
-        predictor, items, label_set.num_classes, label_set=label_set, batch_size=batch_size, on_batch=on_batch
-    )
-    metrics = cm.compute()
-    return {
-        "images": len(items),
-        "miou": round(metrics["miou"], 3),
-        "pixel_acc": round(metrics["pixel_acc"], 3),
-        "mean_acc": round(metrics["mean_acc"], 3),
-    }
-
-
-def _items(datasets: Sequence[Dataset], limit: int | None) -> list[tuple[Dataset, int]]:
-    """At most ``limit`` items evenly spread over the concatenation (each source keeps its share)."""
-    flat = [(dataset, i) for dataset in datasets for i in range(len(dataset))]
-    return [flat[k] for k in spread(len(flat), limit)]
-
-
-def evaluate_sets(
-    model: torch.nn.Module,
-    label_set: LabelSet,
-    eval_sets: dict[str, list[tuple[Dataset, int]]],
-    *,
-    device: torch.device,
-    input_size: int,
-    progress: Progress,
-    check: Callable[[float], None] | None = None,
-) -> dict[str, dict | None]:
-    """Score ``model`` on every evaluation set, reporting progress and honouring a stop request.
-
-    Args:
-        check: Called with the fraction scored after every batch (it may raise to stop).
-    """
-    predictor = Predictor(model, label_set, device=device, input_size=input_size)
-    total = max(1, sum(len(items) for items in eval_sets.values()))
-    done = 0
-
-    def on_batch(n: int) -> None:
-        nonlocal done
-        done += n
-        progress.check()
-        progress.write(done / total, f"{done}/{total} images")
-        if check is not None:
-            check(done / total)
-
-    return {name: score(predictor, items, label_set, on_batch=on_batch) for name, items in eval_sets.items()}
-
-
-# ---------------------------------------------------------------------------------------------
-# Publishing
+# Main
 
 
 def resolve_base(base: str | None) -> Path:
@@ -483,10 +228,6 @@ def resolve_base(base: str | None) -> Path:
             )
         raise FileNotFoundError(f"base checkpoint folder {path} does not exist")
     return path
-
-
-# ---------------------------------------------------------------------------------------------
-# Main
 
 
 def process_age_s() -> float:
@@ -534,7 +275,7 @@ def main(config: FinetuneConfig, *, cancel: threading.Event | None = None, began
     cancel = cancel or threading.Event()
     stop_file = Path(config.train.stop_file) if config.train.stop_file else run_dir / "STOP"
     progress = Progress(run_dir, stop_file, cancel)
-    with _signals_cancel(cancel):
+    with signals_cancel(cancel):
         try:
             report = _finetune(config, base, base_meta, run_dir, stamp, progress, began)
         except Cancelled:
@@ -571,33 +312,6 @@ def main(config: FinetuneConfig, *, cancel: threading.Event | None = None, began
     return report
 
 
-@dataclass
-class _Plan:
-    """What a fine-tune works on, decided before anything is scored or trained."""
-
-    label_set: LabelSet
-    input_size: int
-    corrections: list[dict]
-    originals: list[dict]
-    data: list[str]
-    share: float
-    samples: int
-    record: dict
-    eval_sets: dict[str, list[tuple[Dataset, int]]]
-
-
-@dataclass
-class _Outcome:
-    """What training produced: the scores before and after, the trainer's summary and config, the model."""
-
-    before: dict
-    after: dict
-    summary: dict
-    trainer: TrainConfig
-    model: torch.nn.Module
-    trained_meta: dict
-
-
 def _finetune(
     config: FinetuneConfig,
     base: Path,
@@ -609,7 +323,7 @@ def _finetune(
 ) -> dict:
     """The four phases: plan, score the base, train, score and publish the result."""
     progress.enter("setup", f"base {base.name}; reading the corrections and sources")
-    plan = _make_plan(config, base, base_meta, run_dir)
+    plan = make_plan(config, base, base_meta, run_dir, _say)
     device = resolve_device(config.train.device)
     before, eval_s = _score_base(config, plan, base, device, progress, began)
     summary, trainer = _train(config, plan, base, run_dir, progress, began, eval_s)
@@ -619,66 +333,17 @@ def _finetune(
     after = evaluate_sets(
         model, plan.label_set, plan.eval_sets, device=device, input_size=plan.input_size, progress=progress
     )
-    _say(f"after:  {_summary_line(after)}")
-    outcome = _Outcome(before, after, summary, trainer, model, trained_meta)
-    return _publish_run(config, plan, base, base_meta, run_dir, stamp, progress, began, outcome)
+    _say(f"after:  {summary_line(after)}")
+    outcome = Outcome(before, after, summary, trainer, model, trained_meta)
+    return publish_run(config, plan, base, base_meta, run_dir, stamp, progress, began, outcome)
 
 
 def _say(text: str) -> None:
     print(f"[finetune] {text}", flush=True)
 
 
-def _make_plan(config: FinetuneConfig, base: Path, base_meta: dict, run_dir: Path) -> _Plan:
-    """Held-out and training corrections, original sources, the trainer's mix; ``finetune.json``."""
-    label_set = get_label_set(base_meta["label_set"])
-    train_cfg = config.train
-    # The base's own inference size, not the training crop: the scores before and after are of the
-    # same pixels, and the new checkpoint parses as its base did (it inherits this size).
-    input_size = int(base_meta.get("input_size") or DEFAULT_INPUT_SIZE)
-    seed = train_cfg.seed
-
-    corrections = select_corrections(config.corrections, label_set, config.holdout, seed, _say)
-    originals = select_originals(_original_specs(config, base_meta, _say), base_meta, label_set, train_cfg, _say)
-    if not originals:
-        _say("no original data: fine-tuning on the corrections only (forgetting is not measured)")
-    data, share = trainer_data(corrections, originals, config.corrections_share, run_dir / "sources")
-    samples = sum(len(c["train_ids"]) for c in corrections) + sum(len(o["train_ids"]) for o in originals)
-    record = {
-        "base": {
-            "path": str(base.resolve()),
-            "name": base.name,
-            "created": base_meta.get("created"),
-            "metadata_sha256": _sha256(base / "metadata.json"),
-        },
-        "label_set": label_set.name,
-        "corrections": corrections,
-        "originals": [{k: v for k, v in o.items() if k != "train_ids"} for o in originals],
-        "mix": {
-            "corrections_share": share,
-            "natural_share": round(sum(len(c["train_ids"]) for c in corrections) / samples, 6),
-            "trainer_data": data,
-        },
-        "config": config.to_dict(),
-    }
-    write_json(run_dir / PLAN_FILE, record)
-
-    def corrections_set(key: str, limit: int | None) -> list[tuple[Dataset, int]]:
-        sets = [open_source(f"corrections:{c['root']}", label_set, ids=c[key]) for c in corrections if c[key]]
-        return _items(sets, limit)
-
-    eval_sets = {
-        "held_out_corrections": corrections_set("held_out_ids", None),
-        "train_corrections": corrections_set("train_ids", train_cfg.val_max_images),
-        "original_val": _items(
-            [open_source(o["spec"], label_set, ids=o["val_ids"]) for o in originals if o["val_ids"]],
-            train_cfg.val_max_images,
-        ),
-    }
-    return _Plan(label_set, input_size, corrections, originals, data, share, samples, record, eval_sets)
-
-
 def _score_base(
-    config: FinetuneConfig, plan: _Plan, base: Path, device: torch.device, progress: Progress, began: float
+    config: FinetuneConfig, plan: Plan, base: Path, device: torch.device, progress: Progress, began: float
 ) -> tuple[dict, float]:
     """The base's scores on the evaluation sets, and how long scoring took (reserved for the second)."""
     progress.enter("evaluate-before", f"scoring {base.name} on {sum(map(len, plan.eval_sets.values()))} images")
@@ -705,12 +370,12 @@ def _score_base(
     )
     del base_model
     eval_s = time.perf_counter() - eval_began
-    _say(f"before: {_summary_line(before)}")
+    _say(f"before: {summary_line(before)}")
     return before, eval_s
 
 
 def _train(
-    config: FinetuneConfig, plan: _Plan, base: Path, run_dir: Path, progress: Progress, began: float, eval_s: float
+    config: FinetuneConfig, plan: Plan, base: Path, run_dir: Path, progress: Progress, began: float, eval_s: float
 ) -> tuple[dict, TrainConfig]:
     """The trainer from the base on the plan's mix, for the time the budget leaves; its summary and config."""
     train_cfg = config.train
@@ -744,96 +409,6 @@ def _train(
     return summary, trainer
 
 
-def _publish_run(
-    config: FinetuneConfig,
-    plan: _Plan,
-    base: Path,
-    base_meta: dict,
-    run_dir: Path,
-    stamp: str,
-    progress: Progress,
-    began: float,
-    outcome: _Outcome,
-) -> dict:
-    """Publish the fine-tuned model with its lineage and scores; write ``report.json`` and the plot."""
-    progress.enter("publish", f"writing the checkpoint to {config.checkpoints_dir}")
-    before, after, summary, trainer = outcome.before, outcome.after, outcome.summary, outcome.trainer
-    model, trained_meta = outcome.model, outcome.trained_meta
-    corrections, originals, train_cfg = plan.corrections, plan.originals, config.train
-    metrics = {"before": before, "after": after}
-    finetune = {
-        "base": plan.record["base"],
-        "corrections": [
-            {"root": c["root"], "ids": c["train_ids"], "held_out_ids": c["held_out_ids"]} for c in corrections
-        ],
-        "held_out_ids": sorted(i for c in corrections for i in c["held_out_ids"]),
-        "holdout": config.holdout,
-        "holdout_seed": train_cfg.seed,
-        "corrections_share": plan.share,
-        "lr": trainer.lr,
-        "freeze_backbone": trainer.freeze_backbone,
-        "iterations": summary["iteration"],
-        "train_seconds": summary["elapsed_s"],
-        "metrics": metrics,
-        "run": str(run_dir.resolve()),
-    }
-    metadata = {
-        "input_size": plan.input_size,
-        "training": {
-            "data": [o["spec"] for o in originals],
-            "splits": [
-                {"spec": o["spec"], "val_fraction": o["val_fraction"], "split_seed": o["split_seed"]} for o in originals
-            ],
-            "val_fraction": train_cfg.val_fraction,
-            "split_seed": train_cfg.split_seed,
-            "init_checkpoint": str(base.resolve()),
-            "run": str(run_dir.resolve()),
-        },
-        "finetune": finetune,
-        "lineage": [{"name": base.name, "path": str(base.resolve()), "created": base_meta.get("created")}]
-        + list(base_meta.get("lineage") or []),
-        "metrics": {
-            "held_out_corrections_miou": (after["held_out_corrections"] or {}).get("miou"),
-            "val_miou": (after["original_val"] or {}).get("miou"),
-        },
-    }
-    terms = base_meta.get("data_terms")
-    if terms or any(parse_source(o["spec"]).kind == "viton" for o in originals):
-        metadata["data_terms"] = terms or "trained on VITON (research use only)"
-    progress.check()  # the last moment a stop prevents publishing; the write itself is atomic
-    name = config.name or default_name(base)
-    checkpoint = publish(
-        model,
-        Path(config.checkpoints_dir),
-        name,
-        stamp,
-        base=base,
-        meta=trained_meta,
-        metadata=metadata,
-        dtype=storage_dtype(base_meta),
-    )
-    if not config.keep_run_checkpoint:
-        shutil.rmtree(run_dir / "last", ignore_errors=True)
-    report = {
-        "status": "finished",
-        "checkpoint": str(checkpoint.resolve()),
-        "base": str(base.resolve()),
-        "run": str(run_dir.resolve()),
-        "metrics": metrics,
-        "delta_miou": {
-            n: round(after[n]["miou"] - before[n]["miou"], 3) for n in EVAL_SETS if before.get(n) and after.get(n)
-        },
-        "held_out_ids": finetune["held_out_ids"],
-        "skipped_corrections": [dict(s, root=c["root"]) for c in corrections for s in c["skipped"]],
-        "iterations": summary["iteration"],
-        "elapsed_s": round(time.perf_counter() - began, 1),
-        "train_summary": summary,
-    }
-    write_json(run_dir / REPORT_FILE, report)
-    plot_report(report, EVAL_SETS, run_dir / "log.jsonl", run_dir / PLOT_FILE)
-    return report
-
-
 def training_minutes(budget_minutes: float, spent_s: float, eval_s: float) -> float:
     """The training time a budget leaves, in minutes.
 
@@ -857,15 +432,6 @@ def training_minutes(budget_minutes: float, spent_s: float, eval_s: float) -> fl
             f"{needed:.1f} minutes (or score fewer images: --val-max-images, --holdout)"
         )
     return round(left_s / 60, 3)
-
-
-def _summary_line(metrics: dict[str, dict | None]) -> str:
-    parts = []
-    for name in EVAL_SETS:
-        m = metrics.get(name)
-        if m:
-            parts.append(f"{name} mIoU {m['miou']:.2f} (pixel agreement {m['pixel_acc']:.2f}, {m['images']} images)")
-    return "; ".join(parts) or "nothing to score"
 
 
 def cli(argv: list[str] | None = None, *, began: float | None = None) -> int:

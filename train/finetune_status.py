@@ -9,9 +9,12 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -186,3 +189,26 @@ def read_progress(run_dir: str | Path) -> dict:
 def utc_stamp(now: datetime | None = None) -> str:
     """``YYYYmmddTHHMMSSZ`` in UTC, the suffix of run folders and published checkpoints."""
     return (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+
+
+@contextmanager
+def signals_cancel(cancel: threading.Event) -> Iterator[None]:
+    """SIGTERM and SIGINT set ``cancel`` (which the trainer polls too) instead of killing the process.
+
+    Installed only in the main thread; a second Ctrl-C raises KeyboardInterrupt as usual.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame) -> None:
+        if signum == signal.SIGINT and cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

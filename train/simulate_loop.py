@@ -16,6 +16,7 @@ Writes ``report.json`` and ``report.md`` (a table) into ``--out``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import sys
 from pathlib import Path
@@ -67,6 +68,29 @@ def score(checkpoint: Path, data: str, split: Path, out: Path, *, gt_label_set: 
     return {"miou": round(result["miou"], 2), "pixel_acc": round(result["pixel_acc"], 2), "images": result["images"]}
 
 
+def finetune_config(
+    args: argparse.Namespace, data: list[str], corrections_dir: Path, out: Path
+) -> finetune.FinetuneConfig:
+    """The fine-tune of the loop: the fine-tuning defaults with this command's budget, data and overrides."""
+    overrides = {"lr": args.lr, "crop_size": args.crop_size, "device": args.device}
+    train = dataclasses.replace(
+        finetune.FINETUNE_DEFAULTS,
+        data=list(data),
+        max_minutes=args.max_minutes if args.max_minutes > 0 else None,
+        out=str(out / "finetune-run"),
+        seed=args.seed,
+        **({"val_max_images": args.val_max_images} if args.val_max_images is not None else {}),
+        **{k: v for k, v in overrides.items() if v},
+    )
+    return finetune.FinetuneConfig(
+        train=train,
+        base=str(args.base),
+        corrections=[str(corrections_dir)],
+        holdout=0.0,
+        checkpoints_dir=str(out / "checkpoints"),
+    )
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     out = Path(args.out)
@@ -109,19 +133,7 @@ def main(argv: list[str] | None = None) -> dict:
         }  # fmt: skip
 
     before = score_all(Path(args.base), "before")
-    ft_argv = ["--base", str(args.base), "--corrections", str(corrections_dir), "--holdout", "0"]
-    ft_argv += ["--data", viton_spec, "--data", ccp_spec, "--max-minutes", str(args.max_minutes)]
-    ft_argv += ["--checkpoints-dir", str(out / "checkpoints"), "--out", str(out / "finetune-run")]
-    ft_argv += ["--seed", str(args.seed)]
-    if args.val_max_images is not None:
-        ft_argv += ["--val-max-images", str(args.val_max_images)]
-    if args.lr:
-        ft_argv += ["--lr", str(args.lr)]
-    if args.crop_size:
-        ft_argv += ["--crop-size", str(args.crop_size)]
-    if args.device:
-        ft_argv += ["--device", args.device]
-    ft_report = finetune.main(finetune.parse_args(ft_argv))
+    ft_report = finetune.main(finetune_config(args, [viton_spec, ccp_spec], corrections_dir, out))
     if ft_report["status"] != "finished":
         raise RuntimeError(f"fine-tuning ended with status {ft_report['status']}")
     after = score_all(Path(ft_report["checkpoint"]), "after")

@@ -1,0 +1,228 @@
+"""What a fine-tune works on: held-out corrections, the original sources' splits, the trainer's mix.
+
+Everything here is decided before anything is scored or trained, and written to the run's
+``finetune.json`` (:func:`make_plan`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from torch.utils.data import Dataset
+
+from ssfnet.data import CorrectionsDataset, holdout_split, mix_weights, open_source, parse_source, split_ids
+from ssfnet.data.corrections import correction_problem
+from ssfnet.data.sources import SourceSpec
+from ssfnet.io import sha256_file
+from ssfnet.labels import LabelSet, get_label_set
+
+from .config import TrainConfig
+from .finetune_score import spread_items
+from .finetune_status import PLAN_FILE
+from .utils import write_json
+
+if TYPE_CHECKING:
+    from .finetune import FinetuneConfig
+
+# The inference size of a checkpoint whose metadata names none (as ssfnet.load_predictor assumes).
+DEFAULT_INPUT_SIZE = 473
+
+
+def _same_source(a: SourceSpec, b: SourceSpec) -> bool:
+    return a.kind == b.kind and a.split == b.split and Path(a.path).resolve() == Path(b.path).resolve()
+
+
+def _base_split(spec: SourceSpec, base_meta: dict) -> tuple[float, int] | None:
+    """(val_fraction, split_seed) the base was trained with on ``spec``'s source, if it was."""
+    training = base_meta.get("training") or {}
+    for entry in training.get("splits") or []:
+        try:
+            if _same_source(spec, parse_source(entry["spec"])):
+                return float(entry["val_fraction"]), int(entry["split_seed"])
+        except (KeyError, ValueError, TypeError):
+            continue
+    for text in training.get("data") or []:
+        try:
+            if _same_source(spec, parse_source(text)) and "val_fraction" in training:
+                return float(training["val_fraction"]), int(training.get("split_seed", 0))
+        except (ValueError, TypeError):
+            continue
+    return None
+
+
+def original_specs(data: Sequence[str], base_meta: dict, say: Callable[[str], None]) -> list[str]:
+    """The original sources: ``--data``, else those of the base's training data that exist here."""
+    if data:
+        return list(data)
+    found = []
+    for text in (base_meta.get("training") or {}).get("data") or []:
+        try:
+            spec = parse_source(text)
+        except ValueError:
+            continue
+        if spec.kind == "subset" or not Path(spec.path).exists():
+            say(f"the base's training source {text} is not here: left out")
+            continue
+        found.append(text)
+    return found
+
+
+def select_corrections(
+    roots: Sequence[str], label_set: LabelSet, holdout: float, seed: int, say: Callable[[str], None]
+) -> list[dict]:
+    """Each corrections folder's latest records, split by :func:`holdout_split`.
+
+    Records that cannot be read whole are skipped with a warning naming them.
+
+    Returns:
+        One ``{"root", "train_ids", "held_out_ids", "skipped"}`` per folder that has records;
+        ``skipped`` lists ``{"id", "reason"}`` of the unreadable ones.
+
+    Raises:
+        ValueError: no record to train on.
+    """
+    corrections = []
+    for root in roots:
+        ids, skipped = [], []
+        for record_id in CorrectionsDataset(root, label_set).ids:
+            # A record broken on disk (e.g. a truncated label) is left out by name, not fatal mid-run.
+            problem = correction_problem(root, record_id)
+            if problem is None:
+                ids.append(record_id)
+            else:
+                say(f"warning: skipping correction {record_id} in {root}: {problem}")
+                skipped.append({"id": record_id, "reason": problem})
+        train_ids, held_ids = holdout_split(ids, holdout, seed)
+        say(
+            f"{root}: {len(ids)} corrections, {len(train_ids)} to train on, {len(held_ids)} held out"
+            + (f", {len(skipped)} unreadable ones skipped" if skipped else "")
+        )
+        if ids or skipped:
+            corrections.append(
+                {
+                    "root": str(Path(root).resolve()),
+                    "train_ids": train_ids,
+                    "held_out_ids": held_ids,
+                    "skipped": skipped,
+                }
+            )
+    if not any(c["train_ids"] for c in corrections):
+        raise ValueError(f"no corrections to train on in {', '.join(roots)}: save corrections in the app first")
+    return corrections
+
+
+def select_originals(
+    specs: Sequence[str], base_meta: dict, label_set: LabelSet, config: TrainConfig, say: Callable[[str], None]
+) -> list[dict]:
+    """The original sources split into training and validation ids.
+
+    A source the base was trained on keeps the base's split (so that forgetting is measured on
+    images the base never saw); others are split with ``config.val_fraction`` / ``split_seed``.
+    """
+    originals = []
+    for text in specs:
+        spec = parse_source(text)
+        split = _base_split(spec, base_meta)
+        val_fraction, split_seed = split or (config.val_fraction, config.split_seed)
+        train_ids, val_ids = split_ids(open_source(spec, label_set).ids, val_fraction, split_seed)
+        if not train_ids:
+            raise ValueError(f"source {text} has no training samples left after its validation split")
+        say(f"{text}: {len(train_ids)} training and {len(val_ids)} validation images")
+        originals.append(
+            {
+                "spec": text,
+                "weight": spec.weight,
+                "val_fraction": val_fraction,
+                "split_seed": split_seed,
+                "split_from": "base" if split else "options",
+                "train_ids": train_ids,
+                "val_ids": val_ids,
+            }
+        )
+    return originals
+
+
+def trainer_data(corrections: list[dict], originals: list[dict], share: float, folder: Path) -> tuple[list[str], float]:
+    """The trainer's ``--data``: a ``subset:`` spec per source with its mixing weight.
+
+    Returns:
+        The specs, and the share of every epoch that the corrections actually get (all of it
+        without original sources).
+    """
+    counts = [len(c["train_ids"]) for c in corrections]
+    weights = mix_weights(counts, [o["weight"] for o in originals], share)
+    entries = [(f"corrections:{c['root']}", c["train_ids"]) for c in corrections]
+    entries += [(o["spec"], o["train_ids"]) for o in originals]
+    data = []
+    for k, ((source, ids), weight) in enumerate(zip(entries, weights)):
+        if ids and weight > 0:
+            path = write_json(folder / f"{k:02d}.json", {"source": source, "ids": ids})
+            data.append(f"subset:{path.resolve()}:{weight:.6g}")
+    return data, round(sum(weights[: len(corrections)]), 6)
+
+
+@dataclass
+class Plan:
+    """What a fine-tune works on, decided before anything is scored or trained."""
+
+    label_set: LabelSet
+    input_size: int
+    corrections: list[dict]
+    originals: list[dict]
+    data: list[str]
+    share: float
+    samples: int
+    record: dict
+    eval_sets: dict[str, list[tuple[Dataset, int]]]
+
+
+def make_plan(config: FinetuneConfig, base: Path, base_meta: dict, run_dir: Path, say: Callable[[str], None]) -> Plan:
+    """Held-out and training corrections, original sources, the trainer's mix; ``finetune.json``."""
+    label_set = get_label_set(base_meta["label_set"])
+    train_cfg = config.train
+    # The base's own inference size, not the training crop: the scores before and after are of the
+    # same pixels, and the new checkpoint parses as its base did (it inherits this size).
+    input_size = int(base_meta.get("input_size") or DEFAULT_INPUT_SIZE)
+    seed = train_cfg.seed
+
+    corrections = select_corrections(config.corrections, label_set, config.holdout, seed, say)
+    originals = select_originals(original_specs(train_cfg.data, base_meta, say), base_meta, label_set, train_cfg, say)
+    if not originals:
+        say("no original data: fine-tuning on the corrections only (forgetting is not measured)")
+    data, share = trainer_data(corrections, originals, config.corrections_share, run_dir / "sources")
+    samples = sum(len(c["train_ids"]) for c in corrections) + sum(len(o["train_ids"]) for o in originals)
+    record = {
+        "base": {
+            "path": str(base.resolve()),
+            "name": base.name,
+            "created": base_meta.get("created"),
+            "metadata_sha256": sha256_file(base / "metadata.json"),
+        },
+        "label_set": label_set.name,
+        "corrections": corrections,
+        "originals": [{k: v for k, v in o.items() if k != "train_ids"} for o in originals],
+        "mix": {
+            "corrections_share": share,
+            "natural_share": round(sum(len(c["train_ids"]) for c in corrections) / samples, 6),
+            "trainer_data": data,
+        },
+        "config": config.to_dict(),
+    }
+    write_json(run_dir / PLAN_FILE, record)
+
+    def corrections_set(key: str, limit: int | None) -> list[tuple[Dataset, int]]:
+        sets = [open_source(f"corrections:{c['root']}", label_set, ids=c[key]) for c in corrections if c[key]]
+        return spread_items(sets, limit)
+
+    eval_sets = {
+        "held_out_corrections": corrections_set("held_out_ids", None),
+        "train_corrections": corrections_set("train_ids", train_cfg.val_max_images),
+        "original_val": spread_items(
+            [open_source(o["spec"], label_set, ids=o["val_ids"]) for o in originals if o["val_ids"]],
+            train_cfg.val_max_images,
+        ),
+    }
+    return Plan(label_set, input_size, corrections, originals, data, share, samples, record, eval_sets)

@@ -1,0 +1,128 @@
+"""Publishing a fine-tune: the new checkpoint with its lineage and scores, ``report.json`` and the plot."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from ssfnet.data import parse_source
+from ssfnet.publish import default_name, publish, storage_dtype
+
+from .config import TrainConfig
+from .finetune_data import Plan
+from .finetune_score import EVAL_SETS
+from .finetune_status import REPORT_FILE, Progress
+from .plots import plot_report
+from .utils import write_json
+
+if TYPE_CHECKING:
+    from .finetune import FinetuneConfig
+
+PLOT_FILE = "finetune.png"
+
+
+@dataclass
+class Outcome:
+    """What training produced: the scores before and after, the trainer's summary and config, the model."""
+
+    before: dict
+    after: dict
+    summary: dict
+    trainer: TrainConfig
+    model: torch.nn.Module
+    trained_meta: dict
+
+
+def publish_run(
+    config: FinetuneConfig,
+    plan: Plan,
+    base: Path,
+    base_meta: dict,
+    run_dir: Path,
+    stamp: str,
+    progress: Progress,
+    began: float,
+    outcome: Outcome,
+) -> dict:
+    """Publish the fine-tuned model with its lineage and scores; write ``report.json`` and the plot."""
+    progress.enter("publish", f"writing the checkpoint to {config.checkpoints_dir}")
+    before, after, summary, trainer = outcome.before, outcome.after, outcome.summary, outcome.trainer
+    model, trained_meta = outcome.model, outcome.trained_meta
+    corrections, originals, train_cfg = plan.corrections, plan.originals, config.train
+    metrics = {"before": before, "after": after}
+    finetune = {
+        "base": plan.record["base"],
+        "corrections": [
+            {"root": c["root"], "ids": c["train_ids"], "held_out_ids": c["held_out_ids"]} for c in corrections
+        ],
+        "held_out_ids": sorted(i for c in corrections for i in c["held_out_ids"]),
+        "holdout": config.holdout,
+        "holdout_seed": train_cfg.seed,
+        "corrections_share": plan.share,
+        "lr": trainer.lr,
+        "freeze_backbone": trainer.freeze_backbone,
+        "iterations": summary["iteration"],
+        "train_seconds": summary["elapsed_s"],
+        "metrics": metrics,
+        "run": str(run_dir.resolve()),
+    }
+    metadata = {
+        "input_size": plan.input_size,
+        "training": {
+            "data": [o["spec"] for o in originals],
+            "splits": [
+                {"spec": o["spec"], "val_fraction": o["val_fraction"], "split_seed": o["split_seed"]} for o in originals
+            ],
+            "val_fraction": train_cfg.val_fraction,
+            "split_seed": train_cfg.split_seed,
+            "init_checkpoint": str(base.resolve()),
+            "run": str(run_dir.resolve()),
+        },
+        "finetune": finetune,
+        "lineage": [{"name": base.name, "path": str(base.resolve()), "created": base_meta.get("created")}]
+        + list(base_meta.get("lineage") or []),
+        "metrics": {
+            "held_out_corrections_miou": (after["held_out_corrections"] or {}).get("miou"),
+            "val_miou": (after["original_val"] or {}).get("miou"),
+        },
+    }
+    terms = base_meta.get("data_terms")
+    if terms or any(parse_source(o["spec"]).kind == "viton" for o in originals):
+        metadata["data_terms"] = terms or "trained on VITON (research use only)"
+    progress.check()  # the last moment a stop prevents publishing; the write itself is atomic
+    name = config.name or default_name(base)
+    checkpoint = publish(
+        model,
+        Path(config.checkpoints_dir),
+        name,
+        stamp,
+        base=base,
+        meta=trained_meta,
+        metadata=metadata,
+        dtype=storage_dtype(base_meta),
+    )
+    if not config.keep_run_checkpoint:
+        shutil.rmtree(run_dir / "last", ignore_errors=True)
+    report = {
+        "status": "finished",
+        "checkpoint": str(checkpoint.resolve()),
+        "base": str(base.resolve()),
+        "run": str(run_dir.resolve()),
+        "metrics": metrics,
+        "delta_miou": {
+            n: round(after[n]["miou"] - before[n]["miou"], 3) for n in EVAL_SETS if before.get(n) and after.get(n)
+        },
+        "held_out_ids": finetune["held_out_ids"],
+        "skipped_corrections": [dict(s, root=c["root"]) for c in corrections for s in c["skipped"]],
+        "iterations": summary["iteration"],
+        "elapsed_s": round(time.perf_counter() - began, 1),
+        "train_summary": summary,
+    }
+    write_json(run_dir / REPORT_FILE, report)
+    plot_report(report, EVAL_SETS, run_dir / "log.jsonl", run_dir / PLOT_FILE)
+    return report
