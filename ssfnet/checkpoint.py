@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import errno
-import hashlib
 import json
 import logging
 import math
@@ -52,7 +51,7 @@ from .checkpoint_schema import (
     CheckpointError,
     validate_metadata,
 )
-from .io import current_umask, json_safe, writer_alive
+from .io import current_umask, json_safe, sha256_file, writer_alive
 from .labels import LABEL_SETS
 
 logger = logging.getLogger(__name__)
@@ -135,14 +134,6 @@ def _split_into_shards(
         for i, part in enumerate(parts):
             put(f"{name}{_PART}{i}", part.clone())
     return shards, split
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,7 +238,7 @@ def save_checkpoint(
             name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
             save_file(shard, str(tmp / name), metadata={"format": "pt"})
             os.chmod(tmp / name, mode & 0o666)
-            shard_info.append({"file": name, "sha256": _sha256(tmp / name), "bytes": (tmp / name).stat().st_size})
+            shard_info.append({"file": name, "sha256": sha256_file(tmp / name), "bytes": (tmp / name).stat().st_size})
         meta["shards"], meta["split_tensors"] = shard_info, split
         with open(tmp / METADATA_FILE, "w") as f:
             json.dump(meta, f, indent=2, sort_keys=False, allow_nan=False)
@@ -368,7 +359,7 @@ def load_state_dict(directory: str | Path, *, verify: bool = True) -> tuple[Orde
             raise CheckpointError(
                 f"checkpoint shard {path} is corrupt or truncated ({size} bytes, expected {shard['bytes']})"
             )
-        if verify and _sha256(path) != shard["sha256"]:
+        if verify and sha256_file(path) != shard["sha256"]:
             raise CheckpointError(f"checkpoint shard {path} is corrupt or truncated (checksum mismatch)")
         found = _shard_headers(path)
         repeated = sorted(found.keys() & headers.keys())
