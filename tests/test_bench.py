@@ -9,15 +9,9 @@ import torch
 from torch import nn
 
 from ssfnet import precision
-from train.bench import (
-    KERNEL_SHAPES,
-    format_model_tables,
-    format_table,
-    forward_flops,
-    fp16_megabytes,
-    lite_checks,
-    main,
-)
+from train.bench import format_model_tables, format_table, lite_checks, main
+from train.bench_kernels import KERNEL_SHAPES
+from train.bench_timing import TRAIN_REFERENCE, forward_flops, fp16_megabytes
 
 MODELS = ("ssfnet_lite0", "lraspp_mobilenet_v3_large", "deeplabv3_resnet50")
 
@@ -29,7 +23,9 @@ def test_quick_cpu_run_writes_tables_and_json(tmp_path, capsys):
     argv += ["--variants", *MODELS, "--skip-train", *MODELS[1:], "--out", str(out)]
     rows = main(argv)
     by_name = {r["variant"]: r for r in rows}
-    assert list(by_name) == list(MODELS)
+    assert list(by_name) == [*MODELS, TRAIN_REFERENCE]
+    yardstick = by_name.pop(TRAIN_REFERENCE)
+    rows = [r for r in rows if r is not yardstick]
     saved = json.loads(out.with_suffix(".json").read_text())
     env = saved["env"]
     fast = precision.cpu_has_fast_bf16()
@@ -75,7 +71,11 @@ def test_quick_cpu_run_writes_tables_and_json(tmp_path, capsys):
     assert checks and all(line.endswith(("PASS", "FAIL")) for line in checks)
     assert any("inference fp32" in line and "limit 0.15" in line for line in checks)
     assert any("training" in line and "target 25" in line for line in checks)
-    assert saved["checks"] == checks and len(saved["rows"]) == 3 and env["size"] == 64
+    assert saved["checks"] == checks and len(saved["rows"]) == 4 and env["size"] == 64
+    # The training yardstick: a training row only, and the target as a ratio to it.
+    assert yardstick["train_fp32_ips"] > 0 and yardstick["train_gflops"] > 0 and "cpu_fp32_ms" not in yardstick
+    assert TRAIN_REFERENCE not in text.split("CPU training:")[0] and TRAIN_REFERENCE in training_table
+    assert any(f"x {TRAIN_REFERENCE}" in line and "target 25 / 60 = 0.42" in line for line in checks)
     assert env["cpu_train_size"] == [64, 48] and saved["command"].startswith("python -m train.bench")
     assert "ssfnet_lite0" in capsys.readouterr().out
 
@@ -84,7 +84,8 @@ def test_without_native_bf16_the_bf16_columns_read_na(tmp_path, monkeypatch):
     monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: False)
     out = tmp_path / "b.md"
     argv = ["--quick", "--device", "cpu", "--size", "32", "--cpu-train-size", "32", "32", "--cpu-train-batch", "1"]
-    rows = main([*argv, "--variants", "lraspp_mobilenet_v3_large", "--out", str(out)])
+    rows = main([*argv, "--variants", "lraspp_mobilenet_v3_large", "--no-train-reference", "--out", str(out)])
+    assert len(rows) == 1
     row = rows[0]
     assert row["cpu_fp32_ms"] > 0 and row["train_fp32_ips"] > 0
     for key in ("cpu_bf16_ms", "cpu_bf16_peak_share", "train_bf16_ips", "train_bf16_peak_share"):
@@ -166,6 +167,13 @@ def test_lite_checks_pass_and_fail():
     assert checks[1].endswith("PASS")
     assert checks[2].startswith("ssfnet_lite0 training bf16: 20.0") and checks[2].endswith("FAIL")
     assert lite_checks(rows[1:]) == []
+    # With the yardstick in the run, the target also reads as a ratio to it (25 / 60 of its speed).
+    rows.append({"variant": TRAIN_REFERENCE, "train_only": True, "train_bf16_ips": 40.0})
+    ratio = lite_checks(rows)[-1]
+    assert ratio.startswith(f"ssfnet_lite0 training bf16: 0.50 x {TRAIN_REFERENCE} (40.0 img/s)")
+    assert ratio.endswith("PASS")
+    rows[-1]["train_bf16_ips"] = 60.0
+    assert lite_checks(rows)[-1].endswith("FAIL")
 
 
 def test_table_formatting():
