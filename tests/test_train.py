@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import TINY
+from helpers import TINY, write_viton
 from PIL import Image
 
 from ssfnet import get_label_set, load_checkpoint
@@ -22,31 +22,6 @@ from train.train import main
 
 # Narrow decoder widths: the whole model trains a step in a fraction of a second at 64 px.
 LIP = get_label_set("lip-20")
-
-
-def write_viton(root: Path, n: int = 16, height: int = 64, width: int = 48, seed: int = 0) -> Path:
-    """A VITON-layout folder of synthetic people: coloured body parts on noise, with their LIP-20 labels."""
-    rng = np.random.default_rng(seed)
-    (root / "image").mkdir(parents=True)
-    (root / "image-parse").mkdir()
-    for i in range(n):
-        label = np.zeros((height, width), np.uint8)
-        x0 = int(rng.integers(4, width // 3))
-        x1 = width - int(rng.integers(4, width // 3))
-        label[4:16, x0 + 4 : x1 - 4] = 13  # face
-        label[16:40, x0:x1] = 5  # upper clothes
-        label[16:40, max(0, x0 - 4) : x0] = 14  # left arm
-        label[16:40, x1 : x1 + 4] = 15  # right arm
-        label[40:, x0:x1] = 9  # pants
-        image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8) // 4
-        colours = np.array(LIP.palette, np.uint8)
-        image[label > 0] = colours[label[label > 0]]
-        stem = f"{i:06d}_0"
-        Image.fromarray(image).save(root / "image" / f"{stem}.jpg", quality=95)
-        parse = Image.fromarray(label, mode="P")
-        parse.putpalette(LIP.palette_bytes())
-        parse.save(root / "image-parse" / f"{stem}.png")
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +103,33 @@ def test_resume_reproduces_the_uninterrupted_run(viton, tmp_path):
     a, _ = load_state_dict(tmp_path / "whole" / "last")
     b, _ = load_state_dict(tmp_path / "split" / "last")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_adamw_runs_and_resumes_exactly(viton, tmp_path):
+    settings = dict(epochs=2, optimizer="adamw", lr=1e-3, weight_decay=0.01, head_lr_mult=5.0, augment_grid=False)
+    whole = main(tiny_config(viton, tmp_path / "whole", **settings))
+    assert json.loads((tmp_path / "whole" / "config.json").read_text())["optimizer"] == "adamw"
+    main(tiny_config(viton, tmp_path / "split", stop_after_iters=4, **settings))
+    second = main(tiny_config(viton, tmp_path / "split", resume=True, **settings))
+    assert second["status"] == whole["status"] == "finished"
+    # The moment estimates came back with the weights: the resumed steps are the uninterrupted ones.
+    assert losses(tmp_path / "split") == losses(tmp_path / "whole")
+    lrs = [json.loads(line)["lr"] for line in (tmp_path / "whole" / "log.jsonl").read_text().splitlines()]
+    assert lrs[0] <= 1e-3 and lrs == sorted(lrs, reverse=True)
+
+
+def test_make_optimizer_groups_and_kinds():
+    from train.engine import make_optimizer
+
+    model = torch.nn.Module()
+    model.backbone = torch.nn.Conv2d(3, 4, 1)
+    model.head = torch.nn.Conv2d(4, 2, 1)
+    adamw = make_optimizer(model, TrainConfig(optimizer="adamw", lr=1e-3, head_lr_mult=10.0, weight_decay=0.05))
+    assert isinstance(adamw, torch.optim.AdamW)
+    assert [g["lr"] for g in adamw.param_groups] == pytest.approx([1e-3, 1e-2])
+    assert all(g["weight_decay"] == 0.05 for g in adamw.param_groups)
+    sgd = make_optimizer(model, TrainConfig())
+    assert isinstance(sgd, torch.optim.SGD) and sgd.param_groups[0]["momentum"] == 0.9
 
 
 def test_time_budget_drives_the_poly_schedule(viton, tmp_path):

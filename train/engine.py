@@ -75,6 +75,14 @@ def param_groups(model: nn.Module, lr: float, head_lr_mult: float) -> list[dict]
     return groups
 
 
+def make_optimizer(model: nn.Module, config) -> torch.optim.Optimizer:
+    """``config.optimizer`` over :func:`param_groups`: ``sgd`` (the paper's, with momentum) or ``adamw``."""
+    groups = param_groups(model, config.lr, config.head_lr_mult)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+
+
 # ---------------------------------------------------------------------------------------------
 # Schedule and state
 

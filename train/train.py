@@ -47,7 +47,7 @@ from .engine import (
     find_run_checkpoint,
     freeze_backbone,
     load_run_checkpoint,
-    param_groups,
+    make_optimizer,
     train_one_epoch,
 )
 from .plots import plot_curves
@@ -305,12 +305,7 @@ def _run(config: TrainConfig, info: DistInfo, device: torch.device, out: Path, c
     data = make_data(config, info, label_set, device.type == "cuda")
     criterion, value_weights = _criterion(config, label_set, data)
     criterion = criterion.to(device)
-    optimizer = torch.optim.SGD(
-        param_groups(model, config.lr, config.head_lr_mult),
-        lr=config.lr,
-        momentum=config.momentum,
-        weight_decay=config.weight_decay,
-    )
+    optimizer = make_optimizer(model, config)
     state = TrainState()
     if resume_from is not None:
         state, rng, _ = load_run_checkpoint(resume_from, model, optimizer, info)
