@@ -1,6 +1,12 @@
 """Shared test helpers (the tests folder is on sys.path under pytest)."""
 
 import contextlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ssfnet.labels import LIP_20 as LIP
 
 # Narrow widths keep the paper's structure but make CPU tests quick.
 TINY = {
@@ -37,3 +43,28 @@ def launched_app(settings):
             yield demo
         finally:
             demo.close()
+
+
+def write_viton(root: Path, n: int = 16, height: int = 64, width: int = 48, seed: int = 0) -> Path:
+    """A VITON-layout folder of synthetic people: coloured body parts on noise, with their LIP-20 labels."""
+    rng = np.random.default_rng(seed)
+    (root / "image").mkdir(parents=True)
+    (root / "image-parse").mkdir()
+    for i in range(n):
+        label = np.zeros((height, width), np.uint8)
+        x0 = int(rng.integers(4, width // 3))
+        x1 = width - int(rng.integers(4, width // 3))
+        label[4:16, x0 + 4 : x1 - 4] = 13  # face
+        label[16:40, x0:x1] = 5  # upper clothes
+        label[16:40, max(0, x0 - 4) : x0] = 14  # left arm
+        label[16:40, x1 : x1 + 4] = 15  # right arm
+        label[40:, x0:x1] = 9  # pants
+        image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8) // 4
+        colours = np.array(LIP.palette, np.uint8)
+        image[label > 0] = colours[label[label > 0]]
+        stem = f"{i:06d}_0"
+        Image.fromarray(image).save(root / "image" / f"{stem}.jpg", quality=95)
+        parse = Image.fromarray(label, mode="P")
+        parse.putpalette(LIP.palette_bytes())
+        parse.save(root / "image-parse" / f"{stem}.png")
+    return root

@@ -8,11 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from helpers import TINY
-from PIL import Image
+from helpers import TINY, write_viton
 from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
@@ -25,24 +23,6 @@ ROOT = Path(__file__).resolve().parent.parent
 LIP = get_label_set("lip-20")
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="needs the gloo backend")
-
-
-def write_viton(root: Path, n: int = 16, height: int = 64, width: int = 48, seed: int = 1) -> Path:
-    """A VITON-layout folder of synthetic people (all images the same size, so batches need no padding)."""
-    rng = np.random.default_rng(seed)
-    (root / "image").mkdir(parents=True)
-    (root / "image-parse").mkdir()
-    for i in range(n):
-        label = np.zeros((height, width), np.uint8)
-        x0, x1 = int(rng.integers(4, 16)), width - int(rng.integers(4, 16))
-        label[4:16, x0 + 2 : x1 - 2] = 13
-        label[16:40, x0:x1] = 5
-        label[40:, x0:x1] = 9
-        image = rng.integers(0, 64, (height, width, 3), dtype=np.uint8)
-        image[label > 0] = np.array(LIP.palette, np.uint8)[label[label > 0]]
-        Image.fromarray(image).save(root / "image" / f"{i:06d}_0.jpg", quality=95)
-        Image.fromarray(label).save(root / "image-parse" / f"{i:06d}_0.png")
-    return root
 
 
 def torchrun(config: dict, path: Path) -> dict:
@@ -68,7 +48,7 @@ def torchrun(config: dict, path: Path) -> dict:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ddp")
-    data = write_viton(tmp / "viton")
+    data = write_viton(tmp / "viton", seed=1)
     base = {
         "data": [f"viton:{data}"],
         "variant": "ssfnet_lite",

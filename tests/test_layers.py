@@ -1,0 +1,48 @@
+"""The layers of docs/architecture.md: imports only go down (app -> demo -> train -> ssfnet)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+# What each package may import of the project's other top-level packages.
+ALLOWED = {
+    "ssfnet": set(),
+    "train": {"ssfnet"},
+    "demo": {"ssfnet", "train"},
+}
+# The app polls fine-tunes through the one train module that loads no torch.
+DEMO_FROM_TRAIN = {"train.finetune_status"}
+
+
+def project_imports(path: Path) -> set[str]:
+    """Absolute module names of the project's packages that ``path`` imports (relative imports stay inside)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+    return {n for n in names if n.split(".")[0] in (*ALLOWED, "app")}
+
+
+@pytest.mark.parametrize("package", sorted(ALLOWED))
+def test_imports_only_go_down(package):
+    wrong = []
+    for path in sorted((ROOT / package).rglob("*.py")):
+        for name in project_imports(path):
+            top = name.split(".")[0]
+            if top == package:
+                continue
+            if top not in ALLOWED[package] or (package == "demo" and top == "train" and name not in DEMO_FROM_TRAIN):
+                wrong.append(f"{path.relative_to(ROOT)} imports {name}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_layer_test_sees_imports(tmp_path):
+    source = tmp_path / "x.py"
+    source.write_text("import os\nfrom train.train import main\nfrom .local import y\nimport ssfnet.io\n")
+    assert project_imports(source) == {"train.train", "ssfnet.io"}
