@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 
-from helpers import TINY
-from test_train import write_viton
+from helpers import TINY, write_viton
 
 from train.compare import SUITES, Row, Suite, format_table, row_key, run_suite
 
@@ -60,8 +59,14 @@ def test_suites_name_the_issue_rows_and_paper_figures(capsys):
     assert "--label-set" in table2.recipe and table2.multiscale
     race = [row.flags for row in SUITES["race"].rows]
     assert ("--backbone-weights", "none") == race[1][-2:] and "lraspp_mobilenet_v3_large" in race[2]
+    assert race[3] == ("--variant", "ssfnet_lite0", "--loss-at", "full")
     run_suite(SUITES["race"], "unused", minutes=30, data_root="/", dry_run=True)  # data check fails first
     assert format_table(table2, {}).count("\n") == 2
+    # The recipe suite: the race's data and recipe, the decoder's learning rate as the variable.
+    recipe = SUITES["recipe"]
+    assert recipe.data == SUITES["race"].data and recipe.recipe[: len(SUITES["race"].recipe)] == SUITES["race"].recipe
+    assert [row.flags[-2:] for row in recipe.rows] == [(), ("--head-lr-mult", "10"), ("--head-lr-mult", "10")]
+    assert ("--optimizer", "adamw") == recipe.rows[2].flags[:2]
 
 
 def test_committed_validation_lists_are_the_trainers_split(dataset_dir):
