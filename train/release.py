@@ -49,6 +49,26 @@ TERMS = {
     "pascal-person-part": "PASCAL-Person-Part (PASCAL VOC / Flickr photos): research use only",
 }
 
+# The training options a released checkpoint's metadata records as its recipe.
+RECIPE_KEYS = (
+    "crop_size",
+    "batch_size",
+    "lr",
+    "optimizer",
+    "head_lr_mult",
+    "weight_decay",
+    "scale_range",
+    "copy_paste",
+    "colour_jitter",
+    "blur",
+    "jpeg",
+    "backbone_weights",
+    "class_balance",
+    "loss_at",
+    "val_fraction",
+    "split_seed",
+)
+
 
 def hardware() -> str:
     """A one-line description of this machine's CPU (model, cores, bf16 support)."""
@@ -254,27 +274,7 @@ def release(
         "training": {
             "data": specs,
             "data_terms": [TERMS[k] for k in kinds if k in TERMS],
-            "recipe": {
-                key: config.get(key)
-                for key in (
-                    "crop_size",
-                    "batch_size",
-                    "lr",
-                    "optimizer",
-                    "head_lr_mult",
-                    "weight_decay",
-                    "scale_range",
-                    "copy_paste",
-                    "colour_jitter",
-                    "blur",
-                    "jpeg",
-                    "backbone_weights",
-                    "class_balance",
-                    "loss_at",
-                    "val_fraction",
-                    "split_seed",
-                )
-            },
+            "recipe": {key: config.get(key) for key in RECIPE_KEYS},
             "precision": "bf16 autocast" if config.get("resolved", {}).get("amp_bf16") else "fp32",
             "hardware": hardware(),
             "cumulative_minutes": cumulative,
