@@ -42,6 +42,24 @@ from .plots import plot_results
 from .utils import write_json
 
 
+def score_source(
+    predictor,
+    text: str,
+    gt_set: LabelSet,
+    ids: list[str] | None,
+    **kwargs,
+) -> tuple[ConfusionMatrix, int]:
+    """``predictor``'s confusion matrix on source ``text`` (its ``ids``, or all) in ``gt_set``'s terms, and its size.
+
+    The model's labels are mapped onto ``gt_set``'s where the two differ (:func:`ssfnet.labels.eval_mapping`);
+    ``kwargs`` go to :func:`evaluate_dataset` (multiscale, flip, batch_size, limit, progress).
+    """
+    mapping = None if gt_set is predictor.label_set else eval_mapping(predictor.label_set, gt_set)
+    dataset = open_source(text, gt_set, ids=ids)
+    cm = evaluate_dataset(predictor, dataset, gt_set.num_classes, mapping=mapping, label_set=gt_set, **kwargs)
+    return cm, len(dataset)
+
+
 def evaluate_dataset(
     predictor,
     dataset,
@@ -245,21 +263,12 @@ def evaluate_checkpoint(
     images = 0
     for text in data:
         ids = held_out_ids(split, text) if split else None
-        dataset = open_source(text, gt_set, ids=ids)
-        cm = evaluate_dataset(
-            predictor,
-            dataset,
-            gt_set.num_classes,
-            mapping=mapping,
-            label_set=gt_set,
-            multiscale=multiscale,
-            flip=flip,
-            batch_size=batch_size,
-            limit=limit,
+        cm, size = score_source(
+            predictor, text, gt_set, ids, multiscale=multiscale, flip=flip, batch_size=batch_size, limit=limit,
             progress=progress,
-        )
+        )  # fmt: skip
         total.merge(cm)
-        images += len(spread(len(dataset), limit))
+        images += len(spread(size, limit))
     seconds = time.perf_counter() - began
     metrics = total.compute()
     result = {

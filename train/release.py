@@ -26,12 +26,12 @@ from pathlib import Path
 import torch
 
 from ssfnet.checkpoint import CheckpointError, load_checkpoint, read_metadata, save_checkpoint
-from ssfnet.data import open_source, parse_source
-from ssfnet.labels import eval_mapping, get_label_set
+from ssfnet.data import parse_source
+from ssfnet.labels import get_label_set
 from ssfnet.predictor import Predictor
 from ssfnet.publish import verify_round_trip
 
-from .evaluate import evaluate_dataset, held_out_ids, per_class_table
+from .evaluate import held_out_ids, per_class_table, score_source
 from .plots import plot_history
 
 # (model label set, source kind) -> the label set its ground truth is scored in.
@@ -111,26 +111,15 @@ def score_sources(
             print(f"note: no scoring of {kind} for a {model_set.name} model; skipped", file=sys.stderr)
             continue
         gt_set = get_label_set(gt_name)
-        mapping = None if gt_set is model_set else eval_mapping(model_set, gt_set)
         ids = held_out_ids(split_file, text)
         if not ids:
             continue
-        dataset = open_source(text, gt_set, ids=ids)
-        cm = evaluate_dataset(
-            predictor,
-            dataset,
-            gt_set.num_classes,
-            mapping=mapping,
-            label_set=gt_set,
-            multiscale=multiscale,
-            flip=flip,
-            limit=limit,
-            progress=False,
-        )
+        options = {"multiscale": multiscale, "flip": flip, "limit": limit, "progress": False}
+        cm, size = score_source(predictor, text, gt_set, ids, **options)
         metrics = cm.compute()
         row = {
             "label_set": gt_set.name,
-            "images": min(len(dataset), limit) if limit else len(dataset),
+            "images": min(size, limit) if limit else size,
             "miou": round(metrics["miou"], 2),
             "pixel_acc": round(metrics["pixel_acc"], 2),
             "per_class": {
