@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ssfnet.data import open_source
+from ssfnet.geometry import resize_image, resize_labels
 from ssfnet.io import overlay
 from ssfnet.labels import LabelSet
 from ssfnet.predictor import load_predictor
@@ -27,12 +28,10 @@ TILE_HEIGHT = 300
 
 
 def _fit(image: np.ndarray, height: int) -> np.ndarray:
-    import cv2
-
+    """``image`` (a photo, or a label map: H x W) at ``height`` rows, its aspect kept."""
     h, w = image.shape[:2]
-    width = max(1, round(w * height / h))
-    interp = cv2.INTER_NEAREST if image.ndim == 2 else cv2.INTER_AREA
-    return cv2.resize(image, (width, height), interpolation=interp)
+    size = (height, max(1, round(w * height / h)))
+    return resize_labels(image, size) if image.ndim == 2 else resize_image(image, size)
 
 
 def render_grid(rows: list[tuple[str, np.ndarray, np.ndarray]], label_set: LabelSet, path: str | Path) -> Path:
