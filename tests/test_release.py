@@ -116,3 +116,20 @@ def test_plot_history(tmp_path):
         for m, s in ((30, 40.0), (120, 55.0))
     ]
     assert plot_history(history, tmp_path / "h.png", MAIN_FIGURE).stat().st_size > 0
+
+
+def test_showcase_grid_keeps_aspect_and_label_values(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from ssfnet import get_label_set
+    from train.showcase import _fit, render_grid
+
+    labels = np.zeros((90, 60), np.uint8)
+    labels[10:40, 20:40] = 13
+    tile = _fit(labels, 45)
+    assert tile.shape == (45, 30) and set(np.unique(tile)) == {0, 13}
+    assert _fit(np.zeros((90, 60, 3), np.uint8), 45).shape == (45, 30, 3)
+    photo = np.full((90, 60, 3), 128, np.uint8)
+    path = render_grid([("a", photo, labels), ("b", photo, labels)], get_label_set("lip-20"), tmp_path / "g.jpg")
+    assert Image.open(path).size[0] > 100
