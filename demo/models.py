@@ -20,7 +20,8 @@ import torch
 
 from ssfnet import CheckpointError, Predictor, list_checkpoints, load_predictor
 from ssfnet.checkpoint import METADATA_FILE, read_metadata, scan_checkpoints
-from ssfnet.predictor import default_device, resolve_checkpoint
+from ssfnet.precision import resolve_device
+from ssfnet.predictor import resolve_checkpoint
 
 try:  # Hugging Face ZeroGPU: a GPU is attached only inside functions wrapped with spaces.GPU.
     import spaces
@@ -102,7 +103,7 @@ class Predictors:
     ) -> None:
         self.checkpoints_dir = Path(checkpoints_dir)
         self.checkpoint = checkpoint
-        self.device = torch.device(device) if device else default_device()
+        self.device = resolve_device(device or None)
         self.max_loaded = max_loaded
         self._cache: OrderedDict[tuple[str, int], Predictor] = OrderedDict()
         self._lock = threading.Lock()

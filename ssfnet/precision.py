@@ -1,4 +1,5 @@
-"""Which number format to compute in: bf16 autocast where the hardware runs it natively, else fp32.
+"""Where and in which number format to compute: the device (:func:`resolve_device`), and bf16
+autocast where the hardware runs it natively, else fp32.
 
 bf16 autocast roughly halves the time of a training step and of a forward pass on CPUs with
 AVX-512-BF16 or AMX (oneDNN kernels), and on CUDA GPUs; on other CPUs oneDNN emulates it and it
@@ -13,6 +14,13 @@ from functools import cache
 import torch
 
 PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
+    """``auto`` (or None) -> CUDA when available, else the CPU; anything else as ``torch.device`` reads it."""
+    if name is None or name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
 
 
 @cache

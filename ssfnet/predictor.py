@@ -18,7 +18,7 @@ from torch import nn
 from .checkpoint import list_checkpoints, load_checkpoint
 from .geometry import long_side_size, resize_image, resize_labels
 from .labels import LabelSet, get_label_set
-from .precision import autocast, use_bf16
+from .precision import autocast, resolve_device, use_bf16
 
 CHECKPOINTS_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 DEFAULT_CHECKPOINT = CHECKPOINTS_DIR / "ssfnet_lite0-lip20"
@@ -26,10 +26,6 @@ DEFAULT_CHECKPOINT = CHECKPOINTS_DIR / "ssfnet_lite0-lip20"
 # larger outputs are then enlarged with nearest neighbour (the network saw a
 # ~473 px image, so nothing finer exists to recover).
 MAX_PROB_SIDE = 1024
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def resolve_checkpoint(checkpoint: str | Path | None = None) -> Path:
@@ -96,7 +92,7 @@ class Predictor:
         metadata: dict | None = None,
         precision: str = "auto",
     ) -> None:
-        self.device = torch.device(device) if device is not None else default_device()
+        self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.precision = precision
         self.bf16 = use_bf16(precision, self.device)

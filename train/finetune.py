@@ -53,6 +53,7 @@ from pathlib import Path
 import torch
 
 from ssfnet.checkpoint import CheckpointError, load_checkpoint, read_metadata
+from ssfnet.precision import resolve_device
 from ssfnet.predictor import CHECKPOINTS_DIR, DEFAULT_CHECKPOINT
 from ssfnet.publish import round_to_storage, storage_dtype
 
@@ -64,7 +65,7 @@ from .finetune_publish import Outcome, publish_run
 from .finetune_score import evaluate_sets, summary_line
 from .finetune_status import REPORT_FILE, Cancelled, Progress, signals_cancel, utc_stamp
 from .train import main as train_main
-from .utils import resolve_device, write_json
+from .utils import write_json
 
 # The checkpoint fine-tuned when no --base is given (tests point this elsewhere).
 DEFAULT_BASE = DEFAULT_CHECKPOINT

@@ -16,6 +16,7 @@ import torch
 import torch.distributed as dist
 
 from ssfnet.io import atomic_write_bytes, json_bytes
+from ssfnet.precision import resolve_device
 
 # ---------------------------------------------------------------------------------------------
 # Distributed
@@ -38,13 +39,6 @@ class DistInfo:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; anything else is passed to ``torch.device``."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def init_distributed(device: str = "auto") -> DistInfo:
