@@ -1,12 +1,19 @@
 """The Gradio app of SSFNet: parse photos, correct the labels exactly, save them as training data.
 
+- :mod:`demo.ui`: :func:`demo.ui.build_demo`, the ``gr.Blocks``: layout and event wiring only.
+- :mod:`demo.context`: the :class:`demo.context.AppContext` every handler works on, and the components.
+- :mod:`demo.panel_photo`, :mod:`demo.panel_edit`, :mod:`demo.panel_gallery`, :mod:`demo.panel_models`,
+  :mod:`demo.panel_finetune`, :mod:`demo.queue_ui`: the handlers of each panel.
+- :mod:`demo.widgets`: small Gradio helpers that hold no app state (brush, label widgets, errors).
 - :mod:`demo.editing`: pure label-map editing (stroke snapping, click tools, edge snapping, history).
 - :mod:`demo.session`: one user's photo, labels and history; reading uploads and saving corrections.
+- :mod:`demo.drafts`, :mod:`demo.queue`: autosaved drafts and the queue of photos to annotate.
 - :mod:`demo.models`: the checkpoints on offer and the shared cache of loaded predictors.
 - :mod:`demo.render`: overlays, the legend, downloads and the JSON summary.
-- :mod:`demo.settings`: flags and environment variables.
-- :mod:`demo.finetune`: the fine-tuning job run in the background from the app.
-- :mod:`demo.ui`: :func:`demo.ui.build_demo`, the ``gr.Blocks``.
+- :mod:`demo.settings`: one table of settings, read from flags and environment variables.
+- :mod:`demo.finetune_runner`: the fine-tuning job (``python -m train.finetune``) run in the
+  background from the app.
+- :mod:`demo.keys`, :mod:`demo.cleanup`: keyboard shortcuts; the app's temporary folders.
 
 Nothing is imported here, so that the editing and session logic load (and are
 tested) without Gradio.

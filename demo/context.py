@@ -27,7 +27,7 @@ from ssfnet.labels import LabelSet, get_label_set
 
 from .cleanup import make_temp_dir
 from .drafts import Drafts
-from .finetune import FinetuneRunner
+from .finetune_runner import FinetuneRunner
 from .models import Predictors
 from .queue import PhotoQueue
 from .render import Scratch, legend_html, write_downloads
@@ -209,7 +209,7 @@ class AppContext:
         """The stores and the fine-tune runner of ``settings``; components come later, from the layout."""
         corrections_dir = Path(settings.corrections_dir)
         drafts = Drafts(corrections_dir / "drafts")
-        # One fine-tune process per app: a server resource that every tab watches (see demo.finetune).
+        # One fine-tune process per app: a server resource that every tab watches (see demo.finetune_runner).
         runner = (
             FinetuneRunner(
                 corrections_dir=corrections_dir,

@@ -1,6 +1,6 @@
 """Handlers of the fine-tune panel: start, cancel and watch the app's one background fine-tune.
 
-The job itself (its process, status file and log) is :class:`demo.finetune.FinetuneRunner`'s;
+The job itself (its process, status file and log) is :class:`demo.finetune_runner.FinetuneRunner`'s;
 these handlers only turn it into the panel's status, log, polling timer and checkpoint lists.
 """
 
@@ -13,7 +13,7 @@ import gradio as gr
 from ssfnet.data.corrections import list_corrections
 
 from .context import AppContext
-from .finetune import FinetuneBusy, FinetuneRequest, FinetuneRunner, status_html
+from .finetune_runner import FinetuneBusy, FinetuneRequest, FinetuneRunner, status_html
 from .panel_models import ModelHandlers
 from .widgets import mistake
 

@@ -8,7 +8,7 @@ from ssfnet import CheckpointError
 from ssfnet.io import overlay
 
 from .context import AppContext
-from .finetune import agreement
+from .finetune_runner import agreement
 from .models import run_predictor
 from .widgets import hidden_set, mistake, require
 

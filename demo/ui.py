@@ -21,7 +21,7 @@ from PIL import Image
 from ssfnet.data.corrections import list_corrections
 
 from .context import EXAMPLES_DIR, AppContext, Thumbnails, status_text
-from .finetune import status_html
+from .finetune_runner import status_html
 from .keys import KEYS_JS, SHORTCUTS_MD
 from .models import Predictors
 from .panel_edit import TOOLS, EditHandlers
