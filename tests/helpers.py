@@ -28,6 +28,39 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_for_page(proc, port: int, timeout: float = 90.0) -> None:
+    """Wait until the app process ``proc`` serves its page on ``port``; fail with its output if it exits or hangs."""
+    import time
+    import urllib.request
+
+    import pytest
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+                assert response.status == 200
+                return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"app.py did not serve the page:\n{proc.communicate(timeout=10)[0]}")
+            time.sleep(0.5)
+
+
+def app_settings(root: Path, checkpoints: str = "checkpoints", checkpoint: str = "tiny", **overrides):
+    """Settings of an app on a free port with every folder under ``root`` (the checkpoint in ``root/checkpoints``)."""
+    from demo.settings import Settings
+
+    values = dict(
+        port=free_port(),
+        corrections_dir=root / "corrections",
+        checkpoints_dir=root / checkpoints,
+        checkpoint=root / checkpoints / checkpoint,
+        runs_dir=root / "runs",
+    )
+    return Settings(**{**values, **overrides})
+
+
 @contextlib.contextmanager
 def launched_app(settings):
     """The app of ``settings`` served on localhost in this process (analytics off); yields the Blocks."""

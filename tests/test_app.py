@@ -11,8 +11,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
-import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -22,7 +20,7 @@ import pytest
 import torch
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
-from helpers import free_port, launched_app
+from helpers import app_settings, free_port, launched_app, wait_for_page
 from PIL import Image
 
 from demo.settings import Settings
@@ -48,13 +46,7 @@ def app(tmp_path_factory):
     """The app on a free localhost port with one tiny checkpoint; yields its settings and URL."""
     root = tmp_path_factory.mktemp("app")
     write_tiny_checkpoint(root / "checkpoints" / "tiny")
-    settings = Settings(
-        port=free_port(),
-        corrections_dir=root / "corrections",
-        checkpoints_dir=root / "checkpoints",
-        checkpoint=root / "checkpoints" / "tiny",
-        runs_dir=root / "runs",
-    )
+    settings = app_settings(root)
     with launched_app(settings):
         yield settings, f"http://127.0.0.1:{settings.port}/"
 
@@ -279,16 +271,7 @@ def test_app_py_starts_without_a_model(tmp_path):
     args = [sys.executable, "app.py", "--port", str(port), "--checkpoints-dir", str(tmp_path)]
     proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
-                    assert response.status == 200
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"app.py did not serve the page:\n{proc.communicate(timeout=10)[0]}")
-                time.sleep(0.5)
+        wait_for_page(proc, port)
     finally:
         proc.terminate()
         output = proc.communicate(timeout=30)[0]

@@ -19,7 +19,7 @@ import pytest
 import torch
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
-from helpers import free_port, launched_app
+from helpers import app_settings, launched_app
 
 from demo.settings import Settings, parse_args
 from demo.ui import build_demo
@@ -61,15 +61,7 @@ def app(tmp_path_factory):
         options=TINY,
         metadata={"input_size": 64},
     )
-    settings = Settings(
-        port=free_port(),
-        corrections_dir=root / "corrections",
-        checkpoints_dir=root / "checkpoints",
-        checkpoint=root / "checkpoints" / "tiny",
-        runs_dir=root / "runs",
-        device="cpu",
-        finetune_args=SERVER_ARGS,
-    )
+    settings = app_settings(root, device="cpu", finetune_args=SERVER_ARGS)
     with launched_app(settings):
         url = f"http://127.0.0.1:{settings.port}/"
         client = Client(url, verbose=False, analytics_enabled=False)

@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 import torch
 from gradio_client import Client, handle_file
-from helpers import TINY, free_port, launched_app
+from helpers import TINY, app_settings, launched_app
 from PIL import Image
 from test_app import PHOTO, VIEW, label_map, summary_of, write_tiny_checkpoint
 
-from demo.settings import Settings
 from ssfnet import build_model, save_checkpoint
 from ssfnet.labels import get_label_set
 
@@ -34,13 +33,7 @@ def app(tmp_path_factory):
         options=TINY,
         dtype=torch.float16,
     )
-    settings = Settings(
-        port=free_port(),
-        corrections_dir=root / "corrections",
-        checkpoints_dir=root / "checkpoints",
-        checkpoint=root / "checkpoints" / "tiny",
-        runs_dir=root / "runs",
-    )
+    settings = app_settings(root)
     with launched_app(settings):
         yield settings, f"http://127.0.0.1:{settings.port}/"
 

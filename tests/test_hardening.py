@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import TINY
+from helpers import TINY, wait_for_page
 from PIL import Image
 from safetensors import SafetensorError
 
@@ -545,7 +545,6 @@ def test_sigterm_and_ctrl_c_remove_the_app_folders(tmp_path, how):
 @pytest.mark.slow
 @pytest.mark.parametrize("how, settle", [(signal.SIGTERM, 0.0), (signal.SIGINT, 3.0)])
 def test_app_py_with_a_bad_checkpoint_says_one_line_and_leaves_nothing_on_exit(saved, tmp_path, how, settle):
-    import urllib.request
 
     from helpers import free_port
 
@@ -562,16 +561,7 @@ def test_app_py_with_a_bad_checkpoint_says_one_line_and_leaves_nothing_on_exit(s
             "--checkpoints-dir", str(bad.parent), "--corrections-dir", str(tmp_path / "corrections")]  # fmt: skip
     proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
-                    assert response.status == 200
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"app.py did not serve the page:\n{proc.communicate(timeout=10)[0]}")
-                time.sleep(0.5)
+        wait_for_page(proc, port)
         assert not stale.exists(), "start-up sweeps the folders of apps that are gone"
         assert list(temp.glob(f"ssfnet-*-{proc.pid}-*")), "the app made its folders"
         time.sleep(settle)

@@ -140,6 +140,11 @@ def _model_option(text: str) -> tuple[str, object]:
     return key.strip(), value
 
 
+def _switch(g: argparse._ArgumentGroup, flag: str, default: bool, help: str) -> None:
+    """An on/off option: ``--flag`` and ``--no-flag``."""
+    g.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help)
+
+
 def _optional_int(text: str) -> int | None:
     return None if text.lower() in ("none", "all") else int(text)
 
@@ -198,15 +203,8 @@ def _add_model_options(g: argparse._ArgumentGroup, d: TrainConfig) -> None:
         "(torchvision ResNet or EfficientNet-Lite0 state dict)",
     )
     g.add_argument("--init-checkpoint", default=d.init_checkpoint, help="start from this checkpoint folder")
-    g.add_argument(
-        "--freeze-backbone",
-        action=argparse.BooleanOptionalAction,
-        default=d.freeze_backbone,
-        help="train only the decoder (backbone weights and BN statistics fixed)",
-    )
-    g.add_argument(
-        "--sync-bn", action=argparse.BooleanOptionalAction, default=d.sync_bn, help="synchronise batch norm across GPUs"
-    )
+    _switch(g, "--freeze-backbone", d.freeze_backbone, "train only the decoder (backbone weights and BN stats fixed)")
+    _switch(g, "--sync-bn", d.sync_bn, "synchronise batch norm across GPUs")
 
 
 def _add_optimisation_options(g: argparse._ArgumentGroup, d: TrainConfig) -> None:
@@ -255,12 +253,7 @@ def _add_augmentation_options(g: argparse._ArgumentGroup, d: TrainConfig) -> Non
     """The ``augmentation`` options."""
     g.add_argument("--crop-size", type=int, default=d.crop_size)
     g.add_argument("--scale-range", type=float, nargs=2, default=d.scale_range, metavar=("MIN", "MAX"))
-    g.add_argument(
-        "--flip",
-        action=argparse.BooleanOptionalAction,
-        default=d.flip,
-        help="random horizontal flip with left/right class swap",
-    )
+    _switch(g, "--flip", d.flip, "random horizontal flip with left/right class swap")
     g.add_argument(
         "--copy-paste",
         type=float,
@@ -300,19 +293,14 @@ def _add_system_options(g: argparse._ArgumentGroup, d: TrainConfig) -> None:
         default=d.channels_last,
         help="channels-last memory format (auto: on CUDA and with bf16 on CPU)",
     )
-    g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=d.compile, help="torch.compile")
+    _switch(g, "--compile", d.compile, "torch.compile")
     g.add_argument("--seed", type=int, default=d.seed)
 
 
 def _add_run_options(g: argparse._ArgumentGroup, d: TrainConfig) -> None:
     """The ``run`` options."""
     g.add_argument("--out", default=d.out, help="run folder (logs, plots, last/ and best/ checkpoints)")
-    g.add_argument(
-        "--resume",
-        action=argparse.BooleanOptionalAction,
-        default=d.resume,
-        help="continue from the run folder's last checkpoint",
-    )
+    _switch(g, "--resume", d.resume, "continue from the run folder's last checkpoint")
     g.add_argument(
         "--checkpoint-minutes",
         type=float,
@@ -321,12 +309,7 @@ def _add_run_options(g: argparse._ArgumentGroup, d: TrainConfig) -> None:
     )
     g.add_argument("--val-every", type=int, default=d.val_every, help="validate every N epochs")
     g.add_argument("--print-freq", type=int, default=d.print_freq, help="iterations between console lines")
-    g.add_argument(
-        "--tensorboard",
-        action=argparse.BooleanOptionalAction,
-        default=d.tensorboard,
-        help="also log to TensorBoard (needs the tensorboard package)",
-    )
+    _switch(g, "--tensorboard", d.tensorboard, "also log to TensorBoard (needs the tensorboard package)")
     g.add_argument(
         "--stop-file",
         default=d.stop_file,
@@ -338,12 +321,7 @@ def _add_run_options(g: argparse._ArgumentGroup, d: TrainConfig) -> None:
         default=d.stop_after_iters,
         help="stop as if cancelled after this many iterations of this session (schedule unchanged)",
     )
-    g.add_argument(
-        "--augment-grid",
-        action=argparse.BooleanOptionalAction,
-        default=d.augment_grid,
-        help="write a grid of augmented samples to OUT/augment_grid.png",
-    )
+    _switch(g, "--augment-grid", d.augment_grid, "write a grid of augmented samples to OUT/augment_grid.png")
 
 
 def get_args_parser(
