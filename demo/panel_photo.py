@@ -82,11 +82,6 @@ class PhotoHandlers:
             message += " Notes: " + "; ".join(notes) + "."
         return app.opened(session, opacity, hidden, label, message)
 
-    def open_photo_in_order(self, *args) -> tuple:
-        """:meth:`open_photo`'s outputs as a tuple in the order of ``start_outputs`` (for the queue panel)."""
-        outputs = self.open_photo(*args)
-        return tuple(outputs.get(component, gr.skip()) for component in self.app.ui.start_outputs)
-
     # Gradio finds the progress tracker by this default value, hence the call in the signature.
     def parse(self, upload, checkpoint, multiscale, flip, opacity, hidden, label, session, progress=gr.Progress()):  # noqa: B008
         """Read the photo, run the model and start a new session from its proposal."""

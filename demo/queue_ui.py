@@ -36,11 +36,11 @@ class QueuePanel:
         settings: App settings (``photos_dir``, who may type a folder, working size).
         predictors: Checkpoints, for ranking.
         open_photo: The app's ``open_photo(path, checkpoint, multiscale, flip, opacity, hidden,
-            label, session, progress)``, returning its start outputs.
+            label, session, progress)``, returning ``{component: value}`` for its start outputs.
     """
 
     def __init__(
-        self, queue: PhotoQueue, settings: Settings, predictors: Predictors, open_photo: Callable[..., tuple]
+        self, queue: PhotoQueue, settings: Settings, predictors: Predictors, open_photo: Callable[..., dict]
     ) -> None:
         self.queue = queue
         self.settings = settings
@@ -90,14 +90,21 @@ class QueuePanel:
         photos = self.queue.load_folder(path)
         if not photos:
             gr.Warning(f"No photos in {folder}")
-        return self.queue.table_html(-1), -1
+        return self._table(-1)
+
+    def _table(self, position: int | None) -> dict:
+        """The queue's table with ``position`` marked (None: keep the position as it is)."""
+        updates = {self.table: self.queue.table_html(position)}
+        if position is not None:
+            updates[self.position] = position
+        return updates
 
     def add_uploads(self, files):
         """Append uploaded photos to the queue (copied into the queue's folder)."""
         if not files:
-            return gr.skip(), gr.skip()
+            return gr.skip()
         self.queue.add_uploads(files)
-        return self.queue.table_html(None), gr.skip()
+        return self._table(None)
 
     def show(self, position):
         return self.queue.table_html(position)
@@ -109,11 +116,13 @@ class QueuePanel:
         target = int(position if position is not None else -1) + delta
         if target < 0 or target >= len(photos):
             gr.Info("That was the last photo of the queue." if delta > 0 else "This is the first photo of the queue.")
-            return (gr.skip(),) * 12
+            return gr.skip()
         outputs = self.open_photo(
             str(photos[target]), checkpoint, multiscale, flip, opacity, hidden, label, session, progress
         )
-        return (*outputs, self.queue.table_html(target), target)
+        if not isinstance(outputs, dict):  # the photo could not be opened: nothing changes
+            return gr.skip()
+        return {**outputs, **self._table(target)}
 
     # Gradio finds the progress tracker by this default value, hence the call in the signature.
     def next(self, position, checkpoint, multiscale, flip, opacity, hidden, label, session, progress=gr.Progress()):  # noqa: B008
@@ -148,7 +157,7 @@ class QueuePanel:
             progress((done, total), desc=f"Scoring {name}", unit="photos")
 
         self.queue.rank(model_key, score, report)
-        return self.queue.table_html(-1), -1
+        return self._table(-1)
 
     # ---- events ---------------------------------------------------------------------
 

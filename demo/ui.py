@@ -93,7 +93,7 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
     predictors = predictors or Predictors(settings.checkpoints_dir, settings.checkpoint, settings.device)
     app = AppContext.create(settings, predictors)
     handlers = Handlers.create(app)
-    queue_panel = QueuePanel(app.photo_queue, settings, predictors, handlers.photo.open_photo_in_order)
+    queue_panel = QueuePanel(app.photo_queue, settings, predictors, handlers.photo.open_photo)
     if app.examples:
         # Served as they are (never copied or moved), and accepted back as input when picked.
         gr.set_static_paths([EXAMPLES_DIR])
