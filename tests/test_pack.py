@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from ssfnet import get_label_set
-from ssfnet.data import MixedDataset, VitonDataset, open_source, resize_long_side
-from train.pack import PackDataset, main, write_packs
+from ssfnet.data import MixedDataset, PackDataset, VitonDataset, open_source, resize_long_side
+from train.pack import main, write_packs
 
 LIP = get_label_set("lip-20")
 

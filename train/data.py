@@ -15,7 +15,6 @@ from ssfnet.data import EvalTransform, MixedDataset, TrainTransform, open_source
 from ssfnet.data.transforms import MEAN_COLOUR
 from ssfnet.labels import IGNORE_INDEX, LabelSet
 
-from . import pack  # noqa: F401  (registers the "pack" source kind)
 from .augment import CopyPaste, Photometric, TrainDataset
 from .config import TrainConfig
 from .engine import TrainState

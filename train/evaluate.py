@@ -37,7 +37,6 @@ from ssfnet.labels import EvalMapping, LabelSet, eval_mapping, get_label_set
 from ssfnet.metrics import ConfusionMatrix
 from ssfnet.predictor import load_predictor
 
-from . import pack  # noqa: F401  (registers the "pack" source kind)
 from .plots import plot_results
 from .utils import write_json
 

@@ -1,4 +1,4 @@
-"""Dataset layouts, the corrections store, mixing of sources and transforms."""
+"""Dataset layouts, training packs, the corrections store, mixing of sources and transforms."""
 
 from ssfnet.data.corrections import (
     CorrectionsDataset,
@@ -21,6 +21,7 @@ from ssfnet.data.layouts import (
     read_stored_image,
 )
 from ssfnet.data.mixed import MixedDataset, holdout_split, mix_weights, split_ids
+from ssfnet.data.packs import PackDataset
 from ssfnet.data.sources import SOURCE_KINDS, SourceSpec, open_source, parse_source, register_source
 from ssfnet.data.transforms import EvalTransform, TrainTransform, flip_sample, to_tensors
 from ssfnet.geometry import resize_long_side
@@ -34,6 +35,7 @@ __all__ = [
     "FolderDataset",
     "LIPDataset",
     "MixedDataset",
+    "PackDataset",
     "ParsingDataset",
     "PascalPersonPartDataset",
     "SOURCE_KINDS",

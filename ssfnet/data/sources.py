@@ -21,6 +21,7 @@ from ssfnet.data.layouts import (
     Transform,
     VitonDataset,
 )
+from ssfnet.data.packs import open_pack
 from ssfnet.labels import LabelSet
 
 
@@ -102,6 +103,7 @@ SOURCE_KINDS: dict[str, SourceFactory] = {
     "corrections": _without_split(CorrectionsDataset),
     "folder": _folder,
     "subset": _subset,
+    "pack": open_pack,
 }
 
 
