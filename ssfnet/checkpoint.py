@@ -51,7 +51,7 @@ from .checkpoint_schema import (
     CheckpointError,
     validate_metadata,
 )
-from .io import current_umask, json_safe, sha256_file, writer_alive
+from .io import current_umask, json_safe, replace_dir, sha256_file, writer_alive
 from .labels import LABEL_SETS
 
 logger = logging.getLogger(__name__)
@@ -246,13 +246,7 @@ def save_checkpoint(
             os.fsync(f.fileno())
         os.chmod(tmp / METADATA_FILE, mode & 0o666)
         os.chmod(tmp, mode)  # mkdtemp makes it 0700
-        if directory.exists():
-            old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
-            os.replace(directory, old)
-            os.replace(tmp, directory)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, directory)
+        replace_dir(tmp, directory)
     except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
         if _disk_full(err):

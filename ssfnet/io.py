@@ -211,6 +211,25 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def replace_dir(new: str | Path, target: str | Path) -> Path:
+    """Put the finished folder ``new`` in place of ``target`` by renames, never leaving half a folder.
+
+    An existing ``target`` is first renamed aside to ``.NAME.old-PID`` and removed after the swap;
+    a crash between the two renames leaves both, which :mod:`ssfnet.checkpoint_recovery` finishes.
+    """
+    new, target = Path(new), Path(target)
+    if not target.exists():
+        os.replace(new, target)
+        return target
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    if old.exists():
+        shutil.rmtree(old)
+    os.replace(target, old)
+    os.replace(new, target)
+    shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to a temporary file beside ``path`` and rename it into place."""
     path = Path(path)

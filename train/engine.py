@@ -25,7 +25,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ssfnet.checkpoint import CheckpointError, load_into, load_state_dict, save_checkpoint, unwrap_model
-from ssfnet.io import json_safe, writer_alive
+from ssfnet.io import json_safe, replace_dir, writer_alive
 from ssfnet.metrics import ConfusionMatrix
 from ssfnet.precision import autocast
 
@@ -420,16 +420,7 @@ def save_run_checkpoint(
                 f"{free / 1e6:.1f} MB are free in {out}; {name}/ is unchanged",
             ) from err
         raise
-    target = out / name
-    if target.exists():
-        old = out / f".{name}.old-{os.getpid()}"
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(target, old)
-        os.replace(staging, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staging, target)
+    target = replace_dir(staging, out / name)
     # Copies a killed earlier session left (one of them may have been resumed from) are older
     # than the folder just written: remove those whose writer is gone.
     for stale in [*out.glob(f".{name}.staging-*"), *out.glob(f".{name}.old-*")]:
