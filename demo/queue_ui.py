@@ -120,8 +120,6 @@ class QueuePanel:
         outputs = self.open_photo(
             str(photos[target]), checkpoint, multiscale, flip, opacity, hidden, label, session, progress
         )
-        if not isinstance(outputs, dict):  # the photo could not be opened: nothing changes
-            return gr.skip()
         return {**outputs, **self._table(target)}
 
     # Gradio finds the progress tracker by this default value, hence the call in the signature.
