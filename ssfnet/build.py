@@ -33,29 +33,25 @@ class ModelConfig:
     dropout: float = 0.1
 
 
+def _light(backbone: str, **widths: int) -> ModelConfig:
+    """A CPU-sized SSFNet: the backbone's own stem (so ImageNet weights load whole), a narrow
+    auxiliary head and the decoder widths given."""
+    return ModelConfig(backbone=backbone, deep_stem=False, aux_channels=64, **widths)
+
+
 VARIANTS: dict[str, ModelConfig] = {
     # The paper's network: PSPNet on ResNet-101 with the deep stem.
     "ssfnet_r101": ModelConfig(),
     "ssfnet_r50": ModelConfig(backbone="resnet50"),
-    # For CPUs and the embedded default checkpoint: ResNet-18 with torchvision's
-    # 7x7 stem (so torchvision ImageNet weights load whole) and narrow decoders.
-    "ssfnet_lite": ModelConfig(
-        backbone="resnet18",
-        deep_stem=False,
-        ppm_bin_channels=128,
-        ppm_channels=256,
-        top_channels=128,
-        mid_channels=64,
-        high_channels=32,
-        hourglass_depth=3,
-        aux_channels=64,
+    # ResNet-18 with torchvision's 7x7 stem and narrow decoders.
+    "ssfnet_lite": _light(
+        "resnet18", ppm_bin_channels=128, ppm_channels=256, top_channels=128, mid_channels=64, high_channels=32
     ),
     # The CPU variant and the embedded default: an ImageNet-pretrained EfficientNet-Lite0 (output
     # stride 32, context brought to 1/8) with SSFNet's branch-3, SSFNet-2, SSFNet-1 and fusion.
     # Widths chosen by measurement on a 2-core CPU (see README, "Speed").
-    "ssfnet_lite0": ModelConfig(
-        backbone="efficientnet_lite0",
-        deep_stem=False,
+    "ssfnet_lite0": _light(
+        "efficientnet_lite0",
         output_stride=32,
         ppm_bin_channels=64,
         ppm_channels=128,
@@ -63,7 +59,6 @@ VARIANTS: dict[str, ModelConfig] = {
         mid_channels=32,
         high_channels=24,
         hourglass_depth=2,
-        aux_channels=64,
     ),
 }
 

@@ -52,7 +52,7 @@ from torch import nn
 
 from ssfnet import VARIANTS, build_model, get_label_set, list_models, precision
 
-from .bench_kernels import KERNEL_COLUMNS, kernel_rows, kernel_summary
+from .bench_kernels import KERNEL_COLUMNS, kernel_rows, kernel_summary, precision_pair
 from .bench_timing import (
     DTYPES,
     LABEL_SET,
@@ -88,12 +88,9 @@ MODEL_TABLES = (
             ("params_m", "params (M)", "{:.1f}"),
             ("fp16_mb", "fp16 MB", "{:.1f}"),
             ("gflops", "GFLOPs/img", "{:.1f}"),
-            ("cpu_fp32_ms", "fp32 ms", "{:.0f}"),
-            ("cpu_bf16_ms", "bf16 ms", "{:.0f}"),
-            ("cpu_fp32_ratio", "fp32 vs DLv3-R50 fp32", "{:.2f}"),
-            ("cpu_bf16_ratio", "bf16 vs DLv3-R50 fp32", "{:.2f}"),
-            ("cpu_fp32_peak_share", "fp32 peak share", "{:.1%}"),
-            ("cpu_bf16_peak_share", "bf16 peak share", "{:.1%}"),
+            *precision_pair("cpu_{}_ms", "{} ms", "{:.0f}"),
+            *precision_pair("cpu_{}_ratio", "{} vs DLv3-R50 fp32", "{:.2f}"),
+            *precision_pair("cpu_{}_peak_share", "{} peak share", "{:.1%}"),
         ),
     ),
     (
@@ -101,20 +98,16 @@ MODEL_TABLES = (
         (
             ("variant", "model", "{}"),
             ("train_gflops", "train GFLOPs/img", "{:.1f}"),
-            ("train_fp32_ips", "fp32 img/s", "{:.2f}"),
-            ("train_bf16_ips", "bf16 img/s", "{:.2f}"),
-            ("train_fp32_peak_share", "fp32 peak share", "{:.1%}"),
-            ("train_bf16_peak_share", "bf16 peak share", "{:.1%}"),
+            *precision_pair("train_{}_ips", "{} img/s", "{:.2f}"),
+            *precision_pair("train_{}_peak_share", "{} peak share", "{:.1%}"),
         ),
     ),
     (
         "CUDA",
         (
             ("variant", "model", "{}"),
-            ("cuda_b1_fp32_ms", "GPU b1 fp32 ms", "{:.2f}"),
-            ("cuda_b1_bf16_ms", "GPU b1 bf16 ms", "{:.2f}"),
-            ("cuda_b16_fp32_ips", "GPU b16 fp32 img/s", "{:.0f}"),
-            ("cuda_b16_bf16_ips", "GPU b16 bf16 img/s", "{:.0f}"),
+            *precision_pair("cuda_b1_{}_ms", "GPU b1 {} ms", "{:.2f}"),
+            *precision_pair("cuda_b16_{}_ips", "GPU b16 {} img/s", "{:.0f}"),
             ("cuda_train_ips", "GPU train img/s", "{:.0f}"),
             ("bf16_peak_fraction", "bf16 peak share", "{:.1%}"),
         ),

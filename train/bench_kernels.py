@@ -110,14 +110,17 @@ def kernel_summary(rows: list[dict]) -> list[str]:
     return lines or ["bf16: n/a (no native bf16 on this CPU)"]
 
 
+def precision_pair(key: str, title: str, fmt: str) -> tuple[tuple[str, str, str], ...]:
+    """The fp32 and the bf16 column of one measure: ``key`` and ``title`` hold ``{}`` for the precision."""
+    return tuple((key.format(p), title.format(p), fmt) for p in ("fp32", "bf16"))
+
+
 KERNEL_COLUMNS = (
     ("block", "block", "{}"),
     ("kind", "kind", "{}"),
     ("conv", "convolution", "{}"),
     ("input", "input (B x C x H x W)", "{}"),
-    ("fp32_ms", "fp32 ms", "{:.2f}"),
-    ("bf16_ms", "bf16 ms", "{:.2f}"),
+    *precision_pair("{}_ms", "{} ms", "{:.2f}"),
     ("bf16_over_fp32", "bf16 / fp32 time", "{:.2f}"),
-    ("fp32_gflops", "fp32 GFLOP/s", "{:.1f}"),
-    ("bf16_gflops", "bf16 GFLOP/s", "{:.1f}"),
+    *precision_pair("{}_gflops", "{} GFLOP/s", "{:.1f}"),
 )

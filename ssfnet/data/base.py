@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -211,47 +212,65 @@ class ParsingDataset(Dataset, ABC):
         return f"{type(self).__name__}(root={str(self.root)!r}, label_set={self.label_set.name!r}, n={len(self)})"
 
 
+@dataclass(frozen=True)
+class Folders:
+    """Where a :class:`FolderDataset` finds its files, relative to its root."""
+
+    image_dir: str
+    label_dir: str
+    id_file: str | None = None
+
+
 class FolderDataset(ParsingDataset):
     """Images plus grey (or palette) id PNGs with the same stem, the LIP / CIHP / ATR idea.
 
     Layout::
 
         root/<image_dir>/<id>.jpg|.jpeg|.png|...
-        root/<label_dir>/<id>.png          # pixel value = label id in source_label_set
+        root/<label_dir>/<id>.png          # pixel value = label id in the stored label set
         root/<id_file>                     # optional: one id per line
+
+    A benchmark's layout is a subclass that names its stored label set
+    (:attr:`stored_label_set`), its default returned set and, in :meth:`folders`, how its
+    layout options (a split, say) become folders.
 
     Args:
         root: Dataset folder.
-        label_set: Label set of the returned label maps (default LIP-20).
+        label_set: Label set of the returned label maps (default :attr:`default_label_set`).
         ids: Subset of ids to use; all labelled images if None.
         transform: Called as ``transform(image, label)`` by ``__getitem__``.
-        image_dir: Image folder, relative to ``root``.
-        label_dir: Label folder, relative to ``root``.
-        id_file: Optional id list, relative to ``root``; it must exist if given, and every id in
-            it must have an image and a label. Without it, every image with a label is used.
-        source_label_set: Label set of the stored PNGs (default: ``label_set``).
+        **layout_options: The arguments of :meth:`folders`; here ``image_dir`` and
+            ``label_dir`` (relative to ``root``) and ``id_file``, an optional id list relative
+            to ``root``: it must exist if given, and every id in it must have an image and a
+            label. Without it, every image with a label is used.
     """
 
     layout = "<image_dir>/<id>.jpg|.png images and <label_dir>/<id>.png id maps"
+    default_label_set: ClassVar[str] = "lip-20"
+    #: Label set of the stored PNGs; None: they hold the returned label set's ids.
+    stored_label_set: ClassVar[str | None] = None
 
     def __init__(
         self,
         root: str | os.PathLike,
-        label_set: str | LabelSet = "lip-20",
+        label_set: str | LabelSet | None = None,
         ids: Iterable[str] | None = None,
         transform: Transform | None = None,
-        *,
-        image_dir: str = "images",
-        label_dir: str = "labels",
-        id_file: str | None = None,
-        source_label_set: str | LabelSet | None = None,
+        **layout_options: Any,
     ) -> None:
-        super().__init__(root, label_set, source_label_set or label_set, transform)
-        self.image_dir = require_dir(self.root / image_dir, f"the images (<id>.jpg or .png) in {image_dir}/")
-        self.label_dir = require_dir(self.root / label_dir, f"the label maps (<id>.png) in {label_dir}/")
+        label_set = label_set or self.default_label_set
+        super().__init__(root, label_set, self.stored_label_set or label_set, transform)
+        folders = self.folders(self.root, **layout_options)
+        self.image_dir = require_dir(
+            self.root / folders.image_dir, f"the images (<id>.jpg or .png) in {folders.image_dir}/"
+        )
+        self.label_dir = require_dir(
+            self.root / folders.label_dir, f"the label maps (<id>.png) in {folders.label_dir}/"
+        )
         self._images = list_stems(self.image_dir, IMAGE_EXTENSIONS)
         self._labels = list_stems(self.label_dir, (".png",))
         labelled = self._images.keys() & self._labels.keys()
+        id_file = folders.id_file
         if id_file is None and not labelled and (self._images or self._labels):
             raise ValueError(self._no_pairs_message())
         if id_file is not None:
@@ -265,6 +284,13 @@ class FolderDataset(ParsingDataset):
                 )
             labelled = set(listed)
         self._setup(labelled, ids)
+
+    @classmethod
+    def folders(
+        cls, root: Path, image_dir: str = "images", label_dir: str = "labels", id_file: str | None = None
+    ) -> Folders:
+        """The folders and id list of the layout options (``root`` is there to look for optional files)."""
+        return Folders(image_dir, label_dir, id_file)
 
     def _no_pairs_message(self) -> str:
         """Why no image has a label: a side is empty, or the names never match (with examples of each)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.io
@@ -21,6 +22,7 @@ from PIL import Image
 from ssfnet.data.base import (
     IMAGE_EXTENSIONS,
     FolderDataset,
+    Folders,
     ParsingDataset,
     Transform,
     label_conversion,
@@ -40,6 +42,7 @@ __all__ = [
     "CCPDataset",
     "CIHPDataset",
     "FolderDataset",
+    "Folders",
     "LIPDataset",
     "ParsingDataset",
     "PascalPersonPartDataset",
@@ -62,35 +65,17 @@ def _optional(root: Path, relative: str) -> str | None:
 class LIPDataset(FolderDataset):
     """LIP: ``<split>_images/*.jpg``, ``<split>_segmentations/*.png`` and ``<split>_id.txt`` (if present).
 
-    Args:
-        root: The LIP folder.
-        label_set: Label set of the returned label maps (default LIP-20).
-        ids: Subset of ids; default: the id file's ids, or all labelled images without one.
-        transform: Called as ``transform(image, label)`` by ``__getitem__``.
-        split: ``"train"`` or ``"val"``.
+    Takes :class:`FolderDataset`'s arguments (label set LIP-20 by default; without ``ids``,
+    the id file's ids, or all labelled images without one) and the layout option ``split``:
+    ``"train"`` (the default) or ``"val"``.
     """
 
     layout = "LIP's <split>_images/ and <split>_segmentations/ folders"
+    stored_label_set = "lip-20"
 
-    def __init__(
-        self,
-        root: str | os.PathLike,
-        label_set: str | LabelSet = "lip-20",
-        ids: Iterable[str] | None = None,
-        transform: Transform | None = None,
-        *,
-        split: str = "train",
-    ) -> None:
-        super().__init__(
-            root,
-            label_set,
-            ids,
-            transform,
-            image_dir=f"{split}_images",
-            label_dir=f"{split}_segmentations",
-            id_file=_optional(Path(root), f"{split}_id.txt"),
-            source_label_set="lip-20",
-        )
+    @classmethod
+    def folders(cls, root: Path, split: str = "train") -> Folders:
+        return Folders(f"{split}_images", f"{split}_segmentations", _optional(root, f"{split}_id.txt"))
 
 
 class CIHPDataset(FolderDataset):
@@ -99,36 +84,18 @@ class CIHPDataset(FolderDataset):
     The id file is ``<split>/train_id.txt`` for ``Training`` and ``<split>/val_id.txt`` for
     ``Validation``. CIHP uses LIP's 20 classes.
 
-    Args:
-        root: The CIHP folder (holding ``Training/`` and ``Validation/``).
-        label_set: Label set of the returned label maps (default LIP-20).
-        ids: Subset of ids; default: the id file's ids, or all labelled images without one.
-        transform: Called as ``transform(image, label)`` by ``__getitem__``.
-        split: ``"Training"`` or ``"Validation"``.
+    Takes :class:`FolderDataset`'s arguments (``root`` holds ``Training/`` and
+    ``Validation/``; label set LIP-20 by default) and the layout option ``split``:
+    ``"Training"`` (the default) or ``"Validation"``.
     """
 
     layout = "CIHP's <split>/Images/ and <split>/Category_ids/ folders"
+    stored_label_set = "cihp-20"
 
-    def __init__(
-        self,
-        root: str | os.PathLike,
-        label_set: str | LabelSet = "lip-20",
-        ids: Iterable[str] | None = None,
-        transform: Transform | None = None,
-        *,
-        split: str = "Training",
-    ) -> None:
+    @classmethod
+    def folders(cls, root: Path, split: str = "Training") -> Folders:
         id_name = {"Training": "train_id.txt", "Validation": "val_id.txt"}.get(split, f"{split.lower()}_id.txt")
-        super().__init__(
-            root,
-            label_set,
-            ids,
-            transform,
-            image_dir=f"{split}/Images",
-            label_dir=f"{split}/Category_ids",
-            id_file=_optional(Path(root), f"{split}/{id_name}"),
-            source_label_set="cihp-20",
-        )
+        return Folders(f"{split}/Images", f"{split}/Category_ids", _optional(root, f"{split}/{id_name}"))
 
 
 class ATRDataset(FolderDataset):
@@ -140,30 +107,16 @@ class ATRDataset(FolderDataset):
             other sets is defined).
         ids: Subset of ids; default: all labelled images.
         transform: Called as ``transform(image, label)`` by ``__getitem__``.
-        id_file: Optional id list relative to ``root``.
+        id_file: Optional id list relative to ``root``, a keyword.
     """
 
     layout = "ATR's JPEGImages/ and SegmentationClassAug/ folders"
+    default_label_set = "atr-18"
+    stored_label_set = "atr-18"
 
-    def __init__(
-        self,
-        root: str | os.PathLike,
-        label_set: str | LabelSet = "atr-18",
-        ids: Iterable[str] | None = None,
-        transform: Transform | None = None,
-        *,
-        id_file: str | None = None,
-    ) -> None:
-        super().__init__(
-            root,
-            label_set,
-            ids,
-            transform,
-            image_dir="JPEGImages",
-            label_dir="SegmentationClassAug",
-            id_file=id_file,
-            source_label_set="atr-18",
-        )
+    @classmethod
+    def folders(cls, root: Path, id_file: str | None = None) -> Folders:
+        return Folders("JPEGImages", "SegmentationClassAug", id_file)
 
 
 class PascalPersonPartDataset(FolderDataset):
@@ -186,38 +139,25 @@ class PascalPersonPartDataset(FolderDataset):
             ``lip-20`` gives its coarse part labels, ``person-head-3`` head and body).
         ids: Subset of ids; default: the id file's ids or all labelled images.
         transform: Called as ``transform(image, label)`` by ``__getitem__``.
-        image_dir: Image folder, relative to ``root``.
-        label_dir: Colour label folder, relative to ``root``.
-        id_file: Optional id list relative to ``root``.
         colour_tolerance: Largest per-channel difference still matched to a palette colour;
-            None matches every colour to its nearest.
+            None matches every colour to its nearest (a keyword).
+        **layout_options: ``image_dir`` and ``label_dir`` (relative to ``root``; default
+            ``JPEGImages`` and ``SegmentationPart``) and ``id_file``, an optional id list.
     """
 
     layout = "PASCAL-Person-Part's JPEGImages/ and SegmentationPart/ (colour PNG) folders"
+    default_label_set = "pascal-person-part-7"
+    stored_label_set = "pascal-person-part-7"
 
-    def __init__(
-        self,
-        root: str | os.PathLike,
-        label_set: str | LabelSet = "pascal-person-part-7",
-        ids: Iterable[str] | None = None,
-        transform: Transform | None = None,
-        *,
-        image_dir: str = "JPEGImages",
-        label_dir: str = "SegmentationPart",
-        id_file: str | None = None,
-        colour_tolerance: int | None = 32,
-    ) -> None:
+    def __init__(self, root: str | os.PathLike, *args: Any, colour_tolerance: int | None = 32, **options: Any) -> None:
         self.colour_tolerance = colour_tolerance
-        super().__init__(
-            root,
-            label_set,
-            ids,
-            transform,
-            image_dir=image_dir,
-            label_dir=label_dir,
-            id_file=id_file,
-            source_label_set="pascal-person-part-7",
-        )
+        super().__init__(root, *args, **options)
+
+    @classmethod
+    def folders(
+        cls, root: Path, image_dir: str = "JPEGImages", label_dir: str = "SegmentationPart", id_file: str | None = None
+    ) -> Folders:
+        return Folders(image_dir, label_dir, id_file)
 
     def read_label(self, path: Path) -> np.ndarray:
         """Palette, colour or grey PNG -> H x W uint8 pascal-person-part-7 ids.
