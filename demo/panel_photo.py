@@ -39,15 +39,15 @@ class PhotoHandlers:
         app, ui = self.app, self.app.ui
         progress(0.05, desc="Reading the photo")
         name = Path(path).name
+        max_side = app.settings.max_side
         try:
-            full, source = read_upload(path, name=name)
+            # Decoded reduced to the working size: memory follows it, not the upload's size.
+            image, source = read_upload(path, name=name, max_side=max_side)
         except ImageError as err:
             gr.Warning(str(err))
             return {ui.message: f"**Could not use this file:** {err}. Nothing was changed."}
-        h, w = full.shape[:2]
-        max_side = app.settings.max_side
-        size = editing.working_size(h, w, max_side)
-        image = editing.resize_image(full, size)
+        h, w = source.size
+        size = image.shape[:2]
         notes = list(source.notes)
         if size != (h, w):
             notes.append(

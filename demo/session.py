@@ -26,10 +26,10 @@ import numpy as np
 from PIL import Image
 
 from ssfnet.data.corrections import load_correction, save_correction
-from ssfnet.io import MAX_IMAGE_PIXELS, ImageError, frame_count, read_image
+from ssfnet.io import MAX_IMAGE_PIXELS, ImageError, frame_count, image_size, read_image
 from ssfnet.labels import LabelSet, get_label_set
 
-from .editing import History, resize_image, resize_labels, working_size
+from .editing import History, resize_image, resize_labels
 
 # Below this many pixels on a side a photo cannot hold a person worth labelling.
 MIN_SIDE = 16
@@ -83,9 +83,17 @@ def describe_upload(data: bytes) -> tuple[str | None, str | None, bool, bool]:
 
 
 def read_upload(
-    path: str | os.PathLike, *, name: str | None = None, max_pixels: int = MAX_IMAGE_PIXELS
+    path: str | os.PathLike, *, name: str | None = None, max_pixels: int = MAX_IMAGE_PIXELS, max_side: int | None = None
 ) -> tuple[np.ndarray, Source]:
-    """Read an uploaded file as a full-resolution RGB image and its :class:`Source`.
+    """Read an uploaded file as an RGB image and its :class:`Source`.
+
+    Args:
+        path: The uploaded file.
+        name: The name to speak of it by (default: the file's).
+        max_pixels: Larger images are refused.
+        max_side: If given, the image is returned at the working size (longer side at most
+            ``max_side``) and decoded reduced, so that memory follows the working size and
+            not the upload's; :attr:`Source.size` is always the full size.
 
     Raises:
         ImageError: not an image, corrupt, too large, or too small, with a message for the user.
@@ -99,10 +107,11 @@ def read_upload(
     if not data:
         raise ImageError(f"{name} is an empty file")
     try:
-        image = read_image(data, max_pixels=max_pixels)
+        image = read_image(data, max_pixels=max_pixels, max_side=max_side)
+        full_size = image_size(data) if max_side is not None else image.shape[:2]
     except ImageError as err:
         raise ImageError(str(err).replace("the upload", name, 1)) from None
-    h, w = image.shape[:2]
+    h, w = full_size
     if min(h, w) < MIN_SIDE:
         raise ImageError(f"{name} is only {w}x{h} pixels; a photo needs at least {MIN_SIDE} pixels on each side")
     fmt, mode, rotated, transparent = describe_upload(data)
@@ -251,7 +260,12 @@ class Session:
             )
         review = "accepted proposal" if self.unreviewed else ("corrected" if self.changed_pixels else "re-saved")
         full_labels = self.full_labels()
-        image = self.image if not self.downscaled else self.source.full_image()
+        # Kept bytes are stored as uploaded: the full-resolution pixels are decoded only to
+        # encode an upload that cannot be kept (alpha, CMYK, 16-bit).
+        if not self.downscaled:
+            image = self.image
+        else:
+            image = None if self.source.keep_bytes else self.source.full_image()
         extra = {
             **self.details,
             "working_size": list(self.image.shape[:2]),
@@ -290,25 +304,21 @@ def open_correction(root: str | os.PathLike, record_id: str, *, max_side: int) -
         FileNotFoundError: no such record.
         ValueError: the record is inconsistent (e.g. a label map of the wrong size) or unknown label set.
     """
-    image, labels, meta = load_correction(root, record_id)
+    image, proposal, meta = load_correction(root, record_id, max_side=max_side)
     try:
         label_set = get_label_set(meta.get("label_set", ""))
     except KeyError as err:
         raise ValueError(f"correction {record_id}: {err.args[0]}") from None
-    label_set.validate(labels)
+    label_set.validate(proposal)
     ext = str(meta.get("image_ext", "png"))
     image_path = Path(root) / "images" / f"{record_id}.{ext}"
     try:
         data, keep = image_path.read_bytes(), True
-    except OSError:
-        # The pixels were readable a moment ago; keep them losslessly rather than fail.
-        data, keep, ext = b"", False, "png"
-    h, w = image.shape[:2]
-    source = Source(name=meta.get("source_name") or None, data=data, ext=ext, size=(h, w), keep_bytes=keep)
-    if not keep:
-        source = Source(name=source.name, data=_png(image), ext="png", size=(h, w), keep_bytes=False)
-    size = working_size(h, w, max_side)
-    proposal = resize_labels(labels, size)
+        size = image_size(data)
+    except (OSError, ImageError):
+        # The pixels were readable a moment ago; keep those of the working copy losslessly rather than fail.
+        data, keep, ext, size = _png(image), False, "png", image.shape[:2]
+    source = Source(name=meta.get("source_name") or None, data=data, ext=ext, size=size, keep_bytes=keep)
     extra = meta.get("extra") if isinstance(meta.get("extra"), dict) else {}
     details = {k: v for k, v in extra.items() if k in ("checkpoint", "multiscale", "flip", "device")}
     session = Session.start(

@@ -101,12 +101,17 @@ def validate_record(image: np.ndarray, labels: np.ndarray, label_set: LabelSet) 
     """ValueError unless the image is H x W x 3 uint8 and the labels H x W uint8 values of ``label_set``."""
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"image must be H x W x 3 uint8 RGB, got shape {image.shape} dtype {image.dtype}")
-    if labels.ndim != 2 or labels.dtype != np.uint8:
-        raise ValueError(f"labels must be an H x W uint8 map, got shape {labels.shape} dtype {labels.dtype}")
+    validate_labels(labels, label_set)
     if labels.shape != image.shape[:2]:
         raise ValueError(
             f"labels are {labels.shape[1]}x{labels.shape[0]} but the image is {image.shape[1]}x{image.shape[0]}"
         )
+
+
+def validate_labels(labels: np.ndarray, label_set: LabelSet) -> None:
+    """ValueError unless the labels are an H x W uint8 map of ``label_set``'s values."""
+    if labels.ndim != 2 or labels.dtype != np.uint8:
+        raise ValueError(f"labels must be an H x W uint8 map, got shape {labels.shape} dtype {labels.dtype}")
     label_set.validate(labels)
 
 

@@ -39,10 +39,12 @@ from ssfnet.data.correction_files import (
     record_folders,
     save_error,
     sweep_corrections,
+    validate_labels,
     validate_record,
     write_temp,
 )
-from ssfnet.io import json_safe, read_image
+from ssfnet.geometry import resize_labels
+from ssfnet.io import image_size, json_safe, read_image
 from ssfnet.labels import LabelSet, get_label_set
 
 logger = logging.getLogger(__name__)
@@ -67,7 +69,7 @@ _check_id = check_id
 
 def save_correction(
     root: str | os.PathLike,
-    image: np.ndarray,
+    image: np.ndarray | None,
     labels: np.ndarray,
     label_set: str | LabelSet,
     *,
@@ -83,7 +85,9 @@ def save_correction(
 
     Args:
         root: Corrections folder (``images/``, ``labels/`` and ``meta/`` are created if absent).
-        image: H x W x 3 uint8 RGB, the image the labels were drawn on.
+        image: H x W x 3 uint8 RGB, the image the labels were drawn on; None with
+            ``image_bytes`` (their size is checked against the labels, and a large photo is
+            then never decoded in full).
         labels: H x W uint8 ids of ``label_set`` (coarse ids allowed), 255 = ignore.
         label_set: Label set of ``labels``.
         model: Model or checkpoint that proposed the labels.
@@ -106,8 +110,14 @@ def save_correction(
         OSError: Writing failed (e.g. disk full); the partial files are removed.
     """
     label_set = get_label_set(label_set)
-    image, labels = np.asarray(image), np.asarray(labels)
-    validate_record(image, labels, label_set)
+    labels = np.asarray(labels)
+    if image is not None:
+        image = np.asarray(image)
+        validate_record(image, labels, label_set)
+    elif image_bytes is None:
+        raise ValueError("save_correction needs the image or its image_bytes")
+    else:
+        validate_labels(labels, label_set)
     ext = image_ext.lower().lstrip(".")
     if ext not in IMAGE_FORMATS:
         raise ValueError(f"image_ext must be one of {sorted(IMAGE_FORMATS)}, got {image_ext!r}")
@@ -209,12 +219,17 @@ def list_corrections(root: str | os.PathLike) -> list[dict[str, Any]]:
     return records
 
 
-def load_correction(root: str | os.PathLike, record_id: str) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+def load_correction(
+    root: str | os.PathLike, record_id: str, *, max_side: int | None = None
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Read one record.
 
     Args:
         root: Corrections folder.
         record_id: Id returned by :func:`save_correction`.
+        max_side: If given, the image and labels come scaled down (never up) so that the longer
+            side is at most ``max_side`` (the image decoded reduced, the labels by nearest
+            neighbour), for views that do not need every pixel of a large photo.
 
     Returns:
         Image H x W x 3 uint8 RGB (EXIF orientation applied, as the app showed it), labels
@@ -237,17 +252,18 @@ def load_correction(root: str | os.PathLike, record_id: str) -> tuple[np.ndarray
     if image_path is None or not label_path.is_file():
         raise FileNotFoundError(f"correction {record_id} in {root} lacks its image or label file")
     # The same decoding as the app's uploads (alpha on white, 16-bit and CMYK converted).
-    image = read_image(image_path, max_pixels=1 << 40)
+    full_size = image_size(image_path)
+    image = read_image(image_path, max_pixels=1 << 40, max_side=max_side)
     with Image.open(label_path) as im:
         if im.mode not in ("P", "L"):
             raise ValueError(f"{label_path}: expected an indexed PNG, got mode {im.mode}")
         labels = np.array(im)
-    if labels.shape != image.shape[:2]:
+    if labels.shape != full_size:
         raise ValueError(
             f"correction {record_id}: label map is {labels.shape[1]}x{labels.shape[0]} "
-            f"but image {image_path.name} is {image.shape[1]}x{image.shape[0]}"
+            f"but image {image_path.name} is {full_size[1]}x{full_size[0]}"
         )
-    return image, labels, meta
+    return image, resize_labels(labels, image.shape[:2]), meta
 
 
 def latest_ids(records: Iterable[dict[str, Any]]) -> list[str]:
