@@ -2,6 +2,7 @@
 
 import logging
 
+from demo.access import startup_notes
 from demo.cleanup import remove_temp_dirs, stop_on_sigterm, sweep_stale_temp_dirs
 from demo.models import Predictors
 from demo.settings import parse_args
@@ -11,6 +12,8 @@ from ssfnet.data.corrections import sweep_corrections
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = parse_args()
+    for note in startup_notes(settings):
+        logging.warning(note)
     stop_on_sigterm()  # SIGTERM then ends the app as Ctrl-C does, through the clean-up below
     demo = None
     try:

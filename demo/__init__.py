@@ -10,10 +10,14 @@
 - :mod:`demo.drafts`, :mod:`demo.queue`: autosaved drafts and the queue of photos to annotate.
 - :mod:`demo.models`: the checkpoints on offer and the shared cache of loaded predictors.
 - :mod:`demo.render`: overlays, the legend, downloads and the JSON summary.
+- :mod:`demo.zoom`: the overlay's zoom: the crop shown and clicks mapped back to working pixels.
 - :mod:`demo.settings`: one table of settings, read from flags and environment variables.
 - :mod:`demo.finetune_runner`: the fine-tuning job (``python -m train.finetune``) run in the
   background from the app.
-- :mod:`demo.keys`, :mod:`demo.cleanup`: keyboard shortcuts; the app's temporary folders.
+- :mod:`demo.access`, :mod:`demo.paths`: who may use the app (logins, the admin, who asks); paths
+  as the page shows them.
+- :mod:`demo.keys`, :mod:`demo.cleanup`, :mod:`demo.memory`: keyboard shortcuts; the app's temporary
+  folders; freed memory returned to the system.
 
 Nothing is imported here, so that the editing and session logic load (and are
 tested) without Gradio.

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import gradio as gr
 import numpy as np
-from PIL import Image
 
 from ssfnet import CheckpointError
 from ssfnet.checkpoint import read_metadata
@@ -60,16 +59,15 @@ class Thumbnails:
         if path.exists():
             return path
         try:
-            image, labels, _ = load_correction(root, meta["id"])
+            # Decoded reduced to the tile's size: a 60-megapixel record costs no more than a small one.
+            image, labels, _ = load_correction(root, meta["id"], max_side=self.size)
             label_set = get_label_set(meta.get("label_set", DEFAULT_LABEL_SET))
             picture = overlay(image, labels, label_set, alpha=0.5)
         except (OSError, ValueError, KeyError):
             # A broken record still gets a tile, so that it can be selected and its problem shown.
             picture = np.full((self.size, self.size, 3), 200, dtype=np.uint8)
-        thumb = Image.fromarray(picture)
-        thumb.thumbnail((self.size, self.size))
         # Written atomically: another user's request may serve the file meanwhile.
-        return atomic_write_bytes(path, png_bytes(np.asarray(thumb)))
+        return atomic_write_bytes(path, png_bytes(picture))
 
 
 class Components:
@@ -106,6 +104,10 @@ class Components:
     click_x: gr.Number
     click_y: gr.Number
     apply_click_btn: gr.Button
+    zoom: gr.State
+    zoom_level: gr.Radio
+    zoom_in_btn: gr.Button
+    zoom_out_btn: gr.Button
     editor: gr.ImageEditor
     apply_btn: gr.Button
     snap_btn: gr.Button
@@ -218,7 +220,7 @@ class AppContext:
                 device=settings.device,
                 extra_args=settings.finetune_args,
             )
-            if settings.finetune
+            if settings.finetune_offered
             else None
         )
         return cls(

@@ -39,6 +39,10 @@ class FinetuneBusy(RuntimeError):
     """A fine-tune is already running in this app."""
 
 
+class FinetuneNotYours(PermissionError):
+    """Someone else started the running fine-tune (only they, or an admin, may cancel it)."""
+
+
 @dataclass(frozen=True)
 class FinetuneRequest:
     """The options a user picks in the panel (everything else is the server's: ``--finetune-args``).
@@ -98,6 +102,7 @@ class FinetuneJob:
     request: FinetuneRequest
     command: list[str]
     started: float
+    owner: str | None = None
     cancel_requested: float | None = None
 
     @property
@@ -215,8 +220,8 @@ class FinetuneRunner:
                 _kill_group(job.process)
         return job
 
-    def start(self, request: FinetuneRequest) -> FinetuneJob:
-        """Start a fine-tune.
+    def start(self, request: FinetuneRequest, owner: str | None = None) -> FinetuneJob:
+        """Start a fine-tune for ``owner`` (who may cancel it; see :meth:`cancel`).
 
         Raises:
             FinetuneBusy: one is running already.
@@ -251,14 +256,20 @@ class FinetuneRunner:
                     start_new_session=True,  # its own process group: see the module docstring
                 )
             self._processes[:] = [p for p in self._processes if p.poll() is None] + [process]
-            self._job = FinetuneJob(run_dir, process, request, command, started=time.time())
+            self._job = FinetuneJob(run_dir, process, request, command, started=time.time(), owner=owner)
             return self._job
 
-    def cancel(self) -> bool:
-        """Ask the running fine-tune to stop; False when none is running."""
+    def cancel(self, by: str | None = None, *, admin: bool = True) -> bool:
+        """Ask the running fine-tune to stop, for ``by`` (its owner, unless ``admin``); False when none is running.
+
+        Raises:
+            FinetuneNotYours: ``by`` is not the fine-tune's owner and not an admin.
+        """
         job = self.job
         if job is None or not job.running:
             return False
+        if not admin and (by is None or by != job.owner):
+            raise FinetuneNotYours(f"the fine-tune {job.name} was started by someone else")
         if job.cancel_requested is None:
             job.cancel_requested = time.time()
         # The stop file also covers the moment before the process has installed its signal handler.

@@ -12,6 +12,7 @@ SHORTCUTS_MD = """\
 | `0` ... `9` (two digits quickly for 10 and up) | pick the label to apply (click tools and brush) |
 | `Ctrl+Z` / `Ctrl+Shift+Z` (or `Ctrl+Y`) | undo / redo |
 | `Ctrl+S` | save the correction |
+| `+` / `-` | zoom the overlay in (around the last click) / out |
 | `N` / `P` | next / previous photo of the queue |
 | `A` | accept the proposal as correct (unedited photos only) |
 """
@@ -47,7 +48,9 @@ KEYS_JS = """
       timer = setTimeout(sendLabel, 450);
       return;
     }
-    if (key === "n") click("queue-next");
+    if (key === "+" || key === "=") click("zoom-in");
+    else if (key === "-") click("zoom-out");
+    else if (key === "n") click("queue-next");
     else if (key === "p") click("queue-prev");
     else if (key === "a") click("accept");
   });

@@ -1,13 +1,19 @@
-"""Handlers of the editing panel: click tools, painted strokes, undo / redo, the label and the brush."""
+"""Handlers of the editing panel: click tools, painted strokes, undo / redo, the label, the brush and the zoom.
+
+The overlay's zoom is a per-user :class:`demo.zoom.Zoom` (a ``gr.State``): every redraw shows
+the zoomed crop, and clicks on it are mapped back to working-image pixels before any tool runs.
+"""
 
 from __future__ import annotations
 
 import gradio as gr
 import numpy as np
 
+from ssfnet.io import atomic_write_bytes
+
 from . import editing
 from .context import AppContext
-from .render import label_name, legend_html, write_downloads
+from .render import fast_png, label_name, legend_html, write_downloads, zoomed_overlay
 from .widgets import (
     as_int,
     brush,
@@ -18,8 +24,12 @@ from .widgets import (
     pending_strokes,
     require,
 )
+from .zoom import ZOOMS, Zoom, current_zoom, shown_window, step
 
-TOOLS = ("Pick label", "Relabel region", "Flood fill (similar colour)")
+ZOOM_TOOL = "Zoom in"
+TOOLS = ("Pick label", "Relabel region", "Flood fill (similar colour)", ZOOM_TOOL)
+# The zoom choices as the page names them, and the values they stand for.
+ZOOM_CHOICES = [("Fit", 1)] + [(f"{factor}x", factor) for factor in ZOOMS[1:]]
 
 
 class EditHandlers:
@@ -32,26 +42,49 @@ class EditHandlers:
         """The legend with the hidden labels marked."""
         return legend_html(session, self.app.label_set_of(session), hidden_set(hidden))
 
-    def rerender(self, session, opacity, hidden) -> dict:
+    def shown(self, session, zoom: Zoom | None, opacity, hidden, full: str | None = None) -> str:
+        """The overlay file to show at the user's zoom: ``full`` (the whole overlay) when not zoomed.
+
+        A zoomed view is written as a picture of its own: the downloads stay the whole overlay.
+        """
+        view = shown_window(zoom, session)
+        if view.factor == 1 and full is not None:
+            return full
+        picture = zoomed_overlay(session, view, opacity, hidden_set(hidden))
+        return str(atomic_write_bytes(self.app.scratch.new() / f"overlay_{view.factor}x.png", fast_png(picture)))
+
+    def views(self, session, zoom: Zoom | None, opacity, hidden) -> dict:
+        """What every edit refreshes (:meth:`AppContext.views`), the overlay shown at the user's zoom."""
+        out = self.app.views(session, opacity, hidden)
+        view = self.app.ui.view
+        out[view] = self.shown(session, zoom, opacity, hidden, full=out[view])
+        return out
+
+    def rerender(self, session, zoom, opacity, hidden) -> dict:
         """Redraw the overlay (opacity / hidden labels changed); the editor keeps its strokes."""
         if session is None:
             return gr.skip()
         files = [str(p) for p in write_downloads(session, opacity, hidden_set(hidden), self.app.scratch.new())]
         ui = self.app.ui
-        return {ui.view: files[2], ui.downloads: files}
+        return {ui.view: self.shown(session, zoom, opacity, hidden, full=files[2]), ui.downloads: files}
 
-    def record_click(self, evt: gr.SelectData) -> dict:
+    def record_click(self, session, zoom, evt: gr.SelectData) -> dict:
+        """The clicked point in working-image pixels (a click on a zoomed overlay is mapped back)."""
         x, y = evt.index
+        if session is not None:
+            x, y = shown_window(zoom, session).to_working(x, y)
         ui = self.app.ui
         return {ui.click_x: int(x), ui.click_y: int(y)}
 
-    def apply_click(self, session, x, y, tool, label, tolerance, opacity, hidden) -> dict:
-        """Apply a click tool at pixel (x, y) of the working image."""
+    def apply_click(self, session, zoom, x, y, tool, label, tolerance, opacity, hidden) -> dict:
+        """Apply a click tool at pixel (x, y) of the working image (the zoom changes nothing of that)."""
         session = require(session)
         x, y = as_int(x, "x"), as_int(y, "y")
         h, w = session.labels.shape
         if not (0 <= x < w and 0 <= y < h):
             raise mistake(f"({x}, {y}) lies outside the {w}x{h} image")
+        if tool == ZOOM_TOOL:
+            return self.zoom_in(session, zoom, x, y, opacity, hidden)
         if tool == "Pick label":
             value = int(session.labels[y, x])
             gr.Info(f"Picked {label_name(session.label_set, value)}")
@@ -75,19 +108,55 @@ class EditHandlers:
         changed = session.edit(new, f"{tool} at ({x}, {y})")
         if not changed:
             gr.Info("Nothing changed: that region already has this label.")
-        return self.app.views(session, opacity, hidden)
+        return self.views(session, zoom, opacity, hidden)
 
-    def click_in_browser(self, session, x, y, tool, label, tolerance, opacity, hidden, editor_value) -> dict:
-        """A click on the overlay; refused while the editor holds strokes that the redraw would drop."""
-        if tool != "Pick label" and session is not None and pending_strokes(editor_value):
+    def click_in_browser(self, session, zoom, x, y, tool, label, tolerance, opacity, hidden, editor_value) -> dict:
+        """A click on the overlay; an edit is refused while the editor holds strokes that its redraw would drop."""
+        edits = tool not in ("Pick label", ZOOM_TOOL)
+        if edits and session is not None and pending_strokes(editor_value):
             gr.Warning(
                 "Unapplied strokes in Paint labels: Apply strokes (or erase them) first; "
                 f"the {tool.lower()} click would have discarded them, so it was not applied."
             )
             return gr.skip()
-        return self.apply_click(session, x, y, tool, label, tolerance, opacity, hidden)
+        return self.apply_click(session, zoom, x, y, tool, label, tolerance, opacity, hidden)
 
-    def _strokes(self, session, editor_value, opacity, hidden, snap: bool) -> dict:
+    def _zoomed(self, session, zoom: Zoom, opacity, hidden) -> dict:
+        ui = self.app.ui
+        return {ui.zoom: zoom, ui.view: self.shown(session, zoom, opacity, hidden)}
+
+    def zoom_to(self, session, zoom, factor, x, y, opacity, hidden) -> dict:
+        """Show the overlay ``factor`` times enlarged (1: the whole image) around working pixel (x, y).
+
+        In the page (x, y) is the last click (the typed point); without one the centre stays where it
+        is. A point outside the image is taken at the nearest edge.
+        """
+        session = require(session)
+        factor = as_int(factor, "zoom")
+        if factor not in ZOOMS:
+            raise mistake(f"zoom {factor}: choose one of {', '.join(map(str, ZOOMS))}")
+        now = current_zoom(zoom, session)
+        if x is None or y is None:
+            x, y = now.x, now.y
+        return self._zoomed(session, Zoom.on(session, factor, as_int(x, "x"), as_int(y, "y")), opacity, hidden)
+
+    def zoom_in(self, session, zoom, x, y, opacity, hidden) -> dict:
+        """Double the zoom around (x, y) (as :meth:`zoom_to`); at the largest zoom only centre there."""
+        session = require(session)
+        factor = step(current_zoom(zoom, session).factor, 1)
+        return self.zoom_to(session, zoom, factor, x, y, opacity, hidden)
+
+    def zoom_out(self, session, zoom, opacity, hidden) -> dict:
+        """Halve the zoom around the same centre."""
+        session = require(session)
+        now = current_zoom(zoom, session)
+        return self._zoomed(session, Zoom.on(session, step(now.factor, -1), now.x, now.y), opacity, hidden)
+
+    def zoom_shown(self, session, zoom) -> int:
+        """The zoom the overlay shows, for the zoom choice (after any redraw: a photo opens whole)."""
+        return 1 if session is None else current_zoom(zoom, session).factor
+
+    def _strokes(self, session, zoom, editor_value, opacity, hidden, snap: bool) -> dict:
         session = require(session)
         layers = [np.asarray(layer) for layer in (editor_value or {}).get("layers") or []]
         if not layers:
@@ -111,35 +180,35 @@ class EditHandlers:
         changed = session.edit(new, "snapped strokes" if snap else "strokes")
         if not changed:
             gr.Info("The strokes changed no label.")
-        return self.app.views(session, opacity, hidden)
+        return self.views(session, zoom, opacity, hidden)
 
-    def apply_strokes(self, session, editor_value, opacity, hidden) -> dict:
+    def apply_strokes(self, session, zoom, editor_value, opacity, hidden) -> dict:
         """Set every painted pixel to the label of its (snapped) brush colour."""
-        return self._strokes(session, editor_value, opacity, hidden, snap=False)
+        return self._strokes(session, zoom, editor_value, opacity, hidden, snap=False)
 
-    def snap_strokes(self, session, editor_value, opacity, hidden) -> dict:
+    def snap_strokes(self, session, zoom, editor_value, opacity, hidden) -> dict:
         """Like apply_strokes, but each colour's strokes are first fitted to image edges (GrabCut)."""
-        return self._strokes(session, editor_value, opacity, hidden, snap=True)
+        return self._strokes(session, zoom, editor_value, opacity, hidden, snap=True)
 
-    def undo(self, session, opacity, hidden) -> dict:
+    def undo(self, session, zoom, opacity, hidden) -> dict:
         """Undo the last edit."""
         session = require(session)
         if session.undo() is None:
             gr.Info("Nothing to undo.")
-        return self.app.views(session, opacity, hidden)
+        return self.views(session, zoom, opacity, hidden)
 
-    def redo(self, session, opacity, hidden) -> dict:
+    def redo(self, session, zoom, opacity, hidden) -> dict:
         """Redo the last undone edit."""
         session = require(session)
         if session.redo() is None:
             gr.Info("Nothing to redo.")
-        return self.app.views(session, opacity, hidden)
+        return self.views(session, zoom, opacity, hidden)
 
-    def reset(self, session, opacity, hidden) -> dict:
+    def reset(self, session, zoom, opacity, hidden) -> dict:
         """Go back to the model's proposal (undoable)."""
         session = require(session)
         session.reset()
-        return self.app.views(session, opacity, hidden)
+        return self.views(session, zoom, opacity, hidden)
 
     def brush_for(self, session, value):
         """Make the chosen label the brush colour, so the dropdown drives both the click tools and the brush."""

@@ -1,7 +1,10 @@
 """Handlers of the fine-tune panel: start, cancel and watch the app's one background fine-tune.
 
 The job itself (its process, status file and log) is :class:`demo.finetune_runner.FinetuneRunner`'s;
-these handlers only turn it into the panel's status, log, polling timer and checkpoint lists.
+these handlers only turn it into the panel's status, log, polling timer and checkpoint lists. They
+also keep the server's rules: a time budget of at most ``--finetune-max-minutes``, and a cancel only
+from whoever started the fine-tune or an admin (:mod:`demo.access`). The page sees paths relative to
+the app's folders (:mod:`demo.paths`).
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ import gradio as gr
 
 from ssfnet.data.corrections import list_corrections
 
+from .access import Access, requester
 from .context import AppContext
-from .finetune_runner import FinetuneBusy, FinetuneRequest, FinetuneRunner, status_html
+from .finetune_runner import FinetuneBusy, FinetuneNotYours, FinetuneRequest, FinetuneRunner, status_html
 from .panel_models import ModelHandlers
+from .paths import page_roots, shown_path, shown_text
 from .widgets import mistake
 
 logger = logging.getLogger(__name__)
@@ -26,6 +31,11 @@ class FinetuneHandlers:
     def __init__(self, app: AppContext, models: ModelHandlers) -> None:
         self.app = app
         self.models = models
+        self.access = Access(app.settings)
+        self.roots = page_roots(app.settings)
+
+    def _shown(self, text: str) -> str:
+        return shown_text(text, self.roots)
 
     @property
     def runner(self) -> FinetuneRunner:
@@ -54,7 +64,7 @@ class FinetuneHandlers:
             text, log, running = status_html(None, corrections=self._corrections()), "", False
         else:
             info = job.progress()
-            text, log, running = status_html(job, info=info), job.log_tail(), job.running
+            text, log, running = self._shown(status_html(job, info=info)), self._shown(job.log_tail()), job.running
         shown = {ui.finetune_html: text, ui.finetune_log: log, ui.finetune_timer: gr.Timer(active=running)}
         finished = info is not None and info["status"] == "finished"
         if select_new and not finished:
@@ -85,33 +95,40 @@ class FinetuneHandlers:
         job = self.runner.job
         return gr.Timer(active=job is not None and job.running)
 
-    def start(self, base, minutes, lr, share, holdout, freeze) -> dict:
-        """Start fine-tuning ``base`` on the saved corrections in a background process."""
+    def start(self, base, minutes, lr, share, holdout, freeze, request: gr.Request | None = None) -> dict:
+        """Start fine-tuning ``base`` on the saved corrections in the background, owned by ``request``'s sender."""
         app = self.app
         if not base:
             # Never a silent default: the run must be of the checkpoint the panel shows.
             problem = app.predictors.problem()
             raise mistake(problem or "Choose a base checkpoint first (Refresh lists the checkpoints there are now).")
         if not self._corrections():
-            raise mistake(f"No saved corrections in {app.corrections_dir} yet: correct and save some photos first.")
+            folder = shown_path(app.corrections_dir, self.roots)
+            raise mistake(f"No saved corrections in {folder} yet: correct and save some photos first.")
         try:
-            request = FinetuneRequest(
+            options = FinetuneRequest(
                 app.predictors.resolve(base), float(minutes), float(lr), float(share), float(holdout), bool(freeze)
             )
         except (FileNotFoundError, TypeError, ValueError) as err:
-            raise mistake(str(err)) from None
+            raise mistake(self._shown(str(err))) from None
+        longest = app.settings.finetune_max_minutes
+        if options.minutes > longest:
+            raise mistake(
+                f"A fine-tune from this page may take at most {longest} minutes (asked: {options.minutes:g}); "
+                "ask for less, or run python -m train.finetune on the server."
+            )
         try:
-            job = self.runner.start(request)
+            job = self.runner.start(options, owner=requester(request))
         except FinetuneBusy as err:
             gr.Warning(str(err))
             job = self.runner.job
         except OSError as err:
-            raise gr.Error(f"Could not start the fine-tune: {err}") from None
+            raise gr.Error(self._shown(f"Could not start the fine-tune: {err}")) from None
         else:
-            logger.info("fine-tune %s started: %s", job.name, " ".join(job.command))
+            logger.info("fine-tune %s started for %s: %s", job.name, job.owner or "?", " ".join(job.command))
             gr.Info(f"Fine-tuning started ({job.name}).")
         ui = app.ui
-        return {ui.finetune_html: status_html(job), ui.finetune_log: job.log_tail()}
+        return {ui.finetune_html: self._shown(status_html(job)), ui.finetune_log: self._shown(job.log_tail())}
 
     def corrections(self):
         """After a save: the panel's count of saved corrections, unless a fine-tune's status is shown."""
@@ -119,15 +136,22 @@ class FinetuneHandlers:
             return gr.skip()
         return status_html(None, corrections=self._corrections())
 
-    def cancel(self) -> dict:
-        """Stop the running fine-tune; nothing is published."""
-        if self.runner.cancel():
-            gr.Info("Cancelling the fine-tune…")
-        else:
-            gr.Info("No fine-tune is running.")
+    def cancel(self, request: gr.Request | None = None) -> dict:
+        """Stop the running fine-tune (only for whoever started it, or an admin); nothing is published."""
+        try:
+            cancelled = self.runner.cancel(requester(request), admin=self.access.is_admin(request))
+        except FinetuneNotYours as err:
+            raise mistake(f"Not cancelled: {err}. {self._who_may_cancel()}") from None
+        gr.Info("Cancelling the fine-tune…" if cancelled else "No fine-tune is running.")
         job = self.runner.job
         ui = self.app.ui
         return {
-            ui.finetune_html: status_html(job, corrections=self._corrections()),
-            ui.finetune_log: job.log_tail() if job else "",
+            ui.finetune_html: self._shown(status_html(job, corrections=self._corrections())),
+            ui.finetune_log: self._shown(job.log_tail()) if job else "",
         }
+
+    def _who_may_cancel(self) -> str:
+        if self.access.logins:
+            return "Only the user who started it or the admin can cancel it; it stops by itself within its time budget."
+        # Without logins a user is a page load: reloading the page loses the right to cancel.
+        return "Only the page that started it can cancel it; it stops by itself within its time budget."

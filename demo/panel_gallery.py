@@ -10,6 +10,7 @@ import gradio as gr
 from ssfnet.data.corrections import export_zip, latest_ids, list_corrections, trash_correction
 
 from .context import AppContext, status_text
+from .paths import page_roots, shown_path, shown_text
 from .session import open_correction
 from .widgets import mistake, require, selected_index
 
@@ -23,6 +24,7 @@ class GalleryHandlers:
 
     def __init__(self, app: AppContext) -> None:
         self.app = app
+        self.roots = page_roots(app.settings)  # the page names folders relative to these
 
     def gallery_items(self, show_superseded: bool = False) -> tuple[list[tuple[str, str]], list[str]]:
         """The gallery's (thumbnail, caption) items, newest first, and their record ids."""
@@ -66,8 +68,9 @@ class GalleryHandlers:
             record_id = session.save(root, accept_proposal=accept)
         except (ValueError, OSError) as err:
             logger.warning("saving to %s failed: %s", root, err)
-            gr.Warning(f"Not saved: {err}")
-            return {ui.message: f"**Not saved:** {err}", ui.status: status_text(session)}
+            problem = shown_text(str(err), self.roots)
+            gr.Warning(f"Not saved: {problem}")
+            return {ui.message: f"**Not saved:** {problem}", ui.status: status_text(session)}
         logger.info("saved correction %s (%d pixels changed) in %s", record_id, session.changed_pixels, root)
         gr.Info(f"Saved correction {record_id}")
         app.autosave(session)  # removes the draft: nothing is left unsaved
@@ -77,7 +80,7 @@ class GalleryHandlers:
             ui.session: session,
             ui.gallery: items,
             ui.record_ids: ids,
-            ui.message: f"Saved as `{record_id}`{how} in `{root.resolve()}`.",
+            ui.message: f"Saved as `{record_id}`{how} in `{shown_path(root, self.roots)}`.",
             ui.status: status_text(session),
         }
 
@@ -100,9 +103,9 @@ class GalleryHandlers:
         try:
             folder = trash_correction(self.app.corrections_dir, record_id)
         except (FileNotFoundError, ValueError) as err:
-            raise mistake(f"Cannot delete {record_id!r}: {err}") from None
+            raise mistake(shown_text(f"Cannot delete {record_id!r}: {err}", self.roots)) from None
         gr.Info(f"Moved {record_id} to the trash")
-        message = f"Moved `{record_id}` to `{folder}`; move its three files back to restore it."
+        message = f"Moved `{record_id}` to `{shown_path(folder, self.roots)}`; move its three files back to restore it."
         ui = self.app.ui
         return self.refresh_gallery(show_old) | {ui.record_id: "", ui.message: message}
 
@@ -120,8 +123,9 @@ class GalleryHandlers:
         try:
             reopened = open_correction(app.corrections_dir, record_id, max_side=app.settings.max_side)
         except (FileNotFoundError, ValueError, OSError) as err:
-            gr.Warning(f"Cannot reopen {record_id}: {err}")
-            return {app.ui.message: f"**Cannot reopen `{record_id}`:** {err}. Nothing was changed."}
+            problem = shown_text(str(err), self.roots)
+            gr.Warning(f"Cannot reopen {record_id}: {problem}")
+            return {app.ui.message: f"**Cannot reopen `{record_id}`:** {problem}. Nothing was changed."}
         kept = app.leave(session)
         message = f"Reopened `{record_id}`; saving writes a new record with this one as its parent."
         if reopened.downscaled:
@@ -135,7 +139,7 @@ class GalleryHandlers:
         """Zip the corrections (images/, labels/, meta/, label_sets.json, LIP-style id.txt and list.txt)."""
         root = self.app.corrections_dir
         if not list_corrections(root):
-            gr.Warning(f"No saved corrections in {root} yet.")
+            gr.Warning(f"No saved corrections in {shown_path(root, self.roots)} yet.")
             return gr.skip()
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         dest = self.app.scratch.new() / f"corrections-{stamp}.zip"

@@ -10,6 +10,7 @@ from ssfnet.io import overlay
 from .context import AppContext
 from .finetune_runner import agreement
 from .models import run_predictor
+from .paths import page_roots, shown_text
 from .widgets import hidden_set, mistake, require
 
 
@@ -18,6 +19,7 @@ class ModelHandlers:
 
     def __init__(self, app: AppContext) -> None:
         self.app = app
+        self.roots = page_roots(app.settings)  # the page names folders relative to these
 
     def model_status(self) -> str:
         """The device, and what is wrong with the checkpoints, if anything."""
@@ -26,8 +28,10 @@ class ModelHandlers:
         device = f"Device: **{predictors.device_description()}**."
         broken = predictors.unusable_note()
         if problem:
-            return f"⚠️ **{problem}** You can still label photos by hand and reopen saved corrections. {device} {broken}"
-        return f"{device} {broken}".strip()
+            text = f"⚠️ **{problem}** You can still label photos by hand and reopen saved corrections. {device} {broken}"
+        else:
+            text = f"{device} {broken}".strip()
+        return shown_text(text, self.roots)
 
     def choices(self, *picks) -> tuple[list[tuple[str, str]], list[str | None]]:
         """The checkpoints on offer now, and each pick kept while it is one of them (else the default)."""
@@ -63,7 +67,7 @@ class ModelHandlers:
             try:
                 predictor = predictors.get(predictors.resolve(choice))
             except (FileNotFoundError, CheckpointError) as err:
-                raise mistake(f"Cannot compare: {err}") from None
+                raise mistake(shown_text(f"Cannot compare: {err}", self.roots)) from None
             labels = run_predictor(predictor, session.image, bool(multiscale), bool(flip))
             hide = frozenset(hidden_set(hidden))
             pictures.append(overlay(session.image, labels, predictor.label_set, alpha=float(opacity), hidden=hide))

@@ -17,8 +17,8 @@ from ssfnet import CheckpointError
 from ssfnet.checkpoint import METADATA_FILE
 from ssfnet.io import ImageError
 
-from . import editing
 from .models import Predictors
+from .paths import page_roots, shown_text
 from .queue import PhotoQueue, mean_entropy
 from .session import read_upload
 from .settings import Settings
@@ -50,7 +50,7 @@ class QueuePanel:
     def layout(self) -> None:
         """Create the panel's components at the current place of the Blocks."""
         with gr.Accordion("Queue of photos", open=True, elem_id="queue"):
-            self.position = gr.State(-1)
+            self.position = gr.State(-1, time_to_live=self.settings.session_minutes * 60)
             folder = self.settings.photos_dir
             self.folder = gr.Textbox(
                 str(folder) if folder else "",
@@ -139,17 +139,16 @@ class QueuePanel:
             folder = self.predictors.resolve(checkpoint)
             predictor = self.predictors.get(folder)
         except (FileNotFoundError, CheckpointError) as err:
-            raise _mistake(f"Ranking needs a model: {err}") from None
+            raise _mistake(shown_text(f"Ranking needs a model: {err}", page_roots(self.settings))) from None
         stamp = (Path(folder) / METADATA_FILE).stat().st_mtime_ns
         model_key = f"{Path(folder).name}@{stamp}"
 
         def score(path: Path) -> float:
             try:
-                full, _ = read_upload(path)
+                image, _ = read_upload(path, max_side=self.settings.max_side)
             except ImageError:
                 return -1.0  # unreadable photos go last
-            size = editing.working_size(*full.shape[:2], self.settings.max_side)
-            return mean_entropy(predictor.predict_proba(editing.resize_image(full, size)))
+            return mean_entropy(predictor.predict_proba(image))
 
         def report(done: int, total: int, name: str) -> None:
             progress((done, total), desc=f"Scoring {name}", unit="photos")

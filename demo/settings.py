@@ -23,10 +23,20 @@ from typing import Any
 
 from ssfnet.predictor import CHECKPOINTS_DIR
 
+from .access import Credentials, read_credentials
+
 DEFAULT_MAX_SIDE = 1600
 
 
-def setting(default: Any, help: str, *env: str, minimum: int | None = None, on_space: Any = None) -> Any:
+def setting(
+    default: Any,
+    help: str,
+    *env: str,
+    minimum: int | None = None,
+    on_space: Any = None,
+    repeat: bool = False,
+    secret: bool = False,
+) -> Any:
     """A field of :class:`Settings`: its default, help and environment variables (the first one set wins).
 
     Args:
@@ -35,9 +45,12 @@ def setting(default: Any, help: str, *env: str, minimum: int | None = None, on_s
         *env: Environment variables read for the default, in order; an empty one counts as unset.
         minimum: Smallest accepted number, if any.
         on_space: The default on Hugging Face Spaces (``SPACE_ID`` is set there), if it differs.
+        repeat: A tuple of texts: the flag may be repeated and commas separate entries; any flag
+            replaces the variable, whose value ``--help`` does not show.
+        secret: Kept out of the settings' repr (passwords).
     """
-    metadata = {"help": help, "env": env, "minimum": minimum, "on_space": on_space}
-    return dataclasses.field(default=default, metadata=metadata)
+    metadata = {"help": help, "env": env, "minimum": minimum, "on_space": on_space, "repeat": repeat}
+    return dataclasses.field(default=default, metadata=metadata, repr=not secret)
 
 
 @dataclass(frozen=True)
@@ -54,6 +67,17 @@ class Settings:
     )
     port: int = setting(7860, "TCP port", "SSFNET_PORT", "GRADIO_SERVER_PORT")
     share: bool = setting(False, "create a public Gradio share link", "SSFNET_SHARE")
+    # Beyond localhost the login page is the only gate (see demo.access).
+    auth: tuple[str, ...] = setting(
+        (),
+        "user:password that may log in; repeat the flag or separate users with commas (the first is the admin)",
+        "SSFNET_AUTH",
+        repeat=True,
+        secret=True,
+    )
+    auth_file: Path | None = setting(
+        None, "file of user:password lines that may log in (# starts a comment)", "SSFNET_AUTH_FILE"
+    )
     corrections_dir: Path = setting(Path("corrections"), "where saved corrections go", "SSFNET_CORRECTIONS_DIR")
     checkpoint: Path | None = setting(
         None, "checkpoint folder to start with; default: the embedded one", "SSFNET_CHECKPOINT"
@@ -80,6 +104,18 @@ class Settings:
         "SSFNET_FINETUNE",
         on_space=False,
     )
+    # Any visitor could otherwise occupy the machine with training, or cancel someone's.
+    finetune_remote: bool = setting(
+        False,
+        "offer the fine-tuning panel also when the app serves other machines (--host beyond localhost, --share)",
+        "SSFNET_FINETUNE_REMOTE",
+    )
+    finetune_max_minutes: int = setting(
+        60,
+        "longest time budget a fine-tune started from the page may ask for",
+        "SSFNET_FINETUNE_MAX_MINUTES",
+        minimum=1,
+    )
     runs_dir: Path = setting(Path("runs"), "where fine-tune run folders (logs, reports) go", "SSFNET_RUNS_DIR")
     finetune_args: tuple[str, ...] = setting(
         (),
@@ -87,11 +123,30 @@ class Settings:
         "SSFNET_FINETUNE_ARGS",
     )
     photos_dir: Path | None = setting(None, "a folder of photos to annotate, offered as the queue", "SSFNET_PHOTOS_DIR")
+    # Unsaved work is autosaved as a draft on every edit, so an expired session loses nothing.
+    session_minutes: int = setting(
+        120,
+        "forget a user's open photo after this many minutes without an action (its draft stays on disk)",
+        "SSFNET_SESSION_MINUTES",
+        minimum=1,
+    )
+    queue_size: int = setting(
+        32, "requests that may wait at once; further ones are told the app is busy", "SSFNET_QUEUE_SIZE", minimum=1
+    )
 
     @property
     def local_only(self) -> bool:
         """Whether only this machine can reach the app (then its user may point it at any folder)."""
         return self.host in ("127.0.0.1", "localhost", "::1") and not self.share
+
+    @property
+    def finetune_offered(self) -> bool:
+        """Whether the page offers fine-tuning: on, and local-only or opened to other machines."""
+        return self.finetune and (self.local_only or self.finetune_remote)
+
+    def credentials(self) -> Credentials:
+        """The ``(user, password)`` pairs of ``auth`` then ``auth_file``; see :func:`demo.access.read_credentials`."""
+        return read_credentials(self.auth, self.auth_file)
 
 
 def _truthy(value: str) -> bool:
@@ -110,11 +165,22 @@ def _reader(hint: Any) -> Callable[[str], Any]:
     return kind
 
 
+def _variable(names: Sequence[str], env: Mapping[str, str]) -> str | None:
+    """The text of the first variable of ``names`` set (an empty one counts as unset)."""
+    return next((env[name] for name in names if env.get(name)), None)
+
+
 def _add_option(parser: argparse.ArgumentParser, field: dataclasses.Field, hint: Any, env: Mapping[str, str]) -> None:
     """Add ``--<field>`` with its variable (or the field's default) as the default."""
     read = _reader(hint)
     names = field.metadata["env"]
-    text = next((env[name] for name in names if env.get(name)), None)
+    variables = " or ".join(names)
+    if field.metadata["repeat"]:
+        # No default here: parse_args reads the variable when no flag is given (so --help never shows it).
+        kwargs = {"action": "append", "help": f"{field.metadata['help']} (env {variables})"}
+        parser.add_argument("--" + field.name.replace("_", "-"), **kwargs)
+        return
+    text = _variable(names, env)
     if text is not None:
         try:
             default = read(text)
@@ -124,7 +190,6 @@ def _add_option(parser: argparse.ArgumentParser, field: dataclasses.Field, hint:
         default = field.metadata["on_space"]
     else:
         default = shlex.join(field.default) if typing.get_origin(hint) is tuple else field.default
-    variables = " or ".join(names)
     kwargs: dict[str, Any] = {"default": default, "help": f"{field.metadata['help']} (env {variables})"}
     if read is _truthy:
         kwargs["action"] = argparse.BooleanOptionalAction
@@ -157,9 +222,21 @@ def parse_args(argv: Sequence[str] | None = None, env: Mapping[str, str] | None 
         flag, minimum = "--" + field.name.replace("_", "-"), field.metadata["minimum"]
         if minimum is not None and values[field.name] < minimum:
             parser.error(f"{flag} must be at least {minimum}")
-        if typing.get_origin(hints[field.name]) is tuple:
+        if field.metadata["repeat"]:
+            given = values[field.name]
+            if given is None:
+                text = _variable(field.metadata["env"], env)
+                given = [text] if text is not None else []
+            values[field.name] = tuple(entry.strip() for text in given for entry in text.split(",") if entry.strip())
+        elif typing.get_origin(hints[field.name]) is tuple:
             try:
                 values[field.name] = tuple(shlex.split(values[field.name]))
             except ValueError as err:
                 parser.error(f"{flag}: {err}")
-    return Settings(**values)
+    settings = Settings(**values)
+    try:
+        settings.credentials()
+    except ValueError as err:
+        # One line, without the usage: the message names the entry (never a password).
+        parser.exit(2, f"{parser.prog}: error: {err}\n")
+    return settings

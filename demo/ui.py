@@ -23,16 +23,18 @@ from ssfnet.data.corrections import list_corrections
 from .context import EXAMPLES_DIR, AppContext, Thumbnails, status_text
 from .finetune_runner import status_html
 from .keys import KEYS_JS, SHORTCUTS_MD
+from .memory import start_trimmer
 from .models import Predictors
-from .panel_edit import TOOLS, EditHandlers
+from .panel_edit import TOOLS, ZOOM_CHOICES, EditHandlers
 from .panel_finetune import FinetuneHandlers
 from .panel_gallery import GalleryHandlers
 from .panel_models import ModelHandlers
 from .panel_photo import PhotoHandlers
+from .paths import page_roots, shown_path
 from .queue_ui import QueuePanel
 from .render import label_choices, legend_html
 from .settings import Settings
-from .widgets import brush, brush_size, hidden_choices, mistake, pending_strokes
+from .widgets import bound_layers, brush, brush_size, editor_max_pixels, hidden_choices, mistake, pending_strokes
 
 # Re-exported: these lived here before the handlers moved to their panels' modules.
 __all__ = ["Thumbnails", "brush_size", "build_demo", "launch_kwargs", "mistake", "pending_strokes"]
@@ -70,12 +72,14 @@ class Handlers:
     @classmethod
     def create(cls, app: AppContext) -> Handlers:
         models = ModelHandlers(app)
+        # Beyond localhost only with --finetune-remote: else the panel and its API are absent.
+        finetune = app.runner is not None and app.settings.finetune_offered
         return cls(
             photo=PhotoHandlers(app),
             edit=EditHandlers(app),
             gallery=GalleryHandlers(app),
             models=models,
-            finetune=FinetuneHandlers(app, models) if app.runner is not None else None,
+            finetune=FinetuneHandlers(app, models) if finetune else None,
         )
 
 
@@ -101,8 +105,11 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
     # Gradio's cache of served files is pruned hourly, so a long-running server keeps a bounded disk.
     with gr.Blocks(title="SSFNet human parsing", delete_cache=(3600, 3600)) as demo:
         ui = app.ui
-        ui.session = gr.State(None)
-        ui.record_ids = gr.State([])
+        # Per-user state is forgotten after the idle time (drafts keep the unsaved work).
+        ttl = settings.session_minutes * 60
+        ui.session = gr.State(None, time_to_live=ttl)
+        ui.record_ids = gr.State([], time_to_live=ttl)
+        ui.zoom = gr.State(None, time_to_live=ttl)  # the overlay's zoom (demo.zoom.Zoom); None: whole
         gr.Markdown(INTRO)
         # Labels name these outputs in the API (gradio_client): unlabelled ones would be "value_<id>".
         ui.model_md = gr.Markdown(handlers.models.model_status(), label="Model status", elem_id="model-status")
@@ -115,7 +122,7 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
                 _saved_panel(app)
                 _drafts_panel(app)
                 _compare_panel(app)
-                if app.runner is not None:
+                if handlers.finetune is not None:
                     _finetune_panel(app)
 
         _wire_opening(app, handlers, queue_panel)
@@ -125,18 +132,26 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
         if handlers.finetune is not None:
             _wire_finetune(demo, app, handlers.finetune, saves, refresh_event)
         demo.load(handlers.gallery.refresh_gallery, None, [ui.gallery, ui.record_ids], api_visibility="private")
-    demo.queue(default_concurrency_limit=4)
+    # A bounded queue: beyond it a request is refused at once ("queue is full") instead of piling up memory.
+    demo.queue(default_concurrency_limit=4, max_size=settings.queue_size)
+    # What expired sessions and large photos freed goes back to the system.
+    start_trimmer()
     return demo
 
 
 def launch_kwargs(settings: Settings) -> dict:
-    """Keyword arguments of ``demo.launch`` for ``settings``."""
+    """Keyword arguments of ``demo.launch`` for ``settings`` (``auth``: the login list, None without one).
+
+    Raises:
+        ValueError: the login list is malformed (:func:`demo.settings.parse_args` has said so already).
+    """
     return {
         "server_name": settings.host,
         "server_port": settings.port,
         "share": settings.share,
         "max_file_size": settings.max_file_size,
         "show_error": True,
+        "auth": settings.credentials() or None,
     }
 
 
@@ -216,6 +231,7 @@ def _edit_column(app: AppContext, edit: EditHandlers) -> None:
                 height=640,
                 elem_id="editor",
             )
+            bound_layers(ui.editor, editor_max_pixels(app.settings.max_side))
             with gr.Row():
                 ui.apply_btn = gr.Button("Apply strokes", variant="primary", elem_id="apply-strokes")
                 ui.snap_btn = gr.Button("Apply strokes snapped to edges (GrabCut)")
@@ -232,7 +248,7 @@ def _overlay_tab(app: AppContext) -> None:
     """The overlay with the click tools."""
     ui = app.ui
     ui.view = gr.Image(
-        label="Overlay (click to apply the click tool; full screen to zoom)",
+        label="Overlay (click to apply the click tool; zoom with the Zoom in tool, the zoom choice or + / -)",
         type="numpy",
         format="png",
         interactive=False,
@@ -244,11 +260,16 @@ def _overlay_tab(app: AppContext) -> None:
         # Picking is the default: a stray click must not change labels.
         ui.tool = gr.Radio(list(TOOLS), value=TOOLS[0], label="Click tool", scale=2, elem_id="tool")
         ui.tolerance = gr.Slider(0, 128, value=24, step=1, label="Flood-fill colour tolerance")
+    with gr.Row():
+        # Zoomed on the server (demo.zoom): the overlay shows an enlarged crop, so clicks stay exact.
+        ui.zoom_level = gr.Radio(ZOOM_CHOICES, value=1, label="Zoom (around the last click)", scale=2, elem_id="zoom")
+        ui.zoom_in_btn = gr.Button("Zoom in +", size="sm", elem_id="zoom-in")
+        ui.zoom_out_btn = gr.Button("Zoom out -", size="sm", elem_id="zoom-out")
     # Out of the annotator's way, kept for typing a point and for the API's apply_click.
     with gr.Accordion("Apply at a typed point (x, y)", open=False):
         with gr.Row():
-            ui.click_x = gr.Number(label="x", precision=0, minimum=0)
-            ui.click_y = gr.Number(label="y", precision=0, minimum=0)
+            ui.click_x = gr.Number(label="x", precision=0, minimum=0, elem_id="click-x")
+            ui.click_y = gr.Number(label="y", precision=0, minimum=0, elem_id="click-y")
             ui.apply_click_btn = gr.Button("Apply at x, y", size="sm")
 
 
@@ -256,7 +277,7 @@ def _saved_panel(app: AppContext) -> None:
     """The saved corrections: gallery, reopen, delete, export."""
     ui = app.ui
     with gr.Accordion("Saved corrections", open=False):
-        gr.Markdown(f"Folder: `{app.corrections_dir.resolve()}`")
+        gr.Markdown(f"Folder: `{shown_path(app.corrections_dir, page_roots(app.settings))}`")
         ui.gallery = gr.Gallery(
             label="Saved corrections (newest first)",
             columns=6,
@@ -317,7 +338,10 @@ def _finetune_panel(app: AppContext) -> None:
         gr.Markdown(FINETUNE_HELP)
         with gr.Row():
             ui.finetune_base = _checkpoint_list(app, "Base checkpoint", elem_id="finetune-base")
-            ui.finetune_minutes = gr.Number(10, label="Time budget (minutes)", minimum=0.1)
+            longest = app.settings.finetune_max_minutes
+            ui.finetune_minutes = gr.Number(
+                min(10, longest), label=f"Time budget (minutes, at most {longest})", minimum=0.1
+            )
             ui.finetune_lr = gr.Number(1e-3, label="Learning rate", minimum=0)
         with gr.Row():
             ui.finetune_share = gr.Slider(0.05, 1.0, value=0.5, step=0.05, label="Corrections' share")
@@ -376,7 +400,8 @@ def _wire_opening(app: AppContext, handlers: Handlers, queue_panel: QueuePanel) 
 def _wire_editing(demo: gr.Blocks, app: AppContext, edit: EditHandlers) -> None:
     """The overlay's redraws, the click tools, the label and brush, the strokes and undo / redo."""
     ui = app.ui
-    view_inputs = [ui.session, ui.opacity, ui.hidden]
+    # The zoom (a State) is no parameter of the API: every redraw keeps it.
+    view_inputs = [ui.session, ui.zoom, ui.opacity, ui.hidden]
     # Change, not release: typing a value in the slider's box (Enter) releases nothing. Dragging
     # changes it many times: always_last runs the latest value once the running redraw ends.
     ui.opacity.change(
@@ -391,12 +416,24 @@ def _wire_editing(demo: gr.Blocks, app: AppContext, edit: EditHandlers) -> None:
         edit.legend_for, [ui.session, ui.hidden], ui.legend, api_visibility="private"
     )
 
-    click_inputs = [ui.session, ui.click_x, ui.click_y, ui.tool, ui.label, ui.tolerance, ui.opacity, ui.hidden]
-    click_outputs = ui.view_outputs + [ui.label]
-    ui.view.select(edit.record_click, None, [ui.click_x, ui.click_y], api_visibility="private").then(
+    point = [ui.click_x, ui.click_y]
+    click_inputs = [ui.session, ui.zoom, *point, ui.tool, ui.label, ui.tolerance, ui.opacity, ui.hidden]
+    click_outputs = ui.view_outputs + [ui.label, ui.zoom]
+    # A click on a zoomed overlay is mapped back to working pixels: x, y are always those.
+    ui.view.select(edit.record_click, [ui.session, ui.zoom], point, api_visibility="private").then(
         edit.click_in_browser, click_inputs + [ui.editor], click_outputs, api_visibility="private"
     )
     ui.apply_click_btn.click(edit.apply_click, click_inputs, click_outputs, api_name="apply_click")
+
+    zoom_view = [ui.opacity, ui.hidden]
+    zoomed = [ui.zoom, ui.view]
+    ui.zoom_level.input(edit.zoom_to, [ui.session, ui.zoom, ui.zoom_level, *point, *zoom_view], zoomed, api_name="zoom")
+    ui.zoom_in_btn.click(edit.zoom_in, [ui.session, ui.zoom, *point, *zoom_view], zoomed, api_visibility="private")
+    ui.zoom_out_btn.click(edit.zoom_out, [ui.session, ui.zoom, *zoom_view], zoomed, api_visibility="private")
+    # Every redraw (an opened photo shows whole) sets the zoom choice to what the overlay shows.
+    ui.view.change(
+        edit.zoom_shown, [ui.session, ui.zoom], ui.zoom_level, api_visibility="private", show_progress="hidden"
+    )
 
     ui.label.input(edit.brush_for, [ui.session, ui.label], ui.editor, api_visibility="private")
     ui.label.change(
@@ -406,7 +443,7 @@ def _wire_editing(demo: gr.Blocks, app: AppContext, edit: EditHandlers) -> None:
         edit.key_label, [ui.session, ui.key_box, ui.label], [ui.label, ui.editor], api_visibility="private"
     )
     demo.load(None, js=KEYS_JS)
-    paint_inputs = [ui.session, ui.editor, ui.opacity, ui.hidden]
+    paint_inputs = [ui.session, ui.zoom, ui.editor, ui.opacity, ui.hidden]
     ui.apply_btn.click(edit.apply_strokes, paint_inputs, ui.view_outputs, api_name="apply_strokes")
     ui.snap_btn.click(edit.snap_strokes, paint_inputs, ui.view_outputs, api_name="snap_strokes")
     ui.undo_btn.click(edit.undo, view_inputs, ui.view_outputs, api_name="undo")

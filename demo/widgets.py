@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import html
+import io
 from collections.abc import Iterable
 
 import gradio as gr
 import numpy as np
+from PIL import Image
 
 from ssfnet.labels import IGNORE_INDEX, LabelSet
 
@@ -23,7 +25,10 @@ def mistake(message: str) -> gr.Error:
 def require(session: Session | None) -> Session:
     """``session``, or the error that asks for a photo first."""
     if session is None:
-        raise mistake("Parse a photo (or reopen a saved correction) first.")
+        raise mistake(
+            "Parse a photo (or reopen a saved correction) first. An open photo left idle for long is "
+            "forgotten: its unsaved edits are kept under **Drafts**."
+        )
     return session
 
 
@@ -122,3 +127,62 @@ def pending_strokes(editor_value) -> list[np.ndarray]:
 def selected_index(evt: gr.SelectData) -> int:
     """The index of the item selected in a gallery."""
     return evt.index if isinstance(evt.index, int) else evt.index[0]
+
+
+# Pixel limits of the image editors that asked for one (bound_layers), by elem_id.
+_LAYER_LIMITS: dict[str, int] = {}
+
+
+def bound_layers(editor: gr.ImageEditor, max_pixels: int) -> gr.ImageEditor:
+    """Make ``editor`` refuse any image (layer, background, composite) above ``max_pixels`` before decoding it.
+
+    The browser sends its layers at the working image's size; anything far larger (a hand-made
+    API call, say 13,000 x 13,000 pixels in a few hundred KB) is refused from its header alone,
+    since decoding it would take gigabytes.
+
+    The check sits on the ImageEditor class, looked up by the editor's ``elem_id``: Gradio
+    rebuilds a component from its constructor arguments whenever a handler updates it (a new
+    brush, a new background), so a wrapper on the instance would be lost after the first
+    photo, and a subclass is a new component to Gradio (its own front end and API type).
+
+    Raises:
+        ValueError: ``editor`` has no ``elem_id`` to find its limit by.
+    """
+    if not editor.elem_id:
+        raise ValueError("bound_layers needs an editor with an elem_id")
+    _LAYER_LIMITS[editor.elem_id] = max_pixels
+    if not getattr(gr.ImageEditor.convert_and_format_image, "checks_size", False):
+        decode = gr.ImageEditor.convert_and_format_image
+
+        def checked(self, file, flatten_on_white: bool = False):
+            limit = _LAYER_LIMITS.get(self.elem_id or "")
+            if file is not None and limit is not None:
+                check_layer_size(getattr(file, "path", None) or file, limit)
+            return decode(self, file, flatten_on_white)
+
+        checked.checks_size = True
+        gr.ImageEditor.convert_and_format_image = checked
+    return editor
+
+
+def editor_max_pixels(max_side: int) -> int:
+    """The most pixels an editor layer may have: twice the working size's longer side, squared.
+
+    The working image is at most ``max_side`` on its longer side; the margin leaves room for a
+    browser that exports its canvas at a higher pixel density.
+    """
+    return (2 * max_side) ** 2
+
+
+def check_layer_size(source, max_pixels: int) -> None:
+    """A user's mistake if the image at ``source`` (path or bytes) has over ``max_pixels`` (read from its header)."""
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes | bytearray) else source) as im:
+            w, h = im.size
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        raise mistake("The editor sent a layer that is not a readable image; nothing was applied.") from None
+    if w * h > max_pixels:
+        raise mistake(
+            f"The editor sent a {w}x{h} layer, larger than the {max_pixels / 1e6:.1f} MP this app's editor "
+            "works at; nothing was applied."
+        )

@@ -24,14 +24,16 @@ from helpers import app_settings, free_port, launched_app, wait_for_page
 from PIL import Image
 
 from demo.settings import Settings
+from demo.zoom import window
 from ssfnet import build_model, save_checkpoint
 from ssfnet.labels import get_label_set
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTO = REPO / "assets" / "examples" / "ccp_0046.jpg"
 OTHER_PHOTO = REPO / "assets" / "examples" / "ccp_0757.jpg"
+ZOOM_PHOTO = REPO / "assets" / "examples" / "ccp_0490.jpg"  # of no other test: no draft of theirs
 LIP = get_label_set("lip-20")
-UPPER, SKIN = LIP.id_of("upper-clothes"), LIP.id_of("skin")
+UPPER, SKIN, SHOES = LIP.id_of("upper-clothes"), LIP.id_of("skin"), LIP.id_of("shoes")
 VIEW = (0.5, ["0"])  # opacity, hidden labels (ids as the strings the API documents)
 
 
@@ -372,3 +374,52 @@ def test_gallery_hides_superseded_versions_trash_and_drafts(app):
     (draft,) = [sha for caption, sha in choices if OTHER_PHOTO.name in caption]
     *_, downloads, status, _, _, _, message = client.predict(draft, *VIEW, api_name="/restore_draft")
     assert "Restored the draft of **ccp_0757.jpg**" in message and "unsaved changes" in status
+
+
+def test_zoom_shows_the_crop_enlarged_and_click_tools_keep_working_coordinates(app):
+    _, url = app
+    client = connect(url)
+    overlay, *_, downloads, _, _, _, _, _ = parse(client, ZOOM_PHOTO)
+    whole, labels = np.array(Image.open(overlay)), label_map(downloads)
+    h, w = labels.shape
+
+    # Zoomed 4x around (100, 700): the overlay shown is that crop, each pixel a crisp 4 x 4 block.
+    view = window((h, w), 4, 100, 700)
+    shown = np.array(Image.open(client.predict(4, 100, 700, *VIEW, api_name="/zoom")))
+    assert shown.shape[:2] == view.shown_size and shown.shape[0] < h + 4 and shown.shape[1] < w + 4
+    np.testing.assert_array_equal(shown, view.enlarge(view.crop(whole)))
+
+    # A click tool where the zoomed picture shows (130, 210): apply_click takes that point in working pixels.
+    x, y = view.to_working(130, 210)
+    assert (x, y) == (view.x0 + 32, view.y0 + 52)
+    expected = labels.copy()
+    region = cv2.floodFill(labels.copy(), None, (x, y), 0, 0, 0, 4 | cv2.FLOODFILL_MASK_ONLY | (1 << 8))[2]
+    expected[region[1:-1, 1:-1].astype(bool)] = SHOES  # a coarse label: never in a proposal
+    shown, *_, downloads, status, _ = client.predict(x, y, "Relabel region", SHOES, 24, *VIEW, api_name="/apply_click")
+    assert "1 undo step(s)" in status
+    np.testing.assert_array_equal(label_map(downloads), expected)  # the downloads: the whole picture
+    whole = np.array(Image.open(next(p for p in downloads if p.endswith("_overlay.png"))))
+    assert whole.shape[:2] == (h, w)
+    np.testing.assert_array_equal(np.array(Image.open(shown)), view.enlarge(view.crop(whole)))  # still zoomed
+
+    # Undo and a new opacity keep the zoom.
+    shown, *_, downloads, _ = client.predict(*VIEW, api_name="/undo")
+    np.testing.assert_array_equal(label_map(downloads), labels)
+    assert np.array(Image.open(shown)).shape[:2] == view.shown_size
+    shown, downloads = client.predict(0.8, ["0"], api_name="/rerender")
+    whole = np.array(Image.open(next(p for p in downloads if p.endswith("_overlay.png"))))
+    np.testing.assert_array_equal(np.array(Image.open(shown)), view.enlarge(view.crop(whole)))
+
+    # The Zoom in tool doubles the zoom around the point; the zoom then fits the whole image again.
+    shown = client.predict(x, y, "Zoom in", 0, 24, *VIEW, api_name="/apply_click")[0]
+    assert np.array(Image.open(shown)).shape[:2] == window((h, w), 8, x, y).shown_size
+    shown = client.predict(1, None, None, *VIEW, api_name="/zoom")
+    assert np.array(Image.open(shown)).shape[:2] == (h, w)
+
+    # Another photo opens whole, and redraws of it stay so.
+    client.predict(2, 10, 10, *VIEW, api_name="/zoom")
+    overlay = parse(client, OTHER_PHOTO)[0]
+    other = np.array(Image.open(overlay))
+    assert other.shape[:2] == np.array(Image.open(OTHER_PHOTO)).shape[:2]
+    shown, _ = client.predict(*VIEW, api_name="/rerender")
+    np.testing.assert_array_equal(np.array(Image.open(shown)), other)

@@ -7,6 +7,7 @@ screenshot of the page after the edits.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -16,12 +17,16 @@ import time
 import urllib.request
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from demo.settings import Settings
+from demo.zoom import window
 from ssfnet import build_model, save_checkpoint
+from ssfnet.labels import get_label_set
 
 pytestmark = pytest.mark.browser
 
@@ -407,3 +412,97 @@ def test_queue_from_a_folder_with_next_previous_and_ranking(app, browser, tmp_pa
     browser.find_element(By.ID, "queue-next").click()
     first = queue_row_texts(browser)[0].split()[1]
     wait_for_text(browser, "message", f"Parsed {first}")
+
+
+def choose_tool(driver, tool: str) -> None:
+    next(e for e in driver.find_elements(By.CSS_SELECTOR, "#tool label") if tool in e.text).click()
+
+
+def zoom_chosen(driver) -> str:
+    """The zoom choice checked under the overlay ("Fit", "2x", ...)."""
+    for choice in driver.find_elements(By.CSS_SELECTOR, "#zoom label"):
+        if choice.find_element(By.TAG_NAME, "input").is_selected():
+            return choice.text.strip()
+    return ""
+
+
+def typed_point(driver) -> tuple[int, int]:
+    """The x, y boxes: where the last click on the overlay was, in working pixels."""
+    return tuple(
+        int(driver.find_element(By.CSS_SELECTOR, f"#{i} input").get_attribute("value")) for i in ("click-x", "click-y")
+    )
+
+
+def labels_offered(driver) -> np.ndarray:
+    """The label map offered for download (the label PNG)."""
+    links = [a.get_attribute("href") for a in driver.find_elements(By.CSS_SELECTOR, "#downloads a")]
+    url = next(link for link in links if link and link.endswith("_labels.png"))
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return np.array(Image.open(io.BytesIO(response.read())))
+
+
+def picture_size(driver) -> tuple[int, int]:
+    """``(height, width)`` of the picture the overlay shows (read afresh: a new picture may be a new element)."""
+    img = driver.find_element(By.CSS_SELECTOR, "#overlay img")
+    return int(img.get_attribute("naturalHeight") or 0), int(img.get_attribute("naturalWidth") or 0)
+
+
+def offset_of(driver, img, x: int, y: int) -> tuple[int, int]:
+    """The offset from ``img``'s centre (what ActionChains takes) of pixel (x, y) of the picture it shows.
+
+    The picture is scaled down to fit, never up, and centred: Gradio maps a click back the same way.
+    """
+    (width, height), (natural_w, natural_h) = driver.execute_script(
+        "const r = arguments[0].getBoundingClientRect();"
+        "return [[r.width, r.height], [arguments[0].naturalWidth, arguments[0].naturalHeight]];",
+        img,
+    )
+    scale = min(width / natural_w, height / natural_h, 1)
+    left, top = (width - natural_w * scale) / 2, (height - natural_h * scale) / 2
+    return round(left + (x + 0.5) * scale - width / 2), round(top + (y + 0.5) * scale - height / 2)
+
+
+def test_a_click_on_the_zoomed_overlay_relabels_the_pixel_under_it(app, browser, tmp_path):
+    photo = tmp_path / "upside_down.jpg"  # a photo of its own: no draft of another test
+    Image.open(EXAMPLES[1]).transpose(Image.Transpose.FLIP_TOP_BOTTOM).save(photo, quality=90)
+    open_page(browser, app.port)
+    upload_photo(browser, photo)
+    assert zoom_chosen(browser) == "Fit"
+    before = labels_offered(browser)
+    h, w = before.shape
+    next(b for b in browser.find_elements(By.TAG_NAME, "button") if "Apply at a typed point" in b.text).click()
+    overlay = browser.find_element(By.CSS_SELECTOR, "#overlay img")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", overlay)
+
+    # The Zoom in tool: a click centres the overlay there and doubles the zoom; the + key doubles it again.
+    choose_tool(browser, "Zoom in")
+    ActionChains(browser).move_to_element_with_offset(overlay, -40, 120).click().perform()
+    WebDriverWait(browser, 30).until(lambda d: zoom_chosen(d) == "2x")
+    centre = typed_point(browser)
+    press(browser, "+")
+    WebDriverWait(browser, 30).until(lambda d: zoom_chosen(d) == "4x")
+    press(browser, "+")
+    WebDriverWait(browser, 30).until(lambda d: zoom_chosen(d) == "8x")
+    view = window((h, w), 8, *centre)
+    WebDriverWait(browser, 30).until(lambda d: picture_size(d) == view.shown_size)  # the crop, enlarged 8 times
+    overlay = browser.find_element(By.CSS_SELECTOR, "#overlay img")
+
+    # Relabel region at the working pixel shown at a point of the zoomed overlay (an 8 x 8 block there).
+    shoes = get_label_set("lip-20").id_of("shoes")  # a coarse label: never in a proposal
+    press(browser, *str(shoes))
+    label_box = browser.find_element(By.CSS_SELECTOR, "#label input")
+    WebDriverWait(browser, 20).until(lambda d: label_box.get_attribute("value").startswith(f"{shoes}: "))
+    choose_tool(browser, "Relabel region")
+    target = (view.x0 + view.width // 3, view.y0 + 2 * view.height // 3)
+    offset = offset_of(browser, overlay, *view.to_shown(*target))
+    ActionChains(browser).move_to_element_with_offset(overlay, *offset).click().perform()
+    wait_for_text(browser, "status", "1 undo step(s)")
+    assert typed_point(browser) == target
+    region = cv2.floodFill(before.copy(), None, target, 0, 0, 0, 4 | cv2.FLOODFILL_MASK_ONLY | (1 << 8))[2]
+    expected = before.copy()
+    expected[region[1:-1, 1:-1].astype(bool)] = shoes
+    WebDriverWait(browser, 30).until(lambda d: np.array_equal(labels_offered(d), expected))
+    assert zoom_chosen(browser) == "8x"  # the edit kept the zoom
+
+    press(browser, "-")
+    WebDriverWait(browser, 30).until(lambda d: zoom_chosen(d) == "4x")
