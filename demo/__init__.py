@@ -1,6 +1,7 @@
 """The Gradio app of SSFNet: parse photos, correct the labels exactly, save them as training data.
 
-- :mod:`demo.ui`: :func:`demo.ui.build_demo`, the ``gr.Blocks``: layout and event wiring only.
+- :mod:`demo.ui`: :func:`demo.ui.build_demo`, the ``gr.Blocks``: layout and event wiring only (the
+  fine-tune panel's in :mod:`demo.finetune_ui`, the queue's in :mod:`demo.queue_ui`).
 - :mod:`demo.context`: the :class:`demo.context.AppContext` every handler works on, and the components.
 - :mod:`demo.panel_photo`, :mod:`demo.panel_edit`, :mod:`demo.panel_gallery`, :mod:`demo.panel_models`,
   :mod:`demo.panel_finetune`, :mod:`demo.queue_ui`: the handlers of each panel.

@@ -239,6 +239,15 @@ class AppContext:
     def corrections_dir(self) -> Path:
         return Path(self.settings.corrections_dir)
 
+    def checkpoint_list(self, label: str, **kwargs) -> gr.Dropdown:
+        """A dropdown of the checkpoints offered, the start one chosen."""
+        # Custom values: a checkpoint added since the page was built is a valid pick (the
+        # handlers accept only folders offered at that moment, see Predictors.resolve).
+        predictors = self.predictors
+        return gr.Dropdown(
+            choices=predictors.choices(), value=predictors.default(), label=label, allow_custom_value=True, **kwargs
+        )
+
     def label_set_of(self, session: Session | None) -> LabelSet:
         """The label set being edited: the session's, or the start one before any photo."""
         return session.label_set if session is not None else self.initial_set

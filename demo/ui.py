@@ -18,10 +18,8 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from ssfnet.data.corrections import list_corrections
-
 from .context import EXAMPLES_DIR, AppContext, Thumbnails, status_text
-from .finetune_runner import status_html
+from .finetune_ui import finetune_panel, wire_finetune
 from .keys import KEYS_JS, SHORTCUTS_MD
 from .memory import start_trimmer
 from .models import Predictors
@@ -44,12 +42,6 @@ INTRO = """\
 Upload a photo of a person (or pick an example) to parse it into body parts and clothes.
 Correct the result with the click tools on the overlay or paint in **Paint labels**, then
 **Save correction** to store image + exact label map as training data.
-"""
-FINETUNE_HELP = """\
-Fine-tune a checkpoint on the saved corrections (mixed with the original training data, if the
-server has it) in a background process. A share of the corrections is held out and scored before
-and after, with the original validation images, so both an improvement and any forgetting show.
-The new checkpoint appears in the checkpoint lists when it is done; the base is never changed.
 """
 PAINT_HELP = (
     "The brush paints the label chosen in **Label to apply**, in its colour (see the "
@@ -123,14 +115,14 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
                 _drafts_panel(app)
                 _compare_panel(app)
                 if handlers.finetune is not None:
-                    _finetune_panel(app)
+                    finetune_panel(app)
 
         _wire_opening(app, handlers, queue_panel)
         _wire_editing(demo, app, handlers.edit)
         saves = _wire_saved(demo, app, handlers, queue_panel)
         refresh_event = _wire_models(demo, app, handlers.models)
         if handlers.finetune is not None:
-            _wire_finetune(demo, app, handlers.finetune, saves, refresh_event)
+            wire_finetune(demo, app, handlers.finetune, saves, refresh_event)
         demo.load(handlers.gallery.refresh_gallery, None, [ui.gallery, ui.record_ids], api_visibility="private")
     # A bounded queue: beyond it a request is refused at once ("queue is full") instead of piling up memory.
     demo.queue(default_concurrency_limit=4, max_size=settings.queue_size)
@@ -158,15 +150,6 @@ def launch_kwargs(settings: Settings) -> dict:
 # ---- layout: one function per panel, each creating its components at the current place ----
 
 
-def _checkpoint_list(app: AppContext, label: str, **kwargs) -> gr.Dropdown:
-    # Custom values: a checkpoint added since the page was built is a valid pick (the
-    # handlers accept only folders offered at that moment, see Predictors.resolve).
-    predictors = app.predictors
-    return gr.Dropdown(
-        choices=predictors.choices(), value=predictors.default(), label=label, allow_custom_value=True, **kwargs
-    )
-
-
 def _photo_column(app: AppContext, queue_panel: QueuePanel) -> None:
     """The upload, the examples, the queue, the model options and the overlay's look."""
     ui, examples = app.ui, app.examples
@@ -187,7 +170,7 @@ def _photo_column(app: AppContext, queue_panel: QueuePanel) -> None:
     ui.parse_btn = gr.Button("Parse", variant="primary", elem_id="parse")
     queue_panel.layout()
     with gr.Accordion("Model options", open=False):
-        ui.checkpoint = _checkpoint_list(app, "Checkpoint")
+        ui.checkpoint = app.checkpoint_list("Checkpoint")
         ui.refresh_ckpt = gr.Button("Refresh checkpoint list", size="sm")
         ui.multiscale = gr.Checkbox(False, label="Multi-scale (slower, usually better)")
         ui.flip = gr.Checkbox(False, label="Also parse the mirrored image (flip)")
@@ -322,42 +305,13 @@ def _compare_panel(app: AppContext) -> None:
             "on a reopened correction; agreement is measured against the current labels."
         )
         with gr.Row():
-            ui.compare_a = _checkpoint_list(app, "Model A", scale=3)
-            ui.compare_b = _checkpoint_list(app, "Model B", scale=3)
+            ui.compare_a = app.checkpoint_list("Model A", scale=3)
+            ui.compare_b = app.checkpoint_list("Model B", scale=3)
             ui.compare_btn = gr.Button("Compare on this photo", scale=1, elem_id="compare")
         with gr.Row():
             ui.compare_view_a = gr.Image(label="Model A", type="numpy", format="png", interactive=False)
             ui.compare_view_b = gr.Image(label="Model B", type="numpy", format="png", interactive=False)
         ui.compare_md = gr.Markdown("", label="Agreement", elem_id="compare-agreement")
-
-
-def _finetune_panel(app: AppContext) -> None:
-    """The fine-tune's options, buttons, status and log."""
-    ui = app.ui
-    with gr.Accordion("Fine-tune on saved corrections", open=False):
-        gr.Markdown(FINETUNE_HELP)
-        with gr.Row():
-            ui.finetune_base = _checkpoint_list(app, "Base checkpoint", elem_id="finetune-base")
-            longest = app.settings.finetune_max_minutes
-            ui.finetune_minutes = gr.Number(
-                min(10, longest), label=f"Time budget (minutes, at most {longest})", minimum=0.1
-            )
-            ui.finetune_lr = gr.Number(1e-3, label="Learning rate", minimum=0)
-        with gr.Row():
-            ui.finetune_share = gr.Slider(0.05, 1.0, value=0.5, step=0.05, label="Corrections' share")
-            ui.finetune_holdout = gr.Slider(0.0, 0.5, value=0.2, step=0.05, label="Held out")
-            ui.finetune_freeze = gr.Checkbox(False, label="Freeze the backbone (faster, less forgetting)")
-        with gr.Row():
-            ui.finetune_btn = gr.Button("Start fine-tuning", variant="primary", elem_id="finetune-start")
-            ui.finetune_cancel_btn = gr.Button("Cancel", elem_id="finetune-cancel")
-            ui.finetune_refresh_btn = gr.Button("Refresh", elem_id="finetune-refresh")
-        ui.finetune_html = gr.HTML(
-            status_html(None, corrections=len(list_corrections(app.corrections_dir))),
-            label="Fine-tune status",
-            elem_id="finetune-status",
-        )
-        ui.finetune_log = gr.Textbox(label="Log", lines=10, max_lines=10, interactive=False, elem_id="finetune-log")
-        ui.finetune_timer = gr.Timer(2.0, active=False)
 
 
 # ---- events: one function per panel ---------------------------------------------------------
@@ -500,28 +454,3 @@ def _wire_models(demo: gr.Blocks, app: AppContext, models: ModelHandlers):
         **_model_queue(app),
     )
     return refresh_event
-
-
-def _wire_finetune(demo: gr.Blocks, app: AppContext, finetune: FinetuneHandlers, saves: list, refresh_event) -> None:
-    """Start, cancel and watch the fine-tune; the lists follow new checkpoints."""
-    ui = app.ui
-    lists = [ui.checkpoint, ui.compare_a, ui.compare_b, ui.finetune_base]
-    shown = [ui.finetune_html, ui.finetune_log]
-    options = [ui.finetune_base, ui.finetune_minutes, ui.finetune_lr, ui.finetune_share, ui.finetune_holdout]
-    private = {"api_visibility": "private"}
-    ui.finetune_btn.click(finetune.start, [*options, ui.finetune_freeze], shown, api_name="finetune_start").then(
-        finetune.polling, None, ui.finetune_timer, **private
-    )
-    ui.finetune_cancel_btn.click(finetune.cancel, None, shown, api_name="finetune_cancel")
-    for event in saves:
-        event.then(finetune.corrections, None, ui.finetune_html, **private)
-    refresh_event.then(finetune.base_choices, ui.finetune_base, ui.finetune_base, **private)
-    ui.finetune_refresh_btn.click(finetune.status, lists, [*shown, *lists], api_name="finetune_status").then(
-        finetune.polling, None, ui.finetune_timer, **private
-    )
-    # Polling shows no progress overlay: it runs every two seconds while a fine-tune is on.
-    ui.finetune_timer.tick(finetune.poll, lists, [*shown, ui.finetune_timer, *lists], show_progress="hidden", **private)
-    # A tab opened during a fine-tune starts polling; every tab sees the checkpoints offered now.
-    demo.load(finetune.status, lists, [*shown, *lists], **private).then(
-        finetune.polling, None, ui.finetune_timer, **private
-    )

@@ -111,28 +111,10 @@ def save_correction(
     """
     label_set = get_label_set(label_set)
     labels = np.asarray(labels)
-    if image is not None:
-        image = np.asarray(image)
-        validate_record(image, labels, label_set)
-    elif image_bytes is None:
-        raise ValueError("save_correction needs the image or its image_bytes")
-    else:
-        validate_labels(labels, label_set)
-    ext = image_ext.lower().lstrip(".")
-    if ext not in IMAGE_FORMATS:
-        raise ValueError(f"image_ext must be one of {sorted(IMAGE_FORMATS)}, got {image_ext!r}")
     if parent is not None:
         check_id(parent)
+    ext, image_bytes = _image_file(image, labels, label_set, image_bytes, image_ext)
     height, width = labels.shape
-    if image_bytes is None:
-        image_bytes = encode_image(np.ascontiguousarray(image), ext)
-    else:
-        try:
-            size = displayed_size(image_bytes)
-        except (OSError, SyntaxError) as err:
-            raise ValueError(f"image_bytes are not a readable image: {err}") from None
-        if size != (width, height):
-            raise ValueError(f"image_bytes decode to {size[0]}x{size[1]} but the labels are {width}x{height}")
     label_bytes = encode_labels(np.ascontiguousarray(labels), label_set)
     digest = hashlib.sha256(image_bytes).hexdigest()
     # Serialise the meta before touching the disk so an unserialisable ``extra`` writes nothing.
@@ -190,6 +172,36 @@ def save_correction(
     with contextlib.suppress(OSError):
         claim.unlink()
     return record_id
+
+
+def _image_file(
+    image: np.ndarray | None, labels: np.ndarray, label_set: LabelSet, image_bytes: bytes | None, image_ext: str
+) -> tuple[str, bytes]:
+    """The checked extension and the bytes to store of a record's image (see :func:`save_correction`).
+
+    Raises:
+        ValueError: bad shapes, dtypes or label values, an unknown extension, neither image nor
+            bytes, or bytes of another size than the labels.
+    """
+    if image is not None:
+        validate_record(np.asarray(image), labels, label_set)
+    elif image_bytes is None:
+        raise ValueError("save_correction needs the image or its image_bytes")
+    else:
+        validate_labels(labels, label_set)
+    ext = image_ext.lower().lstrip(".")
+    if ext not in IMAGE_FORMATS:
+        raise ValueError(f"image_ext must be one of {sorted(IMAGE_FORMATS)}, got {image_ext!r}")
+    if image_bytes is None:
+        return ext, encode_image(np.ascontiguousarray(image), ext)
+    height, width = labels.shape
+    try:
+        size = displayed_size(image_bytes)
+    except (OSError, SyntaxError) as err:
+        raise ValueError(f"image_bytes are not a readable image: {err}") from None
+    if size != (width, height):
+        raise ValueError(f"image_bytes decode to {size[0]}x{size[1]} but the labels are {width}x{height}")
+    return ext, image_bytes
 
 
 def list_corrections(root: str | os.PathLike) -> list[dict[str, Any]]:

@@ -1,0 +1,72 @@
+"""The fine-tune panel: its layout and its events (the handlers are :mod:`demo.panel_finetune`'s)."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from ssfnet.data.corrections import list_corrections
+
+from .context import AppContext
+from .finetune_runner import status_html
+from .panel_finetune import FinetuneHandlers
+
+FINETUNE_HELP = """\
+Fine-tune a checkpoint on the saved corrections (mixed with the original training data, if the
+server has it) in a background process. A share of the corrections is held out and scored before
+and after, with the original validation images, so both an improvement and any forgetting show.
+The new checkpoint appears in the checkpoint lists when it is done; the base is never changed.
+"""
+
+
+def finetune_panel(app: AppContext) -> None:
+    """The fine-tune's options, buttons, status and log."""
+    ui = app.ui
+    with gr.Accordion("Fine-tune on saved corrections", open=False):
+        gr.Markdown(FINETUNE_HELP)
+        with gr.Row():
+            ui.finetune_base = app.checkpoint_list("Base checkpoint", elem_id="finetune-base")
+            longest = app.settings.finetune_max_minutes
+            ui.finetune_minutes = gr.Number(
+                min(10, longest), label=f"Time budget (minutes, at most {longest})", minimum=0.1
+            )
+            ui.finetune_lr = gr.Number(1e-3, label="Learning rate", minimum=0)
+        with gr.Row():
+            ui.finetune_share = gr.Slider(0.05, 1.0, value=0.5, step=0.05, label="Corrections' share")
+            ui.finetune_holdout = gr.Slider(0.0, 0.5, value=0.2, step=0.05, label="Held out")
+            ui.finetune_freeze = gr.Checkbox(False, label="Freeze the backbone (faster, less forgetting)")
+        with gr.Row():
+            ui.finetune_btn = gr.Button("Start fine-tuning", variant="primary", elem_id="finetune-start")
+            ui.finetune_cancel_btn = gr.Button("Cancel", elem_id="finetune-cancel")
+            ui.finetune_refresh_btn = gr.Button("Refresh", elem_id="finetune-refresh")
+        ui.finetune_html = gr.HTML(
+            status_html(None, corrections=len(list_corrections(app.corrections_dir))),
+            label="Fine-tune status",
+            elem_id="finetune-status",
+        )
+        ui.finetune_log = gr.Textbox(label="Log", lines=10, max_lines=10, interactive=False, elem_id="finetune-log")
+        ui.finetune_timer = gr.Timer(2.0, active=False)
+
+
+def wire_finetune(demo: gr.Blocks, app: AppContext, finetune: FinetuneHandlers, saves: list, refresh_event) -> None:
+    """Start, cancel and watch the fine-tune; the lists follow new checkpoints."""
+    ui = app.ui
+    lists = [ui.checkpoint, ui.compare_a, ui.compare_b, ui.finetune_base]
+    shown = [ui.finetune_html, ui.finetune_log]
+    options = [ui.finetune_base, ui.finetune_minutes, ui.finetune_lr, ui.finetune_share, ui.finetune_holdout]
+    private = {"api_visibility": "private"}
+    ui.finetune_btn.click(finetune.start, [*options, ui.finetune_freeze], shown, api_name="finetune_start").then(
+        finetune.polling, None, ui.finetune_timer, **private
+    )
+    ui.finetune_cancel_btn.click(finetune.cancel, None, shown, api_name="finetune_cancel")
+    for event in saves:
+        event.then(finetune.corrections, None, ui.finetune_html, **private)
+    refresh_event.then(finetune.base_choices, ui.finetune_base, ui.finetune_base, **private)
+    ui.finetune_refresh_btn.click(finetune.status, lists, [*shown, *lists], api_name="finetune_status").then(
+        finetune.polling, None, ui.finetune_timer, **private
+    )
+    # Polling shows no progress overlay: it runs every two seconds while a fine-tune is on.
+    ui.finetune_timer.tick(finetune.poll, lists, [*shown, ui.finetune_timer, *lists], show_progress="hidden", **private)
+    # A tab opened during a fine-tune starts polling; every tab sees the checkpoints offered now.
+    demo.load(finetune.status, lists, [*shown, *lists], **private).then(
+        finetune.polling, None, ui.finetune_timer, **private
+    )
