@@ -9,9 +9,11 @@ restart.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
@@ -29,6 +31,7 @@ except ImportError:
     spaces = None
 
 F = TypeVar("F", bound=Callable)
+T = TypeVar("T")
 
 
 def on_gpu(fn: F) -> F:
@@ -36,10 +39,43 @@ def on_gpu(fn: F) -> F:
     return spaces.GPU(fn) if spaces is not None else fn
 
 
+# Model runs happen on a few threads of their own rather than on whichever of Gradio's 40 worker
+# threads a request lands on: each thread that runs the network keeps its own scratch memory
+# (oneDNN's, the allocator's arena) for as long as it lives.
+_model_threads: ThreadPoolExecutor | None = None
+_model_thread_count = 0
+_model_threads_pid = os.getpid()
+_model_threads_lock = threading.Lock()
+
+
+def set_model_threads(count: int) -> None:
+    """Run the model on ``count`` threads of its own (the app's ``--concurrency``); call before the first run."""
+    global _model_threads, _model_thread_count, _model_threads_pid
+    with _model_threads_lock:
+        if _model_threads is None or _model_thread_count != count:
+            old, _model_threads = _model_threads, ThreadPoolExecutor(count, thread_name_prefix="ssfnet-model")
+            _model_thread_count, _model_threads_pid = count, os.getpid()
+            if old is not None:
+                old.shutdown(wait=False)
+
+
+def in_model_thread(fn: Callable[..., T], *args, **kwargs) -> T:
+    """``fn(*args, **kwargs)`` run on one of the model's threads (see :func:`set_model_threads`).
+
+    Called directly in a process forked after the threads were made (ZeroGPU runs the model in
+    one): a forked copy of a thread pool has no threads and would wait for ever.
+    """
+    if _model_threads is None:
+        set_model_threads(1)
+    if os.getpid() != _model_threads_pid:
+        return fn(*args, **kwargs)
+    return _model_threads.submit(fn, *args, **kwargs).result()
+
+
 @on_gpu
 def run_predictor(predictor: Predictor, image: np.ndarray, multiscale: bool, flip: bool) -> np.ndarray:
     """Parse ``image`` (H x W x 3 uint8) into an H x W uint8 label map: the one call that needs the GPU."""
-    return predictor.predict(image, multiscale=multiscale, flip=flip)
+    return in_model_thread(predictor.predict, image, multiscale=multiscale, flip=flip)
 
 
 def _number(value) -> float | None:

@@ -17,7 +17,7 @@ from ssfnet import CheckpointError
 from ssfnet.checkpoint import METADATA_FILE
 from ssfnet.io import ImageError
 
-from .models import Predictors
+from .models import Predictors, in_model_thread
 from .paths import page_roots, shown_text
 from .queue import PhotoQueue, mean_entropy
 from .session import read_upload
@@ -148,7 +148,7 @@ class QueuePanel:
                 image, _ = read_upload(path, max_side=self.settings.max_side)
             except ImageError:
                 return -1.0  # unreadable photos go last
-            return mean_entropy(predictor.predict_proba(image))
+            return mean_entropy(in_model_thread(predictor.predict_proba, image))
 
         def report(done: int, total: int, name: str) -> None:
             progress((done, total), desc=f"Scoring {name}", unit="photos")

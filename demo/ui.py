@@ -22,7 +22,7 @@ from .context import EXAMPLES_DIR, AppContext, Thumbnails, status_text
 from .finetune_ui import finetune_panel, wire_finetune
 from .keys import KEYS_JS, SHORTCUTS_MD
 from .memory import start_trimmer
-from .models import Predictors
+from .models import Predictors, set_model_threads
 from .panel_edit import TOOLS, ZOOM_CHOICES, EditHandlers
 from .panel_finetune import FinetuneHandlers
 from .panel_gallery import GalleryHandlers
@@ -128,6 +128,7 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
     demo.queue(default_concurrency_limit=4, max_size=settings.queue_size)
     # What expired sessions and large photos freed goes back to the system.
     start_trimmer()
+    set_model_threads(settings.concurrency)
     return demo
 
 

@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python tests/probe_memory.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, help="also write the table to this Markdown file")
     parser.add_argument("--sessions", type=int, default=40, help="sessions of the retention round")
+    parser.add_argument("--sessions-only", action="store_true", help="only the retention rounds")
     args = parser.parse_args(argv)
 
     from gradio_client import Client, handle_file
@@ -139,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(seconds)  # the probe runs the app with --session-minutes 1
             rows.append((case, f"{seconds / 60:.0f} min later", 0.0, 0.0, rss_mb(proc.pid) - idle, seconds, "expired"))
 
-        for case in ("flat 7900x7900 PNG", "strip 64000x1000 PNG", "noisy 8000x6000 JPEG"):
+        cases = () if args.sessions_only else ("flat 7900x7900 PNG", "strip 64000x1000 PNG", "noisy 8000x6000 JPEG")
+        for case in cases:
             c = Client(url, verbose=False, analytics_enabled=False)
             measure(
                 case,
@@ -153,41 +155,47 @@ def main(argv: list[str] | None = None) -> int:
             record = sorted((work / "corrections" / "meta").glob("*.json"), key=lambda p: p.stat().st_mtime)[-1].stem
             measure(case, "/reopen", lambda c=c, r=record: c.predict(r, *VIEW, api_name="/reopen"))
 
-        c = Client(url, verbose=False, analytics_enabled=False)
-        c.predict(handle_file(str(SMALL)), None, False, False, *VIEW, api_name="/parse")
-        editor = {
-            "background": handle_file(str(SMALL)),
-            "layers": [handle_file(str(files["layer 13000x13000"]))],
-            "composite": None,
-        }
-        measure("layer 13000x13000", "/apply_strokes", lambda: c.predict(editor, *VIEW, api_name="/apply_strokes"))
+        if not args.sessions_only:
+            c = Client(url, verbose=False, analytics_enabled=False)
+            c.predict(handle_file(str(SMALL)), None, False, False, *VIEW, api_name="/parse")
+            editor = {
+                "background": handle_file(str(SMALL)),
+                "layers": [handle_file(str(files["layer 13000x13000"]))],
+                "composite": None,
+            }
+            measure("layer 13000x13000", "/apply_strokes", lambda: c.predict(editor, *VIEW, api_name="/apply_strokes"))
 
-        clients = [Client(url, verbose=False, analytics_enabled=False) for _ in range(4)]
+            clients = [Client(url, verbose=False, analytics_enabled=False) for _ in range(4)]
 
-        def four() -> None:
-            with ThreadPoolExecutor(4) as pool:
-                list(
-                    pool.map(
-                        lambda cl: cl.predict(
-                            handle_file(str(files["flat 7900x7900 PNG"])), None, False, False, *VIEW, api_name="/parse"
-                        ),
-                        clients,
+            def four() -> None:
+                with ThreadPoolExecutor(4) as pool:
+                    list(
+                        pool.map(
+                            lambda cl: cl.predict(
+                                handle_file(str(files["flat 7900x7900 PNG"])),
+                                None,
+                                False,
+                                False,
+                                *VIEW,
+                                api_name="/parse",
+                            ),
+                            clients,
+                        )
                     )
-                )
 
-        measure("4 x flat 7900x7900 PNG", "/parse at once", four)
-        alive = proc.poll() is None
-        rows.append(
-            (
-                "4 at once",
-                "app still serving",
-                0.0,
-                0.0,
-                rss_mb(proc.pid) - idle if alive else 0.0,
-                0.0,
-                "yes" if alive else "NO",
+            measure("4 x flat 7900x7900 PNG", "/parse at once", four)
+            alive = proc.poll() is None
+            rows.append(
+                (
+                    "4 at once",
+                    "app still serving",
+                    0.0,
+                    0.0,
+                    rss_mb(proc.pid) - idle if alive else 0.0,
+                    0.0,
+                    "yes" if alive else "NO",
+                )
             )
-        )
 
         def sessions() -> str:
             for _ in range(args.sessions):

@@ -230,3 +230,28 @@ def test_freed_memory_goes_back_to_the_system():
 
     assert sum(t.name == "ssfnet-malloc-trim" for t in threading.enumerate()) == 1
     del kept
+
+
+def test_model_runs_happen_on_the_models_own_threads_and_directly_after_a_fork():
+    import os
+    import threading
+
+    from demo.models import in_model_thread, set_model_threads
+
+    set_model_threads(2)
+    names = {in_model_thread(lambda: threading.current_thread().name) for _ in range(6)}
+    assert names and all(name.startswith("ssfnet-model") for name in names) and len(names) <= 2
+    pid = os.fork()
+    if pid == 0:  # a forked copy of the pool has no threads: the call must not wait for one
+        os._exit(0 if in_model_thread(lambda: 41 + 1) == 42 else 1)
+    import signal
+    import time
+
+    deadline = time.monotonic() + 30
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0:
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked process waited for a model thread that does not exist")
+        time.sleep(0.05)
+    assert os.waitstatus_to_exitcode(done[1]) == 0
