@@ -90,14 +90,22 @@ RECIPE = (*_CROPS, "--lr", "0.01", *_REST)
 ADAMW = ("--optimizer", "adamw", "--lr", "2e-4", "--weight-decay", "0.01", "--head-lr-mult", "10")
 ADAMW_RECIPE = (*_CROPS, *ADAMW, *_REST)
 
+# The default checkpoint's data and its three held-out figures (the race and the recipe suite).
+DEFAULT_DATA = (
+    "viton:{root}/viton:0.4",
+    "ccp:{root}/ccp:0.25",
+    "pascal-person-part:{root}/pascal-person-part:0.35",
+)
+DEFAULT_FIGURES = (
+    ("viton", "miou", "VITON LIP-20 mIoU"),
+    ("ccp", "miou", "CCP coarse mIoU"),
+    ("pascal-person-part", "person_iou", "PASCAL person IoU"),
+)
+
 SUITES = {
     "race": Suite(
         name="race",
-        data=(
-            "viton:{root}/viton:0.4",
-            "ccp:{root}/ccp:0.25",
-            "pascal-person-part:{root}/pascal-person-part:0.35",
-        ),
+        data=DEFAULT_DATA,
         recipe=RECIPE,
         rows=(
             Row("ssfnet_lite0 (ImageNet)", ("--variant", "ssfnet_lite0")),
@@ -105,19 +113,11 @@ SUITES = {
             Row("lraspp_mobilenet_v3_large (scratch)", ("--variant", "lraspp_mobilenet_v3_large")),
             Row("ssfnet_lite0 (ImageNet), loss at full resolution", ("--variant", "ssfnet_lite0", "--loss-at", "full")),
         ),
-        figures=(
-            ("viton", "miou", "VITON LIP-20 mIoU"),
-            ("ccp", "miou", "CCP coarse mIoU"),
-            ("pascal-person-part", "person_iou", "PASCAL person IoU"),
-        ),
+        figures=DEFAULT_FIGURES,
     ),
     "recipe": Suite(
         name="recipe",
-        data=(
-            "viton:{root}/viton:0.4",
-            "ccp:{root}/ccp:0.25",
-            "pascal-person-part:{root}/pascal-person-part:0.35",
-        ),
+        data=DEFAULT_DATA,
         recipe=(*RECIPE, "--variant", "ssfnet_lite0"),
         rows=(
             Row("default recipe (decoder at the backbone's lr)", ()),
@@ -127,11 +127,7 @@ SUITES = {
                 ADAMW,
             ),
         ),
-        figures=(
-            ("viton", "miou", "VITON LIP-20 mIoU"),
-            ("ccp", "miou", "CCP coarse mIoU"),
-            ("pascal-person-part", "person_iou", "PASCAL person IoU"),
-        ),
+        figures=DEFAULT_FIGURES,
     ),
     "table2": Suite(
         name="table2",
