@@ -21,7 +21,7 @@ from PIL import Image
 from .context import EXAMPLES_DIR, AppContext, Thumbnails, status_text
 from .finetune_ui import finetune_panel, wire_finetune
 from .keys import KEYS_JS, SHORTCUTS_MD
-from .memory import start_trimmer
+from .memory import expire_closed_sessions, start_trimmer
 from .models import Predictors, set_model_threads
 from .panel_edit import TOOLS, ZOOM_CHOICES, EditHandlers
 from .panel_finetune import FinetuneHandlers
@@ -102,6 +102,7 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
         ui.session = gr.State(None, time_to_live=ttl)
         ui.record_ids = gr.State([], time_to_live=ttl)
         ui.zoom = gr.State(None, time_to_live=ttl)  # the overlay's zoom (demo.zoom.Zoom); None: whole
+        expire_closed_sessions(demo, ttl)  # also when the tab is closed (Gradio would keep it an hour)
         gr.Markdown(INTRO)
         # Labels name these outputs in the API (gradio_client): unlabelled ones would be "value_<id>".
         ui.model_md = gr.Markdown(handlers.models.model_status(), label="Model status", elem_id="model-status")

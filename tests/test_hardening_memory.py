@@ -207,6 +207,63 @@ def test_a_huge_layer_is_refused_through_the_api_after_a_photo_was_opened(tmp_pa
             client.predict(editor, 0.5, ["0"], api_name="/apply_strokes")
 
 
+class _Held:
+    """A stand-in for a user's open photo, whose lifetime a weak reference can watch."""
+
+
+def _closed_session_outlives(expire: bool, wait_s: float) -> bool:
+    """Whether the state of an API client that set it and left is still held ``wait_s`` after it left."""
+    import time
+    import weakref
+
+    from gradio_client import Client
+    from helpers import free_port
+
+    from demo.memory import expire_closed_sessions
+
+    held: list[weakref.ref] = []
+
+    def open_photo(_state):
+        obj = _Held()
+        held.append(weakref.ref(obj))
+        return obj, "opened"
+
+    with gr.Blocks() as demo:
+        state = gr.State(None, time_to_live=4)
+        out = gr.Textbox()
+        gr.Button().click(open_photo, state, [state, out], api_name="open")
+        if expire:
+            expire_closed_sessions(demo, 4)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False, analytics_enabled=False)
+        assert client.predict(api_name="/open") == "opened"
+        client.close()  # the heartbeat ends: Gradio marks the session closed
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline and held[0]() is not None:
+            time.sleep(0.2)
+        return held[0]() is not None
+    finally:
+        demo.close()
+
+
+def test_a_closed_session_forgets_its_state_after_the_apps_idle_time_not_gradios_hour(tmp_path, monkeypatch):
+    from helpers import app_settings
+
+    from demo.ui import build_demo
+
+    monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+    monkeypatch.setenv("GRADIO_HEARTBEAT_INTERVAL", "0.5")  # a client's leaving is noticed within a second
+    # Without the cap Gradio keeps a closed session's state for an hour, whatever its time-to-live
+    # (forty API clients that parsed a photo each held about 400 MB after they left).
+    assert _closed_session_outlives(expire=False, wait_s=8)
+    assert not _closed_session_outlives(expire=True, wait_s=20)
+    # The app registers the cap.
+    demo = build_demo(app_settings(tmp_path))
+    assert any(t[1] == "unload" for dep in demo.fns.values() for t in dep.targets)
+
+
 def _rss_mb() -> float:
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS:"))
