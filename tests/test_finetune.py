@@ -409,3 +409,39 @@ def test_missing_default_base_says_to_pass_base(monkeypatch, tmp_path):
 def test_default_name_drops_an_earlier_stamp():
     assert default_name(Path("ssfnet_lite-lip20")) == "ssfnet_lite-lip20-ft"
     assert default_name(Path("ssfnet_lite-lip20-ft-20250102T030405Z")) == "ssfnet_lite-lip20-ft"
+
+
+def test_a_fine_tune_goes_on_with_the_base_recipe_unless_told_otherwise(world, tmp_path):
+    from train.finetune import given_options, inherit_recipe
+
+    recipe = {"crop_size": 48, "optimizer": "adamw", "lr": 0.02, "head_lr_mult": 2.0, "scale_range": [0.8, 1.2]}
+    meta = {"training": {"recipe": recipe}}
+    # The options a user set, on the command line or in a --config file, are theirs.
+    (tmp_path / "ft.yaml").write_text("optimizer: sgd\n")
+    assert given_options(["--lr", "0.5", "--crop-size", "64"]) == ("crop_size", "lr")
+    assert given_options(["--config", str(tmp_path / "ft.yaml"), "--wd", "0"]) == ("optimizer", "weight_decay")
+    train, changed = inherit_recipe(finetune.FINETUNE_DEFAULTS, meta, ())
+    assert (train.crop_size, train.optimizer, train.head_lr_mult, train.scale_range) == (48, "adamw", 2.0, (0.8, 1.2))
+    assert train.lr == pytest.approx(0.02 * finetune.LR_SHARE) and set(changed) == set(recipe)
+    train, changed = inherit_recipe(finetune.FINETUNE_DEFAULTS, meta, ("lr", "optimizer"))
+    assert (train.lr, train.optimizer, train.crop_size) == (1e-3, "sgd", 48)
+    # No recipe, or values of the wrong type or out of range: the fine-tune's defaults stay.
+    for bad in ({}, {"training": []}, {"training": {"recipe": "x"}}):
+        assert inherit_recipe(finetune.FINETUNE_DEFAULTS, bad, ()) == (finetune.FINETUNE_DEFAULTS, {})
+    wrong = {"training": {"recipe": {"crop_size": "256", "optimizer": 5, "lr": True, "head_lr_mult": 3}}}
+    train, changed = inherit_recipe(finetune.FINETUNE_DEFAULTS, wrong, ())
+    assert changed == {"head_lr_mult": 3} and train.crop_size == finetune.FINETUNE_DEFAULTS.crop_size
+    assert inherit_recipe(finetune.FINETUNE_DEFAULTS, {"training": {"recipe": {"optimizer": "rmsprop"}}}, ())[1] == {}
+
+    # End to end: a base whose metadata records its recipe is fine-tuned with it.
+    state = load_checkpoint(world["base"])[0]
+    base = save_checkpoint(
+        state, tmp_path / "checkpoints" / "recorded", variant="ssfnet_lite", label_set="lip-20", options=TINY,
+        metadata={"training": {"recipe": recipe}},
+    )  # fmt: skip
+    config = tiny_config(world, tmp_path / "run", base=str(base), checkpoints_dir=str(base.parent), given=("lr",))
+    config.train.epoch_size, config.train.epochs = 8, 1
+    report = finetune.main(config)
+    used = json.loads((tmp_path / "run" / "finetune.json").read_text())["config"]["train"]
+    assert (used["optimizer"], used["crop_size"], used["head_lr_mult"], used["lr"]) == ("adamw", 48, 2.0, 0.05)
+    assert report["checkpoint"]

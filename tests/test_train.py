@@ -147,10 +147,15 @@ def test_time_budget_drives_the_poly_schedule(viton, tmp_path):
     summary = main(config)
     assert summary["status"] == "finished"
     assert summary["iteration"] >= 2 and summary["epoch"] >= 2
-    lrs = [json.loads(line)["lr"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
-    assert lrs == sorted(lrs, reverse=True)
-    assert lrs[-1] < 0.5 * config.lr  # the schedule ran out with the time
-    assert summary["elapsed_s"] < budget_minutes * 60 + 5
+    records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    lrs = [r["lr"] for r in records]
+    assert lrs == sorted(lrs, reverse=True) and lrs[-1] < lrs[0]
+    # Time drives the schedule: a step's rate is at most the poly rate of the time spent before it
+    # (the reserve for the final save only lowers it), however slow the steps are on a busy CPU.
+    for before, record in zip(records, records[1:]):
+        spent = (before["elapsed_s"] - 0.01) / (budget_minutes * 60)  # logged rounded to 0.01 s
+        assert record["lr"] <= config.lr * poly_factor(spent, config.lr_power) + 1e-12
+    assert summary["elapsed_s"] < budget_minutes * 60 + 20
 
 
 def test_schedule_progress_by_iterations_and_by_time():

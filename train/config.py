@@ -101,6 +101,7 @@ class TrainConfig:
             ("amp", ("auto", "bf16", "off")),
             ("channels_last", ("auto", "on", "off")),
             ("loss_at", ("native", "full")),
+            ("optimizer", ("sgd", "adamw")),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")

@@ -57,7 +57,7 @@ from ssfnet.precision import resolve_device
 from ssfnet.predictor import CHECKPOINTS_DIR, DEFAULT_CHECKPOINT
 from ssfnet.publish import round_to_storage, storage_dtype
 
-from .config import TrainConfig
+from .config import TrainConfig, load_config_file
 from .config import get_args_parser as get_train_args_parser
 from .config import parse_args as parse_train_args
 from .finetune_data import Plan, make_plan
@@ -92,6 +92,10 @@ FINETUNE_DEFAULTS = dataclasses.replace(
     augment_grid=False,
     out="runs/finetune-{timestamp}",
 )
+# What a fine-tune takes from the recipe its base recorded (a released checkpoint's metadata), unless
+# given: it goes on with the base's training (crop, optimizer, loss) at LR_SHARE of its learning rate.
+INHERITED = ("crop_size", "optimizer", "head_lr_mult", "weight_decay", "class_balance", "loss_at", "scale_range")
+LR_SHARE = 0.1
 
 
 @dataclass
@@ -110,6 +114,8 @@ class FinetuneConfig:
         checkpoints_dir: Where the new checkpoint is published.
         keep_run_checkpoint: Keep the run folder's ``last/`` (weights + optimizer state) after
             publishing; by default it is removed, the published checkpoint has the same weights.
+        given: Trainer options set by the user (command line or ``--config`` file); the others of
+            :data:`INHERITED`, and ``lr``, come from the base's recorded recipe where it has one.
     """
 
     train: TrainConfig = field(default_factory=lambda: dataclasses.replace(FINETUNE_DEFAULTS, data=[]))
@@ -120,6 +126,7 @@ class FinetuneConfig:
     name: str | None = None
     checkpoints_dir: str = str(CHECKPOINTS_DIR)
     keep_run_checkpoint: bool = False
+    given: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not 0.0 < self.corrections_share <= 1.0:
@@ -211,7 +218,46 @@ def parse_args(argv: Sequence[str] | None = None) -> FinetuneConfig:
         train.max_minutes = None
     options = vars(values)
     options["corrections"] = options["corrections"] or ["corrections"]
-    return FinetuneConfig(train=train, **options)
+    return FinetuneConfig(train=train, given=given_options(rest), **options)
+
+
+def given_options(argv: Sequence[str]) -> tuple[str, ...]:
+    """The trainer options ``argv`` sets, on the command line or in its ``--config`` file."""
+    parser = get_train_args_parser(FINETUNE_DEFAULTS, prog="python -m train.finetune")
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    named = vars(parser.parse_args(list(argv)))
+    config_file = named.pop("config", None)
+    if config_file:
+        named.update(load_config_file(config_file))
+    return tuple(sorted(named))
+
+
+def inherit_recipe(train: TrainConfig, base_meta: dict, given: Sequence[str]) -> tuple[TrainConfig, dict]:
+    """``train`` with the options not ``given`` taken from the base's recorded recipe, and what changed.
+
+    The recipe is what :mod:`train.release` records (``training.recipe``); a base without one, or
+    with values the trainer refuses, leaves ``train`` as it is.
+    """
+    training = base_meta.get("training")
+    recipe = training.get("recipe") if isinstance(training, dict) else None
+    if not isinstance(recipe, dict):
+        return train, {}
+    changes = {key: recipe[key] for key in INHERITED if key not in given and recipe.get(key) is not None}
+    lr = recipe.get("lr")
+    if "lr" not in given and isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0:
+        changes["lr"] = float(lr) * LR_SHARE
+    defaults = dataclasses.asdict(FINETUNE_DEFAULTS)
+    for key, value in list(changes.items()):
+        wanted = type(defaults[key])
+        if wanted is tuple and isinstance(value, list):
+            changes[key] = value = tuple(value)
+        if not isinstance(value, wanted) and not (wanted is float and isinstance(value, int)):
+            del changes[key]  # a value of the wrong type: the fine-tune's own default stays
+    try:
+        return dataclasses.replace(train, **changes), changes
+    except (TypeError, ValueError):
+        return train, {}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -265,6 +311,10 @@ def main(config: FinetuneConfig, *, cancel: threading.Event | None = None, began
         raise ValueError("fine-tuning runs as one process (the evaluations are not distributed): not under torchrun")
     base = resolve_base(config.base or config.train.init_checkpoint)
     base_meta = read_metadata(base)
+    train, inherited = inherit_recipe(config.train, base_meta, config.given)
+    if inherited:
+        config = dataclasses.replace(config, train=train)
+        _say("from the base's recipe: " + ", ".join(f"{k} {v}" for k, v in inherited.items()))
     for root in config.corrections:
         if not (Path(root) / "meta").is_dir():
             raise FileNotFoundError(f"no corrections folder at {root} (expected images/, labels/ and meta/)")

@@ -88,6 +88,7 @@ def finetune_config(
         corrections=[str(corrections_dir)],
         holdout=0.0,
         checkpoints_dir=str(out / "checkpoints"),
+        given=tuple(k for k, v in overrides.items() if v),  # the rest of the base's recipe carries over
     )
 
 
