@@ -34,3 +34,14 @@ def test_loop_writes_corrections_fine_tunes_and_scores(dataset_dir, tmp_path):
     model, meta = load_checkpoint(report["fine_tuned"])
     assert meta["label_set"] == "lip-20"
     assert (out / "report.md").read_text().startswith("| validation set")
+
+
+def test_the_loop_fine_tunes_as_told_and_otherwise_with_the_base_recipe(tmp_path):
+    from train.simulate_loop import finetune_config, parse_args
+
+    args = parse_args(["--base", "b", "--split", "s.json", "--corrections-share", "0.2", "--lr", "3e-5"])
+    config = finetune_config(args, ["viton:v", "ccp:c"], tmp_path / "corrections", tmp_path)
+    assert config.corrections_share == 0.2 and config.train.lr == 3e-5 and config.given == ("lr",)
+    assert config.train.data == ["viton:v", "ccp:c"] and config.holdout == 0.0
+    # Left to the base's recipe: the crop size (and optimizer, ...) are not among the given options.
+    assert "crop_size" not in config.given

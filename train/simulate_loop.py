@@ -55,6 +55,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="validation images the fine-tune scores before and after (default: train.finetune's)",
     )
+    p.add_argument(
+        "--corrections-share",
+        type=float,
+        default=finetune.FinetuneConfig().corrections_share,
+        help="share of every fine-tuning epoch drawn from the corrections",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
     p.add_argument("--out", default="runs/simulate-loop")
@@ -86,6 +92,7 @@ def finetune_config(
         train=train,
         base=str(args.base),
         corrections=[str(corrections_dir)],
+        corrections_share=args.corrections_share,
         holdout=0.0,
         checkpoints_dir=str(out / "checkpoints"),
         given=tuple(k for k, v in overrides.items() if v),  # the rest of the base's recipe carries over
