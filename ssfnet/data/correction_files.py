@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ssfnet.io import writer_alive
+from ssfnet.io import oriented_size, writer_alive
 from ssfnet.labels import LabelSet
 
 logger = logging.getLogger(__name__)
@@ -52,9 +52,6 @@ IMAGE_FORMATS = {
     "tiff": "TIFF",
 }
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")  # whole ids only: fullmatch
-# EXIF orientations 5-8 rotate by 90 degrees, swapping width and height.
-_EXIF_ORIENTATION = 0x0112
-_TRANSPOSED_ORIENTATIONS = {5, 6, 7, 8}
 # A claim without a pid (just created, or made before pids were recorded) is debris after this long.
 CLAIM_GRACE_S = 60.0
 
@@ -75,9 +72,8 @@ def check_id(record_id: str) -> str:
 def displayed_size(data: bytes) -> tuple[int, int]:
     """(width, height) of encoded image bytes after applying their EXIF orientation."""
     with Image.open(io.BytesIO(data)) as im:
-        width, height = im.size
-        orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
-    return (height, width) if orientation in _TRANSPOSED_ORIENTATIONS else (width, height)
+        height, width = oriented_size(im)
+    return width, height
 
 
 def encode_image(image: np.ndarray, ext: str) -> bytes:
