@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from ssfnet.data.corrections import load_correction, save_correction
-from ssfnet.io import MAX_IMAGE_PIXELS, ImageError, frame_count, image_size, read_image
+from ssfnet.io import MAX_IMAGE_PIXELS, ImageError, exif_orientation, frame_count, read_image, read_image_and_size
 from ssfnet.labels import LabelSet, get_label_set
 
 from .editing import History, resize_image, resize_labels
@@ -38,7 +38,6 @@ MIN_SIDE = 16
 # other uploads (alpha, CMYK, 16-bit) are stored as a PNG of the pixels the annotator saw.
 _KEEP_FORMATS = {"JPEG": "jpg", "PNG": "png"}
 _KEEP_MODES = {"RGB", "L"}
-_EXIF_ORIENTATION = 0x0112
 
 
 @dataclass(frozen=True)
@@ -75,7 +74,7 @@ def describe_upload(data: bytes) -> tuple[str | None, str | None, bool, bool]:
     """``(format, mode, rotated, transparent)`` of encoded image bytes, read from the header only."""
     try:
         with Image.open(io.BytesIO(data)) as im:
-            rotated = im.getexif().get(_EXIF_ORIENTATION, 1) not in (1, None)
+            rotated = exif_orientation(im) != 1
             transparent = "A" in im.getbands() or "transparency" in im.info
             return im.format, im.mode, rotated, transparent
     except Exception:  # read_image gives the user-facing error; this only informs the notes
@@ -107,8 +106,7 @@ def read_upload(
     if not data:
         raise ImageError(f"{name} is an empty file")
     try:
-        image = read_image(data, max_pixels=max_pixels, max_side=max_side)
-        full_size = image_size(data) if max_side is not None else image.shape[:2]
+        image, full_size = read_image_and_size(data, max_pixels=max_pixels, max_side=max_side)
     except ImageError as err:
         raise ImageError(str(err).replace("the upload", name, 1)) from None
     h, w = full_size
@@ -313,9 +311,9 @@ def open_correction(root: str | os.PathLike, record_id: str, *, max_side: int) -
     ext = str(meta.get("image_ext", "png"))
     image_path = Path(root) / "images" / f"{record_id}.{ext}"
     try:
-        data, keep = image_path.read_bytes(), True
-        size = image_size(data)
-    except (OSError, ImageError):
+        # load_correction checked that the label map has the photo's full upright size.
+        data, keep, size = image_path.read_bytes(), True, proposal.shape[:2]
+    except OSError:
         # The pixels were readable a moment ago; keep those of the working copy losslessly rather than fail.
         data, keep, ext, size = _png(image), False, "png", image.shape[:2]
     source = Source(name=meta.get("source_name") or None, data=data, ext=ext, size=size, keep_bytes=keep)

@@ -82,13 +82,34 @@ def _rgb_array(img: Image.Image) -> np.ndarray:
 
 
 def oriented_size(img: Image.Image) -> tuple[int, int]:
-    """``(height, width)`` of an opened image once its EXIF orientation is applied (from the header)."""
+    """``(height, width)`` of an opened image once its EXIF orientation is applied.
+
+    Reads what the header holds and decodes nothing: a PNG keeps its EXIF in an ``eXIf`` chunk
+    that may follow the pixels, and Pillow's ``getexif`` decodes the whole picture to find it, so
+    an undecoded PNG whose header holds no EXIF counts as upright. Once the image is decoded the
+    answer is exact (:func:`read_image_and_size` asks then).
+    """
     w, h = img.size
+    return (w, h) if _turned(img) else (h, w)
+
+
+def _turned(img: Image.Image) -> bool:
+    """True when the EXIF orientation the image holds so far turns it a quarter (see :func:`oriented_size`)."""
+    return exif_orientation(img) in _TRANSPOSED_ORIENTATIONS
+
+
+def exif_orientation(img: Image.Image) -> int:
+    """The EXIF orientation (1-8, 1 = as stored) an opened image holds so far, decoding nothing.
+
+    An undecoded PNG whose EXIF follows its pixels reads 1 (see :func:`oriented_size`); a broken
+    EXIF block reads 1, as :func:`read_image` then keeps the stored orientation too.
+    """
+    if img.format == "PNG" and "exif" not in img.info:
+        return 1
     try:
-        turned = img.getexif().get(_EXIF_ORIENTATION, 1) in _TRANSPOSED_ORIENTATIONS
-    except Exception:  # a broken EXIF block: read_image keeps the stored orientation too
-        turned = False
-    return (w, h) if turned else (h, w)
+        return int(img.getexif().get(_EXIF_ORIENTATION, 1) or 1)
+    except Exception:
+        return 1
 
 
 def image_size(source: str | Path | bytes) -> tuple[int, int]:
@@ -169,6 +190,17 @@ def read_image(
         ImageError: not an image, a format that cannot be read here (HEIC), corrupt, truncated,
             or larger than ``max_pixels``.
     """
+    return read_image_and_size(source, max_pixels=max_pixels, max_side=max_side)[0]
+
+
+def read_image_and_size(
+    source: str | Path | bytes, *, max_pixels: int = MAX_IMAGE_PIXELS, max_side: int | None = None
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """:func:`read_image` and the image's full upright ``(height, width)``, from one decode.
+
+    The full size is taken once the pixels are decoded, so it always agrees with the picture
+    (a PNG's EXIF orientation may sit after its pixels, where a header read cannot see it).
+    """
     what = "the upload" if isinstance(source, bytes) else str(source)
     stream = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
@@ -182,12 +214,15 @@ def read_image(
                 raise ImageError(f"{what} has no pixels")
             if max_side is None:
                 img.load()
-                return to_rgb_array(img)
-            target = long_side_size(*oriented_size(img), max_side, enlarge=False)
+                array = to_rgb_array(img)
+                return array, array.shape[:2]
             picture = _upright_rgb(_reduced(img, max_side))
+            img.load()  # decoded already (a no-op): the EXIF has been read wherever the file keeps it
+            full = (w, h) if _turned(img) else (h, w)
+            target = long_side_size(*full, max_side, enlarge=False)
             if (picture.height, picture.width) != target:
                 picture = picture.resize((target[1], target[0]), Image.Resampling.BOX)
-            return _rgb_array(picture)
+            return _rgb_array(picture), full
     except ImageError:
         raise
     except FileNotFoundError:

@@ -312,3 +312,56 @@ def test_model_runs_happen_on_the_models_own_threads_and_directly_after_a_fork()
             pytest.fail("the forked process waited for a model thread that does not exist")
         time.sleep(0.05)
     assert os.waitstatus_to_exitcode(done[1]) == 0
+
+
+def png_with_late_exif(full: np.ndarray, orientation: int) -> bytes:
+    """A PNG of ``full`` whose EXIF orientation sits in an ``eXIf`` chunk after the pixels (the PNG spec allows it)."""
+    import struct
+    import zlib
+
+    buffer = io.BytesIO()
+    Image.fromarray(full).save(buffer, format="PNG")
+    data = buffer.getvalue()
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    payload = exif.tobytes()[len(b"Exif\x00\x00") :] if exif.tobytes().startswith(b"Exif") else exif.tobytes()
+    chunk = struct.pack(">I", len(payload)) + b"eXIf" + payload + struct.pack(">I", zlib.crc32(b"eXIf" + payload))
+    end = data.rindex(b"IEND") - 4
+    return data[:end] + chunk + data[end:]
+
+
+def count_decodes(monkeypatch) -> list:
+    """Every full decode of a PNG from now on appends to the returned list."""
+    from PIL import PngImagePlugin
+
+    calls, load = [], PngImagePlugin.PngImageFile.load
+
+    def counted(self):
+        if self._im is None:
+            calls.append(self.size)
+        return load(self)
+
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", counted)
+    return calls
+
+
+def test_an_upload_is_decoded_once_and_its_header_size_decodes_nothing(tmp_path, monkeypatch):
+    path = tmp_path / "big.png"
+    Image.fromarray(gradient(1200, 2000)).save(path)
+    calls = count_decodes(monkeypatch)
+    assert image_size(path) == (1200, 2000) and calls == []
+    image, source = read_upload(path, max_side=500)
+    assert calls == [(2000, 1200)], "the upload was decoded more than once"
+    assert image.shape == (300, 500, 3) and source.size == (1200, 2000)
+
+
+@pytest.mark.parametrize("max_side", [None, 300])
+def test_a_png_with_its_orientation_after_the_pixels_is_turned_and_sized_alike(tmp_path, max_side):
+    path = tmp_path / "late.png"
+    path.write_bytes(png_with_late_exif(gradient(300, 800), orientation=6))
+    with Image.open(path) as im:
+        assert "exif" not in im.info  # not in the header: only a decode finds it
+    image, source = read_upload(path, max_side=max_side)
+    assert source.size == (800, 300), "the full size must be the upright one, as the picture is"
+    assert image.shape[:2] == ((800, 300) if max_side is None else (300, 112))
+    np.testing.assert_array_equal(read_image(path), np.rot90(gradient(300, 800), -1))

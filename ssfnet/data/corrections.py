@@ -44,7 +44,7 @@ from ssfnet.data.correction_files import (
     write_temp,
 )
 from ssfnet.geometry import resize_labels
-from ssfnet.io import image_size, json_safe, read_image
+from ssfnet.io import json_safe, read_image_and_size
 from ssfnet.labels import LabelSet, get_label_set
 
 logger = logging.getLogger(__name__)
@@ -264,8 +264,7 @@ def load_correction(
     if image_path is None or not label_path.is_file():
         raise FileNotFoundError(f"correction {record_id} in {root} lacks its image or label file")
     # The same decoding as the app's uploads (alpha on white, 16-bit and CMYK converted).
-    full_size = image_size(image_path)
-    image = read_image(image_path, max_pixels=1 << 40, max_side=max_side)
+    image, full_size = read_image_and_size(image_path, max_pixels=1 << 40, max_side=max_side)
     with Image.open(label_path) as im:
         if im.mode not in ("P", "L"):
             raise ValueError(f"{label_path}: expected an indexed PNG, got mode {im.mode}")
