@@ -45,3 +45,7 @@ def test_the_loop_fine_tunes_as_told_and_otherwise_with_the_base_recipe(tmp_path
     assert config.train.data == ["viton:v", "ccp:c"] and config.holdout == 0.0
     # Left to the base's recipe: the crop size (and optimizer, ...) are not among the given options.
     assert "crop_size" not in config.given
+    frozen = parse_args(["--base", "b", "--split", "s.json", "--freeze-backbone", "--batch-size", "16"])
+    config = finetune_config(frozen, ["ccp:c"], tmp_path / "corrections", tmp_path)
+    assert config.train.freeze_backbone and config.train.batch_size == 16
+    assert set(config.given) == {"freeze_backbone", "batch_size"}

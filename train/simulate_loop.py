@@ -49,6 +49,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-minutes", type=float, default=10.0, help="fine-tuning budget (whole command)")
     p.add_argument("--lr", type=float, default=None, help="fine-tuning learning rate (default: train.finetune's)")
     p.add_argument("--crop-size", type=int, default=None, help="fine-tuning crop size (default: train.finetune's)")
+    p.add_argument("--batch-size", type=int, default=None, help="fine-tuning batch size (default: train.finetune's)")
+    p.add_argument(
+        "--freeze-backbone", action="store_true", help="fine-tune the decoder only (backbone weights and BN stats fixed)"
+    )
     p.add_argument(
         "--val-max-images",
         type=int,
@@ -78,7 +82,13 @@ def finetune_config(
     args: argparse.Namespace, data: list[str], corrections_dir: Path, out: Path
 ) -> finetune.FinetuneConfig:
     """The fine-tune of the loop: the fine-tuning defaults with this command's budget, data and overrides."""
-    overrides = {"lr": args.lr, "crop_size": args.crop_size, "device": args.device}
+    overrides = {
+        "lr": args.lr,
+        "crop_size": args.crop_size,
+        "batch_size": args.batch_size,
+        "freeze_backbone": args.freeze_backbone,
+        "device": args.device,
+    }
     train = dataclasses.replace(
         finetune.FINETUNE_DEFAULTS,
         data=list(data),
