@@ -51,7 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--crop-size", type=int, default=None, help="fine-tuning crop size (default: train.finetune's)")
     p.add_argument("--batch-size", type=int, default=None, help="fine-tuning batch size (default: train.finetune's)")
     p.add_argument(
-        "--freeze-backbone", action="store_true", help="fine-tune the decoder only (backbone weights and BN stats fixed)"
+        "--freeze-backbone", action="store_true", help="fine-tune the decoder only (backbone weights, BN stats fixed)"
     )
     p.add_argument(
         "--val-max-images",
