@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from helpers import TINY, write_viton
 
 from train.compare import SUITES, Row, Suite, format_table, row_key, run_suite
@@ -41,6 +42,36 @@ def test_rows_train_score_and_resume_with_failures_reported(tmp_path, capsys):
     capsys.readouterr()
     run_suite(suite, tmp_path / "out", minutes=0.15, data_root=str(root), rows=["Lite"])
     assert "lite-s0: done earlier, skipped" in capsys.readouterr().out
+
+
+def test_a_results_file_outside_the_run_folder_carries_finished_rows_to_a_fresh_folder(tmp_path, capsys):
+    root = tmp_path / "data"
+    write_viton(root / "viton", n=12)
+    suite = Suite(
+        name="tiny",
+        data=("viton:{root}/viton",),
+        recipe=("--crop-size", "64", "-b", "2", "--epoch-size", "4", "--val-fraction", "0.3", "-j", "0"),
+        rows=(Row("Lite", ("--variant", "ssfnet_lite", *TINY_FLAGS), seeds=(0, 1)),),
+        figures=(("viton", "miou", "VITON mIoU"),),
+    )
+    record = tmp_path / "record" / "tiny.json"
+    first = run_suite(suite, tmp_path / "out-1", minutes=0.1, data_root=str(root), seeds=[0], results_file=record)
+    assert set(json.loads(record.read_text())) == {"lite-s0"} == set(first)
+    assert not (tmp_path / "out-1" / "results.json").exists()
+
+    # Another machine: the runs are gone, the record is not; only the missing seed trains.
+    capsys.readouterr()
+    both = run_suite(suite, tmp_path / "out-2", minutes=0.1, data_root=str(root), results_file=record)
+    out = capsys.readouterr().out
+    assert "lite-s0: done earlier, skipped" in out and "lite-s1: training" in out
+    assert set(both) == {"lite-s0", "lite-s1"} and both["lite-s0"] == first["lite-s0"]
+    assert not (tmp_path / "out-2" / "lite-s0").exists()
+    assert "| Lite | 0 |" in (tmp_path / "out-2" / "table.md").read_text()
+
+    record.write_text("{torn")
+    with pytest.raises(SystemExit, match="cannot read the results"):
+        run_suite(suite, tmp_path / "out-3", minutes=0.1, data_root=str(root), results_file=record)
+    assert record.read_text() == "{torn"
 
 
 def test_missing_data_is_skipped_with_a_message(tmp_path, capsys):

@@ -9,9 +9,13 @@ Every row of a suite trains through ``python -m train.train`` with the suite's d
 augmentation and seed and the same ``--max-minutes`` (the poly schedule runs on time, so each row
 ends its schedule within the budget), then its final weights (``last/``, the end of the schedule,
 not a best picked on the validation photos) are scored on the photos the run held out. Results go
-to ``OUT/results.json`` and a Markdown table ``OUT/table.md`` after every row, so a suite can be
-run over several sessions: finished rows are skipped, an interrupted row resumes from its
-``last/`` with the minutes it had already spent.
+to ``OUT/results.json`` (or the file ``--results`` names) and a Markdown table ``OUT/table.md``
+after every row, so a suite can be run over several sessions: finished rows are skipped, an
+interrupted row resumes from its ``last/`` with the minutes it had already spent. A results file
+kept outside ``OUT`` (a committed record) carries the finished rows to a machine that no longer
+has the runs:
+
+    python -m train.compare table2 --minutes 20 --results docs/results/table2.json
 
 Suites:
 
@@ -268,6 +272,7 @@ def run_suite(
     rows: list[str] | None = None,
     seeds: list[int] | None = None,
     dry_run: bool = False,
+    results_file: str | Path | None = None,
 ) -> dict:
     """Train and score every (row, seed) of ``suite`` not yet in ``OUT/results.json``.
 
@@ -279,6 +284,7 @@ def run_suite(
         rows: Only the rows whose :func:`row_key` (without the seed) or name is listed.
         seeds: Override every row's seeds.
         dry_run: Print the commands only.
+        results_file: The results to read and update (default ``OUT/results.json``).
 
     Returns:
         The results, by run folder name.
@@ -290,8 +296,12 @@ def run_suite(
         print(f"skipped: the {suite.name} suite needs {', '.join(missing)} (pass --data-root)", file=sys.stderr)
         return {}
     out.mkdir(parents=True, exist_ok=True)
-    results_file = out / "results.json"
-    results = json.loads(results_file.read_text()) if results_file.is_file() else {}
+    results_file = Path(results_file) if results_file else out / "results.json"
+    try:
+        results = json.loads(results_file.read_text()) if results_file.is_file() else {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        # Stop rather than start over: writing would replace the rows the file holds.
+        raise SystemExit(f"cannot read the results in {results_file} ({err}); mend or move it, then run again") from err
     for row in suite.rows:
         if rows and row.name not in rows and row_key(row, 0)[: -len("-s0")] not in rows:
             continue
@@ -336,6 +346,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rows", nargs="+", default=None, help="only these rows (names or folder prefixes)")
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="override every row's seeds")
     p.add_argument("--dry-run", action="store_true", help="print the training commands only")
+    p.add_argument("--results", default=None, help="results file to read and update (default: OUT/results.json)")
     return p.parse_args(argv)
 
 
@@ -350,6 +361,7 @@ def main(argv: list[str] | None = None) -> dict:
         rows=args.rows,
         seeds=args.seeds,
         dry_run=args.dry_run,
+        results_file=args.results,
     )
 
 
