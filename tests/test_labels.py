@@ -18,7 +18,7 @@ from ssfnet.labels import (
 
 # The LIP-20 classes each PASCAL-Person-Part part may hold, as documented in ssfnet.labels.
 PART_SETS = {
-    "head": {"hat", "hair", "sunglasses", "face", "scarf"},
+    "head": {"hat", "hair", "sunglasses", "face"},
     "torso": {"upper-clothes", "coat", "dress", "jumpsuits", "scarf", "pants", "skirt", "face"},
     "upper-arm": {"left-arm", "right-arm", "upper-clothes", "coat", "dress", "jumpsuits", "scarf"},
     "lower-arm": {"left-arm", "right-arm", "glove", "upper-clothes", "coat", "dress", "jumpsuits"},
@@ -145,6 +145,8 @@ def test_person_head_conversions_and_eval_mapping():
     heads = {LIP_20.id_of(n) for n in ("hat", "hair", "sunglasses", "face")}
     for c in range(LIP_20.num_classes):
         assert m.pred_lut[c] == (0 if c == 0 else head if c in heads else body), LIP_20.names[c]
+    # Training and scoring agree: a LIP-20 model learns PASCAL's head as exactly the classes scored head.
+    assert set(LIP_20.members(LIP_20.id_of("head"))) == heads
     # LIP-20 ground truth: PASCAL's head region is head even where a scarf may be; skin is face or limb.
     lip = conversion_lut("lip-20", "person-head-3")
     assert lip[LIP_20.id_of("head")] == head and lip[LIP_20.id_of("lower-leg")] == body
