@@ -311,8 +311,11 @@ def open_correction(root: str | os.PathLike, record_id: str, *, max_side: int) -
     ext = str(meta.get("image_ext", "png"))
     image_path = Path(root) / "images" / f"{record_id}.{ext}"
     try:
-        # load_correction checked that the label map has the photo's full upright size.
-        data, keep, size = image_path.read_bytes(), True, proposal.shape[:2]
+        data, keep = image_path.read_bytes(), True
+        # load_correction checked that the stored label map has the photo's full upright size (the
+        # proposal it returned is at the working size); its PNG header gives that size undecoded.
+        with Image.open(Path(root) / "labels" / f"{record_id}.png") as stored:
+            size = (stored.height, stored.width)
     except OSError:
         # The pixels were readable a moment ago; keep those of the working copy losslessly rather than fail.
         data, keep, ext, size = _png(image), False, "png", image.shape[:2]
