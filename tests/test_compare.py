@@ -12,20 +12,27 @@ from train.compare import SUITES, Row, Suite, format_table, row_key, run_suite
 TINY_FLAGS = tuple(item for key, value in TINY.items() for item in ("--model-option", f"{key}={value}"))
 
 
-def test_rows_train_score_and_resume_with_failures_reported(tmp_path, capsys):
+def tiny_suite(tmp_path, rows: tuple[Row, ...], **options) -> tuple[Suite, object]:
+    """A suite of tiny rows on 12 fake VITON photos, and its data root."""
     root = tmp_path / "data"
     write_viton(root / "viton", n=12)
     suite = Suite(
         name="tiny",
         data=("viton:{root}/viton",),
         recipe=("--crop-size", "64", "-b", "2", "--epoch-size", "4", "--val-fraction", "0.3", "-j", "0"),
-        rows=(
-            Row("Lite", ("--variant", "ssfnet_lite", *TINY_FLAGS), seeds=(0, 1), paper=50.0),
-            Row("Broken", ("--variant", "no_such_model")),
-        ),
-        latency=True,
+        rows=rows,
         figures=(("viton", "miou", "VITON mIoU"),),
+        **options,
     )
+    return suite, root
+
+
+def test_rows_train_score_and_resume_with_failures_reported(tmp_path, capsys):
+    rows = (
+        Row("Lite", ("--variant", "ssfnet_lite", *TINY_FLAGS), seeds=(0, 1), paper=50.0),
+        Row("Broken", ("--variant", "no_such_model")),
+    )
+    suite, root = tiny_suite(tmp_path, rows, latency=True)
     results = run_suite(suite, tmp_path / "out", minutes=0.15, data_root=str(root))
     for seed in (0, 1):
         entry = results[f"lite-s{seed}"]
@@ -45,15 +52,7 @@ def test_rows_train_score_and_resume_with_failures_reported(tmp_path, capsys):
 
 
 def test_a_results_file_outside_the_run_folder_carries_finished_rows_to_a_fresh_folder(tmp_path, capsys):
-    root = tmp_path / "data"
-    write_viton(root / "viton", n=12)
-    suite = Suite(
-        name="tiny",
-        data=("viton:{root}/viton",),
-        recipe=("--crop-size", "64", "-b", "2", "--epoch-size", "4", "--val-fraction", "0.3", "-j", "0"),
-        rows=(Row("Lite", ("--variant", "ssfnet_lite", *TINY_FLAGS), seeds=(0, 1)),),
-        figures=(("viton", "miou", "VITON mIoU"),),
-    )
+    suite, root = tiny_suite(tmp_path, (Row("Lite", ("--variant", "ssfnet_lite", *TINY_FLAGS), seeds=(0, 1)),))
     record = tmp_path / "record" / "tiny.json"
     first = run_suite(suite, tmp_path / "out-1", minutes=0.1, data_root=str(root), seeds=[0], results_file=record)
     assert set(json.loads(record.read_text())) == {"lite-s0"} == set(first)
