@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from helpers import TINY, write_viton
@@ -12,7 +13,7 @@ from train.compare import SUITES, Row, Suite, format_table, row_key, run_suite
 TINY_FLAGS = tuple(item for key, value in TINY.items() for item in ("--model-option", f"{key}={value}"))
 
 
-def tiny_suite(tmp_path, rows: tuple[Row, ...], **options) -> tuple[Suite, object]:
+def tiny_suite(tmp_path: Path, rows: tuple[Row, ...], **options) -> tuple[Suite, Path]:
     """A suite of tiny rows on 12 fake VITON photos, and its data root."""
     root = tmp_path / "data"
     write_viton(root / "viton", n=12)
