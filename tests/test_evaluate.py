@@ -14,7 +14,7 @@ from PIL import Image
 from ssfnet import build_model, get_label_set, save_checkpoint
 from ssfnet.build import model_options
 from ssfnet.labels import conversion_lut, eval_mapping
-from train.evaluate import evaluate_dataset, held_out_ids, main
+from train.evaluate import evaluate_dataset, held_out_ids, main, matrix_score, paired_bootstrap
 from train.plots import plot_results
 
 LIP = get_label_set("lip-20")
@@ -83,6 +83,44 @@ def test_known_wrong_predictor_gives_the_hand_computed_scores():
     assert metrics["miou"] == pytest.approx((100.0 + 100 * 4 / 11 + 0.0) / 3)
     assert metrics["pixel_acc"] == pytest.approx(100 * 8 / 15)
     assert metrics["mean_acc"] == pytest.approx((100.0 + 100.0 + 0.0) / 3)
+
+
+def test_per_image_matrices_sum_to_the_dataset_matrix():
+    pairs = random_pairs(5, LIP.num_classes)
+    predictor = LookupPredictor(pairs, relabel={3: 4})
+    per_image: list[np.ndarray] = []
+    cm = evaluate_dataset(predictor, Pairs(pairs), LIP.num_classes, batch_size=2, progress=False, per_item=per_image)
+    assert len(per_image) == 5 and all(m.sum() == 20 * 16 for m in per_image)
+    np.testing.assert_array_equal(np.sum(per_image, axis=0), cm.matrix)
+    score = matrix_score("lip-20", "lip-20")
+    assert score(cm.matrix) == pytest.approx(cm.compute()["miou"])
+
+
+def test_paired_bootstrap_tells_a_sure_gain_from_no_change_and_from_a_coin_toss():
+    score = matrix_score("lip-20", "lip-20")
+    rng = np.random.default_rng(1)
+    pairs = random_pairs(12, 3, seed=2)  # classes 0-2 only
+    truth = [gt for _, gt in pairs]
+
+    def matrices(error_rates):
+        out = []
+        for gt, rate in zip(truth, error_rates):
+            pred = np.where(rng.random(gt.shape) < rate, (gt + 1) % 3, gt)
+            one = evaluate_dataset(LookupPredictor([(gt, pred)]), Pairs([(gt, gt)]), LIP.num_classes, progress=False)
+            out.append(one.matrix)
+        return out
+
+    before = matrices([0.4] * 12)
+    same = paired_bootstrap(before, before, score, draws=200)
+    assert same["delta"] == same["low"] == same["high"] == 0 and same["p_gain"] == 0
+    better = paired_bootstrap(before, matrices([0.1] * 12), score, draws=200)
+    assert better["delta"] > 10 and better["low"] > 0 and better["p_gain"] == 1.0
+    # Better on half the photos, as much worse on the other half: the interval spans zero.
+    mixed = paired_bootstrap(before, matrices([0.1, 0.7] * 6), score, draws=400)
+    assert mixed["low"] < 0 < mixed["high"] and 0.05 < mixed["p_gain"] < 0.95
+    assert better["images"] == 12 and better["draws"] == 200
+    with pytest.raises(ValueError, match="equal non-empty"):
+        paired_bootstrap(before, before[:-1], score)
 
 
 def test_lip_predictions_scored_against_fashion_ground_truth():

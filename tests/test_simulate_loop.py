@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 from helpers import TINY
 
@@ -31,6 +32,11 @@ def test_loop_writes_corrections_fine_tunes_and_scores(dataset_dir, tmp_path):
         ccp_scores = report[when]["ccp_other_val (lip-20 -> ccp-coarse)"]
         assert ccp_scores["images"] == 1 and 0 <= ccp_scores["miou"] <= 100
         assert report[when]["viton_val (lip-20)"]["images"] == 2
+    # The held-out CCP change, paired over the same photo(s), agrees with the two scores.
+    change, key = report["ccp_change"], "ccp_other_val (lip-20 -> ccp-coarse)"
+    assert change["images"] == 1 and change["low"] <= change["delta"] <= change["high"]
+    assert change["delta"] == pytest.approx(report["after"][key]["miou"] - report["before"][key]["miou"], abs=0.02)
+    assert "paired bootstrap" in (out / "report.md").read_text()
     model, meta = load_checkpoint(report["fine_tuned"])
     assert meta["label_set"] == "lip-20"
     assert (out / "report.md").read_text().startswith("| validation set")

@@ -71,6 +71,7 @@ def evaluate_dataset(
     batch_size: int = 4,
     limit: int | None = None,
     progress: bool = True,
+    per_item: list[np.ndarray] | None = None,
 ) -> ConfusionMatrix:
     """Accumulate the confusion matrix of ``predictor`` over ``dataset``.
 
@@ -86,6 +87,7 @@ def evaluate_dataset(
         batch_size: Images per predictor call.
         limit: Score at most this many images (an even spread over the dataset).
         progress: Show a progress bar.
+        per_item: Receives each image's own matrix (see :func:`confusion_over`).
     """
     indices = spread(len(dataset), limit)
     with tqdm(total=len(indices), disable=not progress, desc="evaluate") as bar:
@@ -99,6 +101,7 @@ def evaluate_dataset(
             flip=flip,
             batch_size=batch_size,
             on_batch=bar.update,
+            per_item=per_item,
         )
 
 
@@ -113,6 +116,7 @@ def confusion_over(
     flip: bool = False,
     batch_size: int = 4,
     on_batch: Callable[[int], object] | None = None,
+    per_item: list[np.ndarray] | None = None,
 ) -> ConfusionMatrix:
     """The confusion matrix of ``predictor`` over ``(dataset, index)`` items: the one scoring loop.
 
@@ -121,6 +125,8 @@ def confusion_over(
     Args:
         items: Samples as (dataset following the :mod:`ssfnet.data` contract, index).
         on_batch: Called with the number of images after every batch.
+        per_item: Where given, each item's own K x K matrix is appended to it, in item order
+            (for :func:`paired_bootstrap`); the returned matrix is their sum.
         Others: as :func:`evaluate_dataset`.
     """
     cm = ConfusionMatrix(num_classes, mapping=mapping, label_set=label_set)
@@ -128,10 +134,78 @@ def confusion_over(
         pairs = [dataset.load(index) for dataset, index in items[start : start + batch_size]]
         preds = predictor.predict_batch([image for image, _ in pairs], multiscale=multiscale, flip=flip)
         for pred, (_, gt) in zip(preds, pairs):
-            cm.update(pred, gt)
+            if per_item is None:
+                cm.update(pred, gt)
+                continue
+            one = ConfusionMatrix(num_classes, mapping=mapping, label_set=label_set)
+            one.update(pred, gt)
+            per_item.append(one.matrix)
+            cm.merge(one)
         if on_batch is not None:
             on_batch(len(pairs))
     return cm
+
+
+def paired_bootstrap(
+    before: Sequence[np.ndarray],
+    after: Sequence[np.ndarray],
+    score: Callable[[np.ndarray], float],
+    *,
+    draws: int = 2000,
+    seed: int = 0,
+) -> dict:
+    """How much a dataset-level score changed between two models scored on the same images, and how surely.
+
+    The images are resampled with replacement, the same draw for both models (a paired
+    bootstrap); each draw sums the drawn images' confusion matrices and scores the two sums.
+
+    Args:
+        before: Per-image K x K confusion matrices of the first model.
+        after: The second model's, for the same images in the same order.
+        score: A summed matrix -> the score (e.g. its mIoU).
+        draws: Bootstrap draws.
+        seed: Seed of the draws.
+
+    Returns:
+        ``delta`` (after - before on all images), ``low`` and ``high`` (the 2.5 and 97.5
+        percentiles of the resampled deltas), ``p_gain`` (share of draws in which the score
+        rose), ``images`` and ``draws``.
+    """
+    a = np.asarray(before, dtype=np.int64)
+    b = np.asarray(after, dtype=np.int64)
+    if a.shape != b.shape or a.ndim != 3 or len(a) == 0:
+        raise ValueError(f"need two equal non-empty stacks of per-image matrices, got {a.shape} and {b.shape}")
+    n, k = len(a), a.shape[1]
+    flat_a, flat_b = a.reshape(n, -1), b.reshape(n, -1)
+    rng = np.random.default_rng(seed)
+    deltas = np.empty(draws)
+    for d in range(draws):
+        counts = np.bincount(rng.integers(0, n, n), minlength=n)
+        deltas[d] = score((counts @ flat_b).reshape(k, k)) - score((counts @ flat_a).reshape(k, k))
+    delta = score(b.sum(0)) - score(a.sum(0))
+    low, high = np.percentile(deltas, [2.5, 97.5])
+    return {
+        "delta": round(float(delta), 2),
+        "low": round(float(low), 2),
+        "high": round(float(high), 2),
+        "p_gain": round(float((deltas > 0).mean()), 3),
+        "images": n,
+        "draws": draws,
+    }
+
+
+def matrix_score(model_set: LabelSet | str, gt_set: LabelSet | str, key: str = "miou") -> Callable[[np.ndarray], float]:
+    """A function scoring a summed confusion matrix as :func:`evaluate_checkpoint` scores it (``key`` of
+    :meth:`ssfnet.metrics.ConfusionMatrix.compute`), for a model in ``model_set`` and ground truth in ``gt_set``."""
+    model_set, gt_set = get_label_set(model_set), get_label_set(gt_set)
+    mapping = None if gt_set is model_set else eval_mapping(model_set, gt_set)
+
+    def score(matrix: np.ndarray) -> float:
+        cm = ConfusionMatrix(gt_set.num_classes, mapping=mapping, label_set=gt_set)
+        cm.merge(matrix)
+        return cm.compute()[key]
+
+    return score
 
 
 def spread(length: int, limit: int | None) -> np.ndarray:
@@ -227,6 +301,7 @@ def evaluate_checkpoint(
     precision: str = "auto",
     out: str | Path | None = None,
     progress: bool = True,
+    per_image: bool = False,
 ) -> dict:
     """Score a checkpoint on labelled sources; the result dict is also written to ``out/metrics.json``.
 
@@ -246,6 +321,8 @@ def evaluate_checkpoint(
         precision: ``auto``, ``bf16`` or ``fp32``.
         out: Folder for ``metrics.json`` and ``confusion.png`` (nothing written if None).
         progress: Show progress bars.
+        per_image: Also return ``per_image``: each scored image's K x K matrix, in scoring
+            order (not written to ``metrics.json``).
 
     Returns:
         mIoU, pixel and mean accuracy, per-class IoU, the confusion matrix and what was scored.
@@ -260,11 +337,12 @@ def evaluate_checkpoint(
     total = ConfusionMatrix(gt_set.num_classes, mapping=mapping, label_set=gt_set)
     began = time.perf_counter()
     images = 0
+    matrices: list[np.ndarray] | None = [] if per_image else None
     for text in data:
         ids = held_out_ids(split, text) if split else None
         cm, size = score_source(
             predictor, text, gt_set, ids, multiscale=multiscale, flip=flip, batch_size=batch_size, limit=limit,
-            progress=progress,
+            progress=progress, per_item=matrices,
         )  # fmt: skip
         total.merge(cm)
         images += len(spread(size, limit))
@@ -305,6 +383,8 @@ def evaluate_checkpoint(
             title=f"{Path(checkpoint).name} on {', '.join(data)} ({mode.get((multiscale, flip), 'single-scale')})",
         )
         print(f"wrote {out / 'metrics.json'} and {out / 'confusion.png'}")
+    if matrices is not None:
+        result["per_image"] = matrices
     return result
 
 

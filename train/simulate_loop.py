@@ -10,7 +10,8 @@ split (LIP-20), before and after::
     python -m train.simulate_loop --base runs/base/best --split runs/base/split.json \\
         --ccp ../shared/datasets/ccp --viton ../shared/datasets/viton --corrections 50 --max-minutes 10
 
-Writes ``report.json`` and ``report.md`` (a table) into ``--out``.
+Writes ``report.json`` and ``report.md`` (a table, and the held-out CCP change with its 95 % paired
+bootstrap interval over the scored photos) into ``--out``.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from ssfnet.data import CCPDataset
 from ssfnet.data.corrections import save_correction
 from ssfnet.labels import LIP_20
 from train import finetune
-from train.evaluate import evaluate_checkpoint, held_out_ids
+from train.evaluate import evaluate_checkpoint, held_out_ids, matrix_score, paired_bootstrap
 from train.utils import write_json
+
+CCP_KEY = "ccp_other_val (lip-20 -> ccp-coarse)"
 
 
 def ordered(ids: list[str], seed: int) -> list[str]:
@@ -71,10 +74,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def score(checkpoint: Path, data: str, split: Path, out: Path, *, gt_label_set: str, args, limit=None) -> dict:
+def score(
+    checkpoint: Path, data: str, split: Path, out: Path, *, gt_label_set: str, args, limit=None, per_image=None
+) -> dict:
+    """mIoU, pixel accuracy and image count; each image's confusion matrix is appended to ``per_image`` if given."""
     result = evaluate_checkpoint(
-        checkpoint, [data], gt_label_set=gt_label_set, split=split, limit=limit, device=args.device, out=out
-    )
+        checkpoint, [data], gt_label_set=gt_label_set, split=split, limit=limit, device=args.device, out=out,
+        per_image=per_image is not None,
+    )  # fmt: skip
+    if per_image is not None:
+        per_image.extend(result["per_image"])
     return {"miou": round(result["miou"], 2), "pixel_acc": round(result["pixel_acc"], 2), "images": result["images"]}
 
 
@@ -139,10 +148,13 @@ def main(argv: list[str] | None = None) -> dict:
         ]},
     )  # fmt: skip
 
+    ccp_images: dict[str, list] = {"before": [], "after": []}
+
     def score_all(checkpoint: Path, tag: str) -> dict:
         return {
-            "ccp_other_val (lip-20 -> ccp-coarse)": score(
-                checkpoint, ccp_spec, eval_split, out / f"{tag}-ccp", gt_label_set="fashion-17", args=args
+            CCP_KEY: score(
+                checkpoint, ccp_spec, eval_split, out / f"{tag}-ccp", gt_label_set="fashion-17", args=args,
+                per_image=ccp_images[tag],
             ),
             "viton_val (lip-20)": score(
                 checkpoint, viton_spec, eval_split, out / f"{tag}-viton", gt_label_set="lip-20", args=args,
@@ -155,6 +167,10 @@ def main(argv: list[str] | None = None) -> dict:
     if ft_report["status"] != "finished":
         raise RuntimeError(f"fine-tuning ended with status {ft_report['status']}")
     after = score_all(Path(ft_report["checkpoint"]), "after")
+    # Is the held-out CCP change more than the luck of which photos were held out?
+    change = paired_bootstrap(
+        ccp_images["before"], ccp_images["after"], matrix_score("lip-20", "fashion-17"), seed=args.seed
+    )
     report = {
         "command": "python -m train.simulate_loop " + " ".join(sys.argv[1:] if argv is None else argv),
         "base": str(args.base),
@@ -164,6 +180,7 @@ def main(argv: list[str] | None = None) -> dict:
         "finetune_seconds": ft_report["elapsed_s"],
         "before": before,
         "after": after,
+        "ccp_change": change,
     }
     write_json(out / "report.json", report)
     lines = ["| validation set | images | mIoU before | mIoU after | pixel acc. before | pixel acc. after |"]
@@ -172,6 +189,12 @@ def main(argv: list[str] | None = None) -> dict:
         b, a = before[name], after[name]
         lines.append(f"| {name} | {b['images']} | {b['miou']:.2f} | {a['miou']:.2f} | {b['pixel_acc']:.2f} | "
                      f"{a['pixel_acc']:.2f} |")  # fmt: skip
+    lines.append("")
+    lines.append(
+        f"Held-out CCP mIoU change: {change['delta']:+.2f} (95 % paired bootstrap over the {change['images']} "
+        f"photos: {change['low']:+.2f} to {change['high']:+.2f}; it rose in {change['p_gain']:.0%} of "
+        f"{change['draws']} draws)"
+    )
     table = "\n".join(lines)
     (out / "report.md").write_text(table + "\n")
     print(table)
