@@ -11,9 +11,10 @@ from ssfnet import build_model, load_checkpoint, save_checkpoint
 from ssfnet.checkpoint import read_metadata
 from train.plots import plot_history
 from train.release import MAIN_FIGURE, better, main, release
+from train.utils import hardware
 
 
-def fake_run(folder, data, *, elapsed_s=120.0, init=None, seed=0):
+def fake_run(folder, data, *, elapsed_s=120.0, init=None, seed=0, resolved=None):
     """A run folder as the trainer leaves it: config, split (two held-out photos per source), summary, best/."""
     torch.manual_seed(seed)
     model = build_model("ssfnet_lite", 20, **TINY)
@@ -22,6 +23,8 @@ def fake_run(folder, data, *, elapsed_s=120.0, init=None, seed=0):
         model, folder / "best", variant="ssfnet_lite", label_set="lip-20", options=options, metadata={"iteration": 7}
     )
     config = {"data": [f"{k}:{p}" for k, p in data], "crop_size": 64, "init_checkpoint": init, "split_seed": 0}
+    if resolved is not None:
+        config["resolved"] = resolved
     (folder / "config.json").write_text(json.dumps(config))
     sources = []
     for kind, path in data:
@@ -64,6 +67,32 @@ def test_warm_started_run_adds_minutes_and_keeps_history(tmp_path, sources):
     training = result["metadata"]["training"]
     assert training["cumulative_minutes"] == pytest.approx(15.0)
     assert [h["run"] for h in training["history"]] == ["run1", "run2"]
+
+
+def test_each_run_keeps_the_machine_it_trained_on(tmp_path, sources):
+    first = tmp_path / "checkpoints" / "lite-lip20"
+    zen4 = {"hardware": "EPYC with AVX-512-BF16, 2 cores", "amp_bf16": True}
+    release(fake_run(tmp_path / "run1", sources, elapsed_s=600, resolved=zen4), first)
+    training = read_metadata(first)["training"]
+    assert training["hardware"] == zen4["hardware"] and training["precision"] == "bf16 autocast"
+    # A checkpoint released before runs recorded their machine: its runs ran on the checkpoint's.
+    meta = json.loads((first / "metadata.json").read_text())
+    for entry in meta["training"]["history"]:
+        del entry["hardware"], entry["precision"]
+    (first / "metadata.json").write_text(json.dumps(meta))
+    zen3 = {"hardware": "EPYC with AVX2 (no AVX-512), 2 cores", "amp_bf16": False}
+    second = fake_run(tmp_path / "run2", sources, elapsed_s=300, init=str(first), seed=1, resolved=zen3)
+    training = release(second, first, force=True)["metadata"]["training"]
+    assert [(h["hardware"], h["precision"]) for h in training["history"]] == [
+        (zen4["hardware"], "bf16 autocast"),
+        (zen3["hardware"], "fp32"),
+    ]
+    assert training["hardware"] == f"{zen4['hardware']} (run1); {zen3['hardware']} (run2)"
+    assert training["precision"] == "bf16 autocast (run1); fp32 (run2)"
+    # A run folder from before the trainer recorded it: the releasing machine is named.
+    third = fake_run(tmp_path / "run3", sources, elapsed_s=60, init=str(first), seed=2)
+    entry = release(third, tmp_path / "other", force=True)["metadata"]["training"]["history"][-1]
+    assert entry["hardware"] == hardware() and entry["precision"] == "fp32"
 
 
 def test_run_resumed_from_another_runs_last_counts_both_runs(tmp_path, sources):

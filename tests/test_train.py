@@ -56,7 +56,9 @@ def test_tiny_run_writes_loadable_checkpoints_logs_and_plots(viton, tmp_path):
     out = tmp_path / "run"
     summary = main(tiny_config(viton, out, copy_paste=0.5, colour_jitter=0.5, blur=0.3, jpeg=0.3, class_balance=0.5))
     assert summary["status"] == "finished"
-    balance = json.loads((out / "config.json").read_text())["resolved"]["value_weights"]
+    resolved = json.loads((out / "config.json").read_text())["resolved"]
+    assert "cores" in resolved["hardware"]  # the machine it trained on, for the release's history
+    balance = resolved["value_weights"]
     assert len(balance) == get_label_set("lip-20").num_ids and 0.2 <= balance["hair"]["weight"] <= 10.0
     assert sum(entry["share"] for entry in balance.values()) == pytest.approx(1.0, abs=1e-4)
     assert summary["iteration"] == 6  # 2 epochs x 3 steps of 2 images

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 from pathlib import Path
 
@@ -33,6 +31,7 @@ from ssfnet.publish import verify_round_trip
 
 from .evaluate import held_out_ids, per_class_table, score_source
 from .plots import plot_history
+from .utils import hardware
 
 # (model label set, source kind) -> the label set its ground truth is scored in.
 SCORED_AS = {
@@ -68,22 +67,6 @@ RECIPE_KEYS = (
     "val_fraction",
     "split_seed",
 )
-
-
-def hardware() -> str:
-    """A one-line description of this machine's CPU (model, cores, bf16 support)."""
-    model = platform.processor() or platform.machine()
-    flags = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and model in ("", platform.machine()):
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                flags = line
-    except OSError:
-        pass
-    bf16 = " with AVX-512-BF16" if "avx512_bf16" in flags else ""
-    return f"{model}{bf16}, {os.cpu_count()} cores, torch {torch.__version__}"
 
 
 def score_sources(
@@ -177,16 +160,36 @@ def prior_training(run: Path, out: Path | None = None) -> tuple[float, list[dict
         minutes += run_minutes(parent_run)
         if out is not None and out.is_dir():
             try:
-                released = read_metadata(out).get("training", {}).get("history", [])
+                training = read_metadata(out).get("training", {})
             except CheckpointError:
-                released = []
+                training = {}
+            released = with_machine(training)
             names = [h.get("run") for h in released]
             if parent_run.name in names:
                 history = released[: names.index(parent_run.name) + 1]
         return minutes, history
     meta = read_metadata(path)
     training = meta.get("training", {})
-    return float(training.get("cumulative_minutes", 0.0)), list(training.get("history", []))
+    return float(training.get("cumulative_minutes", 0.0)), with_machine(training)
+
+
+def with_machine(training: dict) -> list[dict]:
+    """A released checkpoint's history, each run with its hardware and precision.
+
+    Runs released before each entry recorded its own machine ran on the checkpoint's.
+    """
+    machine = {k: training[k] for k in ("hardware", "precision") if k in training}
+    return [{**machine, **entry} for entry in training.get("history", [])]
+
+
+def summary(history: list[dict], key: str) -> str:
+    """``key`` (hardware, precision) of every run: one value, or each value with the runs it holds for."""
+    runs: dict[str, list[str]] = {}
+    for entry in history:
+        runs.setdefault(str(entry.get(key, "not recorded")), []).append(str(entry.get("run")))
+    if len(runs) == 1:
+        return next(iter(runs))
+    return "; ".join(f"{value} ({', '.join(names)})" for value, names in runs.items())
 
 
 def better(new: dict[str, dict], old: dict[str, dict]) -> bool:
@@ -243,8 +246,11 @@ def release(
     minutes = run_minutes(run)
     prior_minutes, history = prior_training(run, out)
     cumulative = round(prior_minutes + minutes, 1)
+    resolved = config.get("resolved", {})
     entry = {
         "run": run.name,
+        "hardware": resolved.get("hardware") or hardware(),  # runs trained before it was recorded: here
+        "precision": "bf16 autocast" if resolved.get("amp_bf16") else "fp32",
         "minutes": round(minutes, 1),
         "cumulative_minutes": cumulative,
         "iteration": meta.get("iteration"),
@@ -264,8 +270,8 @@ def release(
             "data": specs,
             "data_terms": [TERMS[k] for k in kinds if k in TERMS],
             "recipe": {key: config.get(key) for key in RECIPE_KEYS},
-            "precision": "bf16 autocast" if config.get("resolved", {}).get("amp_bf16") else "fp32",
-            "hardware": hardware(),
+            "precision": summary(history + [entry], "precision"),
+            "hardware": summary(history + [entry], "hardware"),
             "cumulative_minutes": cumulative,
             "init_checkpoint": config.get("init_checkpoint"),
             "runs": len(history) + 1,
