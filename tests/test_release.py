@@ -9,7 +9,7 @@ from helpers import TINY
 
 from ssfnet import build_model, load_checkpoint, save_checkpoint
 from ssfnet.checkpoint import read_metadata
-from train.plots import plot_history
+from train.plots import history_series, plot_history
 from train.release import MAIN_FIGURE, better, main, release
 from train.utils import hardware
 
@@ -145,6 +145,19 @@ def test_plot_history(tmp_path):
         for m, s in ((30, 40.0), (120, 55.0))
     ]
     assert plot_history(history, tmp_path / "h.png", MAIN_FIGURE).stat().st_size > 0
+
+
+def test_history_keeps_scores_of_another_label_set_on_their_own_line():
+    # A body-part model started from the LIP-20 default: PASCAL was first scored as person IoU.
+    def entry(minutes, label_set, main):
+        return {"cumulative_minutes": minutes, "scores": {"pascal-person-part": {"label_set": label_set, "main": main}}}
+
+    history = [entry(100, "person-head-3", 70.0), entry(130, "pascal-person-part-7", 50.0)]
+    history.append(entry(160, "pascal-person-part-7", 55.0))
+    assert history_series(history, MAIN_FIGURE) == {
+        "pascal-person-part (person-head-3 person IoU)": ([100], [70.0]),
+        "pascal-person-part (pascal-person-part-7 mIoU)": ([130, 160], [50.0, 55.0]),
+    }
 
 
 def test_showcase_grid_keeps_aspect_and_label_values(tmp_path):

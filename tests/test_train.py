@@ -14,11 +14,11 @@ from helpers import TINY, write_viton
 from PIL import Image
 
 from ssfnet import get_label_set, load_checkpoint
-from ssfnet.checkpoint import load_state_dict
+from ssfnet.checkpoint import CheckpointError, load_state_dict
 from train.augment import CopyPaste, Photometric, TrainDataset, remove_people, synthetic_texture
 from train.config import TrainConfig, parse_args
 from train.engine import Schedule, TrainState, poly_factor
-from train.train import main
+from train.train import build, main, resolve_model, transferred_state
 
 # Narrow decoder widths: the whole model trains a step in a fraction of a second at 64 px.
 LIP = get_label_set("lip-20")
@@ -222,6 +222,45 @@ def test_init_checkpoint_with_frozen_backbone_trains_only_the_decoder(viton, tmp
     backbone = [k for k in base if k.startswith("backbone.")]
     assert backbone and all(torch.equal(base[k], tuned[k]) for k in backbone)  # BN statistics included
     assert any(not torch.equal(base[k], tuned[k]) for k in base if k.startswith("head."))
+
+
+def test_init_checkpoint_of_another_label_set_keeps_all_but_the_class_outputs(viton, tmp_path):
+    main(tiny_config(viton, tmp_path / "base", epochs=1, augment_grid=False))
+    base, _ = load_state_dict(tmp_path / "base" / "last")
+    config = tiny_config(
+        viton,
+        tmp_path / "parts",
+        variant=None,
+        model_options={},
+        label_set="pascal-person-part-7",
+        init_checkpoint=str(tmp_path / "base" / "last"),
+    )
+    setup = resolve_model(config)
+    assert setup.label_set.name == "pascal-person-part-7" and setup.variant == "ssfnet_lite"
+    model = build(setup, config)
+    state = model.state_dict()
+    fresh = {k for k in state if state[k].shape != base[k].shape}
+    assert fresh == set(transferred_state(model, setup)[1])
+    assert {k.rsplit(".", 1)[0] for k in fresh} == {"head.3", "aux1_head.1", "aux2_head.2"}
+    assert all(state[k].shape[0] == 7 and base[k].shape[0] == LIP.num_classes for k in fresh)
+    assert all(torch.equal(state[k], base[k].to(state[k].dtype)) for k in state if k not in fresh)
+    with torch.no_grad():
+        assert model.eval()(torch.zeros(1, 3, 64, 64))["out"].shape[1] == 7
+
+
+def test_init_checkpoint_of_another_label_set_still_needs_the_same_network(viton, tmp_path):
+    main(tiny_config(viton, tmp_path / "base", epochs=1, augment_grid=False))
+    wider = dict(TINY, high_channels=TINY["high_channels"] + 8)
+    config = tiny_config(
+        viton,
+        tmp_path / "parts",
+        variant=None,
+        model_options=wider,
+        label_set="pascal-person-part-7",
+        init_checkpoint=str(tmp_path / "base" / "last"),
+    )
+    with pytest.raises(CheckpointError, match="shape"):
+        build(resolve_model(config), config)
 
 
 def test_torchvision_peer_trains_through_the_same_loop(viton, tmp_path):

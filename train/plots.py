@@ -127,6 +127,24 @@ def plot_report(report: dict, set_names: Sequence[str], log_file: Path, path: Pa
     return path
 
 
+def history_series(history: list[dict], figures: dict[str, str]) -> dict[str, tuple[list[float], list[float]]]:
+    """One line per source and label set it was scored with: legend -> (cumulative minutes, scores).
+
+    A model started from a checkpoint of another label set (a body-part model from the LIP-20
+    default) carries that checkpoint's runs in its history; their scores measure something else
+    (PASCAL person IoU, say, rather than its body-part mIoU) and get a line of their own.
+    """
+    series: dict[str, tuple[list[float], list[float]]] = {}
+    for entry in history:
+        for kind, score in sorted(entry["scores"].items()):
+            label_set = score["label_set"]
+            figure = figures[label_set].replace("_", " ").replace("miou", "mIoU").replace("iou", "IoU")
+            xs, ys = series.setdefault(f"{kind} ({label_set} {figure})", ([], []))
+            xs.append(entry["cumulative_minutes"])
+            ys.append(score["main"])
+    return series
+
+
 def plot_history(history: list[dict], path: str | Path, figures: dict[str, str], title: str = "") -> Path:
     """Each source's main figure against cumulative training minutes, one point per released run.
 
@@ -138,13 +156,8 @@ def plot_history(history: list[dict], path: str | Path, figures: dict[str, str],
     """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
-    kinds = sorted({k for h in history for k in h["scores"]})
-    for kind in kinds:
-        points = [(h["cumulative_minutes"], h["scores"][kind]["main"]) for h in history if kind in h["scores"]]
-        xs, ys = zip(*points)
-        label_set = next(h["scores"][kind]["label_set"] for h in history if kind in h["scores"])
-        figure = figures[label_set].replace("_", " ").replace("miou", "mIoU").replace("iou", "IoU")
-        ax.plot(xs, ys, marker="o", label=f"{kind} ({label_set} {figure})")
+    for legend, (xs, ys) in sorted(history_series(history, figures).items()):
+        ax.plot(xs, ys, marker="o", label=legend)
     ax.set_xlabel("cumulative CPU training minutes")
     ax.set_ylabel("validation score (%)")
     ax.set_ylim(0, 100)

@@ -249,6 +249,7 @@ def release(
     resolved = config.get("resolved", {})
     entry = {
         "run": run.name,
+        "label_set": meta["label_set"],
         "hardware": resolved.get("hardware") or hardware(),  # runs trained before it was recorded: here
         "precision": "bf16 autocast" if resolved.get("amp_bf16") else "fp32",
         "minutes": round(minutes, 1),

@@ -65,7 +65,15 @@ from .utils import (
     seed_everything,
 )
 
-__all__ = ["build_datasets", "build_train_dataset", "main", "pad_collate", "plot_curves", "resolve_model"]
+__all__ = [
+    "build_datasets",
+    "build_train_dataset",
+    "main",
+    "pad_collate",
+    "plot_curves",
+    "resolve_model",
+    "transferred_state",
+]
 
 DEFAULT_VARIANT = "ssfnet_r101"
 DEFAULT_LABEL_SET = "lip-20"
@@ -94,11 +102,6 @@ def resolve_model(config: TrainConfig) -> ModelSetup:
     if init_meta is not None:
         if variant != init_meta["variant"]:
             raise ValueError(f"--variant {variant} differs from the init checkpoint's {init_meta['variant']}")
-        if label_set.name != get_label_set(init_meta["label_set"]).name:
-            raise ValueError(
-                f"--label-set {label_set.name} differs from the init checkpoint's "
-                f"{init_meta['label_set']} (the classifier would not fit)"
-            )
     options = dict(init_meta.get("options", {})) if init_meta else {}
     if config.ablation:
         options.update(ABLATIONS[config.ablation])
@@ -108,12 +111,57 @@ def resolve_model(config: TrainConfig) -> ModelSetup:
     return ModelSetup(variant, model_options(variant, **options), label_set, init_state, init_meta)
 
 
+def transferred_state(model: nn.Module, setup: ModelSetup) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """The init checkpoint's weights for ``model``, with its class outputs left to ``model`` when the label sets differ.
+
+    Starting a model of another label set from a checkpoint (a body-part model from the LIP-20
+    default, say) keeps every weight but the layers that emit one channel per class: those have
+    the new label set's shape and keep ``model``'s fresh initialisation. Any other difference is
+    left for :func:`ssfnet.checkpoint.load_into` to report.
+
+    Returns:
+        ``(state, reinitialised)``: the state to load strictly, and the names taken from ``model``.
+    """
+    state = dict(setup.init_state)
+    old_classes = setup.init_meta["num_classes"]
+    new_classes = setup.label_set.num_classes
+    if get_label_set(setup.init_meta["label_set"]).name == setup.label_set.name:
+        return state, []
+    own = model.state_dict()
+    reinitialised = [
+        key
+        for key, value in own.items()
+        if key in state
+        and tuple(state[key].shape) != tuple(value.shape)
+        and state[key].ndim >= 1
+        and state[key].shape[0] == old_classes
+        and value.shape[0] == new_classes
+        and tuple(state[key].shape[1:]) == tuple(value.shape[1:])
+    ]
+    if not reinitialised:
+        raise ValueError(
+            f"--label-set {setup.label_set.name} differs from the init checkpoint's {setup.init_meta['label_set']}, "
+            "and the model has no class-output layer to start afresh"
+        )
+    for key in reinitialised:
+        state[key] = own[key]
+    return state, reinitialised
+
+
 def build(setup: ModelSetup, config: TrainConfig) -> nn.Module:
     # A checkpoint to start from carries the whole backbone: no ImageNet file is needed then.
     weights = None if setup.init_state is not None else config.backbone_weights
     model = build_model(setup.variant, setup.label_set.num_classes, backbone_weights=weights, **setup.options)
     if setup.init_state is not None:
-        load_into(model, setup.init_state, source=str(config.init_checkpoint))
+        state, reinitialised = transferred_state(model, setup)
+        if reinitialised:
+            print(
+                f"init checkpoint {config.init_checkpoint} ({setup.init_meta['label_set']}) -> "
+                f"{setup.label_set.name}: every weight kept but the class outputs, started afresh: "
+                + ", ".join(reinitialised),
+                flush=True,
+            )
+        load_into(model, state, source=str(config.init_checkpoint))
     return model
 
 
