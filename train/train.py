@@ -123,10 +123,9 @@ def transferred_state(model: nn.Module, setup: ModelSetup) -> tuple[dict[str, to
         ``(state, reinitialised)``: the state to load strictly, and the names taken from ``model``.
     """
     state = dict(setup.init_state)
-    old_classes = setup.init_meta["num_classes"]
-    new_classes = setup.label_set.num_classes
     if get_label_set(setup.init_meta["label_set"]).name == setup.label_set.name:
         return state, []
+    old_classes, new_classes = setup.init_meta["num_classes"], setup.label_set.num_classes
     own = model.state_dict()
     reinitialised = [
         key
