@@ -188,7 +188,8 @@ def eval_mapping(prediction: str | LabelSet, target: str | LabelSet) -> EvalMapp
     arms and legs -> skin, shoes -> shoes, glove -> accessories; bag, belt and
     accessories are not scored); LIP-20 -> person-head-3 (hat, hair, sunglasses
     and face -> head, every other class but background -> body), to score a
-    LIP-20 model on PASCAL-Person-Part.
+    LIP-20 model on PASCAL-Person-Part; pascal-person-part-7 -> person-head-3
+    (torso and limbs -> body), to score a body-part model on the same scale.
     """
     pred, tgt = get_label_set(prediction), get_label_set(target)
     if pred is tgt:
@@ -196,6 +197,6 @@ def eval_mapping(prediction: str | LabelSet, target: str | LabelSet) -> EvalMapp
     if (pred.name, tgt.name) == ("lip-20", "fashion-17"):
         f = FASHION_17.id_of
         return EvalMapping(pred, tgt, conversion_lut(pred, tgt), (f("bag"), f("belt"), f("accessories")))
-    if (pred.name, tgt.name) == ("lip-20", "person-head-3"):
+    if (pred.name, tgt.name) in (("lip-20", "person-head-3"), ("pascal-person-part-7", "person-head-3")):
         return EvalMapping(pred, tgt, conversion_lut(pred, tgt))
     raise KeyError(f"no evaluation mapping {pred.name} -> {tgt.name}")

@@ -153,3 +153,6 @@ def test_person_head_conversions_and_eval_mapping():
     assert lip[LIP_20.id_of("shoes")] == body and lip[LIP_20.id_of("skin")] == IGNORE_INDEX
     # Through LIP-20 or directly, a PASCAL map lands on the same person-head values.
     np.testing.assert_array_equal(lip[conversion_lut("pascal-person-part-7", "lip-20")][:7], pascal[:7])
+    # A body-part model is scored on the same person / head scale as the LIP-20 default.
+    parts = eval_mapping("pascal-person-part-7", "person-head-3")
+    assert parts.scored_classes == (0, 1, 2) and parts.pred_lut[:7].tolist() == pascal[:7].tolist()
