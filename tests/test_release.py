@@ -127,6 +127,47 @@ def test_not_replaced_when_worse_unless_forced(tmp_path, sources, capsys):
     assert read_metadata(out)["metrics"]["sources"]["viton"]["main"] < 100.0
 
 
+def test_run_that_loses_is_recorded_without_touching_the_weights(tmp_path, sources, capsys):
+    out = tmp_path / "ck"
+    release(fake_run(tmp_path / "run1", sources, elapsed_s=600), out)
+    meta = json.loads((out / "metadata.json").read_text())
+    for row in meta["metrics"]["sources"].values():
+        row["main"] = 100.0
+    (out / "metadata.json").write_text(json.dumps(meta))
+    shards = {s["file"]: s["sha256"] for s in meta["shards"]}
+    second = fake_run(tmp_path / "run2", sources, elapsed_s=300, init=str(out), seed=1)
+    argv = ["--run", str(second), "--out", str(out), "--plot", str(tmp_path / "curve.png")]
+    assert main(argv) == 0
+    assert "recorded there under training.unreleased" in capsys.readouterr().out
+    after = read_metadata(out)
+    # Same weights, bytes and all; scores, history and minutes of the shipped weights unchanged.
+    assert {s["file"]: s["sha256"] for s in after["shards"]} == shards
+    assert after["created"] == meta["created"] and after["metrics"] == meta["metrics"]
+    assert after["training"]["history"] == meta["training"]["history"]
+    assert after["training"]["cumulative_minutes"] == pytest.approx(10.0)
+    (lost,) = after["training"]["unreleased"]
+    assert lost["run"] == "run2" and lost["published"] is False
+    assert lost["minutes"] == pytest.approx(5.0) and lost["cumulative_minutes"] == pytest.approx(15.0)
+    assert lost["scores"]["viton"]["main"] < 100.0 and lost["scored_against"]["viton"] == 100.0
+    load_checkpoint(out)  # still loads strictly
+    assert (tmp_path / "curve.png").stat().st_size > 0
+    # Scoring the same run again replaces its record; a later winner keeps the record of the loser.
+    assert main(argv) == 0
+    assert [u["run"] for u in read_metadata(out)["training"]["unreleased"]] == ["run2"]
+    third = fake_run(tmp_path / "run3", sources, elapsed_s=60, init=str(out), seed=2)
+    training = release(third, out, force=True)["metadata"]["training"]
+    assert [h["run"] for h in training["history"]] == ["run1", "run3"]
+    assert [u["run"] for u in read_metadata(out)["training"]["unreleased"]] == ["run2"]
+
+
+def test_plot_history_draws_unreleased_runs(tmp_path):
+    def entry(minutes, score):
+        return {"cumulative_minutes": minutes, "scores": {"viton": {"label_set": "lip-20", "main": score}}}
+
+    path = plot_history([entry(30, 40.0)], tmp_path / "h.png", MAIN_FIGURE, unreleased=[entry(90, 39.0)])
+    assert path.stat().st_size > 0
+
+
 def test_missing_run_is_a_clear_error(tmp_path, capsys):
     assert main(["--run", str(tmp_path / "nope"), "--out", str(tmp_path / "ck")]) == 2
     assert "error:" in capsys.readouterr().err

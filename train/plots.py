@@ -145,7 +145,13 @@ def history_series(history: list[dict], figures: dict[str, str]) -> dict[str, tu
     return series
 
 
-def plot_history(history: list[dict], path: str | Path, figures: dict[str, str], title: str = "") -> Path:
+def plot_history(
+    history: list[dict],
+    path: str | Path,
+    figures: dict[str, str],
+    title: str = "",
+    unreleased: Sequence[dict] = (),
+) -> Path:
     """Each source's main figure against cumulative training minutes, one point per released run.
 
     Args:
@@ -153,11 +159,21 @@ def plot_history(history: list[dict], path: str | Path, figures: dict[str, str],
         path: Where to write the PNG.
         figures: Label set -> the name of its main figure (e.g. ``miou``, ``person_iou``).
         title: Plot title.
+        unreleased: Runs in the same form that were scored but not released (they scored lower
+            than the checkpoint they started from); drawn as hollow markers in their source's colour.
     """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    colours = {}
     for legend, (xs, ys) in sorted(history_series(history, figures).items()):
-        ax.plot(xs, ys, marker="o", label=legend)
+        (line,) = ax.plot(xs, ys, marker="o", label=legend)
+        colours[legend] = line.get_color()
+    hollow = {"ls": "none", "marker": "o", "mfc": "none", "ms": 7}
+    for legend, (xs, ys) in sorted(history_series(list(unreleased), figures).items()):
+        colour = colours.get(legend) or ax.plot([], [])[0].get_color()
+        ax.plot(xs, ys, mec=colour, **hollow)
+    if unreleased:
+        ax.plot([], [], mec="0.4", label="scored, not released", **hollow)
     ax.set_xlabel("cumulative CPU training minutes")
     ax.set_ylabel("validation score (%)")
     ax.set_ylim(0, 100)

@@ -11,7 +11,9 @@ under 10 MB with metadata naming the variant, label set, data and their terms, t
 cumulative training minutes over every run that led to it (runs that warm-start from a released
 checkpoint add to its total) and the scores, plus a history of those scores per run from which
 :func:`train.plots.plot_history` draws the model card's curve. An existing checkpoint at ``--out`` is replaced
-only when the new one scores better on the sources' main figures (``--force`` overrides).
+only when the new one scores better on the sources' main figures (``--force`` overrides); a run that
+does not replace it is still recorded there, weights untouched, under ``training.unreleased``, so that
+the curve shows every run that was scored and not only those that won.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from ssfnet.checkpoint import CheckpointError, load_checkpoint, read_metadata, s
 from ssfnet.data import parse_source
 from ssfnet.labels import get_label_set
 from ssfnet.predictor import Predictor
-from ssfnet.publish import verify_round_trip
+from ssfnet.publish import storage_dtype, verify_round_trip
 
 from .evaluate import held_out_ids, per_class_table, score_source
 from .plots import plot_history
@@ -257,12 +259,14 @@ def release(
         "iteration": meta.get("iteration"),
         "scores": {k: {"label_set": v["label_set"], "main": v["main"]} for k, v in scores.items()},
     }
-    old_scores = None
+    old_meta: dict = {}
     if out.is_dir():
         try:
-            old_scores = read_metadata(out).get("metrics", {}).get("sources")
+            old_meta = read_metadata(out)
         except CheckpointError:
-            old_scores = None
+            old_meta = {}
+    old_scores = old_meta.get("metrics", {}).get("sources")
+    unreleased = [u for u in old_meta.get("training", {}).get("unreleased", []) if u.get("run") != run.name]
     published = force or old_scores is None or better(scores, old_scores)
     kinds = [parse_source(s).kind for s in specs]
     metadata = {
@@ -277,6 +281,7 @@ def release(
             "init_checkpoint": config.get("init_checkpoint"),
             "runs": len(history) + 1,
             "history": history + [entry],
+            "unreleased": unreleased,
             "iteration": meta.get("iteration"),
         },
         "metrics": {
@@ -300,11 +305,67 @@ def release(
         )
         # The round trip: the shipped fp16 weights load strictly.
         verify_round_trip(out)
-        if plot:
-            plot_history(
-                metadata["training"]["history"], plot, MAIN_FIGURE, title=f"{out.name}: validation by CPU minutes"
-            )
+        shipped = metadata["training"]
+    else:
+        shipped = record_unreleased(out, {**entry, "published": False, "scored_against": old_scores})
+    if plot:
+        plot_history(
+            shipped["history"],
+            plot,
+            MAIN_FIGURE,
+            title=f"{out.name}: validation by CPU minutes",
+            unreleased=shipped.get("unreleased", []),
+        )
     return {"published": published, "scores": scores, "scores_multiscale": scores_ms, "metadata": metadata}
+
+
+# Fields :func:`ssfnet.checkpoint.save_checkpoint` writes itself; the rest of a checkpoint's metadata
+# (``created`` too: the weights are the ones written then) is carried over as it is.
+_WRITTEN_BY_SAVE = (
+    "format",
+    "format_version",
+    "name",
+    "variant",
+    "options",
+    "num_classes",
+    "label_set",
+    "dtype",
+    "parameters",
+    "shards",
+    "split_tensors",
+)
+
+
+def record_unreleased(out: Path, entry: dict) -> dict:
+    """Add a run that did not beat ``out`` to its ``training.unreleased`` list; the weights stay as they are.
+
+    The folder is rewritten the way every checkpoint is written (aside, then renamed into place), with
+    the same weights in the same storage type, so an interrupted write leaves the old folder whole.
+    ``entry["scored_against"]`` (the scores it lost to) is kept as the main figures only.
+
+    Returns:
+        The ``training`` metadata now in ``out``.
+    """
+    model, meta = load_checkpoint(out)
+    extra = {k: v for k, v in meta.items() if k not in _WRITTEN_BY_SAVE}
+    training = dict(extra.get("training", {}))
+    against = entry.pop("scored_against", None) or {}
+    entry["scored_against"] = {k: v.get("main") for k, v in against.items()}
+    kept = [u for u in training.get("unreleased", []) if u.get("run") != entry["run"]]
+    training["unreleased"] = kept + [entry]
+    extra["training"] = training
+    save_checkpoint(
+        model,
+        out,
+        variant=meta["variant"],
+        label_set=meta["label_set"],
+        options=meta.get("options", {}),
+        metadata=extra,
+        dtype=storage_dtype(meta),
+        overwrite=True,
+    )
+    verify_round_trip(out)
+    return training
 
 
 def format_scores(scores: dict[str, dict]) -> str:
@@ -357,7 +418,10 @@ def main(argv: list[str] | None = None) -> int:
         print("multi-scale + flip:\n" + format_scores(result["scores_multiscale"]))
     training = result["metadata"]["training"]
     print(f"cumulative training: {training['cumulative_minutes']} minutes over {training['runs']} run(s)")
-    print(f"published to {args.out}" if result["published"] else f"not published: {args.out} scores better")
+    if result["published"]:
+        print(f"published to {args.out}")
+    else:
+        print(f"not published: {args.out} scores better; the run is recorded there under training.unreleased")
     return 0
 
 
