@@ -293,18 +293,7 @@ def release(
         "data_terms": "; ".join(TERMS[k] for k in kinds if k in TERMS),
     }
     if published:
-        save_checkpoint(
-            model,
-            out,
-            variant=meta["variant"],
-            label_set=meta["label_set"],
-            options=meta.get("options", {}),
-            metadata=metadata,
-            dtype=torch.float16,
-            overwrite=True,
-        )
-        # The round trip: the shipped fp16 weights load strictly.
-        verify_round_trip(out)
+        write_shipped(model, out, meta, metadata, torch.float16)
         shipped = metadata["training"]
     else:
         shipped = record_unreleased(out, {**entry, "published": False, "scored_against": old_scores})
@@ -354,18 +343,24 @@ def record_unreleased(out: Path, entry: dict) -> dict:
     kept = [u for u in training.get("unreleased", []) if u.get("run") != entry["run"]]
     training["unreleased"] = kept + [entry]
     extra["training"] = training
+    write_shipped(model, out, meta, extra, storage_dtype(meta))
+    return training
+
+
+def write_shipped(model: torch.nn.Module, out: Path, meta: dict, metadata: dict, dtype: torch.dtype | None) -> None:
+    """Replace ``out`` with ``model`` (variant, label set and options from ``meta``) and load it back strictly."""
     save_checkpoint(
         model,
         out,
         variant=meta["variant"],
         label_set=meta["label_set"],
         options=meta.get("options", {}),
-        metadata=extra,
-        dtype=storage_dtype(meta),
+        metadata=metadata,
+        dtype=dtype,
         overwrite=True,
     )
+    # The round trip: the shipped weights load strictly (hashes, shapes, dtypes).
     verify_round_trip(out)
-    return training
 
 
 def format_scores(scores: dict[str, dict]) -> str:
