@@ -296,7 +296,8 @@ def release(
         write_shipped(model, out, meta, metadata, torch.float16)
         shipped = metadata["training"]
     else:
-        shipped = record_unreleased(out, {**entry, "published": False, "scored_against": old_scores})
+        against = {k: v.get("main") for k, v in old_scores.items()}
+        shipped = record_unreleased(out, unreleased + [{**entry, "published": False, "scored_against": against}])
     if plot:
         plot_history(
             shipped["history"],
@@ -325,23 +326,18 @@ _WRITTEN_BY_SAVE = (
 )
 
 
-def record_unreleased(out: Path, entry: dict) -> dict:
-    """Add a run that did not beat ``out`` to its ``training.unreleased`` list; the weights stay as they are.
+def record_unreleased(out: Path, unreleased: list[dict]) -> dict:
+    """Set ``out``'s ``training.unreleased`` list of runs that did not beat it; the weights stay as they are.
 
     The folder is rewritten the way every checkpoint is written (aside, then renamed into place), with
     the same weights in the same storage type, so an interrupted write leaves the old folder whole.
-    ``entry["scored_against"]`` (the scores it lost to) is kept as the main figures only.
 
     Returns:
         The ``training`` metadata now in ``out``.
     """
     model, meta = load_checkpoint(out)
     extra = {k: v for k, v in meta.items() if k not in _WRITTEN_BY_SAVE}
-    training = dict(extra.get("training", {}))
-    against = entry.pop("scored_against", None) or {}
-    entry["scored_against"] = {k: v.get("main") for k, v in against.items()}
-    kept = [u for u in training.get("unreleased", []) if u.get("run") != entry["run"]]
-    training["unreleased"] = kept + [entry]
+    training = {**extra.get("training", {}), "unreleased": unreleased}
     extra["training"] = training
     write_shipped(model, out, meta, extra, storage_dtype(meta))
     return training
