@@ -14,7 +14,7 @@ from train.release import MAIN_FIGURE, better, main, release
 from train.utils import hardware
 
 
-def fake_run(folder, data, *, elapsed_s=120.0, init=None, seed=0, resolved=None):
+def fake_run(folder, data, *, elapsed_s=120.0, init=None, seed=0, resolved=None, lr=2e-4):
     """A run folder as the trainer leaves it: config, split (two held-out photos per source), summary, best/."""
     torch.manual_seed(seed)
     model = build_model("ssfnet_lite", 20, **TINY)
@@ -23,6 +23,7 @@ def fake_run(folder, data, *, elapsed_s=120.0, init=None, seed=0, resolved=None)
         model, folder / "best", variant="ssfnet_lite", label_set="lip-20", options=options, metadata={"iteration": 7}
     )
     config = {"data": [f"{k}:{p}" for k, p in data], "crop_size": 64, "init_checkpoint": init, "split_seed": 0}
+    config["lr"] = lr
     if resolved is not None:
         config["resolved"] = resolved
     (folder / "config.json").write_text(json.dumps(config))
@@ -62,11 +63,14 @@ def test_release_scores_every_source_and_writes_fp16(tmp_path, sources):
 def test_warm_started_run_adds_minutes_and_keeps_history(tmp_path, sources):
     first = tmp_path / "checkpoints" / "lite-lip20"
     release(fake_run(tmp_path / "run1", sources, elapsed_s=600), first)
-    second = fake_run(tmp_path / "run2", sources, elapsed_s=300, init=str(first), seed=1)
+    second = fake_run(tmp_path / "run2", sources, elapsed_s=300, init=str(first), seed=1, lr=1e-4)
     result = release(second, tmp_path / "next", force=True)
     training = result["metadata"]["training"]
     assert training["cumulative_minutes"] == pytest.approx(15.0)
     assert [h["run"] for h in training["history"]] == ["run1", "run2"]
+    # A warm-started run with another learning rate: each run keeps its own recipe.
+    assert [h["recipe"]["lr"] for h in training["history"]] == [2e-4, 1e-4]
+    assert training["recipe"]["lr"] == 1e-4
 
 
 def test_each_run_keeps_the_machine_it_trained_on(tmp_path, sources):

@@ -258,6 +258,9 @@ def release(
         "cumulative_minutes": cumulative,
         "iteration": meta.get("iteration"),
         "scores": {k: {"label_set": v["label_set"], "main": v["main"]} for k, v in scores.items()},
+        # Runs warm-started from one another may change the recipe (a lower learning rate, say):
+        # each entry keeps its own, the top-level ``recipe`` is the latest run's.
+        "recipe": {key: config.get(key) for key in RECIPE_KEYS},
     }
     old_meta: dict = {}
     if out.is_dir():
@@ -274,7 +277,7 @@ def release(
         "training": {
             "data": specs,
             "data_terms": [TERMS[k] for k in kinds if k in TERMS],
-            "recipe": {key: config.get(key) for key in RECIPE_KEYS},
+            "recipe": entry["recipe"],
             "precision": summary(history + [entry], "precision"),
             "hardware": summary(history + [entry], "hardware"),
             "cumulative_minutes": cumulative,
