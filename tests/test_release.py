@@ -22,8 +22,13 @@ def fake_run(folder, data, *, elapsed_s=120.0, init=None, seed=0, resolved=None,
     save_checkpoint(
         model, folder / "best", variant="ssfnet_lite", label_set="lip-20", options=options, metadata={"iteration": 7}
     )
-    config = {"data": [f"{k}:{p}" for k, p in data], "crop_size": 64, "init_checkpoint": init, "split_seed": 0}
-    config["lr"] = lr
+    config = {
+        "data": [f"{k}:{p}" for k, p in data],
+        "crop_size": 64,
+        "init_checkpoint": init,
+        "split_seed": 0,
+        "lr": lr,
+    }
     if resolved is not None:
         config["resolved"] = resolved
     (folder / "config.json").write_text(json.dumps(config))
