@@ -10,7 +10,7 @@ from helpers import TINY
 from ssfnet import build_model, load_checkpoint, save_checkpoint
 from ssfnet.checkpoint import read_metadata
 from train.plots import history_series, plot_history
-from train.release import MAIN_FIGURE, better, main, release
+from train.release import MAIN_FIGURE, better, main, release, resize_shipped
 from train.utils import hardware
 
 
@@ -69,9 +69,12 @@ def test_warm_started_run_adds_minutes_and_keeps_history(tmp_path, sources):
     first = tmp_path / "checkpoints" / "lite-lip20"
     release(fake_run(tmp_path / "run1", sources, elapsed_s=600), first)
     second = fake_run(tmp_path / "run2", sources, elapsed_s=300, init=str(first), seed=1, lr=1e-4)
-    result = release(second, tmp_path / "next", force=True)
+    result = release(second, tmp_path / "next", force=True, input_size=80)
     training = result["metadata"]["training"]
     assert training["cumulative_minutes"] == pytest.approx(15.0)
+    # Each entry says at which inference size its scores were taken; the second ships at another.
+    assert [h["input_size"] for h in training["history"]] == [read_metadata(first)["input_size"], 80]
+    assert read_metadata(tmp_path / "next")["input_size"] == 80
     assert [h["run"] for h in training["history"]] == ["run1", "run2"]
     # A warm-started run with another learning rate: each run keeps its own recipe.
     assert [h["recipe"]["lr"] for h in training["history"]] == [2e-4, 1e-4]
@@ -167,6 +170,52 @@ def test_run_that_loses_is_recorded_without_touching_the_weights(tmp_path, sourc
     training = release(third, out, force=True)["metadata"]["training"]
     assert [h["run"] for h in training["history"]] == ["run1", "run3"]
     assert [u["run"] for u in read_metadata(out)["training"]["unreleased"]] == ["run2"]
+
+
+def test_a_run_released_at_another_size_is_compared_with_the_shipped_weights_at_that_size(tmp_path, sources):
+    out = tmp_path / "ck"
+    run1 = fake_run(tmp_path / "run1", sources, elapsed_s=600)
+    release(run1, out, input_size=64)
+    # What the shipped weights score at 48, and their stored scores (at 64) made unbeatable.
+    shutil.copytree(out, tmp_path / "copy")
+    expected = resize_shipped(run1, tmp_path / "copy", 48, force=True)["scores"]
+    meta = json.loads((out / "metadata.json").read_text())
+    for row in meta["metrics"]["sources"].values():
+        row["main"] = 100.0
+    (out / "metadata.json").write_text(json.dumps(meta))
+    second = fake_run(tmp_path / "run2", sources, elapsed_s=300, init=str(out), seed=1)
+    result = release(second, out, input_size=48)
+    assert result["rescored_shipped"]
+    assert {k: v["main"] for k, v in result["compared_with"].items()} == {k: v["main"] for k, v in expected.items()}
+    assert result["published"] == better(result["scores"], expected)  # not against the 100s taken at 64
+    if not result["published"]:
+        (lost,) = read_metadata(out)["training"]["unreleased"]
+        assert lost["scored_against_input_size"] == 48
+        assert lost["scored_against"] == {k: v["main"] for k, v in expected.items()}
+
+
+def test_resize_shipped_keeps_the_weights_and_history_and_records_the_change(tmp_path, sources, capsys):
+    out = tmp_path / "ck"
+    run1 = fake_run(tmp_path / "run1", sources)
+    release(run1, out, input_size=64, multiscale=True)
+    meta = read_metadata(out)
+    result = resize_shipped(run1, out, 48, force=True)
+    assert result["changed"]
+    after = read_metadata(out)
+    assert after["input_size"] == 48 and after["shards"] == meta["shards"] and after["created"] == meta["created"]
+    assert after["training"]["history"] == meta["training"]["history"]
+    assert after["metrics"]["sources"] == result["scores"]
+    assert "sources_multiscale_flip" not in after["metrics"]  # taken at 64: dropped, not kept as if at 48
+    (change,) = after["training"]["input_size_changes"]
+    assert change["from"] == 64 and change["to"] == 48
+    assert change["before"] == {k: v["main"] for k, v in meta["metrics"]["sources"].items()}
+    assert change["after"] == {k: v["main"] for k, v in result["scores"].items()}
+    # Without --force the size changes only when the scores rise; the command line says which.
+    assert main(["--run", str(run1), "--out", str(out), "--resize-shipped", "--input-size", "64"]) == 0
+    text = capsys.readouterr().out
+    assert ("now parses at input size 64" in text) == (read_metadata(out)["input_size"] == 64)
+    assert main(["--run", str(run1), "--out", str(out), "--resize-shipped"]) == 2
+    assert "needs --input-size" in capsys.readouterr().err
 
 
 def test_plot_history_draws_unreleased_runs(tmp_path):

@@ -11,7 +11,8 @@ under 10 MB with metadata naming the variant, label set, data and their terms, t
 cumulative training minutes over every run that led to it (runs that warm-start from a released
 checkpoint add to its total) and the scores, plus a history of those scores per run from which
 :func:`train.plots.plot_history` draws the model card's curve. An existing checkpoint at ``--out`` is replaced
-only when the new one scores better on the sources' main figures (``--force`` overrides); a run that
+only when the new one scores better on the sources' main figures (``--force`` overrides), both at the
+inference size being released (a checkpoint shipped at another size is re-scored at this one); a run that
 does not replace it is still recorded there, weights untouched, under ``training.unreleased``, so that
 the curve shows every run that was scored and not only those that won.
 """
@@ -19,6 +20,7 @@ the curve shows every run that was scored and not only those that won.
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
 import json
 import sys
 from pathlib import Path
@@ -230,7 +232,9 @@ def release(
         device: Where to score.
 
     Returns:
-        ``{"published": bool, "scores": ..., "scores_multiscale": ..., "metadata": ...}``.
+        ``{"published", "scores", "scores_multiscale", "compared_with", "rescored_shipped", "metadata"}``:
+        ``compared_with`` are the scores the run had to beat, those of ``out`` re-scored at
+        ``input_size`` (``rescored_shipped``) when it was shipped at another size.
     """
     run, out = Path(run), Path(out)
     source = Path(checkpoint) if checkpoint else run / "best"
@@ -257,6 +261,8 @@ def release(
         "minutes": round(minutes, 1),
         "cumulative_minutes": cumulative,
         "iteration": meta.get("iteration"),
+        # The scores below are at this inference size; a later run may ship at another one.
+        "input_size": size,
         "scores": {k: {"label_set": v["label_set"], "main": v["main"]} for k, v in scores.items()},
         # Runs warm-started from one another may change the recipe (a lower learning rate, say):
         # each entry keeps its own, the top-level ``recipe`` is the latest run's.
@@ -270,7 +276,15 @@ def release(
             old_meta = {}
     old_scores = old_meta.get("metrics", {}).get("sources")
     unreleased = [u for u in old_meta.get("training", {}).get("unreleased", []) if u.get("run") != run.name]
-    published = force or old_scores is None or better(scores, old_scores)
+    baseline, rescored = old_scores, False
+    old_size = old_meta.get("input_size")
+    if old_scores is not None and not force and old_size is not None and int(old_size) != size:
+        # The shipped weights parse at another size: compare like with like, re-scoring them at this
+        # one, so that what the size alone changes is not credited to the run (or held against it).
+        shipped_model, shipped_meta = load_checkpoint(out)
+        shipped = Predictor(shipped_model, shipped_meta["label_set"], device=device, input_size=size, name=out.name)
+        baseline, rescored = score_sources(shipped, run / "split.json", specs, limit=limit), True
+    published = force or old_scores is None or better(scores, baseline)
     kinds = [parse_source(s).kind for s in specs]
     metadata = {
         "input_size": size,
@@ -299,8 +313,9 @@ def release(
         write_shipped(model, out, meta, metadata, torch.float16)
         shipped = metadata["training"]
     else:
-        against = {k: v.get("main") for k, v in old_scores.items()}
-        shipped = record_unreleased(out, unreleased + [{**entry, "published": False, "scored_against": against}])
+        against = {k: v.get("main") for k, v in baseline.items()}
+        lost = {**entry, "published": False, "scored_against": against, "scored_against_input_size": size}
+        shipped = record_unreleased(out, unreleased + [lost])
     if plot:
         plot_history(
             shipped["history"],
@@ -309,7 +324,14 @@ def release(
             title=f"{out.name}: validation by CPU minutes",
             unreleased=shipped.get("unreleased", []),
         )
-    return {"published": published, "scores": scores, "scores_multiscale": scores_ms, "metadata": metadata}
+    return {
+        "published": published,
+        "scores": scores,
+        "scores_multiscale": scores_ms,
+        "compared_with": baseline,
+        "rescored_shipped": rescored,
+        "metadata": metadata,
+    }
 
 
 # Fields :func:`ssfnet.checkpoint.save_checkpoint` writes itself; the rest of a checkpoint's metadata
@@ -327,6 +349,69 @@ _WRITTEN_BY_SAVE = (
     "shards",
     "split_tensors",
 )
+
+
+def resize_shipped(
+    run: str | Path,
+    out: str | Path,
+    input_size: int,
+    *,
+    multiscale: bool = False,
+    limit: int | None = None,
+    multiscale_limit: int | None = None,
+    force: bool = False,
+    device: str = "cpu",
+) -> dict:
+    """Re-score the weights shipped in ``out`` at another inference size and ship them at it if they gain.
+
+    The weights and their training history stay as they are; ``input_size``, the scores (those of
+    multi-scale + flip only when ``multiscale``, else they are dropped: they were taken at the old
+    size) and a ``training.input_size_changes`` entry with the figures before and after change.
+
+    Args:
+        run: A run folder of the checkpoint's data (its ``config.json`` and ``split.json`` say which
+            sources and which held-out photos to score).
+        out: The shipped checkpoint folder.
+        input_size: The longer side to parse at from now on.
+        multiscale, limit, multiscale_limit, device: As for :func:`release`.
+        force: Change the size even if the scores do not rise.
+
+    Returns:
+        ``{"changed": bool, "scores", "scores_multiscale", "before": the shipped scores, "metadata"}``.
+    """
+    run, out = Path(run), Path(out)
+    model, meta = load_checkpoint(out)
+    config = json.loads((run / "config.json").read_text())
+    specs = list(config["data"])
+    predictor = Predictor(model, meta["label_set"], device=device, input_size=input_size, name=out.name)
+    scores = score_sources(predictor, run / "split.json", specs, limit=limit)
+    scores_ms = (
+        score_sources(predictor, run / "split.json", specs, multiscale=True, flip=True, limit=multiscale_limit or limit)
+        if multiscale
+        else None
+    )
+    before = meta.get("metrics", {}).get("sources") or {}
+    changed = force or not before or better(scores, before)
+    extra = {k: v for k, v in meta.items() if k not in _WRITTEN_BY_SAVE}
+    if changed:
+        training = extra.setdefault("training", {})
+        training["input_size_changes"] = [
+            *training.get("input_size_changes", []),
+            {
+                "from": meta.get("input_size"),
+                "to": input_size,
+                "date": _dt.date.today().isoformat(),
+                "before": {k: v.get("main") for k, v in before.items()},
+                "after": {k: v["main"] for k, v in scores.items()},
+            },
+        ]
+        metrics = {k: v for k, v in extra.get("metrics", {}).items() if k != "sources_multiscale_flip"}
+        extra["metrics"] = {**metrics, "sources": scores}
+        if scores_ms:
+            extra["metrics"]["sources_multiscale_flip"] = scores_ms
+        extra["input_size"] = input_size
+        write_shipped(model, out, meta, extra, storage_dtype(meta))
+    return {"changed": changed, "scores": scores, "scores_multiscale": scores_ms, "before": before, "metadata": extra}
 
 
 def record_unreleased(out: Path, unreleased: list[dict]) -> dict:
@@ -384,6 +469,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--multiscale-limit", type=int, default=None, help="the same for multi-scale + flip")
     p.add_argument("--input-size", type=int, default=None, help="longer side at inference (default: crop size)")
     p.add_argument("--force", action="store_true", help="replace OUT even if it scores better")
+    p.add_argument(
+        "--resize-shipped",
+        action="store_true",
+        help="instead: re-score OUT's own weights at --input-size on RUN's held-out photos and ship them at "
+        "that size if they score better there",
+    )
     p.add_argument("--plot", default=None, help="PNG of the scores against cumulative minutes")
     p.add_argument("--device", default="cpu")
     return p.parse_args(argv)
@@ -391,6 +482,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.resize_shipped:
+        return resize_main(args)
     try:
         result = release(
             args.run,
@@ -411,11 +504,43 @@ def main(argv: list[str] | None = None) -> int:
     if result["scores_multiscale"]:
         print("multi-scale + flip:\n" + format_scores(result["scores_multiscale"]))
     training = result["metadata"]["training"]
+    if result["rescored_shipped"]:
+        size = result["metadata"]["input_size"]
+        print(f"against the weights in {args.out} at input size {size}:\n" + format_scores(result["compared_with"]))
     print(f"cumulative training: {training['cumulative_minutes']} minutes over {training['runs']} run(s)")
     if result["published"]:
         print(f"published to {args.out}")
     else:
         print(f"not published: {args.out} scores better; the run is recorded there under training.unreleased")
+    return 0
+
+
+def resize_main(args: argparse.Namespace) -> int:
+    """``--resize-shipped``: :func:`resize_shipped` from the command line."""
+    if not args.input_size:
+        print("error: --resize-shipped needs --input-size", file=sys.stderr)
+        return 2
+    try:
+        result = resize_shipped(
+            args.run,
+            args.out,
+            args.input_size,
+            multiscale=args.multiscale,
+            limit=args.limit,
+            multiscale_limit=args.multiscale_limit,
+            force=args.force,
+            device=args.device,
+        )
+    except (FileNotFoundError, CheckpointError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"at input size {args.input_size}, single scale:\n" + format_scores(result["scores"]))
+    if result["scores_multiscale"]:
+        print("multi-scale + flip:\n" + format_scores(result["scores_multiscale"]))
+    if result["changed"]:
+        print(f"{args.out} now parses at input size {args.input_size}")
+    else:
+        print(f"unchanged: {args.out} scores better at its own input size")
     return 0
 
 
