@@ -107,7 +107,9 @@ def format_table(rows: list[dict], *, photo_shape: tuple[int, ...], iters: int) 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m train.bench_parse",
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the embedded default)")
     p.add_argument("--photo", default="assets/examples/ccp_0490.jpg", help="photo to parse")
