@@ -486,16 +486,7 @@ def main(argv: list[str] | None = None) -> int:
         return resize_main(args)
     try:
         result = release(
-            args.run,
-            args.out,
-            checkpoint=args.checkpoint,
-            multiscale=args.multiscale,
-            limit=args.limit,
-            multiscale_limit=args.multiscale_limit,
-            input_size=args.input_size,
-            force=args.force,
-            plot=args.plot,
-            device=args.device,
+            args.run, args.out, checkpoint=args.checkpoint, input_size=args.input_size, plot=args.plot, **scoring(args)
         )
     except (FileNotFoundError, CheckpointError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -515,22 +506,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def scoring(args: argparse.Namespace) -> dict:
+    """The options :func:`release` and :func:`resize_shipped` share, from the command line."""
+    keys = ("multiscale", "limit", "multiscale_limit", "force", "device")
+    return {key: getattr(args, key) for key in keys}
+
+
 def resize_main(args: argparse.Namespace) -> int:
     """``--resize-shipped``: :func:`resize_shipped` from the command line."""
     if not args.input_size:
         print("error: --resize-shipped needs --input-size", file=sys.stderr)
         return 2
     try:
-        result = resize_shipped(
-            args.run,
-            args.out,
-            args.input_size,
-            multiscale=args.multiscale,
-            limit=args.limit,
-            multiscale_limit=args.multiscale_limit,
-            force=args.force,
-            device=args.device,
-        )
+        result = resize_shipped(args.run, args.out, args.input_size, **scoring(args))
     except (FileNotFoundError, CheckpointError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
