@@ -24,19 +24,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
 
 from ssfnet import load_predictor
 from ssfnet.checkpoint import CheckpointError
+from ssfnet.io import read_image
 from ssfnet.precision import cpu_has_fast_bf16
 
 PRECISIONS = ("fp32", "bf16")
-
-
-def load_photo(path: str | Path) -> np.ndarray:
-    """The photo as the app sees it: H x W x 3 uint8 RGB, EXIF orientation applied."""
-    with Image.open(path) as image:
-        return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
 
 
 def time_parses(
@@ -130,7 +124,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        photo = load_photo(args.photo)
+        photo = read_image(args.photo)  # as the app reads an upload: upright H x W x 3 uint8 RGB
         sizes = args.input_sizes or [load_predictor(args.checkpoint, device="cpu").input_size]
         precisions = args.precisions or (["fp32", "bf16"] if cpu_has_fast_bf16() else ["fp32"])
         rows = time_parses(args.checkpoint, photo, sizes, precisions, iters=args.iters, warmup=args.warmup)

@@ -204,6 +204,22 @@ def better(new: dict[str, dict], old: dict[str, dict]) -> bool:
     return sum(new[k]["main"] for k in common) > sum(old[k]["main"] for k in common)
 
 
+def score_run(
+    predictor: Predictor,
+    run: Path,
+    specs: list[str],
+    multiscale: bool,
+    limit: int | None,
+    multiscale_limit: int | None,
+) -> tuple[dict[str, dict], dict[str, dict] | None]:
+    """Single-scale scores on ``run``'s held-out photos, and multi-scale + flip ones if ``multiscale``."""
+    split = run / "split.json"
+    scores = score_sources(predictor, split, specs, limit=limit)
+    if not multiscale:
+        return scores, None
+    return scores, score_sources(predictor, split, specs, multiscale=True, flip=True, limit=multiscale_limit or limit)
+
+
 def release(
     run: str | Path,
     out: str | Path,
@@ -243,12 +259,7 @@ def release(
     size = input_size or int(meta.get("input_size", config["crop_size"]))
     predictor = Predictor(model, meta["label_set"], device=device, input_size=size, name=out.name)
     specs = list(config["data"])
-    scores = score_sources(predictor, run / "split.json", specs, limit=limit)
-    scores_ms = (
-        score_sources(predictor, run / "split.json", specs, multiscale=True, flip=True, limit=multiscale_limit or limit)
-        if multiscale
-        else None
-    )
+    scores, scores_ms = score_run(predictor, run, specs, multiscale, limit, multiscale_limit)
     minutes = run_minutes(run)
     prior_minutes, history = prior_training(run, out)
     cumulative = round(prior_minutes + minutes, 1)
@@ -384,12 +395,7 @@ def resize_shipped(
     config = json.loads((run / "config.json").read_text())
     specs = list(config["data"])
     predictor = Predictor(model, meta["label_set"], device=device, input_size=input_size, name=out.name)
-    scores = score_sources(predictor, run / "split.json", specs, limit=limit)
-    scores_ms = (
-        score_sources(predictor, run / "split.json", specs, multiscale=True, flip=True, limit=multiscale_limit or limit)
-        if multiscale
-        else None
-    )
+    scores, scores_ms = score_run(predictor, run, specs, multiscale, limit, multiscale_limit)
     before = meta.get("metrics", {}).get("sources") or {}
     changed = force or not before or better(scores, before)
     extra = {k: v for k, v in meta.items() if k not in _WRITTEN_BY_SAVE}
