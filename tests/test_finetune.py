@@ -251,10 +251,14 @@ def test_stop_file_before_training_cancels(world, tmp_path):
     assert not checkpoints.exists() or list_checkpoints(checkpoints) == []
 
 
-def test_original_data_default_to_the_base_training_data_and_its_validation_split(world, tmp_path):
-    # A base whose metadata says what it was trained on, as the trainer writes it.
+@pytest.mark.parametrize("written_by", ["trainer", "release"])
+def test_original_data_default_to_the_base_training_data_and_its_validation_split(world, tmp_path, written_by):
+    # A base whose metadata says what it was trained on: the trainer writes the split beside the
+    # data, a release inside the recipe.
     state = load_checkpoint(world["base"])[0]
     training = {"data": [f"folder:{world['original']}"], "val_fraction": 0.5, "split_seed": 3}
+    if written_by == "release":
+        training = {"data": training["data"], "recipe": {"val_fraction": 0.5, "split_seed": 3}}
     base = save_checkpoint(
         state,
         tmp_path / "checkpoints" / "trained",

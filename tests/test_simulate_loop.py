@@ -7,39 +7,86 @@ import torch
 from helpers import TINY
 
 from ssfnet import build_model, load_checkpoint, save_checkpoint
+from ssfnet.data import open_source, split_ids
 from train import simulate_loop
 
 
-def test_loop_writes_corrections_fine_tunes_and_scores(dataset_dir, tmp_path):
-    ccp, viton = dataset_dir("ccp"), dataset_dir("viton")
+def released_base(folder, data, val_fraction):
+    """A tiny LIP-20 checkpoint whose metadata records its training data and split as a release does."""
     torch.manual_seed(0)
-    base = save_checkpoint(build_model("ssfnet_lite", 20, **TINY), tmp_path / "base", variant="ssfnet_lite",
-                           label_set="lip-20", options=TINY, metadata={"input_size": 64})  # fmt: skip
-    split = tmp_path / "split.json"
-    split.write_text(json.dumps({"sources": [
-        {"kind": "ccp", "path": str(ccp.resolve()), "split": None, "val_ids": ["0002", "0003", "0004"]},
-        {"kind": "viton", "path": str(viton.resolve()), "split": None, "val_ids": ["000003_0", "000004_0"]},
-    ]}))  # fmt: skip
+    training = {"data": data, "recipe": {"val_fraction": val_fraction, "split_seed": 0}}
+    return save_checkpoint(build_model("ssfnet_lite", 20, **TINY), folder, variant="ssfnet_lite", label_set="lip-20",
+                           options=TINY, metadata={"input_size": 64, "training": training})  # fmt: skip
+
+
+def write_split(path, sources, val_fraction, seed=0):
+    """The base run's split.json: the ids ``split_ids`` holds out of each (kind, folder)."""
+    entries = []
+    for kind, folder in sources:
+        val = split_ids(open_source(f"{kind}:{folder}", "lip-20").ids, val_fraction, seed)[1]
+        entries.append({"kind": kind, "path": str(folder.resolve()), "split": None, "val_ids": val})
+    path.write_text(json.dumps({"sources": entries}))
+    return path
+
+
+def test_loop_writes_corrections_fine_tunes_on_the_base_data_and_scores(dataset_dir, tmp_path):
+    ccp, viton = dataset_dir("ccp"), dataset_dir("viton")
+    fraction = 0.005  # 5 CCP and 58 VITON photos held out
+    base = released_base(tmp_path / "base", [f"ccp:{ccp}", f"viton:{viton}:0.5"], fraction)
+    split = write_split(tmp_path / "split.json", [("ccp", ccp), ("viton", viton)], fraction)
     out = tmp_path / "loop"
     report = simulate_loop.main([
         "--base", str(base), "--split", str(split), "--ccp", str(ccp), "--viton", str(viton),
-        "--corrections", "2", "--max-minutes", "1", "--val-max-images", "4", "--crop-size", "64",
-        "--device", "cpu", "--out", str(out),
+        "--corrections", "2", "--viton-limit", "2", "--max-minutes", "1", "--val-max-images", "4",
+        "--crop-size", "64", "--device", "cpu", "--out", str(out),
     ])  # fmt: skip
     assert len(report["corrections"]) == 2
     assert len(list((out / "corrections" / "meta").glob("*.json"))) == 2
+    # The fine-tune mixed in the base's own training data, and none of the photos the loop holds out.
+    assert report["original_data"] == [f"ccp:{ccp}", f"viton:{viton}:0.5"]
+    held = {s["kind"]: set(s["val_ids"]) for s in json.loads(split.read_text())["sources"]}
+    for plan_file in (out / "finetune-run" / "sources").glob("*.json"):
+        plan = json.loads(plan_file.read_text())
+        kind = plan["source"].split(":")[0]
+        assert not held.get(kind, set()) & set(plan["ids"]), plan["source"]
     for when in ("before", "after"):
         ccp_scores = report[when]["ccp_other_val (lip-20 -> ccp-coarse)"]
-        assert ccp_scores["images"] == 1 and 0 <= ccp_scores["miou"] <= 100
+        assert ccp_scores["images"] == len(held["ccp"]) - 2 and 0 <= ccp_scores["miou"] <= 100
         assert report[when]["viton_val (lip-20)"]["images"] == 2
-    # The held-out CCP change, paired over the same photo(s), agrees with the two scores.
+    # The held-out CCP change, paired over the same photos, agrees with the two scores.
     change, key = report["ccp_change"], "ccp_other_val (lip-20 -> ccp-coarse)"
-    assert change["images"] == 1 and change["low"] <= change["delta"] <= change["high"]
+    assert change["images"] == len(held["ccp"]) - 2 and change["low"] <= change["delta"] <= change["high"]
     assert change["delta"] == pytest.approx(report["after"][key]["miou"] - report["before"][key]["miou"], abs=0.02)
     assert "paired bootstrap" in (out / "report.md").read_text()
     model, meta = load_checkpoint(report["fine_tuned"])
     assert meta["label_set"] == "lip-20"
     assert (out / "report.md").read_text().startswith("| validation set")
+
+
+def test_the_loop_refuses_a_fine_tune_that_would_train_on_the_photos_it_scores(dataset_dir, tmp_path):
+    ccp, viton = dataset_dir("ccp"), dataset_dir("viton")
+    # The base records no split: the fine-tune would split the sources its own way (seed 0), not as
+    # the base run did (seed 5).
+    torch.manual_seed(0)
+    base = save_checkpoint(build_model("ssfnet_lite", 20, **TINY), tmp_path / "base", variant="ssfnet_lite",
+                           label_set="lip-20", options=TINY, metadata={"input_size": 64})  # fmt: skip
+    split = write_split(tmp_path / "split.json", [("ccp", ccp), ("viton", viton)], 0.005, seed=5)
+    args = ["--base", str(base), "--split", str(split), "--ccp", str(ccp), "--viton", str(viton),
+            "--corrections", "2", "--max-minutes", "0.5", "--device", "cpu", "--out", str(tmp_path / "loop")]  # fmt: skip
+    with pytest.raises(ValueError, match="would train on photos the loop scores"):
+        simulate_loop.main(args)
+    assert not (tmp_path / "loop" / "corrections").exists()
+    # Sources that leave the held-out photos out are accepted, a subset of the training ids among them.
+    held = {s["kind"]: s["val_ids"] for s in json.loads(split.read_text())["sources"]}
+    keep = sorted(set(open_source(f"ccp:{ccp}", "lip-20").ids) - set(held["ccp"]))
+    subset = tmp_path / "ccp-train.json"
+    subset.write_text(json.dumps({"source": f"ccp:{ccp}", "ids": keep}))
+    parsed = simulate_loop.parse_args([*args, "--data", f"subset:{subset}"])
+    scored = {str(ccp.resolve()): set(held["ccp"]), str(viton.resolve()): set(held["viton"])}
+    assert simulate_loop.original_data(parsed, scored) == [f"subset:{subset}"]
+    leaky = simulate_loop.parse_args([*args, "--data", f"subset:{subset}", "--data", f"viton:{viton}"])
+    with pytest.raises(ValueError, match=r"viton:\S+: \d+"):
+        simulate_loop.original_data(leaky, scored)
 
 
 def test_the_loop_fine_tunes_as_told_and_otherwise_with_the_base_recipe(tmp_path):

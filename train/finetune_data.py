@@ -44,10 +44,13 @@ def _base_split(spec: SourceSpec, base_meta: dict) -> tuple[float, int] | None:
                 return float(entry["val_fraction"]), int(entry["split_seed"])
         except (KeyError, ValueError, TypeError):
             continue
+    # A trainer's checkpoint records the split beside its data; a released one, in its recipe.
+    recipe = training.get("recipe") if isinstance(training.get("recipe"), dict) else {}
+    recorded = training if "val_fraction" in training else recipe
     for text in training.get("data") or []:
         try:
-            if _same_source(spec, parse_source(text)) and "val_fraction" in training:
-                return float(training["val_fraction"]), int(training.get("split_seed", 0))
+            if _same_source(spec, parse_source(text)) and recorded.get("val_fraction") is not None:
+                return float(recorded["val_fraction"]), int(recorded.get("split_seed") or 0)
         except (ValueError, TypeError):
             continue
     return None

@@ -3,9 +3,11 @@
 Real ground truth stands in for people: CCP images from the base run's validation
 split are saved as corrections (their true labels, converted to LIP-20 with coarse
 ``skin``/``shoes`` values) through the app's corrections store, the base is
-fine-tuned on ``--corrections`` of them, and both checkpoints are scored on the
-other CCP validation images (LIP-20 -> CCP-coarse) and on the VITON validation
-split (LIP-20), before and after::
+fine-tuned on ``--corrections`` of them mixed with the original data (as the app's
+fine-tune does: by default the base's own training data, on the base's training split),
+and both checkpoints are scored on the other CCP validation images (LIP-20 ->
+CCP-coarse) and on the VITON validation split (LIP-20), before and after. The loop
+refuses to start when the fine-tune would train on any photo it scores::
 
     python -m train.simulate_loop --base runs/base/best --split runs/base/split.json \\
         --ccp ../shared/datasets/ccp --viton ../shared/datasets/viton --corrections 50 --max-minutes 10
@@ -19,13 +21,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import json
 import sys
 from pathlib import Path
 
-from ssfnet.data import CCPDataset
+from ssfnet.checkpoint import read_metadata
+from ssfnet.data import CCPDataset, parse_source
 from ssfnet.data.corrections import save_correction
 from ssfnet.labels import LIP_20
 from train import finetune
+from train.finetune_data import original_specs, select_originals
 from train.evaluate import evaluate_checkpoint, held_out_ids, matrix_score, paired_bootstrap
 from train.utils import write_json
 
@@ -47,6 +52,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--split", required=True, help="the base run's split.json (its validation ids are used)")
     p.add_argument("--ccp", default="../shared/datasets/ccp")
     p.add_argument("--viton", default="../shared/datasets/viton")
+    p.add_argument(
+        "--data",
+        action="append",
+        default=[],
+        help="an original source of the fine-tune, KIND:PATH[:WEIGHT] (repeat; default: the base's training "
+        "data where it is here, else the --viton and --ccp folders)",
+    )
     p.add_argument("--corrections", type=int, default=50, help="CCP validation images used as corrections")
     p.add_argument("--viton-limit", type=int, default=300, help="VITON validation images scored (spread evenly)")
     p.add_argument("--max-minutes", type=float, default=10.0, help="fine-tuning budget (whole command)")
@@ -118,6 +130,51 @@ def finetune_config(
     )
 
 
+def source_folder(text: str) -> str:
+    """The resolved folder a source spec reads (a ``subset:`` spec: the folder of the source it names)."""
+    spec = parse_source(text)
+    if spec.kind == "subset":
+        return source_folder(json.loads(Path(spec.path).read_text())["source"])
+    return str(Path(spec.path).resolve())
+
+
+def leaked_ids(originals: list[dict], scored: dict[str, set[str]]) -> dict[str, int]:
+    """How many photos each original source would train on that the loop scores.
+
+    Args:
+        originals: The fine-tune's original sources, as :func:`train.finetune_data.select_originals` splits them.
+        scored: resolved source folder -> the ids the loop holds out there (corrections included).
+    """
+    leaks = {}
+    for original in originals:
+        overlap = scored.get(source_folder(original["spec"]), set()).intersection(original["train_ids"])
+        if overlap:
+            leaks[original["spec"]] = len(overlap)
+    return leaks
+
+
+def original_data(args: argparse.Namespace, scored: dict[str, set[str]]) -> list[str]:
+    """The fine-tune's original sources, checked to leave out every photo the loop scores.
+
+    Raises:
+        ValueError: a source would train on held-out photos (a base that records no training
+            split matching ``--split``): pass ``--data`` with sources that leave them out.
+    """
+    base_meta = read_metadata(Path(args.base))
+    specs = original_specs(args.data, base_meta, lambda text: print(f"[loop] {text}"))
+    if not specs:
+        specs = [f"viton:{args.viton}", f"ccp:{args.ccp}"]
+    config = dataclasses.replace(finetune.FINETUNE_DEFAULTS, data=specs)
+    leaks = leaked_ids(select_originals(specs, base_meta, LIP_20, config, lambda text: None), scored)
+    if leaks:
+        told = ", ".join(f"{spec}: {n}" for spec, n in leaks.items())
+        raise ValueError(
+            f"the fine-tune would train on photos the loop scores ({told}): the base records no training "
+            f"split that matches {args.split}; pass --data with sources that leave them out"
+        )
+    return specs
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     out = Path(args.out)
@@ -128,6 +185,9 @@ def main(argv: list[str] | None = None) -> dict:
     if len(ccp_val) <= args.corrections:
         raise ValueError(f"the split holds {len(ccp_val)} CCP validation images; need more than {args.corrections}")
     corrected, rest = sorted(ccp_val[: args.corrections]), sorted(ccp_val[args.corrections :])
+    # The originals may train on neither the scored photos nor the corrections (they come as corrections).
+    scored = {str(Path(args.ccp).resolve()): set(ccp_val), str(Path(args.viton).resolve()): set(viton_val)}
+    data = original_data(args, scored)
 
     # The simulated annotators: true CCP labels as LIP-20 (coarse skin/shoes), saved as the app saves.
     corrections_dir = out / "corrections"
@@ -163,7 +223,7 @@ def main(argv: list[str] | None = None) -> dict:
         }  # fmt: skip
 
     before = score_all(Path(args.base), "before")
-    ft_report = finetune.main(finetune_config(args, [viton_spec, ccp_spec], corrections_dir, out))
+    ft_report = finetune.main(finetune_config(args, data, corrections_dir, out))
     if ft_report["status"] != "finished":
         raise RuntimeError(f"fine-tuning ended with status {ft_report['status']}")
     after = score_all(Path(ft_report["checkpoint"]), "after")
@@ -176,6 +236,7 @@ def main(argv: list[str] | None = None) -> dict:
         "base": str(args.base),
         "fine_tuned": ft_report["checkpoint"],
         "corrections": corrected,
+        "original_data": data,
         "finetune_iterations": ft_report["iterations"],
         "finetune_seconds": ft_report["elapsed_s"],
         "before": before,
