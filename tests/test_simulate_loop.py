@@ -71,8 +71,8 @@ def test_the_loop_refuses_a_fine_tune_that_would_train_on_the_photos_it_scores(d
     base = save_checkpoint(build_model("ssfnet_lite", 20, **TINY), tmp_path / "base", variant="ssfnet_lite",
                            label_set="lip-20", options=TINY, metadata={"input_size": 64})  # fmt: skip
     split = write_split(tmp_path / "split.json", [("ccp", ccp), ("viton", viton)], 0.005, seed=5)
-    args = ["--base", str(base), "--split", str(split), "--ccp", str(ccp), "--viton", str(viton),
-            "--corrections", "2", "--max-minutes", "0.5", "--device", "cpu", "--out", str(tmp_path / "loop")]  # fmt: skip
+    args = ["--base", str(base), "--split", str(split), "--ccp", str(ccp), "--viton", str(viton), "--corrections",
+            "2", "--max-minutes", "0.5", "--device", "cpu", "--out", str(tmp_path / "loop")]  # fmt: skip
     with pytest.raises(ValueError, match="would train on photos the loop scores"):
         simulate_loop.main(args)
     assert not (tmp_path / "loop" / "corrections").exists()

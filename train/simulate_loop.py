@@ -30,8 +30,8 @@ from ssfnet.data import CCPDataset, parse_source
 from ssfnet.data.corrections import save_correction
 from ssfnet.labels import LIP_20
 from train import finetune
-from train.finetune_data import original_specs, select_originals
 from train.evaluate import evaluate_checkpoint, held_out_ids, matrix_score, paired_bootstrap
+from train.finetune_data import original_specs, select_originals
 from train.utils import write_json
 
 CCP_KEY = "ccp_other_val (lip-20 -> ccp-coarse)"
