@@ -41,6 +41,7 @@ class TrainConfig:
     backbone_weights: str | None = "auto"
     init_checkpoint: str | None = None
     freeze_backbone: bool = False
+    freeze_bn: bool = False
     sync_bn: bool = False
     # Optimisation
     epochs: int = 100
@@ -205,6 +206,7 @@ def _add_model_options(g: argparse._ArgumentGroup, d: TrainConfig) -> None:
     )
     g.add_argument("--init-checkpoint", default=d.init_checkpoint, help="start from this checkpoint folder")
     _switch(g, "--freeze-backbone", d.freeze_backbone, "train only the decoder (backbone weights and BN stats fixed)")
+    _switch(g, "--freeze-bn", d.freeze_bn, "keep every BatchNorm's running statistics fixed (its weights still train)")
     _switch(g, "--sync-bn", d.sync_bn, "synchronise batch norm across GPUs")
 
 

@@ -55,11 +55,19 @@ def freeze_backbone(model: nn.Module) -> None:
         p.requires_grad_(False)
 
 
-def set_train_mode(model: nn.Module, frozen_backbone: bool) -> None:
-    """``model.train()``, but a frozen backbone stays in eval mode so its BN statistics do not drift."""
+def set_train_mode(model: nn.Module, frozen_backbone: bool, frozen_bn: bool = False) -> None:
+    """``model.train()``, but a frozen backbone stays in eval mode so its BN statistics do not drift.
+
+    ``frozen_bn`` keeps every BatchNorm layer's running statistics as they are (the layers normalise
+    with them, their weights still train); dropout stays on.
+    """
     model.train()
     if frozen_backbone:
         backbone_of(model).eval()
+    if frozen_bn:
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
 
 
 def param_groups(model: nn.Module, lr: float, head_lr_mult: float) -> list[dict]:
@@ -175,6 +183,7 @@ class LoopContext:
     amp: bool = False
     channels_last: bool = False
     frozen_backbone: bool = False
+    frozen_bn: bool = False
     gpu_augment: Callable[[torch.Tensor, int], torch.Tensor] | None = None
     checkpoint_every_s: float = 600.0
     save: Callable[[], None] | None = None
@@ -204,7 +213,7 @@ def train_one_epoch(
         ``"epoch"`` (the loader ran out), ``"done"`` (schedule complete) or ``"stopped"``.
     """
     state = ctx.state
-    set_train_mode(model, ctx.frozen_backbone)
+    set_train_mode(model, ctx.frozen_backbone, ctx.frozen_bn)
     show = ctx.dist.is_main
     on_time = ctx.schedule.budget_s is not None
     bar = tqdm(

@@ -69,6 +69,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--freeze-backbone", action="store_true", help="fine-tune the decoder only (backbone weights, BN stats fixed)"
     )
     p.add_argument(
+        "--freeze-bn", action="store_true", help="keep every BatchNorm's running statistics fixed while fine-tuning"
+    )
+    p.add_argument(
         "--val-max-images",
         type=int,
         default=None,
@@ -108,6 +111,7 @@ def finetune_config(
         "crop_size": args.crop_size,
         "batch_size": args.batch_size,
         "freeze_backbone": args.freeze_backbone,
+        "freeze_bn": args.freeze_bn,
         "device": args.device,
     }
     train = dataclasses.replace(

@@ -431,6 +431,7 @@ def _run(config: TrainConfig, info: DistInfo, device: torch.device, out: Path, c
         amp=amp,
         channels_last=channels_last,
         frozen_backbone=config.freeze_backbone,
+        frozen_bn=config.freeze_bn,
         checkpoint_every_s=config.checkpoint_minutes * 60,
         save=hooks.save_last,
         stop_after_iters=config.stop_after_iters,
