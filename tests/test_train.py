@@ -224,6 +224,17 @@ def test_init_checkpoint_with_frozen_backbone_trains_only_the_decoder(viton, tmp
     assert any(not torch.equal(base[k], tuned[k]) for k in base if k.startswith("head."))
 
 
+def test_freeze_bn_keeps_every_running_statistic_and_still_trains_the_weights(viton, tmp_path):
+    main(tiny_config(viton, tmp_path / "base", epochs=1, augment_grid=False))
+    base, _ = load_state_dict(tmp_path / "base" / "last")
+    main(tiny_config(viton, tmp_path / "tuned", variant=None, model_options={}, epochs=1, lr=0.05,
+                     init_checkpoint=str(tmp_path / "base" / "last"), freeze_bn=True, augment_grid=False))  # fmt: skip
+    tuned, _ = load_state_dict(tmp_path / "tuned" / "last")
+    stats = [k for k in base if k.endswith(("running_mean", "running_var"))]
+    assert stats and all(torch.equal(base[k], tuned[k]) for k in stats)
+    assert any(not torch.equal(base[k], tuned[k]) for k in base if k.startswith("backbone.") and k not in stats)
+
+
 def test_init_checkpoint_of_another_label_set_keeps_all_but_the_class_outputs(viton, tmp_path):
     main(tiny_config(viton, tmp_path / "base", epochs=1, augment_grid=False))
     base, _ = load_state_dict(tmp_path / "base" / "last")
