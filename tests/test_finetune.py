@@ -214,6 +214,39 @@ def test_finetune_raises_agreement_records_lineage_and_keeps_the_base(world, tmp
     assert progress["report"]["checkpoint"] == str(new)
 
 
+def test_blend_publishes_the_base_plus_a_share_of_the_change(world, tmp_path):
+    report = finetune.main(tiny_config(world, tmp_path / "run", blend=0.5, keep_run_checkpoint=True))
+    published, meta = load_checkpoint(report["checkpoint"])
+    trained, _ = load_checkpoint(tmp_path / "run" / "last")
+    base, _ = load_checkpoint(world["base"])
+    assert meta["finetune"]["blend"] == 0.5
+    trained_state, base_state = trained.state_dict(), base.state_dict()
+    moved = 0
+    for key, tensor in published.state_dict().items():
+        if not tensor.is_floating_point():
+            assert torch.equal(tensor, trained_state[key])  # batch counters: the trained model's
+            continue
+        midpoint = (base_state[key] + trained_state[key]) / 2
+        assert torch.allclose(tensor, midpoint, rtol=2e-3, atol=2e-3), key  # up to fp16 storage
+        moved += not torch.equal(base_state[key], trained_state[key])
+    assert moved > 10  # the fine-tune changed weights and BatchNorm statistics, and half of it is kept
+
+
+def test_blend_refuses_models_that_differ_and_shares_out_of_range(world, tmp_path):
+    model = build_model("ssfnet_lite", LIP.num_classes, **TINY)
+    other = build_model("ssfnet_lite", LIP.num_classes - 1, **TINY)
+    with pytest.raises(ValueError, match="shape"):
+        finetune.blend_weights(model, other.state_dict(), 0.5)
+    state = model.state_dict()
+    state.pop(next(iter(state)))
+    with pytest.raises(ValueError, match="same weights"):
+        finetune.blend_weights(model, state, 0.5)
+    for blend in (0.0, 1.5):
+        with pytest.raises(ValueError, match="blend"):
+            tiny_config(world, tmp_path / "run", blend=blend)
+    assert parse_args(["--blend", "0.5"]).blend == 0.5 and parse_args([]).blend == FinetuneConfig().blend
+
+
 def test_cancelled_run_publishes_nothing(world, tmp_path):
     checkpoints = tmp_path / "checkpoints"
     checkpoints.mkdir()

@@ -38,7 +38,7 @@ def test_loop_writes_corrections_fine_tunes_on_the_base_data_and_scores(dataset_
     report = simulate_loop.main([
         "--base", str(base), "--split", str(split), "--ccp", str(ccp), "--viton", str(viton),
         "--corrections", "2", "--viton-limit", "2", "--max-minutes", "1", "--val-max-images", "4",
-        "--crop-size", "64", "--device", "cpu", "--out", str(out),
+        "--crop-size", "64", "--device", "cpu", "--out", str(out), "--also-blend", "0.5",
     ])  # fmt: skip
     assert len(report["corrections"]) == 2
     assert len(list((out / "corrections" / "meta").glob("*.json"))) == 2
@@ -61,6 +61,16 @@ def test_loop_writes_corrections_fine_tunes_on_the_base_data_and_scores(dataset_
     model, meta = load_checkpoint(report["fine_tuned"])
     assert meta["label_set"] == "lip-20"
     assert (out / "report.md").read_text().startswith("| validation set")
+    # One fine-tune scored at another blend: halfway between the base's weights and the fine-tune's.
+    half = report["blends"]["0.5"]
+    blended, blended_meta = load_checkpoint(half["checkpoint"])
+    assert blended_meta["finetune"]["blend"] == 0.5 and blended_meta["input_size"] == meta["input_size"]
+    base_state, tuned_state = load_checkpoint(base)[0].state_dict(), model.state_dict()
+    for name, tensor in blended.state_dict().items():
+        if tensor.is_floating_point():
+            torch.testing.assert_close(tensor, (base_state[name] + tuned_state[name]) / 2, rtol=2e-3, atol=2e-3)
+    assert half["ccp_change"]["images"] == change["images"] and half["after"][key]["images"] == change["images"]
+    assert "| 0.5 |" in (out / "report.md").read_text() and "| 1 |" in (out / "report.md").read_text()
 
 
 def test_the_loop_refuses_a_fine_tune_that_would_train_on_the_photos_it_scores(dataset_dir, tmp_path):

@@ -114,6 +114,8 @@ class FinetuneConfig:
         checkpoints_dir: Where the new checkpoint is published.
         keep_run_checkpoint: Keep the run folder's ``last/`` (weights + optimizer state) after
             publishing; by default it is removed, the published checkpoint has the same weights.
+        blend: Share of the fine-tune's change kept: the published weights (BatchNorm statistics
+            included) are ``base + blend * (trained - base)``; 1 publishes the trained weights.
         given: Trainer options set by the user (command line or ``--config`` file); the others of
             :data:`INHERITED`, and ``lr``, come from the base's recorded recipe where it has one.
     """
@@ -126,6 +128,7 @@ class FinetuneConfig:
     name: str | None = None
     checkpoints_dir: str = str(CHECKPOINTS_DIR)
     keep_run_checkpoint: bool = False
+    blend: float = 1.0
     given: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -133,6 +136,8 @@ class FinetuneConfig:
             raise ValueError(f"corrections_share must be in (0, 1], got {self.corrections_share}")
         if not 0.0 <= self.holdout < 1.0:
             raise ValueError(f"holdout must be in [0, 1), got {self.holdout}")
+        if not 0.0 < self.blend <= 1.0:
+            raise ValueError(f"blend must be in (0, 1], got {self.blend}")
         if not self.corrections:
             raise ValueError("at least one corrections folder is needed")
         if self.name is not None and not _NAME.match(self.name):
@@ -178,6 +183,13 @@ def _add_finetune_options(parser: argparse.ArgumentParser | argparse._ArgumentGr
         type=float,
         default=d.holdout,
         help="share of the corrections held out (by a hash of --seed and the id) to score before and after",
+    )
+    parser.add_argument(
+        "--blend",
+        type=float,
+        default=d.blend,
+        help="share of the fine-tune's change kept: publish base + BLEND x (trained - base), BatchNorm statistics "
+        "too (weight-space ensembling; 1: the trained weights)",
     )
     parser.add_argument("--name", default=None, help="name of the new checkpoint (default: the base's + '-ft')")
     parser.add_argument(
@@ -380,6 +392,11 @@ def _finetune(
     summary, trainer = _train(config, plan, base, run_dir, progress, began, eval_s)
     progress.enter("evaluate-after", f"scoring the fine-tuned model ({summary['iteration']} iterations)")
     model, trained_meta = load_checkpoint(run_dir / "last", device=device)
+    if config.blend < 1.0:
+        base_model, _ = load_checkpoint(base, device=device)
+        blend_weights(model, base_model.state_dict(), config.blend)
+        del base_model
+        _say(f"published weights: the base plus {config.blend:g} of the fine-tune's change")
     round_to_storage(model, storage_dtype(base_meta))
     after = evaluate_sets(
         model, plan.label_set, plan.eval_sets, device=device, input_size=plan.input_size, progress=progress
@@ -387,6 +404,29 @@ def _finetune(
     _say(f"after:  {summary_line(after)}")
     outcome = Outcome(before, after, summary, trainer, model, trained_meta)
     return publish_run(config, plan, base, base_meta, run_dir, stamp, progress, began, outcome)
+
+
+def blend_weights(model: torch.nn.Module, base_state: dict[str, torch.Tensor], keep: float) -> None:
+    """Move ``model``'s floating tensors back towards ``base_state``: ``base + keep * (model - base)``.
+
+    Averaging the weights of a model and its fine-tuned copy keeps much of what the fine-tune
+    learnt while undoing part of the drift of a short run on small batches (weight-space
+    ensembling: Wortsman et al., "Robust fine-tuning of zero-shot models", CVPR 2022).
+    Integer buffers (BatchNorm's batch counters) keep the model's values.
+
+    Raises:
+        ValueError: the two state dicts do not hold the same tensors.
+    """
+    state = model.state_dict()
+    if state.keys() != base_state.keys():
+        raise ValueError("the base and the fine-tuned model do not have the same weights: cannot blend them")
+    with torch.no_grad():
+        for key, tensor in state.items():
+            if tensor.is_floating_point():
+                base = base_state[key].to(tensor.device, tensor.dtype)
+                if base.shape != tensor.shape:
+                    raise ValueError(f"cannot blend {key}: shape {tuple(base.shape)} != {tuple(tensor.shape)}")
+                tensor.copy_(base + keep * (tensor - base))
 
 
 def _say(text: str) -> None:

@@ -66,6 +66,7 @@ def publish_run(
         "corrections_share": plan.share,
         "lr": trainer.lr,
         "freeze_backbone": trainer.freeze_backbone,
+        "blend": config.blend,
         "iterations": summary["iteration"],
         "train_seconds": summary["elapsed_s"],
         "metrics": metrics,

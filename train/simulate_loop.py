@@ -25,10 +25,11 @@ import json
 import sys
 from pathlib import Path
 
-from ssfnet.checkpoint import read_metadata
+from ssfnet.checkpoint import load_checkpoint, read_metadata, save_checkpoint
 from ssfnet.data import CCPDataset, parse_source
 from ssfnet.data.corrections import save_correction
 from ssfnet.labels import LIP_20
+from ssfnet.publish import storage_dtype
 from train import finetune
 from train.evaluate import evaluate_checkpoint, held_out_ids, matrix_score, paired_bootstrap
 from train.finetune_data import original_specs, select_originals
@@ -83,6 +84,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=finetune.FinetuneConfig().corrections_share,
         help="share of every fine-tuning epoch drawn from the corrections",
     )
+    p.add_argument(
+        "--blend",
+        type=float,
+        default=finetune.FinetuneConfig().blend,
+        help="share of the fine-tune's change the published weights keep (train.finetune --blend)",
+    )
+    p.add_argument(
+        "--also-blend",
+        type=float,
+        nargs="+",
+        default=[],
+        metavar="SHARE",
+        help="also score the base plus these shares of the fine-tune's change (one fine-tune, several blends)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
     p.add_argument("--out", default="runs/simulate-loop")
@@ -128,9 +143,37 @@ def finetune_config(
         base=str(args.base),
         corrections=[str(corrections_dir)],
         corrections_share=args.corrections_share,
+        blend=args.blend,
         holdout=0.0,
         checkpoints_dir=str(out / "checkpoints"),
         given=tuple(k for k, v in overrides.items() if v),  # the rest of the base's recipe carries over
+    )
+
+
+def blended_checkpoint(base: Path, fine_tuned: Path, share: float, folder: Path) -> Path:
+    """Write the base plus ``share`` of the fine-tune's change (as ``train.finetune --blend share`` publishes).
+
+    ``fine_tuned`` may itself be a blend (its metadata's ``finetune.blend``): the share is of the
+    trained change either way.
+    """
+    model, meta = load_checkpoint(fine_tuned)
+    lineage = dict(meta.get("finetune") or {})
+    published = float(lineage.get("blend") or 1.0)
+    base_model, _ = load_checkpoint(base)
+    finetune.blend_weights(model, base_model.state_dict(), share / published)
+    lineage["blend"] = share
+    return save_checkpoint(
+        model, folder, variant=meta["variant"], label_set=meta["label_set"], options=meta.get("options", {}),
+        metadata={"input_size": meta.get("input_size"), "finetune": lineage}, dtype=storage_dtype(meta),
+        overwrite=True,
+    )  # fmt: skip
+
+
+def change_text(change: dict) -> str:
+    """A paired-bootstrap result in words."""
+    return (
+        f"{change['delta']:+.2f} (95 % paired bootstrap over the {change['images']} photos: {change['low']:+.2f} "
+        f"to {change['high']:+.2f}; it rose in {change['p_gain']:.0%} of {change['draws']} draws)"
     )
 
 
@@ -212,9 +255,10 @@ def main(argv: list[str] | None = None) -> dict:
         ]},
     )  # fmt: skip
 
-    ccp_images: dict[str, list] = {"before": [], "after": []}
+    ccp_images: dict[str, list] = {}
 
     def score_all(checkpoint: Path, tag: str) -> dict:
+        ccp_images[tag] = []
         return {
             CCP_KEY: score(
                 checkpoint, ccp_spec, eval_split, out / f"{tag}-ccp", gt_label_set="fashion-17", args=args,
@@ -226,19 +270,33 @@ def main(argv: list[str] | None = None) -> dict:
             ),
         }  # fmt: skip
 
+    def ccp_change(tag: str) -> dict:
+        # Is the held-out CCP change more than the luck of which photos were held out?
+        return paired_bootstrap(
+            ccp_images["before"], ccp_images[tag], matrix_score("lip-20", "fashion-17"), seed=args.seed
+        )
+
     before = score_all(Path(args.base), "before")
     ft_report = finetune.main(finetune_config(args, data, corrections_dir, out))
     if ft_report["status"] != "finished":
         raise RuntimeError(f"fine-tuning ended with status {ft_report['status']}")
-    after = score_all(Path(ft_report["checkpoint"]), "after")
-    # Is the held-out CCP change more than the luck of which photos were held out?
-    change = paired_bootstrap(
-        ccp_images["before"], ccp_images["after"], matrix_score("lip-20", "fashion-17"), seed=args.seed
-    )
+    fine_tuned = Path(ft_report["checkpoint"])
+    after = score_all(fine_tuned, "after")
+    blends = {}
+    for share in args.also_blend:
+        tag = f"blend-{share:g}"
+        blended = blended_checkpoint(Path(args.base), fine_tuned, share, out / tag)
+        blends[f"{share:g}"] = {
+            "checkpoint": str(blended),
+            "after": score_all(blended, tag),
+            "ccp_change": ccp_change(tag),
+        }
+    change = ccp_change("after")
     report = {
         "command": "python -m train.simulate_loop " + " ".join(sys.argv[1:] if argv is None else argv),
         "base": str(args.base),
         "fine_tuned": ft_report["checkpoint"],
+        "blend": args.blend,
         "corrections": corrected,
         "original_data": data,
         "finetune_iterations": ft_report["iterations"],
@@ -246,6 +304,7 @@ def main(argv: list[str] | None = None) -> dict:
         "before": before,
         "after": after,
         "ccp_change": change,
+        "blends": blends,
     }
     write_json(out / "report.json", report)
     lines = ["| validation set | images | mIoU before | mIoU after | pixel acc. before | pixel acc. after |"]
@@ -255,11 +314,16 @@ def main(argv: list[str] | None = None) -> dict:
         lines.append(f"| {name} | {b['images']} | {b['miou']:.2f} | {a['miou']:.2f} | {b['pixel_acc']:.2f} | "
                      f"{a['pixel_acc']:.2f} |")  # fmt: skip
     lines.append("")
-    lines.append(
-        f"Held-out CCP mIoU change: {change['delta']:+.2f} (95 % paired bootstrap over the {change['images']} "
-        f"photos: {change['low']:+.2f} to {change['high']:+.2f}; it rose in {change['p_gain']:.0%} of "
-        f"{change['draws']} draws)"
-    )
+    lines.append(f"Held-out CCP mIoU change: {change_text(change)}")
+    if blends:
+        lines += ["", "| share of the fine-tune's change kept | held-out CCP mIoU | change (95 % interval; rose in) | "
+                  "VITON mIoU |", "|---|---|---|---|"]  # fmt: skip
+        rows = [(args.blend, after, change)] + [(float(k), v["after"], v["ccp_change"]) for k, v in blends.items()]
+        for share, scores, delta in sorted(rows, key=lambda row: -row[0]):
+            lines.append(
+                f"| {share:g} | {scores[CCP_KEY]['miou']:.2f} | {delta['delta']:+.2f} ({delta['low']:+.2f} to "
+                f"{delta['high']:+.2f}; {delta['p_gain']:.0%}) | {scores['viton_val (lip-20)']['miou']:.2f} |"
+            )
     table = "\n".join(lines)
     (out / "report.md").write_text(table + "\n")
     print(table)
