@@ -144,6 +144,7 @@ class Components:
     finetune_lr: gr.Number
     finetune_share: gr.Slider
     finetune_holdout: gr.Slider
+    finetune_blend: gr.Slider
     finetune_freeze: gr.Checkbox
     finetune_btn: gr.Button
     finetune_cancel_btn: gr.Button

@@ -28,6 +28,7 @@ import torch
 
 from ssfnet.labels import LabelSet
 from ssfnet.metrics import ConfusionMatrix
+from train.finetune_defaults import BLEND, CORRECTIONS_SHARE, HOLDOUT
 from train.finetune_status import read_progress, utc_stamp
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -50,28 +51,32 @@ class FinetuneRequest:
     Args:
         base: Checkpoint folder to start from (one the app offers).
         minutes: Budget of the whole fine-tune, evaluations included.
-        lr: Base learning rate.
+        lr: Base learning rate; None: the fine-tune's own choice (for a released base, a tenth
+            of the rate it was trained at, with its optimizer).
         corrections_share: Share of every epoch drawn from the corrections.
         holdout: Share of the corrections held out to score before and after.
         freeze_backbone: Train only the decoder.
+        blend: Share of the fine-tune's change the published weights keep.
     """
 
     base: str
     minutes: float = 10.0
-    lr: float = 1e-3
-    corrections_share: float = 0.5
-    holdout: float = 0.2
+    lr: float | None = None
+    corrections_share: float = CORRECTIONS_SHARE
+    holdout: float = HOLDOUT
     freeze_backbone: bool = False
+    blend: float = BLEND
 
     def __post_init__(self) -> None:
         checks = (
             (0 < self.minutes <= 24 * 60, f"the time budget must be between 0 and 1440 minutes, got {self.minutes}"),
-            (0 < self.lr < 1, f"the learning rate must be between 0 and 1, got {self.lr}"),
+            (self.lr is None or 0 < self.lr < 1, f"the learning rate must be between 0 and 1, got {self.lr}"),
             (
                 0 < self.corrections_share <= 1.0,
                 f"the corrections' share must be in (0, 1], got {self.corrections_share}",
             ),
             (0 <= self.holdout < 1, f"the held-out share must be in [0, 1), got {self.holdout}"),
+            (0 < self.blend <= 1.0, f"the share of the change kept must be in (0, 1], got {self.blend}"),
         )
         for ok, message in checks:
             if not ok:
@@ -83,13 +88,14 @@ class FinetuneRequest:
             self.base,
             "--max-minutes",
             f"{self.minutes:g}",
-            "--lr",
-            f"{self.lr:g}",
+            *(["--lr", f"{self.lr:g}"] if self.lr is not None else []),
             "--corrections-share",
             f"{self.corrections_share:g}",
             "--holdout",
             f"{self.holdout:g}",
             "--freeze-backbone" if self.freeze_backbone else "--no-freeze-backbone",
+            "--blend",
+            f"{self.blend:g}",
         ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from ssfnet.data.corrections import list_corrections
+from train.finetune_defaults import BLEND, CORRECTIONS_SHARE, HOLDOUT
 
 from .context import AppContext
 from .finetune_runner import status_html
@@ -29,10 +30,16 @@ def finetune_panel(app: AppContext) -> None:
             ui.finetune_minutes = gr.Number(
                 min(10, longest), label=f"Time budget (minutes, at most {longest})", minimum=0.1
             )
-            ui.finetune_lr = gr.Number(1e-3, label="Learning rate", minimum=0)
+            ui.finetune_lr = gr.Number(
+                None, label="Learning rate (empty: a tenth of the rate the base was trained at)", minimum=0
+            )
         with gr.Row():
-            ui.finetune_share = gr.Slider(0.05, 1.0, value=0.5, step=0.05, label="Corrections' share")
-            ui.finetune_holdout = gr.Slider(0.0, 0.5, value=0.2, step=0.05, label="Held out")
+            ui.finetune_share = gr.Slider(0.05, 1.0, value=CORRECTIONS_SHARE, step=0.05, label="Corrections' share")
+            ui.finetune_holdout = gr.Slider(0.0, 0.5, value=HOLDOUT, step=0.05, label="Held out")
+            ui.finetune_blend = gr.Slider(
+                0.05, 1.0, value=BLEND, step=0.05,
+                label="Share of the change kept (1: the trained weights; less: nearer the base)",
+            )  # fmt: skip
             ui.finetune_freeze = gr.Checkbox(False, label="Freeze the backbone (faster, less forgetting)")
         with gr.Row():
             ui.finetune_btn = gr.Button("Start fine-tuning", variant="primary", elem_id="finetune-start")
@@ -54,7 +61,8 @@ def wire_finetune(demo: gr.Blocks, app: AppContext, finetune: FinetuneHandlers, 
     shown = [ui.finetune_html, ui.finetune_log]
     options = [ui.finetune_base, ui.finetune_minutes, ui.finetune_lr, ui.finetune_share, ui.finetune_holdout]
     private = {"api_visibility": "private"}
-    ui.finetune_btn.click(finetune.start, [*options, ui.finetune_freeze], shown, api_name="finetune_start").then(
+    inputs = [*options, ui.finetune_freeze, ui.finetune_blend]
+    ui.finetune_btn.click(finetune.start, inputs, shown, api_name="finetune_start").then(
         finetune.polling, None, ui.finetune_timer, **private
     )
     ui.finetune_cancel_btn.click(finetune.cancel, None, shown, api_name="finetune_cancel")

@@ -17,7 +17,13 @@ from ssfnet.data.corrections import list_corrections
 
 from .access import Access, requester
 from .context import AppContext
-from .finetune_runner import FinetuneBusy, FinetuneNotYours, FinetuneRequest, FinetuneRunner, status_html
+from .finetune_runner import (
+    FinetuneBusy,
+    FinetuneNotYours,
+    FinetuneRequest,
+    FinetuneRunner,
+    status_html,
+)
 from .panel_models import ModelHandlers
 from .paths import page_roots, shown_path, shown_text
 from .widgets import mistake
@@ -95,7 +101,7 @@ class FinetuneHandlers:
         job = self.runner.job
         return gr.Timer(active=job is not None and job.running)
 
-    def start(self, base, minutes, lr, share, holdout, freeze, request: gr.Request | None = None) -> dict:
+    def start(self, base, minutes, lr, share, holdout, freeze, blend, request: gr.Request | None = None) -> dict:
         """Start fine-tuning ``base`` on the saved corrections in the background, owned by ``request``'s sender."""
         app = self.app
         if not base:
@@ -106,9 +112,11 @@ class FinetuneHandlers:
             folder = shown_path(app.corrections_dir, self.roots)
             raise mistake(f"No saved corrections in {folder} yet: correct and save some photos first.")
         try:
+            # An empty (or zero) learning rate leaves the choice to the fine-tune (see FinetuneRequest).
             options = FinetuneRequest(
-                app.predictors.resolve(base), float(minutes), float(lr), float(share), float(holdout), bool(freeze)
-            )
+                app.predictors.resolve(base), float(minutes), float(lr) if lr else None, float(share),
+                float(holdout), bool(freeze), float(blend),
+            )  # fmt: skip
         except (FileNotFoundError, TypeError, ValueError) as err:
             raise mistake(self._shown(str(err))) from None
         longest = app.settings.finetune_max_minutes

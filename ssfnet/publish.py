@@ -28,6 +28,21 @@ def storage_dtype(meta: dict) -> torch.dtype | None:
     return dtype if isinstance(dtype, torch.dtype) and dtype != torch.float32 else None
 
 
+def fitting_dtype(model: torch.nn.Module, dtype: torch.dtype | None) -> torch.dtype | None:
+    """``dtype``, or None (float32) where one of the model's values would overflow it.
+
+    A BatchNorm running variance beyond float16's 65,504 (seen after a few steps at a high
+    learning rate) would be stored as infinity and break every prediction.
+    """
+    if dtype is None:
+        return None
+    limit = torch.finfo(dtype).max
+    for value in model.state_dict().values():
+        if value.is_floating_point() and value.numel() and float(value.detach().abs().max()) > limit:
+            return None
+    return dtype
+
+
 def round_to_storage(model: torch.nn.Module, dtype: torch.dtype | None) -> None:
     """Give the weights the precision they will be stored in, so the 'after' scores are the published model's."""
     if dtype is None:

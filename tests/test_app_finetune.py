@@ -99,19 +99,21 @@ def test_finetune_in_the_app_offers_the_new_checkpoint_for_comparison(app):
     client = connect(url)
     base_files = digest_tree(settings.checkpoints_dir / "tiny")
     # The budget covers the process's start, both evaluations and publishing: training gets the rest.
-    html, _ = client.predict(tiny(settings), 0.6, 0.02, 1.0, 0.3, False, api_name="/finetune_start")
+    html, _ = client.predict(tiny(settings), 0.6, 0.02, 1.0, 0.3, False, 0.5, api_name="/finetune_start")
     assert "Fine-tuning" in html
     # One at a time: a second start while it runs starts nothing.
-    client.predict(tiny(settings), 0.6, 0.02, 1.0, 0.3, False, api_name="/finetune_start")
+    client.predict(tiny(settings), 0.6, 0.02, 1.0, 0.3, False, 0.5, api_name="/finetune_start")
     assert len(list(settings.runs_dir.iterdir())) == 1
 
     html, log, *_ = wait_for(client, "Done|Failed|Cancelled")
     assert "Done" in html, log
     assert "phase 3/5 train" in log and "--crop-size 64" in log
+    assert "--lr 0.02" in log and "--blend 0.5" in log
     (new,) = [p for p in settings.checkpoints_dir.iterdir() if p.name != "tiny"]
     assert new.name.startswith("tiny-ft-") and new.name in html and "held-out corrections" in html
     _, meta = load_checkpoint(new)
     assert meta["finetune"]["base"]["path"] == tiny(settings) and meta["input_size"] == 64
+    assert meta["finetune"]["blend"] == 0.5  # published halfway between the base and the trained weights
     saved = {p.stem for p in (settings.corrections_dir / "meta").glob("*.json")}
     lineage = meta["finetune"]["corrections"][0]
     assert set(lineage["ids"]) | set(lineage["held_out_ids"]) == saved and lineage["held_out_ids"]
@@ -136,7 +138,8 @@ def test_cancel_stops_the_process_and_publishes_nothing(app):
     client = connect(url)
     before = sorted(p.name for p in settings.checkpoints_dir.iterdir())
     runs = set(settings.runs_dir.iterdir()) if settings.runs_dir.exists() else set()
-    client.predict(tiny(settings), 30, 0.001, 0.5, 0.2, True, api_name="/finetune_start")
+    # No learning rate: the fine-tune picks its own (the command line gets no --lr).
+    client.predict(tiny(settings), 30, None, 0.5, 0.2, True, 1.0, api_name="/finetune_start")
     wait_for(client, "iteration \\d+")  # training has started
     html, _ = client.predict(api_name="/finetune_cancel")
     html, log, *_ = wait_for(client, "Cancelled|Done|Failed", timeout=60)
@@ -145,6 +148,8 @@ def test_cancel_stops_the_process_and_publishes_nothing(app):
     (run,) = set(settings.runs_dir.iterdir()) - runs
     report = json.loads((run / "report.json").read_text())
     assert report["status"] == "cancelled" and report["phase"] == "train"
+    command = (run / "console.log").read_text().splitlines()[0]
+    assert command.startswith("$ ") and "--lr" not in command.split() and "--blend 1" in command
     assert "cancelled during train" in log
 
 

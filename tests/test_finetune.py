@@ -19,7 +19,7 @@ from ssfnet import build_model, get_label_set, load_checkpoint, load_predictor, 
 from ssfnet.checkpoint import list_checkpoints
 from ssfnet.data import holdout_split, mix_weights, open_source, split_ids
 from ssfnet.predictor import Predictor
-from ssfnet.publish import default_name
+from ssfnet.publish import default_name, fitting_dtype
 from train import finetune
 from train.finetune import FinetuneConfig, parse_args
 from train.finetune_score import score, spread_items
@@ -154,6 +154,7 @@ def tiny_config(world: dict[str, Path], out: Path, **overrides) -> FinetuneConfi
         corrections=[str(world["corrections"])],
         holdout=0.2,
         checkpoints_dir=str(world["base"].parent),
+        blend=1.0,  # the trained weights, whatever the command line's default: these tests check the training
     )
     values.update(overrides)
     return FinetuneConfig(**values)
@@ -230,6 +231,14 @@ def test_blend_publishes_the_base_plus_a_share_of_the_change(world, tmp_path):
         assert torch.allclose(tensor, midpoint, rtol=2e-3, atol=2e-3), key  # up to fp16 storage
         moved += not torch.equal(base_state[key], trained_state[key])
     assert moved > 10  # the fine-tune changed weights and BatchNorm statistics, and half of it is kept
+
+
+def test_weights_beyond_float16_are_stored_in_float32_not_as_infinity():
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4))
+    assert fitting_dtype(model, torch.float16) is torch.float16 and fitting_dtype(model, None) is None
+    model[1].running_var[0] = 1.8e5  # a variance a few steps at a high learning rate can reach
+    assert fitting_dtype(model, torch.float16) is None
+    assert fitting_dtype(model, torch.bfloat16) is torch.bfloat16  # bfloat16 has float32's range
 
 
 def test_blend_refuses_models_that_differ_and_shares_out_of_range(world, tmp_path):

@@ -14,8 +14,8 @@ ALLOWED = {
     "train": {"ssfnet"},
     "demo": {"ssfnet", "train"},
 }
-# The app polls fine-tunes through the one train module that loads no torch.
-DEMO_FROM_TRAIN = {"train.finetune_status"}
+# The app polls fine-tunes and offers the fine-tune's defaults through train modules that load no torch.
+DEMO_FROM_TRAIN = {"train.finetune_status", "train.finetune_defaults"}
 
 
 def project_imports(path: Path) -> set[str]:

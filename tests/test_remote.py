@@ -72,7 +72,7 @@ def fake_python(tmp_path) -> Path:
 
 def start(handlers, request, minutes=5):
     base = handlers.app.predictors.default()
-    return handlers.start(base, minutes, 1e-3, 0.5, 0.2, False, request)
+    return handlers.start(base, minutes, 1e-3, 0.5, 0.2, False, 1.0, request)
 
 
 def stop(handlers) -> None:
@@ -300,7 +300,7 @@ def test_logged_in_users_through_the_api(root, tmp_path, fake_python, monkeypatc
         with pytest.raises(AuthenticationError):  # no login, no app
             Client(url, verbose=False, analytics_enabled=False)
         bob, eve = (Client(url, auth=tuple(u.split(":")), verbose=False, analytics_enabled=False) for u in USERS[1:])
-        bob.predict(handlers.app.predictors.default(), 5, 1e-3, 0.5, 0.2, False, api_name="/finetune_start")
+        bob.predict(handlers.app.predictors.default(), 5, 1e-3, 0.5, 0.2, False, 1.0, api_name="/finetune_start")
         job = handlers.runner.job
         assert job.owner == "user bob"
         with pytest.raises(AppError, match="Only the user who started it"):

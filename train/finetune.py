@@ -55,12 +55,13 @@ import torch
 from ssfnet.checkpoint import CheckpointError, load_checkpoint, read_metadata
 from ssfnet.precision import resolve_device
 from ssfnet.predictor import CHECKPOINTS_DIR, DEFAULT_CHECKPOINT
-from ssfnet.publish import round_to_storage, storage_dtype
+from ssfnet.publish import fitting_dtype, round_to_storage, storage_dtype
 
 from .config import TrainConfig, load_config_file
 from .config import get_args_parser as get_train_args_parser
 from .config import parse_args as parse_train_args
 from .finetune_data import Plan, make_plan
+from .finetune_defaults import BLEND, CORRECTIONS_SHARE, HOLDOUT
 from .finetune_publish import Outcome, publish_run
 from .finetune_score import evaluate_sets, summary_line
 from .finetune_status import REPORT_FILE, Cancelled, Progress, signals_cancel, utc_stamp
@@ -116,6 +117,7 @@ class FinetuneConfig:
             publishing; by default it is removed, the published checkpoint has the same weights.
         blend: Share of the fine-tune's change kept: the published weights (BatchNorm statistics
             included) are ``base + blend * (trained - base)``; 1 publishes the trained weights.
+            Default :data:`BLEND`.
         given: Trainer options set by the user (command line or ``--config`` file); the others of
             :data:`INHERITED`, and ``lr``, come from the base's recorded recipe where it has one.
     """
@@ -123,12 +125,12 @@ class FinetuneConfig:
     train: TrainConfig = field(default_factory=lambda: dataclasses.replace(FINETUNE_DEFAULTS, data=[]))
     base: str | None = None
     corrections: list[str] = field(default_factory=lambda: ["corrections"])
-    corrections_share: float = 0.5
-    holdout: float = 0.2
+    corrections_share: float = CORRECTIONS_SHARE
+    holdout: float = HOLDOUT
     name: str | None = None
     checkpoints_dir: str = str(CHECKPOINTS_DIR)
     keep_run_checkpoint: bool = False
-    blend: float = 1.0
+    blend: float = BLEND
     given: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -397,7 +399,10 @@ def _finetune(
         blend_weights(model, base_model.state_dict(), config.blend)
         del base_model
         _say(f"published weights: the base plus {config.blend:g} of the fine-tune's change")
-    round_to_storage(model, storage_dtype(base_meta))
+    dtype = fitting_dtype(model, storage_dtype(base_meta))
+    if dtype != storage_dtype(base_meta):
+        _say(f"a weight exceeds {storage_dtype(base_meta)}'s range: the new checkpoint is stored in float32")
+    round_to_storage(model, dtype)
     after = evaluate_sets(
         model, plan.label_set, plan.eval_sets, device=device, input_size=plan.input_size, progress=progress
     )

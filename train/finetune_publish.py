@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ssfnet.data import parse_source
-from ssfnet.publish import default_name, publish, storage_dtype
+from ssfnet.publish import default_name, fitting_dtype, publish, storage_dtype
 
 from .config import TrainConfig
 from .finetune_data import Plan
@@ -105,7 +105,7 @@ def publish_run(
         base=base,
         meta=trained_meta,
         metadata=metadata,
-        dtype=storage_dtype(base_meta),
+        dtype=fitting_dtype(model, storage_dtype(base_meta)),
     )
     if not config.keep_run_checkpoint:
         shutil.rmtree(run_dir / "last", ignore_errors=True)
