@@ -100,7 +100,10 @@ class ConfusionMatrix:
         Returns:
             ``iou`` (per class, ``None`` where a class has neither ground truth
             nor prediction), ``miou`` (mean over scored classes with a defined
-            IoU), ``pixel_acc``, ``mean_acc`` and ``scored_classes``. In
+            IoU), ``miou_present`` (mean over the scored classes that occur in the ground
+            truth: a class absent from every ground-truth map but predicted on a few pixels
+            counts 0 in ``miou`` and is left out here), ``pixel_acc``, ``mean_acc`` and
+            ``scored_classes``. In
             ``person-head-3`` also ``person_iou`` (head and body merged against
             background) and ``head_iou`` (``None`` where undefined).
         """
@@ -114,10 +117,12 @@ class ConfusionMatrix:
             acc = np.where(gt_count > 0, tp / gt_count, np.nan) * 100
         scored = list(self.mapping.scored_classes) if self.mapping is not None else list(range(self.num_classes))
         scored_iou = iou[scored]
+        present_iou = scored_iou[gt_count[scored] > 0]
         total = m.sum()
         result = {
             "iou": [None if np.isnan(v) else float(v) for v in iou],
             "miou": float(np.nanmean(scored_iou)) if np.isfinite(scored_iou).any() else 0.0,
+            "miou_present": float(present_iou.mean()) if present_iou.size else 0.0,
             "pixel_acc": float(tp.sum() / total * 100) if total else 0.0,
             "mean_acc": float(np.nanmean(acc[scored])) if np.isfinite(acc[scored]).any() else 0.0,
             "scored_classes": scored,

@@ -14,7 +14,14 @@ from PIL import Image
 from ssfnet import build_model, get_label_set, save_checkpoint
 from ssfnet.build import model_options
 from ssfnet.labels import conversion_lut, eval_mapping
-from train.evaluate import evaluate_dataset, held_out_ids, main, matrix_score, paired_bootstrap
+from train.evaluate import (
+    evaluate_dataset,
+    held_out_ids,
+    main,
+    matrix_score,
+    paired_bootstrap,
+    pooled_paired_bootstrap,
+)
 from train.plots import plot_results
 
 LIP = get_label_set("lip-20")
@@ -121,6 +128,20 @@ def test_paired_bootstrap_tells_a_sure_gain_from_no_change_and_from_a_coin_toss(
     assert better["images"] == 12 and better["draws"] == 200
     with pytest.raises(ValueError, match="equal non-empty"):
         paired_bootstrap(before, before[:-1], score)
+
+    # Pooled over experiments: one experiment is the paired bootstrap itself; a sure gain pooled
+    # with no change is half the gain, still sure; a coin toss pooled with itself stays unsure.
+    after = matrices([0.1] * 12)
+    single = paired_bootstrap(before, after, score, draws=200)
+    assert pooled_paired_bootstrap([(before, after)], score, draws=200) == {**single, "runs": 1, "images": [12]}
+    half = pooled_paired_bootstrap([(before, after), (before, before)], score, draws=200)
+    assert half["delta"] == pytest.approx(single["delta"] / 2, abs=0.01) and half["low"] > 0
+    assert half["runs"] == 2 and half["images"] == [12, 12]
+    coin = matrices([0.1, 0.7] * 6)
+    twice = pooled_paired_bootstrap([(before, coin), (before, coin)], score, draws=400)
+    assert twice["low"] < 0 < twice["high"]
+    with pytest.raises(ValueError, match="no experiments"):
+        pooled_paired_bootstrap([], score)
 
 
 def test_lip_predictions_scored_against_fashion_ground_truth():

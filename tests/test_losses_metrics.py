@@ -86,6 +86,19 @@ def test_perfect_prediction_scores_100():
     assert r["miou"] == 100 and r["pixel_acc"] == 100
 
 
+def test_a_class_absent_from_the_ground_truth_counts_in_miou_not_in_miou_present():
+    gt = np.zeros((4, 4), dtype=np.int64)
+    gt[:2] = 1  # classes 0 and 1 occur; class 2 never does
+    pred = gt.copy()
+    pred[0, 0] = 2  # one stray pixel of the absent class
+    cm = ConfusionMatrix(3)
+    cm.update(pred, gt)
+    r = cm.compute()
+    assert r["iou"][2] == 0
+    assert r["miou"] == pytest.approx((100 + 7 / 8 * 100 + 0) / 3)
+    assert r["miou_present"] == pytest.approx((100 + 7 / 8 * 100) / 2)
+
+
 def test_cross_set_mapping():
     m = eval_mapping("lip-20", "fashion-17")
     cm = ConfusionMatrix(17, mapping=m)

@@ -1,14 +1,16 @@
 """The simulated-annotator loop on real CCP and VITON files, with a tiny model and a tiny budget."""
 
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from helpers import TINY
 
 from ssfnet import build_model, load_checkpoint, save_checkpoint
 from ssfnet.data import open_source, split_ids
-from train import simulate_loop
+from train import finetune, pool_loops, simulate_loop
 
 
 def released_base(folder, data, val_fraction):
@@ -52,7 +54,8 @@ def test_loop_writes_corrections_fine_tunes_on_the_base_data_and_scores(dataset_
     for when in ("before", "after"):
         ccp_scores = report[when]["ccp_other_val (lip-20 -> ccp-coarse)"]
         assert ccp_scores["images"] == len(held["ccp"]) - 2 and 0 <= ccp_scores["miou"] <= 100
-        assert report[when]["viton_val (lip-20)"]["images"] == 2
+        viton_scores = report[when]["viton_val (lip-20)"]
+        assert viton_scores["images"] == 2 and viton_scores["miou"] <= viton_scores["miou_present"] <= 100
     # The held-out CCP change, paired over the same photos, agrees with the two scores.
     change, key = report["ccp_change"], "ccp_other_val (lip-20 -> ccp-coarse)"
     assert change["images"] == len(held["ccp"]) - 2 and change["low"] <= change["delta"] <= change["high"]
@@ -65,12 +68,35 @@ def test_loop_writes_corrections_fine_tunes_on_the_base_data_and_scores(dataset_
     half = report["blends"]["0.5"]
     blended, blended_meta = load_checkpoint(half["checkpoint"])
     assert blended_meta["finetune"]["blend"] == 0.5 and blended_meta["input_size"] == meta["input_size"]
+    # The published fine-tune keeps its own share of the change (the default --blend).
+    published = meta["finetune"]["blend"]
+    assert published == report["blend"] == finetune.FinetuneConfig().blend
     base_state, tuned_state = load_checkpoint(base)[0].state_dict(), model.state_dict()
     for name, tensor in blended.state_dict().items():
         if tensor.is_floating_point():
-            torch.testing.assert_close(tensor, (base_state[name] + tuned_state[name]) / 2, rtol=2e-3, atol=2e-3)
+            expected = base_state[name] + 0.5 / published * (tuned_state[name] - base_state[name])
+            torch.testing.assert_close(tensor, expected, rtol=2e-3, atol=2e-3)
+    assert not (out / "finetune-run" / "last").exists()  # the trained weights were kept for the blends only
     assert half["ccp_change"]["images"] == change["images"] and half["after"][key]["images"] == change["images"]
-    assert "| 0.5 |" in (out / "report.md").read_text() and "| 1 |" in (out / "report.md").read_text()
+    text = (out / "report.md").read_text()
+    assert f"| {published:g} |" in text and "| 0.5 |" in text  # the published share and the other blend
+
+    # Pooling: the loop's own changes, from its saved per-photo matrices or scored again without them.
+    pooled = pool_loops.main([str(out), str(out), "--out", str(tmp_path / "pooled"), "--draws", "50"])
+    rows = {row["share"]: row for row in pooled["rows"]}
+    assert sorted(rows) == sorted({published, 0.5})
+    full, halfway = rows[published], rows[0.5]
+    assert full["changes"] == [pytest.approx(change["delta"], abs=0.011)] * 2
+    assert full["pooled"]["delta"] == pytest.approx(change["delta"], abs=0.011) and full["pooled"]["runs"] == 2
+    assert halfway["changes"][0] == pytest.approx(half["ccp_change"]["delta"], abs=0.011)
+    assert "| 0.5 |" in (tmp_path / "pooled" / "pooled.md").read_text()
+    saved = np.load(out / simulate_loop.PER_IMAGE_FILE)
+    (out / simulate_loop.PER_IMAGE_FILE).unlink()
+    again = pool_loops.main([str(out), "--draws", "50", "--device", "cpu"])
+    assert {row["share"]: row["changes"] for row in again["rows"]}[published] == [full["changes"][0]]
+    with np.load(out / simulate_loop.PER_IMAGE_FILE) as rescored:
+        for tag in ("before", "after", "blend-0.5"):
+            np.testing.assert_array_equal(rescored[tag], saved[tag])
 
 
 def test_the_loop_refuses_a_fine_tune_that_would_train_on_the_photos_it_scores(dataset_dir, tmp_path):
@@ -112,3 +138,17 @@ def test_the_loop_fine_tunes_as_told_and_otherwise_with_the_base_recipe(tmp_path
     config = finetune_config(frozen, ["ccp:c"], tmp_path / "corrections", tmp_path)
     assert config.train.freeze_backbone and config.train.batch_size == 16
     assert set(config.given) == {"freeze_backbone", "batch_size"}
+
+
+def test_pooling_finds_the_relative_paths_a_loop_recorded_from_anywhere(tmp_path, monkeypatch):
+    # A loop run in tmp_path with --out runs/loop-s0 and --base checkpoints/base recorded both relative.
+    (tmp_path / "checkpoints" / "base").mkdir(parents=True)
+    loop = tmp_path / "runs" / "loop-s0"
+    (loop / "blend-0.5").mkdir(parents=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert pool_loops.recorded_path("checkpoints/base", loop) == tmp_path / "checkpoints" / "base"
+    assert pool_loops.recorded_path("runs/loop-s0/blend-0.5", loop) == loop / "blend-0.5"
+    assert pool_loops.recorded_path(str(loop), loop) == loop
+    assert pool_loops.recorded_path("nowhere/x", loop) == Path("nowhere/x")  # left for the caller to report

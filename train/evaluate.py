@@ -146,6 +146,39 @@ def confusion_over(
     return cm
 
 
+def _stacks(before: Sequence[np.ndarray], after: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    a = np.asarray(before, dtype=np.int64)
+    b = np.asarray(after, dtype=np.int64)
+    if a.shape != b.shape or a.ndim != 3 or len(a) == 0:
+        raise ValueError(f"need two equal non-empty stacks of per-image matrices, got {a.shape} and {b.shape}")
+    return a, b
+
+
+def _resampled_deltas(
+    a: np.ndarray, b: np.ndarray, score: Callable[[np.ndarray], float], rng: np.random.Generator, draws: int
+) -> np.ndarray:
+    """``draws`` paired-bootstrap deltas: the images resampled, the same draw for both stacks."""
+    n, k = len(a), a.shape[1]
+    flat_a, flat_b = a.reshape(n, -1), b.reshape(n, -1)
+    deltas = np.empty(draws)
+    for d in range(draws):
+        counts = np.bincount(rng.integers(0, n, n), minlength=n)
+        deltas[d] = score((counts @ flat_b).reshape(k, k)) - score((counts @ flat_a).reshape(k, k))
+    return deltas
+
+
+def _summary(delta: float, deltas: np.ndarray, **extra) -> dict:
+    low, high = np.percentile(deltas, [2.5, 97.5])
+    return {
+        "delta": round(float(delta), 2),
+        "low": round(float(low), 2),
+        "high": round(float(high), 2),
+        "p_gain": round(float((deltas > 0).mean()), 3),
+        **extra,
+        "draws": len(deltas),
+    }
+
+
 def paired_bootstrap(
     before: Sequence[np.ndarray],
     after: Sequence[np.ndarray],
@@ -171,27 +204,39 @@ def paired_bootstrap(
         percentiles of the resampled deltas), ``p_gain`` (share of draws in which the score
         rose), ``images`` and ``draws``.
     """
-    a = np.asarray(before, dtype=np.int64)
-    b = np.asarray(after, dtype=np.int64)
-    if a.shape != b.shape or a.ndim != 3 or len(a) == 0:
-        raise ValueError(f"need two equal non-empty stacks of per-image matrices, got {a.shape} and {b.shape}")
-    n, k = len(a), a.shape[1]
-    flat_a, flat_b = a.reshape(n, -1), b.reshape(n, -1)
+    a, b = _stacks(before, after)
+    deltas = _resampled_deltas(a, b, score, np.random.default_rng(seed), draws)
+    return _summary(score(b.sum(0)) - score(a.sum(0)), deltas, images=len(a))
+
+
+def pooled_paired_bootstrap(
+    pairs: Sequence[tuple[Sequence[np.ndarray], Sequence[np.ndarray]]],
+    score: Callable[[np.ndarray], float],
+    *,
+    draws: int = 2000,
+    seed: int = 0,
+) -> dict:
+    """The mean change over several experiments (e.g. a fine-tune repeated with other seeds), and how surely.
+
+    Each experiment is scored on its own images; every draw resamples each experiment's images
+    as :func:`paired_bootstrap` does, independently of the others, and averages the experiments'
+    changes.
+
+    Args:
+        pairs: Per experiment, the (before, after) per-image matrices.
+        score, draws, seed: As :func:`paired_bootstrap`.
+
+    Returns:
+        As :func:`paired_bootstrap`, ``delta`` being the mean of the experiments' changes, plus
+        ``runs`` (how many) and ``images`` (per experiment).
+    """
+    if not pairs:
+        raise ValueError("no experiments to pool")
+    stacks = [_stacks(before, after) for before, after in pairs]
     rng = np.random.default_rng(seed)
-    deltas = np.empty(draws)
-    for d in range(draws):
-        counts = np.bincount(rng.integers(0, n, n), minlength=n)
-        deltas[d] = score((counts @ flat_b).reshape(k, k)) - score((counts @ flat_a).reshape(k, k))
-    delta = score(b.sum(0)) - score(a.sum(0))
-    low, high = np.percentile(deltas, [2.5, 97.5])
-    return {
-        "delta": round(float(delta), 2),
-        "low": round(float(low), 2),
-        "high": round(float(high), 2),
-        "p_gain": round(float((deltas > 0).mean()), 3),
-        "images": n,
-        "draws": draws,
-    }
+    deltas = np.mean([_resampled_deltas(a, b, score, rng, draws) for a, b in stacks], axis=0)
+    delta = float(np.mean([score(b.sum(0)) - score(a.sum(0)) for a, b in stacks]))
+    return _summary(delta, deltas, runs=len(stacks), images=[len(a) for a, _ in stacks])
 
 
 def matrix_score(model_set: LabelSet | str, gt_set: LabelSet | str, key: str = "miou") -> Callable[[np.ndarray], float]:
@@ -234,6 +279,9 @@ def format_table(metrics: dict, names: tuple[str, ...]) -> str:
         note = "" if row["scored"] else "  (not scored)"
         lines.append(f"{row['class']:<{width}}{value:>8}{note}")
     lines.append(f"{'mIoU':<{width}}{metrics['miou']:>8.2f}")
+    if metrics.get("miou_present", metrics["miou"]) != metrics["miou"]:
+        # A class predicted but absent from every ground-truth map scores 0 in the mIoU above.
+        lines.append(f"{'mIoU, classes in GT':<{width}}{metrics['miou_present']:>8.2f}")
     lines.append(f"{'pixel acc':<{width}}{metrics['pixel_acc']:>8.2f}")
     lines.append(f"{'mean acc':<{width}}{metrics['mean_acc']:>8.2f}")
     for key, label in SUMMARY_IOUS:
@@ -363,6 +411,7 @@ def evaluate_checkpoint(
         "device": str(predictor.device),
         "seconds": round(seconds, 2),
         "miou": metrics["miou"],
+        "miou_present": metrics["miou_present"],
         "pixel_acc": metrics["pixel_acc"],
         "mean_acc": metrics["mean_acc"],
         **{key: metrics[key] for key, _ in SUMMARY_IOUS if key in metrics},

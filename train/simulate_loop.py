@@ -13,7 +13,8 @@ refuses to start when the fine-tune would train on any photo it scores::
         --ccp ../shared/datasets/ccp --viton ../shared/datasets/viton --corrections 50 --max-minutes 10
 
 Writes ``report.json`` and ``report.md`` (a table, and the held-out CCP change with its 95 % paired
-bootstrap interval over the scored photos) into ``--out``.
+bootstrap interval over the scored photos) and ``ccp_per_image.npz`` (each scored photo's confusion
+matrix, per model: :mod:`train.pool_loops` pools repeats with other seeds) into ``--out``.
 """
 
 from __future__ import annotations
@@ -22,20 +23,25 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import shutil
 import sys
 from pathlib import Path
+
+import numpy as np
 
 from ssfnet.checkpoint import load_checkpoint, read_metadata, save_checkpoint
 from ssfnet.data import CCPDataset, parse_source
 from ssfnet.data.corrections import save_correction
 from ssfnet.labels import LIP_20
-from ssfnet.publish import storage_dtype
+from ssfnet.publish import fitting_dtype, storage_dtype
 from train import finetune
 from train.evaluate import evaluate_checkpoint, held_out_ids, matrix_score, paired_bootstrap
 from train.finetune_data import original_specs, select_originals
 from train.utils import write_json
 
 CCP_KEY = "ccp_other_val (lip-20 -> ccp-coarse)"
+# The held-out CCP photos' per-image confusion matrices, one array per scored model ("before", "after", "blend-S").
+PER_IMAGE_FILE = "ccp_per_image.npz"
 
 
 def ordered(ids: list[str], seed: int) -> list[str]:
@@ -107,14 +113,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def score(
     checkpoint: Path, data: str, split: Path, out: Path, *, gt_label_set: str, args, limit=None, per_image=None
 ) -> dict:
-    """mIoU, pixel accuracy and image count; each image's confusion matrix is appended to ``per_image`` if given."""
+    """mIoU (all classes; and over the classes present in the ground truth), pixel accuracy and image count;
+    each image's confusion matrix is appended to ``per_image`` if given."""
     result = evaluate_checkpoint(
         checkpoint, [data], gt_label_set=gt_label_set, split=split, limit=limit, device=args.device, out=out,
         per_image=per_image is not None,
     )  # fmt: skip
     if per_image is not None:
         per_image.extend(result["per_image"])
-    return {"miou": round(result["miou"], 2), "pixel_acc": round(result["pixel_acc"], 2), "images": result["images"]}
+    return {
+        "miou": round(result["miou"], 2),
+        "miou_present": round(result["miou_present"], 2),
+        "pixel_acc": round(result["pixel_acc"], 2),
+        "images": result["images"],
+    }
 
 
 def finetune_config(
@@ -145,27 +157,34 @@ def finetune_config(
         corrections_share=args.corrections_share,
         blend=args.blend,
         holdout=0.0,
+        keep_run_checkpoint=bool(args.also_blend),  # --also-blend blends from the trained weights
         checkpoints_dir=str(out / "checkpoints"),
         given=tuple(k for k, v in overrides.items() if v),  # the rest of the base's recipe carries over
     )
 
 
-def blended_checkpoint(base: Path, fine_tuned: Path, share: float, folder: Path) -> Path:
+def blended_checkpoint(base: Path, fine_tuned: Path, share: float, folder: Path, trained: Path | None = None) -> Path:
     """Write the base plus ``share`` of the fine-tune's change (as ``train.finetune --blend share`` publishes).
 
-    ``fine_tuned`` may itself be a blend (its metadata's ``finetune.blend``): the share is of the
-    trained change either way.
+    The change is taken from ``trained`` (the run's own checkpoint, full precision) where given;
+    else from ``fine_tuned``, which may itself be a blend (its metadata's ``finetune.blend``): the
+    share is of the trained change either way.
     """
-    model, meta = load_checkpoint(fine_tuned)
+    _, meta = load_checkpoint(fine_tuned)
     lineage = dict(meta.get("finetune") or {})
     published = float(lineage.get("blend") or 1.0)
+    if trained is not None and trained.exists():
+        model, _ = load_checkpoint(trained)
+        published = 1.0
+    else:
+        model, _ = load_checkpoint(fine_tuned)
     base_model, _ = load_checkpoint(base)
     finetune.blend_weights(model, base_model.state_dict(), share / published)
     lineage["blend"] = share
     return save_checkpoint(
         model, folder, variant=meta["variant"], label_set=meta["label_set"], options=meta.get("options", {}),
-        metadata={"input_size": meta.get("input_size"), "finetune": lineage}, dtype=storage_dtype(meta),
-        overwrite=True,
+        metadata={"input_size": meta.get("input_size"), "finetune": lineage},
+        dtype=fitting_dtype(model, storage_dtype(meta)), overwrite=True,
     )  # fmt: skip
 
 
@@ -285,12 +304,13 @@ def main(argv: list[str] | None = None) -> dict:
     blends = {}
     for share in args.also_blend:
         tag = f"blend-{share:g}"
-        blended = blended_checkpoint(Path(args.base), fine_tuned, share, out / tag)
+        blended = blended_checkpoint(Path(args.base), fine_tuned, share, out / tag, out / "finetune-run" / "last")
         blends[f"{share:g}"] = {
-            "checkpoint": str(blended),
+            "checkpoint": str(blended.resolve()),
             "after": score_all(blended, tag),
             "ccp_change": ccp_change(tag),
         }
+    shutil.rmtree(out / "finetune-run" / "last", ignore_errors=True)  # kept for the blends only
     change = ccp_change("after")
     report = {
         "command": "python -m train.simulate_loop " + " ".join(sys.argv[1:] if argv is None else argv),
@@ -307,22 +327,33 @@ def main(argv: list[str] | None = None) -> dict:
         "blends": blends,
     }
     write_json(out / "report.json", report)
-    lines = ["| validation set | images | mIoU before | mIoU after | pixel acc. before | pixel acc. after |"]
-    lines.append("|---|---|---|---|---|---|")
+    # Every scored CCP photo's confusion matrix, per model: what train.pool_loops pools over seeds.
+    np.savez_compressed(out / PER_IMAGE_FILE, **{tag: np.asarray(m, dtype=np.int64) for tag, m in ccp_images.items()})
+    lines = [
+        "| validation set | images | mIoU before | mIoU after | mIoU, classes in the ground truth: before | after "
+        "| pixel acc. before | pixel acc. after |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name in before:
         b, a = before[name], after[name]
-        lines.append(f"| {name} | {b['images']} | {b['miou']:.2f} | {a['miou']:.2f} | {b['pixel_acc']:.2f} | "
-                     f"{a['pixel_acc']:.2f} |")  # fmt: skip
+        lines.append(f"| {name} | {b['images']} | {b['miou']:.2f} | {a['miou']:.2f} | {b['miou_present']:.2f} | "
+                     f"{a['miou_present']:.2f} | {b['pixel_acc']:.2f} | {a['pixel_acc']:.2f} |")  # fmt: skip
+    lines += [
+        "",
+        "(mIoU counts a class predicted on a few pixels but absent from every ground-truth map as 0; the",
+        "classes-in-the-ground-truth mIoU leaves such classes out.)",
+    ]
     lines.append("")
     lines.append(f"Held-out CCP mIoU change: {change_text(change)}")
     if blends:
         lines += ["", "| share of the fine-tune's change kept | held-out CCP mIoU | change (95 % interval; rose in) | "
-                  "VITON mIoU |", "|---|---|---|---|"]  # fmt: skip
+                  "VITON mIoU | VITON mIoU, classes in the ground truth |", "|---|---|---|---|---|"]  # fmt: skip
         rows = [(args.blend, after, change)] + [(float(k), v["after"], v["ccp_change"]) for k, v in blends.items()]
         for share, scores, delta in sorted(rows, key=lambda row: -row[0]):
             lines.append(
                 f"| {share:g} | {scores[CCP_KEY]['miou']:.2f} | {delta['delta']:+.2f} ({delta['low']:+.2f} to "
-                f"{delta['high']:+.2f}; {delta['p_gain']:.0%}) | {scores['viton_val (lip-20)']['miou']:.2f} |"
+                f"{delta['high']:+.2f}; {delta['p_gain']:.0%}) | {scores['viton_val (lip-20)']['miou']:.2f} | "
+                f"{scores['viton_val (lip-20)']['miou_present']:.2f} |"
             )
     table = "\n".join(lines)
     (out / "report.md").write_text(table + "\n")

@@ -1,0 +1,181 @@
+"""Pool repeats of the simulated-annotator loop: the mean held-out CCP change over seeds, and how surely.
+
+One loop scores a fine-tune on about a hundred held-out CCP photos; a change of a few tenths of a
+point is then within the luck of which photos were held out. Repeating the loop with other seeds
+(other corrections, other held-out photos, another fine-tuning order) and pooling the repeats tells
+more: the mean change over the repeats, with a 95 % interval from a bootstrap that resamples each
+repeat's photos (:func:`train.evaluate.pooled_paired_bootstrap`)::
+
+    python -m train.pool_loops runs/loop-s0 runs/loop-s1 runs/loop-s2 --out runs/loop-pooled
+
+Every model a loop scored is pooled: its fine-tune and each ``--also-blend`` share. The per-photo
+matrices come from each loop's ``ccp_per_image.npz``; a loop folder written without it is scored
+again from its checkpoints and ``eval_split.json`` (a relative path the loop recorded is looked up
+where it is, then above the loop's folder), and the matrices are then saved there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from train.evaluate import evaluate_checkpoint, matrix_score, pooled_paired_bootstrap
+from train.simulate_loop import PER_IMAGE_FILE
+from train.utils import write_json
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m train.pool_loops",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("loops", nargs="+", help="folders written by python -m train.simulate_loop --out")
+    p.add_argument("--out", default=None, help="folder for pooled.md and pooled.json (default: print only)")
+    p.add_argument("--draws", type=int, default=2000, help="bootstrap draws")
+    p.add_argument("--device", default=None, help="where to score loops that saved no per-photo matrices")
+    return p.parse_args(argv)
+
+
+def scored_models(report: dict) -> dict[str, tuple[float, str]]:
+    """The models a loop scored after fine-tuning: tag -> (share of the change kept, checkpoint)."""
+    models = {"after": (float(report.get("blend") or 1.0), report["fine_tuned"])}
+    for share, blend in (report.get("blends") or {}).items():
+        models[f"blend-{share}"] = (float(share), blend["checkpoint"])
+    return models
+
+
+def ccp_source(loop: Path) -> str:
+    """The CCP source spec the loop scored (from its ``eval_split.json``)."""
+    split = json.loads((loop / "eval_split.json").read_text())
+    (entry,) = [s for s in split["sources"] if s["kind"] == "ccp"]
+    return f"ccp:{entry['path']}"
+
+
+def recorded_path(path: str, loop: Path) -> Path:
+    """A path a loop recorded: as it is where it exists, else relative to a folder above the loop's
+    (where the loop ran: a relative ``--out`` and ``--base`` are relative to it)."""
+    given = Path(path)
+    if given.is_absolute() or given.exists():
+        return given
+    for folder in loop.resolve().parents:
+        if (folder / given).exists():
+            return folder / given
+    return given
+
+
+def per_image(loop: Path, report: dict, device: str | None) -> dict[str, np.ndarray]:
+    """Per-photo CCP matrices of the base ("before") and of every scored model, saved or scored again."""
+    saved = loop / PER_IMAGE_FILE
+    if saved.is_file():
+        with np.load(saved) as arrays:
+            return {tag: arrays[tag] for tag in arrays.files}
+    recorded = {"before": report["base"], **{tag: path for tag, (_, path) in scored_models(report).items()}}
+    checkpoints = {tag: recorded_path(path, loop) for tag, path in recorded.items()}
+    missing = [str(path) for path in checkpoints.values() if not path.exists()]
+    if missing:
+        gone = ", ".join(missing)
+        raise FileNotFoundError(f"{loop} saved no {PER_IMAGE_FILE} and these checkpoints are gone: {gone}")
+    matrices = {}
+    for tag, checkpoint in checkpoints.items():
+        print(f"[pool] scoring {checkpoint} on the held-out CCP photos of {loop}")
+        result = evaluate_checkpoint(
+            checkpoint, [ccp_source(loop)], gt_label_set="fashion-17", split=loop / "eval_split.json",
+            device=device, per_image=True,
+        )  # fmt: skip
+        matrices[tag] = np.asarray(result["per_image"], dtype=np.int64)
+    np.savez_compressed(saved, **matrices)
+    return matrices
+
+
+def pool(loops: list[Path], draws: int = 2000, device: str | None = None) -> dict:
+    """Each loop's changes and their mean over the loops, per share of the fine-tune's change kept.
+
+    Raises:
+        ValueError: the loops fine-tuned different bases, or no model was scored by all of them.
+    """
+    reports = [json.loads((loop / "report.json").read_text()) for loop in loops]
+    bases = {str(report["base"]) for report in reports}
+    if len(bases) > 1:
+        raise ValueError(f"the loops fine-tuned different bases ({', '.join(sorted(bases))}): pool repeats of one base")
+    shares = [{tag: share for tag, (share, _) in scored_models(report).items()} for report in reports]
+    by_share: dict[float, list[str]] = {}
+    for tags in shares:
+        for tag, share in tags.items():
+            by_share.setdefault(share, []).append(tag)
+    common = sorted((share for share, tags in by_share.items() if len(tags) == len(loops)), reverse=True)
+    if not common:
+        raise ValueError("no share of the fine-tune's change was scored by every loop")
+    score = matrix_score("lip-20", "fashion-17")
+    matrices = [per_image(loop, report, device) for loop, report in zip(loops, reports)]
+    runs = [
+        {
+            "loop": str(loop),
+            "command": report.get("command"),
+            "iterations": report.get("finetune_iterations"),
+            "before": round(score(m["before"].sum(0)), 2),
+        }
+        for loop, report, m in zip(loops, reports, matrices)
+    ]
+    rows = []
+    for share in common:
+        tags = [next(tag for tag, s in tags.items() if s == share) for tags in shares]
+        pairs = [(m["before"], m[tag]) for m, tag in zip(matrices, tags)]
+        each = [round(score(after.sum(0)) - score(before.sum(0)), 2) for before, after in pairs]
+        rows.append({"share": share, "changes": each, "pooled": pooled_paired_bootstrap(pairs, score, draws=draws)})
+    return {"base": bases.pop(), "runs": runs, "rows": rows}
+
+
+def markdown(result: dict) -> str:
+    """The pooled changes as a table, with the runs they come from."""
+    n = len(result["runs"])
+    lines = [
+        f"Held-out CCP mIoU change, {n} loops on `{result['base']}`:",
+        "",
+        "| share of the fine-tune's change kept | " + " | ".join(f"loop {i + 1}" for i in range(n))
+        + " | mean (95 % interval; rose in) |",
+        "|---" * (n + 2) + "|",
+    ]  # fmt: skip
+    for row in result["rows"]:
+        p = row["pooled"]
+        changes = " | ".join(f"{c:+.2f}" for c in row["changes"])
+        lines.append(
+            f"| {row['share']:g} | {changes} | {p['delta']:+.2f} ({p['low']:+.2f} to {p['high']:+.2f}; "
+            f"{p['p_gain']:.0%}) |"
+        )
+    lines.append("")
+    for i, run in enumerate(result["runs"]):
+        lines.append(
+            f"- loop {i + 1}: `{run['loop']}`, before {run['before']:.2f}, {run['iterations']} iterations: "
+            f"`{run['command']}`"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    loops = [Path(loop) for loop in args.loops]
+    missing = [str(loop) for loop in loops if not (loop / "report.json").is_file()]
+    if missing:
+        sys.exit(f"error: no report.json in {', '.join(missing)} (folders written by train.simulate_loop)")
+    try:
+        result = pool(loops, draws=args.draws, device=args.device)
+    except (FileNotFoundError, ValueError) as err:
+        sys.exit(f"error: {err}")
+    text = markdown(result)
+    print(text)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "pooled.json", result)
+        (out / "pooled.md").write_text(text + "\n")
+        print(f"wrote {out / 'pooled.md'} and {out / 'pooled.json'}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
