@@ -17,13 +17,7 @@ from ssfnet.data.corrections import list_corrections
 
 from .access import Access, requester
 from .context import AppContext
-from .finetune_runner import (
-    FinetuneBusy,
-    FinetuneNotYours,
-    FinetuneRequest,
-    FinetuneRunner,
-    status_html,
-)
+from .finetune_runner import FinetuneBusy, FinetuneNotYours, FinetuneRequest, FinetuneRunner, status_html
 from .panel_models import ModelHandlers
 from .paths import page_roots, shown_path, shown_text
 from .widgets import mistake

@@ -399,15 +399,16 @@ def _finetune(
         blend_weights(model, base_model.state_dict(), config.blend)
         del base_model
         _say(f"published weights: the base plus {config.blend:g} of the fine-tune's change")
-    dtype = fitting_dtype(model, storage_dtype(base_meta))
-    if dtype != storage_dtype(base_meta):
-        _say(f"a weight exceeds {storage_dtype(base_meta)}'s range: the new checkpoint is stored in float32")
+    wanted = storage_dtype(base_meta)
+    dtype = fitting_dtype(model, wanted)
+    if dtype != wanted:
+        _say(f"a weight exceeds {wanted}'s range: the new checkpoint is stored in float32")
     round_to_storage(model, dtype)
     after = evaluate_sets(
         model, plan.label_set, plan.eval_sets, device=device, input_size=plan.input_size, progress=progress
     )
     _say(f"after:  {summary_line(after)}")
-    outcome = Outcome(before, after, summary, trainer, model, trained_meta)
+    outcome = Outcome(before, after, summary, trainer, model, trained_meta, dtype)
     return publish_run(config, plan, base, base_meta, run_dir, stamp, progress, began, outcome)
 
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ssfnet.data import parse_source
-from ssfnet.publish import default_name, fitting_dtype, publish, storage_dtype
+from ssfnet.publish import default_name, publish
 
 from .config import TrainConfig
 from .finetune_data import Plan
@@ -36,6 +36,7 @@ class Outcome:
     trainer: TrainConfig
     model: torch.nn.Module
     trained_meta: dict
+    dtype: torch.dtype | None  # what the weights are stored in (None: float32), as they were rounded to
 
 
 def publish_run(
@@ -105,7 +106,7 @@ def publish_run(
         base=base,
         meta=trained_meta,
         metadata=metadata,
-        dtype=fitting_dtype(model, storage_dtype(base_meta)),
+        dtype=outcome.dtype,
     )
     if not config.keep_run_checkpoint:
         shutil.rmtree(run_dir / "last", ignore_errors=True)

@@ -102,10 +102,9 @@ def pool(loops: list[Path], draws: int = 2000, device: str | None = None) -> dic
     bases = {str(report["base"]) for report in reports}
     if len(bases) > 1:
         raise ValueError(f"the loops fine-tuned different bases ({', '.join(sorted(bases))}): pool repeats of one base")
-    shares = [{tag: share for tag, (share, _) in scored_models(report).items()} for report in reports]
-    by_share: dict[float, list[str]] = {}
-    for tags in shares:
-        for tag, share in tags.items():
+    by_share: dict[float, list[str]] = {}  # share -> the tag of the model each loop scored at it, in loop order
+    for report in reports:
+        for tag, (share, _) in scored_models(report).items():
             by_share.setdefault(share, []).append(tag)
     common = sorted((share for share, tags in by_share.items() if len(tags) == len(loops)), reverse=True)
     if not common:
@@ -123,8 +122,7 @@ def pool(loops: list[Path], draws: int = 2000, device: str | None = None) -> dic
     ]
     rows = []
     for share in common:
-        tags = [next(tag for tag, s in tags.items() if s == share) for tags in shares]
-        pairs = [(m["before"], m[tag]) for m, tag in zip(matrices, tags)]
+        pairs = [(m["before"], m[tag]) for m, tag in zip(matrices, by_share[share])]
         each = [round(score(after.sum(0)) - score(before.sum(0)), 2) for before, after in pairs]
         rows.append({"share": share, "changes": each, "pooled": pooled_paired_bootstrap(pairs, score, draws=draws)})
     return {"base": bases.pop(), "runs": runs, "rows": rows}

@@ -170,14 +170,11 @@ def blended_checkpoint(base: Path, fine_tuned: Path, share: float, folder: Path,
     else from ``fine_tuned``, which may itself be a blend (its metadata's ``finetune.blend``): the
     share is of the trained change either way.
     """
-    _, meta = load_checkpoint(fine_tuned)
+    meta = read_metadata(fine_tuned)
     lineage = dict(meta.get("finetune") or {})
-    published = float(lineage.get("blend") or 1.0)
-    if trained is not None and trained.exists():
-        model, _ = load_checkpoint(trained)
-        published = 1.0
-    else:
-        model, _ = load_checkpoint(fine_tuned)
+    from_trained = trained is not None and trained.exists()
+    published = 1.0 if from_trained else float(lineage.get("blend") or 1.0)
+    model, _ = load_checkpoint(trained if from_trained else fine_tuned)
     base_model, _ = load_checkpoint(base)
     finetune.blend_weights(model, base_model.state_dict(), share / published)
     lineage["blend"] = share
