@@ -129,19 +129,46 @@ def test_paired_bootstrap_tells_a_sure_gain_from_no_change_and_from_a_coin_toss(
     with pytest.raises(ValueError, match="equal non-empty"):
         paired_bootstrap(before, before[:-1], score)
 
-    # Pooled over experiments: one experiment is the paired bootstrap itself; a sure gain pooled
-    # with no change is half the gain, still sure; a coin toss pooled with itself stays unsure.
+    # Pooled over experiments: one experiment is the paired bootstrap itself, with or without ids.
     after = matrices([0.1] * 12)
     single = paired_bootstrap(before, after, score, draws=200)
-    assert pooled_paired_bootstrap([(before, after)], score, draws=200) == {**single, "runs": 1, "images": [12]}
-    half = pooled_paired_bootstrap([(before, after), (before, before)], score, draws=200)
-    assert half["delta"] == pytest.approx(single["delta"] / 2, abs=0.01) and half["low"] > 0
-    assert half["runs"] == 2 and half["images"] == [12, 12]
+    one = {**single, "runs": 1, "rose": 1, "images": [12]}
+    assert pooled_paired_bootstrap([(before, after)], score, draws=200) == one
+    photos = [f"p{i:02d}" for i in range(12)]
+    assert pooled_paired_bootstrap([(before, after)], score, ids=[photos], draws=200) == one
+    # The experiments are resampled too: a sure gain pooled with no change is half the gain, and
+    # not sure (a quarter of the draws hold only the experiment without a change).
+    half = pooled_paired_bootstrap([(before, after), (before, before)], score, draws=400)
+    assert half["delta"] == pytest.approx(single["delta"] / 2, abs=0.01)
+    assert half["low"] == 0 < half["high"] and 0.6 < half["p_gain"] < 0.9
+    assert half["runs"] == 2 and half["rose"] == 1 and half["images"] == [12, 12]
+    # Six experiments that all gain, each by its own amount: sure.
+    gains = [(before, matrices([0.1 + 0.04 * i] * 12)) for i in range(6)]
+    assert pooled_paired_bootstrap(gains, score, draws=400)["low"] > 0
+    # Experiments scored on the same photos share their luck: with ids the photos are drawn once
+    # for all, and four identical experiments are as unsure as one; drawn apart, they would look
+    # twice as sure.
     coin = matrices([0.1, 0.7] * 6)
-    twice = pooled_paired_bootstrap([(before, coin), (before, coin)], score, draws=400)
-    assert twice["low"] < 0 < twice["high"]
+    lone = paired_bootstrap(before, coin, score, draws=800)
+    joint = pooled_paired_bootstrap([(before, coin)] * 4, score, ids=[photos] * 4, draws=800)
+    apart = pooled_paired_bootstrap([(before, coin)] * 4, score, draws=800)
+    width = lone["high"] - lone["low"]
+    assert joint["high"] - joint["low"] == pytest.approx(width, rel=0.15)
+    assert apart["high"] - apart["low"] < 0.7 * width
+    assert joint["low"] < 0 < joint["high"]
+    # Overlapping photo sets: each experiment sums only the drawn photos it scored.
+    shifted = pooled_paired_bootstrap(
+        [(before, after), (before, after)], score, ids=[photos, [f"p{i:02d}" for i in range(6, 18)]], draws=200
+    )
+    assert shifted["delta"] == single["delta"] and shifted["low"] > 0
     with pytest.raises(ValueError, match="no experiments"):
         pooled_paired_bootstrap([], score)
+    with pytest.raises(ValueError, match="ids"):
+        pooled_paired_bootstrap([(before, after)], score, ids=[photos[:-1]])
+    with pytest.raises(ValueError, match="distinct"):
+        pooled_paired_bootstrap([(before, after)], score, ids=[["p00"] * 12])
+    with pytest.raises(ValueError, match="experiments"):
+        pooled_paired_bootstrap([(before, after)], score, ids=[photos, photos])
 
 
 def test_lip_predictions_scored_against_fashion_ground_truth():

@@ -213,30 +213,79 @@ def pooled_paired_bootstrap(
     pairs: Sequence[tuple[Sequence[np.ndarray], Sequence[np.ndarray]]],
     score: Callable[[np.ndarray], float],
     *,
+    ids: Sequence[Sequence[str]] | None = None,
     draws: int = 2000,
     seed: int = 0,
 ) -> dict:
     """The mean change over several experiments (e.g. a fine-tune repeated with other seeds), and how surely.
 
-    Each experiment is scored on its own images; every draw resamples each experiment's images
-    as :func:`paired_bootstrap` does, independently of the others, and averages the experiments'
-    changes.
+    Two things vary from one experiment to the next: the photos it is scored on and the experiment
+    itself (another fine-tune). Every draw resamples both, as a bootstrap over two crossed factors
+    does (Owen, "The pigeonhole bootstrap", Ann. Appl. Stat. 2007): the experiments with replacement,
+    and the photos. With ``ids`` the photos are drawn once per draw from all the experiments' photos
+    together, and each drawn experiment sums the drawn photos it scored, so that experiments sharing
+    photos share their luck; without, each drawn experiment resamples its own photos, as
+    :func:`paired_bootstrap` does (right only when the experiments' photos are distinct). With one
+    experiment, the result is :func:`paired_bootstrap`'s.
 
     Args:
         pairs: Per experiment, the (before, after) per-image matrices.
         score, draws, seed: As :func:`paired_bootstrap`.
+        ids: Per experiment, the photo of each of its matrices (distinct within an experiment).
 
     Returns:
         As :func:`paired_bootstrap`, ``delta`` being the mean of the experiments' changes, plus
-        ``runs`` (how many) and ``images`` (per experiment).
+        ``runs`` (how many), ``rose`` (how many of them rose) and ``images`` (per experiment).
+
+    Raises:
+        ValueError: No experiments, unequal stacks, or ``ids`` that do not match the matrices.
     """
     if not pairs:
         raise ValueError("no experiments to pool")
     stacks = [_stacks(before, after) for before, after in pairs]
+    changes = [score(b.sum(0)) - score(a.sum(0)) for a, b in stacks]
+    rows = None if ids is None else _photo_rows(ids, [len(a) for a, _ in stacks])
+    photos = 0 if rows is None else 1 + max(int(r.max()) for r in rows)
+    flats = [(a.reshape(len(a), -1), b.reshape(len(b), -1)) for a, b in stacks]
+    k, runs = stacks[0][0].shape[1], len(stacks)
     rng = np.random.default_rng(seed)
-    deltas = np.mean([_resampled_deltas(a, b, score, rng, draws) for a, b in stacks], axis=0)
-    delta = float(np.mean([score(b.sum(0)) - score(a.sum(0)) for a, b in stacks]))
-    return _summary(delta, deltas, runs=len(stacks), images=[len(a) for a, _ in stacks])
+    deltas = np.full(draws, np.nan)
+    for d in range(draws):
+        drawn = rng.integers(0, runs, runs) if runs > 1 else np.zeros(1, dtype=int)
+        counts = None if rows is None else np.bincount(rng.integers(0, photos, photos), minlength=photos)
+        cache: dict[int, float] = {}
+        found = []
+        for r in drawn:
+            flat_a, flat_b = flats[r]
+            if counts is None:
+                weights = np.bincount(rng.integers(0, len(flat_a), len(flat_a)), minlength=len(flat_a))
+            elif r in cache:
+                found.append(cache[r])
+                continue
+            else:
+                weights = counts[rows[r]]
+            if not weights.any():  # none of this experiment's photos was drawn
+                continue
+            change = score((weights @ flat_b).reshape(k, k)) - score((weights @ flat_a).reshape(k, k))
+            cache[r] = change
+            found.append(change)
+        if found:
+            deltas[d] = np.mean(found)
+    rose = sum(change > 0 for change in changes)
+    return _summary(
+        float(np.mean(changes)), deltas[np.isfinite(deltas)], runs=runs, rose=rose, images=[len(a) for a, _ in stacks]
+    )
+
+
+def _photo_rows(ids: Sequence[Sequence[str]], lengths: list[int]) -> list[np.ndarray]:
+    """Each experiment's photos as indices into all the experiments' photos together."""
+    if len(ids) != len(lengths):
+        raise ValueError(f"ids for {len(ids)} experiments, matrices for {len(lengths)}")
+    for photo_ids, length in zip(ids, lengths):
+        if len(photo_ids) != length or len(set(photo_ids)) != length:
+            raise ValueError(f"{len(photo_ids)} ids ({len(set(photo_ids))} distinct) for {length} matrices")
+    index = {photo: i for i, photo in enumerate(sorted({str(p) for photo_ids in ids for p in photo_ids}))}
+    return [np.array([index[str(p)] for p in photo_ids], dtype=np.int64) for photo_ids in ids]
 
 
 def matrix_score(model_set: LabelSet | str, gt_set: LabelSet | str, key: str = "miou") -> Callable[[np.ndarray], float]:

@@ -3,8 +3,9 @@
 One loop scores a fine-tune on about a hundred held-out CCP photos; a change of a few tenths of a
 point is then within the luck of which photos were held out. Repeating the loop with other seeds
 (other corrections, other held-out photos, another fine-tuning order) and pooling the repeats tells
-more: the mean change over the repeats, with a 95 % interval from a bootstrap that resamples each
-repeat's photos (:func:`train.evaluate.pooled_paired_bootstrap`)::
+more: the mean change over the repeats, with a 95 % interval from a bootstrap that resamples both
+the repeats and the photos, the photos jointly: repeats hold out overlapping sets of the same CCP
+photos, and share their luck (:func:`train.evaluate.pooled_paired_bootstrap`)::
 
     python -m train.pool_loops runs/loop-s0 runs/loop-s1 runs/loop-s2 --out runs/loop-pooled
 
@@ -49,11 +50,21 @@ def scored_models(report: dict) -> dict[str, tuple[float, str]]:
     return models
 
 
-def ccp_source(loop: Path) -> str:
-    """The CCP source spec the loop scored (from its ``eval_split.json``)."""
+def ccp_entry(loop: Path) -> dict:
+    """The CCP source the loop scored, as its ``eval_split.json`` records it."""
     split = json.loads((loop / "eval_split.json").read_text())
     (entry,) = [s for s in split["sources"] if s["kind"] == "ccp"]
-    return f"ccp:{entry['path']}"
+    return entry
+
+
+def ccp_source(loop: Path) -> str:
+    """The CCP source spec the loop scored."""
+    return f"ccp:{ccp_entry(loop)['path']}"
+
+
+def held_out_photos(loop: Path) -> list[str]:
+    """The held-out CCP photos the loop scored, in the order of its per-photo matrices (the sorted ids)."""
+    return sorted(set(ccp_entry(loop)["val_ids"]))
 
 
 def recorded_path(path: str, loop: Path) -> Path:
@@ -96,7 +107,8 @@ def pool(loops: list[Path], draws: int = 2000, device: str | None = None) -> dic
     """Each loop's changes and their mean over the loops, per share of the fine-tune's change kept.
 
     Raises:
-        ValueError: the loops fine-tuned different bases, or no model was scored by all of them.
+        ValueError: the loops fine-tuned different bases, no model was scored by all of them, or a
+            loop's per-photo matrices do not match its held-out photos.
     """
     reports = [json.loads((loop / "report.json").read_text()) for loop in loops]
     bases = {str(report["base"]) for report in reports}
@@ -111,6 +123,10 @@ def pool(loops: list[Path], draws: int = 2000, device: str | None = None) -> dic
         raise ValueError("no share of the fine-tune's change was scored by every loop")
     score = matrix_score("lip-20", "fashion-17")
     matrices = [per_image(loop, report, device) for loop, report in zip(loops, reports)]
+    photos = [held_out_photos(loop) for loop in loops]
+    for loop, ids, m in zip(loops, photos, matrices):
+        if len(ids) != len(m["before"]):
+            raise ValueError(f"{loop}: {len(m['before'])} per-photo matrices for {len(ids)} held-out photos")
     runs = [
         {
             "loop": str(loop),
@@ -124,7 +140,8 @@ def pool(loops: list[Path], draws: int = 2000, device: str | None = None) -> dic
     for share in common:
         pairs = [(m["before"], m[tag]) for m, tag in zip(matrices, by_share[share])]
         each = [round(score(after.sum(0)) - score(before.sum(0)), 2) for before, after in pairs]
-        rows.append({"share": share, "changes": each, "pooled": pooled_paired_bootstrap(pairs, score, draws=draws)})
+        pooled = pooled_paired_bootstrap(pairs, score, ids=photos, draws=draws)
+        rows.append({"share": share, "changes": each, "pooled": pooled})
     return {"base": bases.pop(), "runs": runs, "rows": rows}
 
 
@@ -135,15 +152,15 @@ def markdown(result: dict) -> str:
         f"Held-out CCP mIoU change, {n} loops on `{result['base']}`:",
         "",
         "| share of the fine-tune's change kept | " + " | ".join(f"loop {i + 1}" for i in range(n))
-        + " | mean (95 % interval; rose in) |",
-        "|---" * (n + 2) + "|",
+        + " | mean (95 % interval; share of draws it rose in) | loops that rose |",
+        "|---" * (n + 3) + "|",
     ]  # fmt: skip
     for row in result["rows"]:
         p = row["pooled"]
         changes = " | ".join(f"{c:+.2f}" for c in row["changes"])
         lines.append(
             f"| {row['share']:g} | {changes} | {p['delta']:+.2f} ({p['low']:+.2f} to {p['high']:+.2f}; "
-            f"{p['p_gain']:.0%}) |"
+            f"{p['p_gain']:.0%}) | {p['rose']} of {p['runs']} |"
         )
     lines.append("")
     for i, run in enumerate(result["runs"]):
