@@ -97,6 +97,20 @@ def test_loop_writes_corrections_fine_tunes_on_the_base_data_and_scores(dataset_
     with np.load(out / simulate_loop.PER_IMAGE_FILE) as rescored:
         for tag in ("before", "after", "blend-0.5"):
             np.testing.assert_array_equal(rescored[tag], saved[tag])
+    # Pooling pairs each matrix with its photo: a loop whose held-out photos do not match its
+    # matrices is refused.
+    assert pool_loops.held_out_photos(out) == sorted(
+        json.loads((out / "eval_split.json").read_text())["sources"][0]["val_ids"]
+    )
+    odd = tmp_path / "odd-loop"
+    odd.mkdir()
+    for name in ("report.json", simulate_loop.PER_IMAGE_FILE):
+        (odd / name).write_bytes((out / name).read_bytes())
+    split_data = json.loads((out / "eval_split.json").read_text())
+    split_data["sources"][0]["val_ids"] = split_data["sources"][0]["val_ids"][1:]
+    (odd / "eval_split.json").write_text(json.dumps(split_data))
+    with pytest.raises(SystemExit, match="per-photo matrices for"):
+        pool_loops.main([str(out), str(odd), "--draws", "10"])
 
 
 def test_the_loop_refuses_a_fine_tune_that_would_train_on_the_photos_it_scores(dataset_dir, tmp_path):
@@ -152,3 +166,46 @@ def test_pooling_finds_the_relative_paths_a_loop_recorded_from_anywhere(tmp_path
     assert pool_loops.recorded_path("runs/loop-s0/blend-0.5", loop) == loop / "blend-0.5"
     assert pool_loops.recorded_path(str(loop), loop) == loop
     assert pool_loops.recorded_path("nowhere/x", loop) == Path("nowhere/x")  # left for the caller to report
+
+
+def test_worst_pick_corrects_one_of_each_pair_of_the_worst_images():
+    ids = [f"im{i}" for i in range(9)]
+    scores = [50.0, 10.0, 80.0, 20.0, 30.0, 70.0, 40.0, 60.0, 90.0]  # worst first: im1 im3 im4 im6 im0 im7 ...
+    pairs = [{"im1", "im3"}, {"im4", "im6"}, {"im0", "im7"}]
+    for seed in range(6):
+        picked = simulate_loop.worst_pick(ids, scores, 3, seed)
+        assert [p in pair for p, pair in zip(picked, pairs)] == [True] * 3
+    # The seed decides which of a pair is corrected, the other staying held out.
+    assert len({tuple(simulate_loop.worst_pick(ids, scores, 3, seed)) for seed in range(6)}) > 1
+    with pytest.raises(ValueError, match="two validation images per correction"):
+        simulate_loop.worst_pick(ids, scores, 5, 0)
+    with pytest.raises(ValueError, match="8 scores for 9"):
+        simulate_loop.worst_pick(ids, scores[:-1], 3, 0)
+
+
+def test_the_loop_can_correct_the_images_the_base_parses_worst(dataset_dir, tmp_path, monkeypatch):
+    ccp, viton = dataset_dir("ccp"), dataset_dir("viton")
+    fraction = 0.005  # 5 CCP photos held out
+    base = released_base(tmp_path / "base", [f"ccp:{ccp}", f"viton:{viton}:0.5"], fraction)
+    split = write_split(tmp_path / "split.json", [("ccp", ccp), ("viton", viton)], fraction)
+    out = tmp_path / "loop"
+
+    def stop(config):  # the loop up to its fine-tune: what it corrects and what it holds out
+        return {"status": "failed"}
+
+    monkeypatch.setattr(finetune, "main", stop)
+    with pytest.raises(RuntimeError, match="status failed"):
+        simulate_loop.main([
+            "--base", str(base), "--split", str(split), "--ccp", str(ccp), "--viton", str(viton), "--corrections",
+            "2", "--pick", "worst", "--viton-limit", "1", "--device", "cpu", "--out", str(out),
+        ])  # fmt: skip
+    # The corrections are one of each of the two worst pairs of the base's ranking; the rest is scored.
+    held = sorted([s["val_ids"] for s in json.loads(split.read_text())["sources"] if s["kind"] == "ccp"][0])
+    args = simulate_loop.parse_args(["--base", str(base), "--split", str(split), "--ccp", str(ccp), "--device", "cpu"])
+    scores = simulate_loop.rank_images(args, f"ccp:{ccp}", held, tmp_path / "rank")
+    assert list(scores) == held and all(0 <= v <= 100 for v in scores.values())
+    expected = sorted(simulate_loop.worst_pick(held, list(scores.values()), 2, 0))
+    saved = sorted(json.loads(f.read_text())["source_name"] for f in (out / "corrections" / "meta").glob("*.json"))
+    assert saved == [f"ccp/{i}.jpg" for i in expected]
+    eval_split = json.loads((out / "eval_split.json").read_text())["sources"]
+    assert [s["val_ids"] for s in eval_split if s["kind"] == "ccp"][0] == sorted(set(held) - set(expected))

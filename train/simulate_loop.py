@@ -12,6 +12,11 @@ refuses to start when the fine-tune would train on any photo it scores::
     python -m train.simulate_loop --base runs/base/best --split runs/base/split.json \\
         --ccp ../shared/datasets/ccp --viton ../shared/datasets/viton --corrections 50 --max-minutes 10
 
+By default the corrections are the first ``--corrections`` images of a seeded pseudo-random
+order; ``--pick worst`` takes them among the images the base parses worst, as annotators who
+correct the worst masks first would (one of each neighbouring pair of that ranking, the other held
+out, so that the scored images are as hard).
+
 Writes ``report.json`` and ``report.md`` (a table, and the held-out CCP change with its 95 % paired
 bootstrap interval over the scored photos) and ``ccp_per_image.npz`` (each scored photo's confusion
 matrix, per model: :mod:`train.pool_loops` pools repeats with other seeds) into ``--out``.
@@ -49,6 +54,24 @@ def ordered(ids: list[str], seed: int) -> list[str]:
     return sorted(ids, key=lambda i: hashlib.sha256(f"{seed}:{i}".encode()).hexdigest())
 
 
+def worst_pick(ids: list[str], scores: list[float], count: int, seed: int) -> list[str]:
+    """``count`` of ``ids`` as corrections, among the images the base parses worst.
+
+    The images are ranked by ``scores`` (lowest first), the ranking is cut into neighbouring pairs,
+    and of each of the first ``count`` pairs one image is picked (the seed's order decides which);
+    its neighbour stays held out, so the held-out images are as hard as the corrections.
+
+    Raises:
+        ValueError: Fewer than two images per correction, or scores that do not match the ids.
+    """
+    if len(scores) != len(ids):
+        raise ValueError(f"{len(scores)} scores for {len(ids)} images")
+    if 2 * count > len(ids):
+        raise ValueError(f"--pick worst needs two validation images per correction: {len(ids)} for {count}")
+    ranked = [i for _, i in sorted(zip(scores, ids))]
+    return [ordered(ranked[2 * k : 2 * k + 2], seed)[0] for k in range(count)]
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m train.simulate_loop",
@@ -67,6 +90,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "data where it is here, else the --viton and --ccp folders)",
     )
     p.add_argument("--corrections", type=int, default=50, help="CCP validation images used as corrections")
+    p.add_argument(
+        "--pick",
+        choices=("order", "worst"),
+        default="order",
+        help="which CCP validation images become corrections: 'order', the first of a seeded pseudo-random "
+        "order; 'worst', those the base parses worst (the ranking cut into neighbouring pairs, one of each of "
+        "the worst pairs corrected and the other held out, so that the scored images keep their share of hard ones)",
+    )
     p.add_argument("--viton-limit", type=int, default=300, help="VITON validation images scored (spread evenly)")
     p.add_argument("--max-minutes", type=float, default=10.0, help="fine-tuning budget (whole command)")
     p.add_argument("--lr", type=float, default=None, help="fine-tuning learning rate (default: train.finetune's)")
@@ -127,6 +158,18 @@ def score(
         "pixel_acc": round(result["pixel_acc"], 2),
         "images": result["images"],
     }
+
+
+def rank_images(args: argparse.Namespace, ccp_spec: str, ids: list[str], out: Path) -> dict[str, float]:
+    """The base's mIoU on each of the CCP validation images ``ids`` (LIP-20 -> CCP-coarse), by id."""
+    rank_split = out / "rank_split.json"
+    write_json(rank_split, {"sources": [{"kind": "ccp", "path": str(Path(args.ccp).resolve()), "split": None,
+                                         "val_ids": ids}]})  # fmt: skip
+    matrices: list = []
+    score(Path(args.base), ccp_spec, rank_split, out / "rank-ccp", gt_label_set="fashion-17", args=args,
+          per_image=matrices)  # fmt: skip
+    one = matrix_score("lip-20", "fashion-17")
+    return {image: round(one(np.asarray(m)), 2) for image, m in zip(ids, matrices)}
 
 
 def finetune_config(
@@ -247,7 +290,13 @@ def main(argv: list[str] | None = None) -> dict:
     viton_val = held_out_ids(args.split, viton_spec)
     if len(ccp_val) <= args.corrections:
         raise ValueError(f"the split holds {len(ccp_val)} CCP validation images; need more than {args.corrections}")
-    corrected, rest = sorted(ccp_val[: args.corrections]), sorted(ccp_val[args.corrections :])
+    base_scores = None
+    if args.pick == "worst":
+        base_scores = rank_images(args, ccp_spec, sorted(ccp_val), out)
+        corrected = sorted(worst_pick(list(base_scores), list(base_scores.values()), args.corrections, args.seed))
+        rest = sorted(set(ccp_val) - set(corrected))
+    else:
+        corrected, rest = sorted(ccp_val[: args.corrections]), sorted(ccp_val[args.corrections :])
     # The originals may train on neither the scored photos nor the corrections (they come as corrections).
     scored = {str(Path(args.ccp).resolve()): set(ccp_val), str(Path(args.viton).resolve()): set(viton_val)}
     data = original_data(args, scored)
@@ -315,6 +364,7 @@ def main(argv: list[str] | None = None) -> dict:
         "fine_tuned": ft_report["checkpoint"],
         "blend": args.blend,
         "corrections": corrected,
+        "pick": {"rule": args.pick, **({"base_miou_per_image": base_scores} if base_scores else {})},
         "original_data": data,
         "finetune_iterations": ft_report["iterations"],
         "finetune_seconds": ft_report["elapsed_s"],
@@ -352,6 +402,8 @@ def main(argv: list[str] | None = None) -> dict:
                 f"{delta['high']:+.2f}; {delta['p_gain']:.0%}) | {scores['viton_val (lip-20)']['miou']:.2f} | "
                 f"{scores['viton_val (lip-20)']['miou_present']:.2f} |"
             )
+    rule = {"order": "in a seeded pseudo-random order", "worst": "among those the base parses worst"}[args.pick]
+    lines += ["", f"Corrections: {len(corrected)} CCP validation images, picked {rule}; {len(rest)} held out, scored."]
     table = "\n".join(lines)
     (out / "report.md").write_text(table + "\n")
     print(table)
