@@ -173,7 +173,10 @@ def test_finetune_raises_agreement_records_lineage_and_keeps_the_base(world, tmp
     model, meta = load_checkpoint(new)  # strict: every tensor present, none unexpected
     assert meta["variant"] == "ssfnet_lite" and meta["label_set"] == "lip-20"
     assert TINY.items() <= meta["options"].items()
-    assert meta["dtype"] == "float16"  # stored as the base was
+    # Stored as the base was (float16), unless a value does not fit float16: this toy learning rate
+    # can blow a BatchNorm variance past 65,504 on some machines, and that is stored as float32.
+    largest = max(float(v.abs().max()) for v in model.state_dict().values() if v.is_floating_point() and v.numel())
+    assert meta["dtype"] == ("float16" if largest <= torch.finfo(torch.float16).max else "float32"), largest
     assert digest_tree(world["base"]) == base_files
 
     # Lineage: the base, the corrections trained on and those held out, and the scores.
