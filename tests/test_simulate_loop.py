@@ -111,6 +111,16 @@ def test_loop_writes_corrections_fine_tunes_on_the_base_data_and_scores(dataset_
     (odd / "eval_split.json").write_text(json.dumps(split_data))
     with pytest.raises(SystemExit, match="per-photo matrices for"):
         pool_loops.main([str(out), str(odd), "--draws", "10"])
+    # Against a control loop: the loop minus itself is nothing, from its own matrices, or, for a
+    # control that held out other photos, from the control's models scored again on the loop's.
+    versus = pool_loops.main([str(out), "--against", str(out), "--draws", "10"])
+    assert {row["share"] for row in versus["against"]["rows"]} == {published, 0.5}
+    assert all(c == 0 for row in versus["against"]["rows"] for c in row["changes"])
+    versus = pool_loops.main([str(out), "--against", str(odd), "--draws", "10", "--device", "cpu"])
+    assert all(c == 0 for row in versus["against"]["rows"] for c in row["changes"])
+    assert (out / "against-odd-loop.npz").is_file()
+    with pytest.raises(SystemExit, match="one per loop"):
+        pool_loops.main([str(out), "--against", str(out), str(out)])
 
 
 def test_the_loop_refuses_a_fine_tune_that_would_train_on_the_photos_it_scores(dataset_dir, tmp_path):

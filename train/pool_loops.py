@@ -9,6 +9,12 @@ photos, and share their luck (:func:`train.evaluate.pooled_paired_bootstrap`)::
 
     python -m train.pool_loops runs/loop-s0 runs/loop-s1 runs/loop-s2 --out runs/loop-pooled
 
+``--against`` names a control loop per loop (the same seed with ``--corrections-share 0.001``, say)
+and also pools each loop's change minus its control's, both scored on the loop's held-out photos
+(the control's models are scored again on them where it held out other photos)::
+
+    python -m train.pool_loops runs/loop-s0 runs/loop-s1 --against runs/control-s0 runs/control-s1
+
 Every model a loop scored is pooled: its fine-tune and each ``--also-blend`` share. The per-photo
 matrices come from each loop's ``ccp_per_image.npz``; a loop folder written without it is scored
 again from its checkpoints and ``eval_split.json`` (a relative path the loop recorded is looked up
@@ -37,6 +43,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("loops", nargs="+", help="folders written by python -m train.simulate_loop --out")
     p.add_argument("--out", default=None, help="folder for pooled.md and pooled.json (default: print only)")
+    p.add_argument(
+        "--against",
+        nargs="+",
+        default=None,
+        metavar="CONTROL",
+        help="control loops, one per loop in the same order (e.g. --corrections-share 0.001 with the same seed): "
+        "also pool each loop's change minus its control's, both scored on the loop's held-out photos",
+    )
     p.add_argument("--draws", type=int, default=2000, help="bootstrap draws")
     p.add_argument("--device", default=None, help="where to score loops that saved no per-photo matrices")
     return p.parse_args(argv)
@@ -79,18 +93,11 @@ def recorded_path(path: str, loop: Path) -> Path:
     return given
 
 
-def per_image(loop: Path, report: dict, device: str | None) -> dict[str, np.ndarray]:
-    """Per-photo CCP matrices of the base ("before") and of every scored model, saved or scored again."""
-    saved = loop / PER_IMAGE_FILE
-    if saved.is_file():
-        with np.load(saved) as arrays:
-            return {tag: arrays[tag] for tag in arrays.files}
-    recorded = {"before": report["base"], **{tag: path for tag, (_, path) in scored_models(report).items()}}
-    checkpoints = {tag: recorded_path(path, loop) for tag, path in recorded.items()}
+def score_on(checkpoints: dict[str, Path], loop: Path, device: str | None) -> dict[str, np.ndarray]:
+    """Per-photo CCP matrices of ``checkpoints`` (tag -> folder) on the held-out photos of ``loop``."""
     missing = [str(path) for path in checkpoints.values() if not path.exists()]
     if missing:
-        gone = ", ".join(missing)
-        raise FileNotFoundError(f"{loop} saved no {PER_IMAGE_FILE} and these checkpoints are gone: {gone}")
+        raise FileNotFoundError(f"these checkpoints are gone: {', '.join(missing)}")
     matrices = {}
     for tag, checkpoint in checkpoints.items():
         print(f"[pool] scoring {checkpoint} on the held-out CCP photos of {loop}")
@@ -99,12 +106,50 @@ def per_image(loop: Path, report: dict, device: str | None) -> dict[str, np.ndar
             device=device, per_image=True,
         )  # fmt: skip
         matrices[tag] = np.asarray(result["per_image"], dtype=np.int64)
+    return matrices
+
+
+def load_matrices(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path) as arrays:
+        return {tag: arrays[tag] for tag in arrays.files}
+
+
+def per_image(loop: Path, report: dict, device: str | None) -> dict[str, np.ndarray]:
+    """Per-photo CCP matrices of the base ("before") and of every scored model, saved or scored again."""
+    saved = loop / PER_IMAGE_FILE
+    if saved.is_file():
+        return load_matrices(saved)
+    recorded = {"before": report["base"], **{tag: path for tag, (_, path) in scored_models(report).items()}}
+    try:
+        matrices = score_on({tag: recorded_path(path, loop) for tag, path in recorded.items()}, loop, device)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"{loop} saved no {PER_IMAGE_FILE} and {err}") from None
     np.savez_compressed(saved, **matrices)
     return matrices
 
 
-def pool(loops: list[Path], draws: int = 2000, device: str | None = None) -> dict:
-    """Each loop's changes and their mean over the loops, per share of the fine-tune's change kept.
+def control_on(loop: Path, control: Path, device: str | None) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """A control loop's fine-tuned models scored on ``loop``'s held-out photos, and its share -> tag.
+
+    Where the two loops held out the same photos the control's own matrices serve; else its models
+    are scored on the loop's photos once, and the matrices saved in the loop's folder.
+    """
+    report = json.loads((control / "report.json").read_text())
+    models = scored_models(report)
+    tags = {f"{share:g}": tag for tag, (share, _) in models.items()}
+    if held_out_photos(control) == held_out_photos(loop):
+        return per_image(control, report, device), tags
+    saved = loop / f"against-{control.name}.npz"
+    if saved.is_file():
+        return load_matrices(saved), tags
+    matrices = score_on({tag: recorded_path(path, control) for tag, (_, path) in models.items()}, loop, device)
+    np.savez_compressed(saved, **matrices)
+    return matrices, tags
+
+
+def pool(loops: list[Path], draws: int = 2000, device: str | None = None, against: list[Path] | None = None) -> dict:
+    """Each loop's changes and their mean over the loops, per share of the fine-tune's change kept;
+    with ``against`` (a control loop per loop), also each loop's change minus its control's.
 
     Raises:
         ValueError: the loops fine-tuned different bases, no model was scored by all of them, or a
@@ -142,26 +187,58 @@ def pool(loops: list[Path], draws: int = 2000, device: str | None = None) -> dic
         each = [round(score(after.sum(0)) - score(before.sum(0)), 2) for before, after in pairs]
         pooled = pooled_paired_bootstrap(pairs, score, ids=photos, draws=draws)
         rows.append({"share": share, "changes": each, "pooled": pooled})
-    return {"base": bases.pop(), "runs": runs, "rows": rows}
+    result = {"base": bases.pop(), "runs": runs, "rows": rows}
+    if against is not None:
+        result["against"] = versus_controls(loops, against, matrices, by_share, common, photos, result["base"], score,
+                                            draws=draws, device=device)  # fmt: skip
+    return result
+
+
+def versus_controls(loops, controls, matrices, by_share, common, photos, base, score, *, draws, device) -> dict:
+    """Each loop's model minus its control's at the same share, paired on the loop's held-out photos."""
+    if len(controls) != len(loops):
+        raise ValueError(f"{len(controls)} control loops for {len(loops)} loops: give one per loop, in order")
+    control_bases = {str(json.loads((c / "report.json").read_text())["base"]) for c in controls}
+    if control_bases != {base}:
+        raise ValueError(f"the control loops fine-tuned {', '.join(sorted(control_bases))}, not {base}")
+    scored = [control_on(loop, control, device) for loop, control in zip(loops, controls)]
+    rows = []
+    for share in common:
+        if not all(f"{share:g}" in tags for _, tags in scored):
+            continue
+        pairs = [(m_c[tags[f"{share:g}"]], m[tag]) for (m_c, tags), m, tag in zip(scored, matrices, by_share[share])]
+        each = [round(score(mine.sum(0)) - score(theirs.sum(0)), 2) for theirs, mine in pairs]
+        pooled = pooled_paired_bootstrap(pairs, score, ids=photos, draws=draws)
+        rows.append({"share": share, "changes": each, "pooled": pooled})
+    if not rows:
+        raise ValueError("no share of the fine-tune's change was scored by every loop and every control")
+    return {"controls": [str(c) for c in controls], "rows": rows}
+
+
+def table_row(row: dict) -> str:
+    """One share's changes, loop by loop, and their pooled mean."""
+    p = row["pooled"]
+    changes = " | ".join(f"{c:+.2f}" for c in row["changes"])
+    return (
+        f"| {row['share']:g} | {changes} | {p['delta']:+.2f} ({p['low']:+.2f} to {p['high']:+.2f}; "
+        f"{p['p_gain']:.0%}) | {p['rose']} of {p['runs']} |"
+    )
 
 
 def markdown(result: dict) -> str:
     """The pooled changes as a table, with the runs they come from."""
     n = len(result["runs"])
-    lines = [
-        f"Held-out CCP mIoU change, {n} loops on `{result['base']}`:",
-        "",
+    header = [
         "| share of the fine-tune's change kept | " + " | ".join(f"loop {i + 1}" for i in range(n))
         + " | mean (95 % interval; share of draws it rose in) | loops that rose |",
         "|---" * (n + 3) + "|",
     ]  # fmt: skip
-    for row in result["rows"]:
-        p = row["pooled"]
-        changes = " | ".join(f"{c:+.2f}" for c in row["changes"])
-        lines.append(
-            f"| {row['share']:g} | {changes} | {p['delta']:+.2f} ({p['low']:+.2f} to {p['high']:+.2f}; "
-            f"{p['p_gain']:.0%}) | {p['rose']} of {p['runs']} |"
-        )
+    lines = [f"Held-out CCP mIoU change, {n} loops on `{result['base']}`:", "", *header]
+    lines += [table_row(row) for row in result["rows"]]
+    if "against" in result:
+        lines += ["", "Minus each loop's control, both scored on the loop's held-out photos:", "", *header]
+        lines += [table_row(row) for row in result["against"]["rows"]]
+        lines += ["", "Controls, in the loops' order: " + ", ".join(f"`{c}`" for c in result["against"]["controls"])]
     lines.append("")
     for i, run in enumerate(result["runs"]):
         lines.append(
@@ -178,7 +255,10 @@ def main(argv: list[str] | None = None) -> dict:
     if missing:
         sys.exit(f"error: no report.json in {', '.join(missing)} (folders written by train.simulate_loop)")
     try:
-        result = pool(loops, draws=args.draws, device=args.device)
+        against = None if args.against is None else [Path(c) for c in args.against]
+        if against and any(not (c / "report.json").is_file() for c in against):
+            raise ValueError(f"no report.json in one of {', '.join(map(str, against))}")
+        result = pool(loops, draws=args.draws, device=args.device, against=against)
     except (FileNotFoundError, ValueError) as err:
         sys.exit(f"error: {err}")
     text = markdown(result)
