@@ -98,11 +98,11 @@ def score_on(checkpoints: dict[str, Path], loop: Path, device: str | None) -> di
     missing = [str(path) for path in checkpoints.values() if not path.exists()]
     if missing:
         raise FileNotFoundError(f"these checkpoints are gone: {', '.join(missing)}")
-    matrices = {}
+    matrices, source = {}, ccp_source(loop)
     for tag, checkpoint in checkpoints.items():
         print(f"[pool] scoring {checkpoint} on the held-out CCP photos of {loop}")
         result = evaluate_checkpoint(
-            checkpoint, [ccp_source(loop)], gt_label_set="fashion-17", split=loop / "eval_split.json",
+            checkpoint, [source], gt_label_set="fashion-17", split=loop / "eval_split.json",
             device=device, per_image=True,
         )  # fmt: skip
         matrices[tag] = np.asarray(result["per_image"], dtype=np.int64)
@@ -184,14 +184,18 @@ def pool(loops: list[Path], draws: int = 2000, device: str | None = None, agains
     rows = []
     for share in common:
         pairs = [(m["before"], m[tag]) for m, tag in zip(matrices, by_share[share])]
-        each = [round(score(after.sum(0)) - score(before.sum(0)), 2) for before, after in pairs]
-        pooled = pooled_paired_bootstrap(pairs, score, ids=photos, draws=draws)
-        rows.append({"share": share, "changes": each, "pooled": pooled})
+        rows.append(pooled_row(share, pairs, score, photos, draws))
     result = {"base": bases.pop(), "runs": runs, "rows": rows}
     if against is not None:
         result["against"] = versus_controls(loops, against, matrices, by_share, common, photos, result["base"], score,
                                             draws=draws, device=device)  # fmt: skip
     return result
+
+
+def pooled_row(share: float, pairs: list, score, photos: list[list[str]], draws: int) -> dict:
+    """One share's (before, after) pairs, loop by loop: each loop's change and their pooled mean."""
+    each = [round(score(after.sum(0)) - score(before.sum(0)), 2) for before, after in pairs]
+    return {"share": share, "changes": each, "pooled": pooled_paired_bootstrap(pairs, score, ids=photos, draws=draws)}
 
 
 def versus_controls(loops, controls, matrices, by_share, common, photos, base, score, *, draws, device) -> dict:
@@ -207,9 +211,7 @@ def versus_controls(loops, controls, matrices, by_share, common, photos, base, s
         if not all(f"{share:g}" in tags for _, tags in scored):
             continue
         pairs = [(m_c[tags[f"{share:g}"]], m[tag]) for (m_c, tags), m, tag in zip(scored, matrices, by_share[share])]
-        each = [round(score(mine.sum(0)) - score(theirs.sum(0)), 2) for theirs, mine in pairs]
-        pooled = pooled_paired_bootstrap(pairs, score, ids=photos, draws=draws)
-        rows.append({"share": share, "changes": each, "pooled": pooled})
+        rows.append(pooled_row(share, pairs, score, photos, draws))
     if not rows:
         raise ValueError("no share of the fine-tune's change was scored by every loop and every control")
     return {"controls": [str(c) for c in controls], "rows": rows}

@@ -160,11 +160,15 @@ def score(
     }
 
 
+def split_entry(kind: str, folder: str, ids: list[str]) -> dict:
+    """A source of a split file whose validation images are ``ids`` (as ``train.evaluate --split`` reads it)."""
+    return {"kind": kind, "path": str(Path(folder).resolve()), "split": None, "val_ids": ids}
+
+
 def rank_images(args: argparse.Namespace, ccp_spec: str, ids: list[str], out: Path) -> dict[str, float]:
     """The base's mIoU on each of the CCP validation images ``ids`` (LIP-20 -> CCP-coarse), by id."""
     rank_split = out / "rank_split.json"
-    write_json(rank_split, {"sources": [{"kind": "ccp", "path": str(Path(args.ccp).resolve()), "split": None,
-                                         "val_ids": ids}]})  # fmt: skip
+    write_json(rank_split, {"sources": [split_entry("ccp", args.ccp, ids)]})
     matrices: list = []
     score(Path(args.base), ccp_spec, rank_split, out / "rank-ccp", gt_label_set="fashion-17", args=args,
           per_image=matrices)  # fmt: skip
@@ -314,11 +318,8 @@ def main(argv: list[str] | None = None) -> dict:
     eval_split = out / "eval_split.json"
     write_json(
         eval_split,
-        {"sources": [
-            {"kind": "ccp", "path": str(Path(args.ccp).resolve()), "split": None, "val_ids": rest},
-            {"kind": "viton", "path": str(Path(args.viton).resolve()), "split": None, "val_ids": viton_val},
-        ]},
-    )  # fmt: skip
+        {"sources": [split_entry("ccp", args.ccp, rest), split_entry("viton", args.viton, viton_val)]},
+    )
 
     ccp_images: dict[str, list] = {}
 
