@@ -34,7 +34,7 @@ def finetune_panel(app: AppContext) -> None:
                 None, label="Learning rate (empty: a tenth of the rate the base was trained at)", minimum=0
             )
         with gr.Row():
-            ui.finetune_share = gr.Slider(0.05, 1.0, value=CORRECTIONS_SHARE, step=0.05, label="Corrections' share")
+            ui.finetune_share = gr.Slider(0.01, 1.0, value=CORRECTIONS_SHARE, step=0.01, label="Corrections' share")
             ui.finetune_holdout = gr.Slider(0.0, 0.5, value=HOLDOUT, step=0.05, label="Held out")
             ui.finetune_blend = gr.Slider(
                 0.05, 1.0, value=BLEND, step=0.05,

@@ -22,6 +22,7 @@ from ssfnet.predictor import Predictor
 from ssfnet.publish import default_name, fitting_dtype
 from train import finetune
 from train.finetune import FinetuneConfig, parse_args
+from train.finetune_defaults import CORRECTIONS_SHARE
 from train.finetune_score import score, spread_items
 from train.finetune_status import read_progress
 
@@ -155,6 +156,7 @@ def tiny_config(world: dict[str, Path], out: Path, **overrides) -> FinetuneConfi
         holdout=0.2,
         checkpoints_dir=str(world["base"].parent),
         blend=1.0,  # the trained weights, whatever the command line's default: these tests check the training
+        corrections_share=0.5,  # the toy corrections often enough in 30 steps to be learned, whatever the default
     )
     values.update(overrides)
     return FinetuneConfig(**values)
@@ -428,7 +430,8 @@ def test_mix_weights_give_the_corrections_their_share():
 def test_command_line_has_finetune_defaults_and_every_trainer_option(tmp_path, capsys):
     config = parse_args(["--base", "b", "--corrections", "c1", "--corrections", "c2", "--holdout", "0.3"])
     assert config.base == "b" and config.corrections == ["c1", "c2"] and config.holdout == 0.3
-    assert config.train.lr == 1e-3 and config.train.max_minutes == 10.0 and config.corrections_share == 0.5
+    assert config.train.lr == 1e-3 and config.train.max_minutes == 10.0
+    assert config.corrections_share == CORRECTIONS_SHARE == 0.05
     assert config.train.batch_size == 8 and config.train.momentum == 0.9  # the trainer's recipe otherwise
     assert config.train.out == "runs/finetune-{timestamp}" and config.holdout == 0.3
     config = parse_args(["--lr", "0.01", "--freeze-backbone", "--max-minutes", "0", "--data", "ccp:/x:0.5"])
