@@ -12,8 +12,9 @@ as they were. With the corrections half of every batch it rose by +0.24 (-0.32 t
 # Share of every fine-tuning batch drawn from the corrections. Fifty corrections among the default
 # checkpoint's 10,861 training photos are oversampled elevenfold: about 150 draws, three passes over
 # them, in a ten-minute fine-tune on a 2-core CPU (about 390 batches of 8). A half (thirty passes)
-# learnt those photos by heart and parsed other photos of their kind worse. With far more
-# corrections than original images, raise it to at least their natural share.
+# learnt those photos by heart and parsed other photos of their kind worse. Where the corrections
+# are more than a twentieth of all the photos (some 570 with the default's sources), 0.05 would
+# draw them less often than the original photos: raise it to at least their share of the photos.
 CORRECTIONS_SHARE = 0.05
 # Expected share of each corrections folder held out to score before and after.
 HOLDOUT = 0.2
