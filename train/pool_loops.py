@@ -128,16 +128,17 @@ def per_image(loop: Path, report: dict, device: str | None) -> dict[str, np.ndar
     return matrices
 
 
-def control_on(loop: Path, control: Path, device: str | None) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """A control loop's fine-tuned models scored on ``loop``'s held-out photos, and its share -> tag.
+def control_on(
+    loop: Path, photos: list[str], control: Path, report: dict, device: str | None
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """A control loop's fine-tuned models scored on ``loop``'s held-out ``photos``, and its share -> tag.
 
     Where the two loops held out the same photos the control's own matrices serve; else its models
     are scored on the loop's photos once, and the matrices saved in the loop's folder.
     """
-    report = json.loads((control / "report.json").read_text())
     models = scored_models(report)
     tags = {f"{share:g}": tag for tag, (share, _) in models.items()}
-    if held_out_photos(control) == held_out_photos(loop):
+    if held_out_photos(control) == photos:
         return per_image(control, report, device), tags
     saved = loop / f"against-{control.name}.npz"
     if saved.is_file():
@@ -202,10 +203,14 @@ def versus_controls(loops, controls, matrices, by_share, common, photos, base, s
     """Each loop's model minus its control's at the same share, paired on the loop's held-out photos."""
     if len(controls) != len(loops):
         raise ValueError(f"{len(controls)} control loops for {len(loops)} loops: give one per loop, in order")
-    control_bases = {str(json.loads((c / "report.json").read_text())["base"]) for c in controls}
+    reports = [json.loads((c / "report.json").read_text()) for c in controls]
+    control_bases = {str(report["base"]) for report in reports}
     if control_bases != {base}:
         raise ValueError(f"the control loops fine-tuned {', '.join(sorted(control_bases))}, not {base}")
-    scored = [control_on(loop, control, device) for loop, control in zip(loops, controls)]
+    scored = [
+        control_on(loop, ids, control, report, device)
+        for loop, ids, control, report in zip(loops, photos, controls, reports)
+    ]
     rows = []
     for share in common:
         if not all(f"{share:g}" in tags for _, tags in scored):
