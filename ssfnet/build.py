@@ -31,6 +31,7 @@ class ModelConfig:
     fusion: str = "smm"
     refinement: str = "ram"
     dropout: float = 0.1
+    part_classes: int = 0
 
 
 def _light(backbone: str, **widths: int) -> ModelConfig:

@@ -66,7 +66,8 @@ def partial_cross_entropy(
         log_allowed = torch.logsumexp(picked.masked_fill(~allowed, float("-inf")), dim=1)
         loss = log_all - log_allowed
         total = total + (loss.sum() if weights is None else (weights[values] * loss).sum())
-    return total / count
+    # Every scored pixel may carry weight 0 (regions silenced for the class output): no loss then.
+    return total / count.float().clamp_min(1e-6)
 
 
 def balanced_class_weights(
@@ -128,6 +129,11 @@ class ParsingLoss(nn.Module):
         ignore_index: Value that is never scored.
         value_weights: Optional weights of the label values, exact classes
             then coarse values (:func:`balanced_class_weights`).
+        part_targets: A 256-entry table from label value to body part
+            (:func:`ssfnet.parts.part_targets`) for a model with a ``parts`` head.
+        part_weight: Weight of the ``parts`` head's cross-entropy against those parts.
+        membership: The classes each label value allows, if not ``label_set``'s own
+            (:func:`ssfnet.parts.region_membership`).
     """
 
     def __init__(
@@ -136,11 +142,25 @@ class ParsingLoss(nn.Module):
         weights: tuple[float, float, float] = (0.6, 0.5, 0.4),
         ignore_index: int = IGNORE_INDEX,
         value_weights: torch.Tensor | None = None,
+        part_targets: np.ndarray | None = None,
+        part_weight: float = 0.0,
+        membership: np.ndarray | None = None,
     ) -> None:
         super().__init__()
+        self.part_weight = float(part_weight)
+        table_parts = None if part_targets is None else torch.as_tensor(np.asarray(part_targets), dtype=torch.long)
+        if table_parts is not None and table_parts.numel() != 256:
+            raise ValueError("part_targets must have one entry per uint8 label value (256)")
+        self.register_buffer("part_targets", table_parts, persistent=False)
         self.weights = dict(zip(("out", "aux1", "aux2"), weights))
         self.ignore_index = ignore_index
-        table = torch.from_numpy(label_set.membership) if label_set is not None else torch.zeros(0, 0, dtype=torch.bool)
+        if membership is None and label_set is not None:
+            membership = label_set.membership
+        table = (
+            torch.from_numpy(np.asarray(membership, dtype=bool))
+            if membership is not None
+            else torch.zeros(0, 0, dtype=torch.bool)
+        )
         self.register_buffer("membership", table, persistent=False)
         if value_weights is not None:
             value_weights = torch.as_tensor(value_weights, dtype=torch.float32)
@@ -171,4 +191,13 @@ class ParsingLoss(nn.Module):
             total = weight * value if total is None else total + weight * value
         if total is None:
             raise ValueError(f"outputs have none of the heads {list(self.weights)}")
+        if "parts" in outputs and self.part_targets is not None and self.part_weight > 0:
+            logits = outputs["parts"]
+            regions = self.part_targets[labels_at(target, logits.shape[-2:]).long().clamp(0, 255)]
+            if bool((regions != self.ignore_index).any()):
+                value = F.cross_entropy(logits.float(), regions, ignore_index=self.ignore_index)
+            else:
+                value = logits.sum() * 0.0
+            parts["parts"] = float(value.detach())
+            total = total + self.part_weight * value
         return total, parts

@@ -18,6 +18,7 @@ from torch import nn
 from .checkpoint import list_checkpoints, load_checkpoint
 from .geometry import long_side_size, resize_image, resize_labels
 from .labels import LabelSet, get_label_set
+from .parts import class_probabilities, part_admission
 from .precision import autocast, resolve_device, use_bf16
 
 CHECKPOINTS_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
@@ -78,6 +79,9 @@ class Predictor:
         precision: ``auto`` (bf16 autocast on CUDA and on CPUs with native bf16, else fp32),
             ``bf16`` or ``fp32``. bf16 gives the same labels as fp32 on all but a few
             boundary pixels (tested on real photos) in about half the time.
+        part_gate: For a model with a body-part head, let it decide background and which
+            classes each body region admits (:func:`ssfnet.parts.combine`); ``False`` reads the
+            class output alone.
     """
 
     def __init__(
@@ -91,6 +95,7 @@ class Predictor:
         name: str = "",
         metadata: dict | None = None,
         precision: str = "auto",
+        part_gate: bool = True,
     ) -> None:
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
@@ -106,6 +111,9 @@ class Predictor:
         self.metadata = metadata or {}
         flip = self.label_set.flip_lut[: self.label_set.num_classes].astype(np.int64)
         self._flip_perm = torch.from_numpy(flip).to(self.device)
+        # A model with a body-part head: background and each pixel's region come from it.
+        self.part_gate = part_gate
+        self._admits = part_admission(self.model, self.label_set) if part_gate else None
 
     @property
     def num_classes(self) -> int:
@@ -136,9 +144,9 @@ class Predictor:
         if self.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
         with self._autocast():
-            prob = self.model(batch, aux=False)["out"].float().softmax(1)
+            prob = class_probabilities(self.model(batch, aux=False), self._admits)
             if flip:
-                flipped = self.model(batch.flip(-1), aux=False)["out"].float().softmax(1)
+                flipped = class_probabilities(self.model(batch.flip(-1), aux=False), self._admits)
                 prob = prob + flipped.flip(-1)[:, self._flip_perm]
                 prob = prob / 2
         return prob

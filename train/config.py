@@ -56,6 +56,9 @@ class TrainConfig:
     loss_weights: tuple[float, float, float] = (0.6, 0.5, 0.4)
     loss_at: str = "native"
     class_balance: float = 0.0
+    part_loss_weight: float = 0.5
+    set_loss_weight: float = 1.0
+    region_sets: str = "full"
     # Augmentation
     crop_size: int = 473
     scale_range: tuple[float, float] = (0.5, 1.5)
@@ -92,6 +95,8 @@ class TrainConfig:
             raise ValueError(f"unknown ablation {self.ablation!r}; choose one of {sorted(ABLATIONS)}")
         if self.batch_size < 2:
             raise ValueError("batch_size must be at least 2 (the pyramid pooling's 1x1 bin uses batch norm)")
+        if self.part_loss_weight < 0 or self.set_loss_weight < 0:
+            raise ValueError("part_loss_weight and set_loss_weight must be >= 0")
         if not 0.0 <= self.class_balance <= 2.0:
             raise ValueError(f"class_balance is an exponent in [0, 2], got {self.class_balance}")
         for name in ("copy_paste", "blur", "jpeg", "val_fraction"):
@@ -103,6 +108,7 @@ class TrainConfig:
             ("channels_last", ("auto", "on", "off")),
             ("loss_at", ("native", "full")),
             ("optimizer", ("sgd", "adamw")),
+            ("region_sets", ("full", "limbs")),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
@@ -249,6 +255,27 @@ def _add_optimisation_options(g: argparse._ArgumentGroup, d: TrainConfig) -> Non
         metavar="POWER",
         help="weight each class by (median frequency / its frequency) ** POWER, frequencies measured on "
         "the training mixture at start-up (0 = off, 0.5 = square root, 1 = median-frequency balancing)",
+    )
+    g.add_argument(
+        "--part-loss-weight",
+        type=float,
+        default=d.part_loss_weight,
+        help="weight of the body-part head's loss (models built with --model-option part_classes=7)",
+    )
+    g.add_argument(
+        "--set-loss-weight",
+        type=float,
+        default=d.set_loss_weight,
+        help="weight of PASCAL-Person-Part's regions as sets of LIP-20 classes in the class output's loss "
+        "(0: the regions train only the part head; see ssfnet.parts)",
+    )
+    g.add_argument(
+        "--region-sets",
+        choices=("full", "limbs"),
+        default=d.region_sets,
+        help="which LIP-20 classes each PASCAL-Person-Part region stands for in the class output's loss: "
+        "full (every class that can lie there) or limbs (the limbs only, through sets without coat, "
+        "dress or jumpsuits; head and torso teach the part head alone)",
     )
 
 

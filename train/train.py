@@ -32,6 +32,7 @@ from ssfnet.checkpoint import load_into, load_state_dict
 from ssfnet.data import parse_source
 from ssfnet.labels import LabelSet
 from ssfnet.losses import ParsingLoss
+from ssfnet.parts import part_targets, region_membership, region_values
 from ssfnet.precision import use_bf16
 
 from .augment import batch_generator, save_augment_grid
@@ -120,13 +121,18 @@ def transferred_state(model: nn.Module, setup: ModelSetup) -> tuple[dict[str, to
     left for :func:`ssfnet.checkpoint.load_into` to report.
 
     Returns:
-        ``(state, reinitialised)``: the state to load strictly, and the names taken from ``model``.
+        ``(state, reinitialised)``: the state to load strictly, and the names taken from ``model``
+        (a part head the checkpoint lacks among them).
     """
     state = dict(setup.init_state)
-    if get_label_set(setup.init_meta["label_set"]).name == setup.label_set.name:
-        return state, []
-    old_classes, new_classes = setup.init_meta["num_classes"], setup.label_set.num_classes
     own = model.state_dict()
+    # A part head added to a checkpoint that had none starts afresh; everything else is kept.
+    fresh_parts = [key for key in own if key.startswith("part_head.") and key not in state]
+    for key in fresh_parts:
+        state[key] = own[key]
+    if get_label_set(setup.init_meta["label_set"]).name == setup.label_set.name:
+        return state, fresh_parts
+    old_classes, new_classes = setup.init_meta["num_classes"], setup.label_set.num_classes
     reinitialised = [
         key
         for key, value in own.items()
@@ -144,7 +150,7 @@ def transferred_state(model: nn.Module, setup: ModelSetup) -> tuple[dict[str, to
         )
     for key in reinitialised:
         state[key] = own[key]
-    return state, reinitialised
+    return state, fresh_parts + reinitialised
 
 
 def build(setup: ModelSetup, config: TrainConfig) -> nn.Module:
@@ -153,6 +159,10 @@ def build(setup: ModelSetup, config: TrainConfig) -> nn.Module:
     model = build_model(setup.variant, setup.label_set.num_classes, backbone_weights=weights, **setup.options)
     if setup.init_state is not None:
         state, reinitialised = transferred_state(model, setup)
+        fresh_parts = [key for key in reinitialised if key.startswith("part_head.")]
+        reinitialised = [key for key in reinitialised if key not in fresh_parts]
+        if fresh_parts:
+            print(f"init checkpoint {config.init_checkpoint} has no part head: it starts afresh", flush=True)
         if reinitialised:
             print(
                 f"init checkpoint {config.init_checkpoint} ({setup.init_meta['label_set']}) -> "
@@ -304,8 +314,14 @@ def _placement(model: nn.Module, config: TrainConfig, device: torch.device) -> t
     return amp, channels_last
 
 
-def _criterion(config: TrainConfig, label_set: LabelSet, data: TrainData) -> tuple[ParsingLoss, dict | None]:
-    """The loss (class-balanced with ``--class-balance``) and, if balanced, its value weights by name."""
+def _criterion(
+    config: TrainConfig, label_set: LabelSet, data: TrainData, part_classes: int = 0
+) -> tuple[ParsingLoss, dict | None]:
+    """The loss (class-balanced with ``--class-balance``) and, if balanced, its value weights by name.
+
+    ``--set-loss-weight`` scales PASCAL-Person-Part's regions in the class output's loss; a model
+    with a part head (``part_classes``) also learns the regions there (:mod:`ssfnet.parts`).
+    """
     value_weights = None
     table = None
     if config.class_balance > 0:
@@ -315,7 +331,26 @@ def _criterion(config: TrainConfig, label_set: LabelSet, data: TrainData) -> tup
             name: {"share": round(float(share), 6), "weight": round(float(weight), 4)}
             for name, share, weight in zip(names, shares, value_weights.tolist())
         }
-    return ParsingLoss(label_set, weights=config.loss_weights, value_weights=value_weights), table
+    regions = region_values(label_set)
+    membership, silenced = region_membership(label_set, config.region_sets)
+    if regions and (config.set_loss_weight != 1.0 or silenced):
+        if value_weights is None:
+            value_weights = torch.ones(label_set.num_ids)
+        value_weights = torch.as_tensor(value_weights, dtype=torch.float32).clone()
+        value_weights[regions] *= config.set_loss_weight
+        value_weights[silenced] = 0.0
+    targets = part_targets(label_set) if part_classes else None
+    if part_classes and targets is None:
+        raise ValueError(f"a part head needs part regions, which label set {label_set.name} does not have")
+    criterion = ParsingLoss(
+        label_set,
+        weights=config.loss_weights,
+        value_weights=value_weights,
+        part_targets=targets,
+        part_weight=config.part_loss_weight,
+        membership=membership,
+    )
+    return criterion, table
 
 
 def _checkpoint_metadata(config: TrainConfig, out: Path) -> dict:
@@ -351,7 +386,7 @@ def _run(config: TrainConfig, info: DistInfo, device: torch.device, out: Path, c
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     amp, channels_last = _placement(model, config, device)
     data = make_data(config, info, label_set, device.type == "cuda")
-    criterion, value_weights = _criterion(config, label_set, data)
+    criterion, value_weights = _criterion(config, label_set, data, setup.options.get("part_classes", 0))
     criterion = criterion.to(device)
     optimizer = make_optimizer(model, config)
     state = TrainState()

@@ -91,6 +91,10 @@ class SSFNet(nn.Module):
         fusion: ``"smm"``, ``"hl"``, ``"h"`` or ``"none"`` (Baseline).
         refinement: ``"ram"``, ``"l"``, ``"hourglass"`` or ``"none"``.
         dropout: Dropout before each classifier.
+        part_classes: With a number > 0, a second classifier beside ``out`` on the same
+            features, ``parts``: body regions (PASCAL-Person-Part's background + 6 parts) learnt
+            from exact part labels, so that in-the-wild photos labelled only with parts teach the
+            shared features without rewarding any one clothing class (see :mod:`ssfnet.parts`).
     """
 
     def __init__(
@@ -111,6 +115,7 @@ class SSFNet(nn.Module):
         fusion: Literal["none", "h", "hl", "smm"] = "smm",
         refinement: Refinement = "ram",
         dropout: float = 0.1,
+        part_classes: int = 0,
     ) -> None:
         super().__init__()
         if fusion == "none" and refinement != "none":
@@ -147,6 +152,9 @@ class SSFNet(nn.Module):
             nn.Dropout2d(dropout),
             nn.Conv2d(high_channels, num_classes, 1),
         )
+        self.part_head = None
+        if part_classes:
+            self.part_head = nn.Sequential(nn.Dropout2d(dropout), nn.Conv2d(high_channels, part_classes, 1))
         self.aux1_head = nn.Sequential(nn.Dropout2d(dropout), nn.Conv2d(top_channels, num_classes, 1))
         self.aux2_head = nn.Sequential(
             ConvBNReLU(ch["layer3"], aux_channels, 3),
@@ -160,7 +168,10 @@ class SSFNet(nn.Module):
         if fusion != "none":
             init_weights(self.ssf2)
             init_weights(self.ssf1)
-        for classifier in (self.head[-1], self.aux1_head[-1], self.aux2_head[-1]):
+        classifiers = [self.head[-1], self.aux1_head[-1], self.aux2_head[-1]]
+        if self.part_head is not None:
+            classifiers.append(self.part_head[-1])
+        for classifier in classifiers:
             # Small logits at the start: the first loss is about log(K), not tens.
             nn.init.normal_(classifier.weight, std=0.01)
             nn.init.zeros_(classifier.bias)
@@ -196,7 +207,8 @@ class SSFNet(nn.Module):
                 cheaper on a CPU than scoring up-sampled logits.
 
         Returns:
-            ``{"out": B x K x H x W}`` plus ``aux1`` and ``aux2`` (same shape) when ``aux``.
+            ``{"out": B x K x H x W}`` plus ``aux1`` and ``aux2`` (same shape) when ``aux``, and
+            ``parts`` (B x P x H x W) when the model has a part head.
         """
         x = self.preprocess(images)
         feats = self.backbone(x)
@@ -206,12 +218,14 @@ class SSFNet(nn.Module):
             context = self.to_eighth(torch.cat([resize_to(context, eighth), eighth], dim=1))
         top = self.hourglass(self.adapt_top(context))
         if self.fusion == "none":
-            logits = self.head(top)
+            features = self.head[:2](top)
         else:
             mid = self.ssf2(top, feats["layer1"])
             high = self.ssf1(mid, feats["stem"])
-            logits = self.head[1:](self._fuse(top, mid, high))
-        result = {"out": logits}
+            features = self.head[1](self._fuse(top, mid, high))
+        result = {"out": self.head[2:](features)}
+        if self.part_head is not None:
+            result["parts"] = self.part_head(features)
         if aux:
             result["aux1"] = self.aux1_head(top)
             result["aux2"] = self.aux2_head(feats["layer3"])
