@@ -10,6 +10,7 @@ each user's own work stays in the ``gr.State`` holding their :class:`demo.sessio
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import weakref
 from dataclasses import dataclass, field
@@ -105,6 +106,7 @@ class Components:
     click_y: gr.Number
     apply_click_btn: gr.Button
     zoom: gr.State
+    label_last: gr.State
     zoom_level: gr.Radio
     zoom_in_btn: gr.Button
     zoom_out_btn: gr.Button
@@ -160,8 +162,11 @@ class Components:
 
     @property
     def start_outputs(self) -> list:
-        """What opening a photo (or a saved correction, or a draft) sets (see :meth:`AppContext.opened`)."""
-        return self.view_outputs + [self.label, self.hidden, self.upload, self.message]
+        """What opening a photo (or a saved correction, or a draft) sets (see :meth:`AppContext.opened`).
+
+        The zoom (a State, no output of the API) comes last: a photo opens whole.
+        """
+        return self.view_outputs + [self.label, self.hidden, self.upload, self.message, self.zoom]
 
 
 def status_text(session: Session | None) -> str:
@@ -281,7 +286,11 @@ class AppContext:
         }
 
     def opened(self, session: Session, opacity: float, hidden, label, message: str) -> dict:
-        """The ``start_outputs`` of a session just opened: its views, its label set's widgets, ``message``."""
+        """The ``start_outputs`` of a session just opened: its views, its label set's widgets, ``message``.
+
+        The Photo box shows the photo opened (also one from the queue, a saved correction or a
+        draft), and the overlay shows it whole.
+        """
         label_dd, hidden_cb, brush = label_widgets(session.label_set, hidden, label, brush_size(session))
         out = self.views(session, opacity, hidden)
         ui = self.ui
@@ -289,8 +298,43 @@ class AppContext:
             ui.editor: gr.ImageEditor(value=out[ui.editor], brush=brush),
             ui.label: label_dd,
             ui.hidden: hidden_cb,
+            ui.upload: self.photo_file(session),
             ui.message: message,
+            ui.zoom: None,
         }
+
+    def refused(self, session: Session | None, opacity: float, hidden, label, message: str) -> dict:
+        """The ``start_outputs`` when a photo could not be opened: the open one (if any) shown as it is.
+
+        Every output gets a value, so that an API caller gets the overlay of the photo still open
+        (None without one) and the Photo box never shows a refused file beside another photo.
+        """
+        if session is not None:
+            return self.opened(session, opacity, hidden, label, message)
+        label_dd, hidden_cb, _ = label_widgets(self.initial_set, hidden, label)
+        ui = self.ui
+        return {
+            ui.session: None,
+            ui.view: None,
+            ui.editor: None,
+            ui.legend: legend_html(None, self.initial_set, hidden_set(hidden)),
+            ui.downloads: None,
+            ui.status: status_text(None),
+            ui.label: label_dd,
+            ui.hidden: hidden_cb,
+            ui.upload: None,
+            ui.message: message,
+            ui.zoom: None,
+        }
+
+    def photo_file(self, session: Session) -> str:
+        """The open photo's bytes as a file named after it, for the Photo box."""
+        source = session.source
+        name = Path(source.name or "").name
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(name).stem)[:60] or "photo"
+        suffix = Path(name).suffix.lower()
+        suffix = suffix if re.fullmatch(r"\.[a-z0-9]{1,5}", suffix) else f".{source.ext}"
+        return str(atomic_write_bytes(self.scratch.new() / f"{stem}{suffix}", source.data))
 
     def leave(self, session: Session | None) -> str | None:
         """Before another photo replaces ``session``: keep its unsaved work as a draft; a note saying so."""

@@ -19,6 +19,8 @@ from .widgets import (
     brush,
     brush_size,
     hidden_set,
+    label_of,
+    label_value,
     mistake,
     painting_html,
     pending_strokes,
@@ -28,8 +30,9 @@ from .zoom import ZOOMS, Zoom, current_zoom, shown_window, step
 
 ZOOM_TOOL = "Zoom in"
 TOOLS = ("Pick label", "Relabel region", "Flood fill (similar colour)", ZOOM_TOOL)
-# The zoom choices as the page names them, and the values they stand for.
-ZOOM_CHOICES = [("Fit", 1)] + [(f"{factor}x", factor) for factor in ZOOMS[1:]]
+# The zoom choices as the page names them, and the values they stand for: strings, the type the
+# API documents for a choice (with int values it documented '4' and refused it).
+ZOOM_CHOICES = [("Fit", "1")] + [(f"{factor}x", str(factor)) for factor in ZOOMS[1:]]
 
 
 class EditHandlers:
@@ -93,9 +96,7 @@ class EditHandlers:
                 ui.editor: gr.ImageEditor(brush=brush(session.label_set, value, brush_size(session))),
                 ui.label: value,
             }
-        value = as_int(label, "label")
-        if value not in editing.paint_ids(session.label_set)[0]:
-            raise mistake(f"{value} is not a label of {session.label_set.name}")
+        value = label_of(session.label_set, label)
         if tool == "Relabel region":
             mask = editing.connected_region(session.labels, x, y)
         elif tool == "Flood fill (similar colour)":
@@ -119,6 +120,14 @@ class EditHandlers:
                 f"the {tool.lower()} click would have discarded them, so it was not applied."
             )
             return gr.skip()
+        if edits and session is not None:
+            # A label typed that names none is said in a toast: an error would mark every output of
+            # the click (the overlay, the label box, the status) as failed until they next change.
+            try:
+                label = label_of(session.label_set, label)
+            except gr.Error as err:
+                gr.Warning(f"{err.message} The click was not applied.")
+                return gr.skip()
         return self.apply_click(session, zoom, x, y, tool, label, tolerance, opacity, hidden)
 
     def _zoomed(self, session, zoom: Zoom, opacity, hidden) -> dict:
@@ -152,9 +161,9 @@ class EditHandlers:
         now = current_zoom(zoom, session)
         return self._zoomed(session, Zoom.on(session, step(now.factor, -1), now.x, now.y), opacity, hidden)
 
-    def zoom_shown(self, session, zoom) -> int:
+    def zoom_shown(self, session, zoom) -> str:
         """The zoom the overlay shows, for the zoom choice (after any redraw: a photo opens whole)."""
-        return 1 if session is None else current_zoom(zoom, session).factor
+        return str(1 if session is None else current_zoom(zoom, session).factor)
 
     def _strokes(self, session, zoom, editor_value, opacity, hidden, snap: bool) -> dict:
         session = require(session)
@@ -210,17 +219,31 @@ class EditHandlers:
         session.reset()
         return self.views(session, zoom, opacity, hidden)
 
-    def brush_for(self, session, value):
-        """Make the chosen label the brush colour, so the dropdown drives both the click tools and the brush."""
+    def label_typed(self, session, value, last) -> dict:
+        """A label chosen or typed in the list: the brush takes its colour, a typed name becomes its entry.
+
+        Text that names no label (see :func:`demo.widgets.label_of`) is refused in a toast and the
+        list goes back to ``last``, the label chosen before, so the list, the brush and the click
+        tools never disagree.
+        """
+        label_set = self.app.label_set_of(session)
+        ui = self.app.ui
+        try:
+            chosen = label_of(label_set, value)
+        except gr.Error as err:
+            gr.Warning(f"{err.message} The label stays {label_name(label_set, label_value(label_set, last))}.")
+            return {ui.label: label_value(label_set, last)}
+        return {ui.label: chosen, ui.editor: gr.ImageEditor(brush=brush(label_set, chosen, brush_size(session)))}
+
+    def painting_chip(self, session, value) -> dict:
+        """What the brush paints, shown above the canvas (colour, id and name); the label kept as the last good one."""
         label_set = self.app.label_set_of(session)
         try:
-            return gr.ImageEditor(brush=brush(label_set, int(value), brush_size(session)))
-        except (TypeError, ValueError):
-            return gr.skip()
-
-    def painting_chip(self, session, value) -> str:
-        """What the brush paints, shown above the canvas: colour, id and name."""
-        return painting_html(self.app.label_set_of(session), value, brush_size(session))
+            chosen = label_of(label_set, value)
+        except gr.Error:
+            return gr.skip()  # typed text that names no label: label_typed puts the list back
+        ui = self.app.ui
+        return {ui.painting: painting_html(label_set, chosen, brush_size(session)), ui.label_last: chosen}
 
     def key_label(self, session, key, current) -> dict:
         """A label picked with the number keys (see demo.keys): the dropdown, brush and chip follow."""

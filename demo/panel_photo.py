@@ -36,7 +36,7 @@ class PhotoHandlers:
         Unsaved work on the photo being replaced is kept as a draft; a photo with a draft
         continues from it.
         """
-        app, ui = self.app, self.app.ui
+        app = self.app
         progress(0.05, desc="Reading the photo")
         name = Path(path).name
         max_side = app.settings.max_side
@@ -45,7 +45,8 @@ class PhotoHandlers:
             image, source = read_upload(path, name=name, max_side=max_side)
         except ImageError as err:
             gr.Warning(str(err))
-            return {ui.message: f"**Could not use this file:** {err}. Nothing was changed."}
+            message = f"**Could not use this file:** {err}. Nothing was changed."
+            return app.refused(session, opacity, hidden, label, message)
         h, w = source.size
         size = image.shape[:2]
         notes = list(source.notes)

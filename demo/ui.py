@@ -32,7 +32,16 @@ from .paths import page_roots, shown_path
 from .queue_ui import QueuePanel
 from .render import label_choices, legend_html
 from .settings import Settings
-from .widgets import bound_layers, brush, brush_size, editor_max_pixels, hidden_choices, mistake, pending_strokes
+from .widgets import (
+    bound_layers,
+    brush,
+    brush_size,
+    editor_max_pixels,
+    hidden_choices,
+    mistake,
+    painting_html,
+    pending_strokes,
+)
 
 # Re-exported: these lived here before the handlers moved to their panels' modules.
 __all__ = ["Thumbnails", "brush_size", "build_demo", "launch_kwargs", "mistake", "pending_strokes"]
@@ -102,6 +111,7 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
         ui.session = gr.State(None, time_to_live=ttl)
         ui.record_ids = gr.State([], time_to_live=ttl)
         ui.zoom = gr.State(None, time_to_live=ttl)  # the overlay's zoom (demo.zoom.Zoom); None: whole
+        ui.label_last = gr.State(0, time_to_live=ttl)  # the last label the list named (typed text may name none)
         expire_closed_sessions(demo, ttl)  # also when the tab is closed (Gradio would keep it an hour)
         gr.Markdown(INTRO)
         # Labels name these outputs in the API (gradio_client): unlabelled ones would be "value_<id>".
@@ -197,7 +207,7 @@ def _edit_column(app: AppContext, edit: EditHandlers) -> None:
         elem_id="label",
     )
     # The label being applied, in its colour, in view above the canvas while painting.
-    ui.painting = gr.HTML(edit.painting_chip(None, 0), elem_id="painting")
+    ui.painting = gr.HTML(painting_html(app.initial_set, 0, None), elem_id="painting")
     with gr.Tabs():
         with gr.Tab("Overlay & click tools", id="view"):
             _overlay_tab(app)
@@ -247,7 +257,7 @@ def _overlay_tab(app: AppContext) -> None:
         ui.tolerance = gr.Slider(0, 128, value=24, step=1, label="Flood-fill colour tolerance")
     with gr.Row():
         # Zoomed on the server (demo.zoom): the overlay shows an enlarged crop, so clicks stay exact.
-        ui.zoom_level = gr.Radio(ZOOM_CHOICES, value=1, label="Zoom (around the last click)", scale=2, elem_id="zoom")
+        ui.zoom_level = gr.Radio(ZOOM_CHOICES, value="1", label="Zoom (around the last click)", scale=2, elem_id="zoom")
         ui.zoom_in_btn = gr.Button("Zoom in +", size="sm", elem_id="zoom-in")
         ui.zoom_out_btn = gr.Button("Zoom out -", size="sm", elem_id="zoom-out")
     # Out of the annotator's way, kept for typing a point and for the API's apply_click.
@@ -391,9 +401,15 @@ def _wire_editing(demo: gr.Blocks, app: AppContext, edit: EditHandlers) -> None:
         edit.zoom_shown, [ui.session, ui.zoom], ui.zoom_level, api_visibility="private", show_progress="hidden"
     )
 
-    ui.label.input(edit.brush_for, [ui.session, ui.label], ui.editor, api_visibility="private")
+    ui.label.input(
+        edit.label_typed, [ui.session, ui.label, ui.label_last], [ui.label, ui.editor], api_visibility="private"
+    )
     ui.label.change(
-        edit.painting_chip, [ui.session, ui.label], ui.painting, api_visibility="private", show_progress="hidden"
+        edit.painting_chip,
+        [ui.session, ui.label],
+        [ui.painting, ui.label_last],
+        api_visibility="private",
+        show_progress="hidden",
     )
     ui.key_box.change(
         edit.key_label, [ui.session, ui.key_box, ui.label], [ui.label, ui.editor], api_visibility="private"

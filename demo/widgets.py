@@ -40,6 +40,47 @@ def as_int(value, name: str) -> int:
         raise mistake(f"{name} must be a number, got {value!r}") from None
 
 
+def _name_key(text: str) -> str:
+    """A label name as typed, compared loosely: case, spaces, underscores and hyphens do not matter."""
+    return "".join(c for c in text.lower() if c.isalnum())
+
+
+def label_of(label_set: LabelSet, value) -> int:
+    """The paintable id of ``label_set`` that ``value`` names: its id (a number or its text), the
+    dropdown's text for it (``"13: face"``), its name (``"face"``, ``"Upper clothes"``) or the start of
+    exactly one name (``"fa"``); a user's mistake otherwise, which says what was meant or what to type.
+    """
+    ids = [int(v) for v in editing.paint_ids(label_set)[0]]
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = int(round(value))
+        if number in ids:
+            return number
+        raise mistake(f"{number} is not a label of {label_set.name}")
+    text = str(value if value is not None else "").strip()
+    if not text:
+        raise mistake(f"Choose a label of {label_set.name} first.")
+    try:  # "13", or the dropdown's "13: face"
+        number = float(text.split(":", 1)[0])
+    except ValueError:
+        number = None
+    if number is not None:
+        return label_of(label_set, number)
+    names = {_name_key(label_name(label_set, v).split(" (")[0]): v for v in ids}
+    names[_name_key("ignore")] = names[_name_key("unlabelled")] = IGNORE_INDEX
+    key = _name_key(text.split(" (")[0])
+    if key in names:
+        return names[key]
+    starting = sorted({v for name, v in names.items() if key and name.startswith(key)})
+    if len(starting) == 1:
+        return starting[0]
+    if starting:
+        which = ", ".join(label_name(label_set, v).split(" (")[0] for v in starting)
+        raise mistake(f"{text!r} could be any of {which}: type more of the name, or its number")
+    raise mistake(
+        f"No label {text!r} in {label_set.name}: pick one from the list, or type its number or name (e.g. 2 or hair)"
+    )
+
+
 def hidden_choices(label_set: LabelSet) -> list[tuple[str, str]]:
     """The hide-labels checkboxes: label ids as strings, the type Gradio's API documents for choices.
 
@@ -55,12 +96,11 @@ def hidden_set(hidden: Iterable | None) -> set[int]:
 
 
 def label_value(label_set: LabelSet, value) -> int:
-    """``value`` as a paintable id of ``label_set``; background (0) when it is none."""
+    """The paintable id of ``label_set`` that ``value`` names (see :func:`label_of`); background (0) when none."""
     try:
-        value = int(value)
-    except (TypeError, ValueError):
+        return label_of(label_set, value)
+    except gr.Error:
         return 0
-    return value if value in editing.paint_ids(label_set)[0] else 0
 
 
 def brush(label_set: LabelSet, selected: int = 0, size: int | None = None) -> gr.Brush:

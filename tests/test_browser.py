@@ -506,3 +506,45 @@ def test_a_click_on_the_zoomed_overlay_relabels_the_pixel_under_it(app, browser,
 
     press(browser, "-")
     WebDriverWait(browser, 30).until(lambda d: zoom_chosen(d) == "4x")
+
+
+def error_badges(driver) -> list[str]:
+    """The ids of the label box, the overlay and the status line that show Gradio's "Error" mark."""
+    return [i for i in ("label", "overlay", "status") if "Error" in text_of(driver, i).split()]
+
+
+def type_label(driver, text: str) -> None:
+    """Type ``text`` into the label box (not picked from its list) and leave the box."""
+    box = driver.find_element(By.CSS_SELECTOR, "#label input")
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", box)
+    box.click()
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys(text)
+    driver.execute_script("arguments[0].blur()", box)
+
+
+def test_a_typed_label_name_picks_the_label_and_nonsense_is_refused_in_a_toast(app, browser, tmp_path):
+    photo = tmp_path / "typed_label.jpg"  # a photo of its own: no draft of another test
+    Image.open(EXAMPLES[2]).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(photo, quality=90)
+    open_page(browser, app.port)
+    upload_photo(browser, photo)
+    label_box = browser.find_element(By.CSS_SELECTOR, "#label input")
+    face = get_label_set("lip-20").id_of("face")
+
+    type_label(browser, "face")
+    WebDriverWait(browser, 20).until(lambda d: label_box.get_attribute("value") == f"{face}: face")
+    wait_for_text(browser, "painting", f"{face}: face", timeout=20)
+    choose_tool(browser, "Relabel region")
+    overlay = browser.find_element(By.CSS_SELECTOR, "#overlay img")
+    ActionChains(browser).move_to_element_with_offset(overlay, 0, 60).click().perform()
+    wait_for_text(browser, "status", "1 undo step(s)")
+    assert not error_badges(browser)
+
+    # Text that names no label: a toast says so and the list goes back to the label before.
+    type_label(browser, "xyzzy")
+    WebDriverWait(browser, 20).until(lambda d: "No label 'xyzzy'" in d.find_element(By.TAG_NAME, "body").text)
+    WebDriverWait(browser, 20).until(lambda d: label_box.get_attribute("value") == f"{face}: face")
+    assert f"{face}: face" in text_of(browser, "painting")
+    browser.find_element(By.ID, "undo").click()  # the page still answers
+    wait_for_text(browser, "status", "0 undo step(s)")
+    assert not error_badges(browser)
