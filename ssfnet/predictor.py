@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import list_checkpoints, load_checkpoint
+from .checkpoint import CheckpointError, list_checkpoints, load_checkpoint
 from .geometry import long_side_size, resize_image, resize_labels
 from .labels import LabelSet, get_label_set
 from .parts import class_probabilities, part_admission
@@ -82,6 +82,8 @@ class Predictor:
         part_gate: For a model with a body-part head, let it decide background and which
             classes each body region admits (:func:`ssfnet.parts.combine`); ``False`` reads the
             class output alone.
+        output: ``"classes"`` (the label set's classes) or ``"parts"``: the body-part head's
+            PASCAL-Person-Part regions (``label_set`` is then ignored; models with that head only).
     """
 
     def __init__(
@@ -96,6 +98,7 @@ class Predictor:
         metadata: dict | None = None,
         precision: str = "auto",
         part_gate: bool = True,
+        output: str = "classes",
     ) -> None:
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
@@ -104,7 +107,12 @@ class Predictor:
         self.channels_last = self.device.type == "cuda" or self.bf16
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.label_set = get_label_set(label_set)
+        if output not in ("classes", "parts"):
+            raise ValueError(f"output must be 'classes' or 'parts', got {output!r}")
+        if output == "parts" and getattr(self.model, "part_head", None) is None:
+            raise ValueError(f"{name or 'this model'} has no body-part head")
+        self.output = output
+        self.label_set = get_label_set("pascal-person-part-7" if output == "parts" else label_set)
         self.input_size = int(input_size)
         self.scales = tuple(scales)
         self.name = name
@@ -113,7 +121,7 @@ class Predictor:
         self._flip_perm = torch.from_numpy(flip).to(self.device)
         # A model with a body-part head: background and each pixel's region come from it.
         self.part_gate = part_gate
-        self._admits = part_admission(self.model, self.label_set) if part_gate else None
+        self._admits = part_admission(self.model, self.label_set) if part_gate and output == "classes" else None
 
     @property
     def num_classes(self) -> int:
@@ -137,6 +145,11 @@ class Predictor:
             raise ValueError("the image has no pixels")
         return np.ascontiguousarray(image)
 
+    def _softmax(self, outputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.output == "parts":
+            return outputs["parts"].float().softmax(1)
+        return class_probabilities(outputs, self._admits)
+
     @torch.inference_mode()
     def _probabilities(self, batch: torch.Tensor, flip: bool) -> torch.Tensor:
         """Softmax of the network for a B x 3 x h x w uint8 batch, flip-averaged."""
@@ -144,9 +157,9 @@ class Predictor:
         if self.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
         with self._autocast():
-            prob = class_probabilities(self.model(batch, aux=False), self._admits)
+            prob = self._softmax(self.model(batch, aux=False))
             if flip:
-                flipped = class_probabilities(self.model(batch.flip(-1), aux=False), self._admits)
+                flipped = self._softmax(self.model(batch.flip(-1), aux=False))
                 prob = prob + flipped.flip(-1)[:, self._flip_perm]
                 prob = prob / 2
         return prob
@@ -213,24 +226,66 @@ class Predictor:
         return results
 
 
+BACKENDS = ("torch", "onnxruntime")
+
+
 def load_predictor(
     checkpoint: str | Path | None = None,
     device: str | torch.device | None = None,
+    *,
+    backend: str = "torch",
     **kwargs,
 ) -> Predictor:
-    """Load a checkpoint folder into a :class:`Predictor`.
+    """Load a checkpoint folder into a :class:`Predictor` (or an ONNX model into an ``OnnxPredictor``).
 
     Args:
         checkpoint: Checkpoint folder; ``None`` = ``$SSFNET_CHECKPOINT`` or the
-            embedded default in ``checkpoints/``.
-        device: ``"cpu"``, ``"cuda"``, ...; ``None`` picks CUDA when available.
-        **kwargs: Passed to :class:`Predictor` (``input_size``, ``scales``, ``precision``).
+            embedded default in ``checkpoints/``. With ``backend="onnxruntime"`` also an
+            ``.onnx`` file written by ``python -m ssfnet.export``.
+        device: ``"cpu"``, ``"cuda"``, ...; ``None`` picks CUDA when available (the
+            onnxruntime backend runs on the CPU).
+        backend: ``"torch"`` or ``"onnxruntime"`` (:class:`ssfnet.onnx_predictor.OnnxPredictor`,
+            on the checkpoint's ONNX export, made on first use and cached, see
+            :func:`ssfnet.export.cached_export`).
+        **kwargs: Passed to :class:`Predictor` (``input_size``, ``scales``, ``precision``) or to
+            ``OnnxPredictor`` (``input_size``, ``scales``, ``threads``; ``precision`` may be
+            ``auto`` or ``fp32`` there: the file decides).
 
     Raises:
         FileNotFoundError: no such checkpoint (the message says what to do).
         ssfnet.checkpoint.CheckpointError: the checkpoint is corrupt or does not fit.
+        ValueError: an unknown backend, or options the onnxruntime backend does not have.
     """
+    if backend == "onnxruntime":
+        return _load_onnx(checkpoint, device, **kwargs)
+    if backend != "torch":
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     path = resolve_checkpoint(checkpoint)
     model, meta = load_checkpoint(path)
     kwargs.setdefault("input_size", meta.get("input_size", 473))
     return Predictor(model, meta["label_set"], device=device, name=path.name, metadata=meta, **kwargs)
+
+
+def _load_onnx(checkpoint: str | Path | None, device: str | torch.device | None, **kwargs):
+    """An ``OnnxPredictor`` on an ``.onnx`` file, or on the cached export of a checkpoint folder."""
+    from .export import cached_export
+    from .onnx_predictor import OnnxPredictor
+
+    if device is not None and str(device) not in ("cpu", "auto"):
+        raise ValueError(f"the onnxruntime backend runs on the CPU here, not on {device}")
+    precision = kwargs.pop("precision", "auto")
+    if precision not in ("auto", "fp32"):
+        raise ValueError(f"precision {precision!r} is for the torch backend; an ONNX file has its own")
+    if checkpoint is not None and Path(checkpoint).suffix == ".onnx":
+        if not Path(checkpoint).is_file():
+            raise FileNotFoundError(f"ONNX model {checkpoint} does not exist")
+        return OnnxPredictor(checkpoint, **kwargs)
+    path = resolve_checkpoint(checkpoint)
+    kwargs.setdefault("name", path.name)
+    try:
+        exported = cached_export(path)
+    except (CheckpointError, OSError):
+        raise
+    except Exception as err:  # the exporter's own errors: say which checkpoint could not be exported
+        raise CheckpointError(f"checkpoint {path} could not be exported to ONNX: {err}") from err
+    return OnnxPredictor(exported, **kwargs)
