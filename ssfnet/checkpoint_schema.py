@@ -61,6 +61,10 @@ def _option_errors(variant: str, options: dict) -> str | None:
         elif kind == "bool":
             if not isinstance(value, bool):
                 return f"{key} must be true or false, got {value!r}"
+        elif key == "part_classes":
+            # 0: no body-part head.
+            if not _is_int(value) or not (value == 0 or 2 <= value <= _MAX_CLASSES):
+                return f"{key} must be 0 or an integer from 2 to {_MAX_CLASSES}, got {value!r}"
         elif kind == "int":
             if not _is_int(value) or not 1 <= value <= _MAX_WIDTH:
                 return f"{key} must be an integer from 1 to {_MAX_WIDTH}, got {value!r}"

@@ -119,3 +119,18 @@ def test_predictor_parts_output_and_gate():
     assert np.allclose(proba.sum(0), 1.0, atol=1e-4)
     with pytest.raises(ValueError, match="no body-part head"):
         Predictor(build_model("ssfnet_lite", 20, **TINY), "lip-20", device="cpu", output="parts")
+
+
+def test_checkpoints_with_and_without_the_head_round_trip(tmp_path):
+    from ssfnet.build import model_options
+    from ssfnet.checkpoint import load_checkpoint
+
+    for classes in (0, len(PART_NAMES)):
+        options = model_options("ssfnet_lite", **TINY, part_classes=classes)
+        model = build_model("ssfnet_lite", 20, **options)
+        folder = save_checkpoint(
+            model, tmp_path / str(classes), variant="ssfnet_lite", label_set="lip-20", options=options
+        )
+        loaded, meta = load_checkpoint(folder)
+        assert meta["options"]["part_classes"] == classes
+        assert (loaded.part_head is None) == (classes == 0)
