@@ -140,6 +140,8 @@ def validate_metadata(meta: object, source: str = METADATA_FILE) -> dict:
     for key, kind in (("training", dict), ("metrics", dict), ("finetune", dict), ("lineage", list)):
         if key in meta and meta[key] is not None and not isinstance(meta[key], kind):
             raise bad(key, f"must be {'an object' if kind is dict else 'a list'}, got {type(meta[key]).__name__}")
+    if "part_gate" in meta and not isinstance(meta["part_gate"], bool):
+        raise bad("part_gate", f"must be true or false, got {meta['part_gate']!r}")
     data = (meta.get("training") or {}).get("data")
     if data is not None and (not isinstance(data, list) or not all(isinstance(d, str) for d in data)):
         raise bad("training.data", f"must be a list of source specs (strings), got {data!r}")

@@ -263,6 +263,8 @@ def load_predictor(
     path = resolve_checkpoint(checkpoint)
     model, meta = load_checkpoint(path)
     kwargs.setdefault("input_size", meta.get("input_size", 473))
+    # Whether the body-part head steers the classes was measured at release (train.release --no-part-gate).
+    kwargs.setdefault("part_gate", meta.get("part_gate", True))
     return Predictor(model, meta["label_set"], device=device, name=path.name, metadata=meta, **kwargs)
 
 

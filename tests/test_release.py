@@ -14,11 +14,11 @@ from train.release import MAIN_FIGURE, better, main, release, resize_shipped
 from train.utils import hardware
 
 
-def fake_run(folder, data, *, elapsed_s=120.0, init=None, seed=0, resolved=None, lr=2e-4):
+def fake_run(folder, data, *, elapsed_s=120.0, init=None, seed=0, resolved=None, lr=2e-4, part_classes=0):
     """A run folder as the trainer leaves it: config, split (two held-out photos per source), summary, best/."""
     torch.manual_seed(seed)
-    model = build_model("ssfnet_lite", 20, **TINY)
-    options = {**TINY}
+    options = {**TINY, **({"part_classes": part_classes} if part_classes else {})}
+    model = build_model("ssfnet_lite", 20, **options)
     save_checkpoint(
         model, folder / "best", variant="ssfnet_lite", label_set="lip-20", options=options, metadata={"iteration": 7}
     )
@@ -273,4 +273,37 @@ def test_showcase_grid_keeps_aspect_and_label_values(tmp_path):
     assert _fit(np.zeros((90, 60, 3), np.uint8), 45).shape == (45, 30, 3)
     photo = np.full((90, 60, 3), 128, np.uint8)
     path = render_grid([("a", photo, labels), ("b", photo, labels)], get_label_set("lip-20"), tmp_path / "g.jpg")
+    assert Image.open(path).size[0] > 100
+
+
+def test_release_of_a_part_head_model_scores_its_parts_and_the_everyday_figures(tmp_path, sources, datasets_root):
+    run = fake_run(tmp_path / "run", sources, part_classes=7)
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "region_sets": "limbs", "set_loss_weight": 1.0}))
+    result = release(run, tmp_path / "out", data_root=datasets_root, limit=3, part_gate=False)
+    assert result["extra"]["parts"]["label_set"] == "pascal-person-part-7"
+    assert result["extra"]["parts"]["images"] == 2
+    meta = read_metadata(tmp_path / "out")
+    assert meta["metrics"]["parts"] == result["extra"]["parts"]
+    assert meta["training"]["recipe"]["region_sets"] == "limbs"
+    # Parsed as released: the class output alone.
+    assert meta["part_gate"] is False
+    from ssfnet.predictor import load_predictor
+
+    assert load_predictor(tmp_path / "out", "cpu").part_gate is False
+    if (datasets_root / "lip-val74").is_dir():
+        assert meta["metrics"]["everyday"]["images"] == 74
+        assert "pascal_proxies" in meta["metrics"]
+
+
+def test_before_after_grid(tmp_path, sources):
+    from PIL import Image
+
+    from train.showcase import before_after
+
+    first = fake_run(tmp_path / "a", sources, seed=0) / "best"
+    second = fake_run(tmp_path / "b", sources, seed=1) / "best"
+    pascal = dict(sources)["pascal-person-part"]
+    ids = sorted(p.stem for p in (pascal / "JPEGImages").iterdir())[:2]
+    path = before_after(first, second, tmp_path / "ba.jpg", data=f"pascal-person-part:{pascal}", ids=ids, count=2)
     assert Image.open(path).size[0] > 100

@@ -50,6 +50,10 @@ def test_pascal_proxies_and_references_on_real_photos(dataset_dir):
     assert proxies["lower_arm_as_arm"] == 0.0
     assert proxies["head_hair_to_face"] is None
     dataset_dir("ccp"), dataset_dir("viton")
+    scores = wild.source_scores(CoatEverywhere(), root, limit=2)
+    assert {k: v["label_set"] for k, v in scores.items()} == dict(wild.SOURCES)
+    assert all(row["images"] == 2 for row in scores.values())
+    assert scores["pascal-person-part"]["head_iou"] == 0.0  # coat is body, never head
     refs = wild.ground_truth_references(root, limit=5)
     assert 0 < refs["ccp_person_as_one_piece"] < 100
     assert refs["viton_hair_to_face"] > 0

@@ -36,6 +36,7 @@ from ssfnet.publish import storage_dtype, verify_round_trip
 from .evaluate import held_out_ids, per_class_table, score_source
 from .plots import plot_history
 from .utils import hardware
+from .wild import format_report, wild_report
 
 # (model label set, source kind) -> the label set its ground truth is scored in.
 SCORED_AS = {
@@ -70,6 +71,9 @@ RECIPE_KEYS = (
     "loss_at",
     "val_fraction",
     "split_seed",
+    "part_loss_weight",
+    "set_loss_weight",
+    "region_sets",
 )
 
 
@@ -121,6 +125,31 @@ def score_sources(
         row["main"] = row[MAIN_FIGURE[gt_set.name]]
         results[kind] = row
     return results
+
+
+def extra_figures(
+    predictor: Predictor, run: Path, specs: list[str], data_root: Path | None, limit: int | None = None
+) -> dict:
+    """Figures beyond the sources' own: everyday photos and the shortcut's proxies (:mod:`train.wild`),
+    and, for a model with a body-part head, that head's 7-part mIoU on PASCAL's held-out photos."""
+    figures = {}
+    if data_root is not None and data_root.is_dir():
+        figures.update(wild_report(predictor, data_root, pascal_limit=limit))
+    pascal = [text for text in specs if parse_source(text).kind == "pascal-person-part"]
+    if pascal and getattr(predictor.model, "part_head", None) is not None:
+        parts = Predictor(
+            predictor.model,
+            predictor.label_set,
+            device=predictor.device,
+            input_size=predictor.input_size,
+            output="parts",
+            precision=predictor.precision,
+        )
+        ids = held_out_ids(run / "split.json", pascal[0])
+        cm, size = score_source(parts, pascal[0], parts.label_set, ids, progress=False, limit=limit)
+        images = min(size, limit) if limit else size
+        figures["parts"] = {"label_set": parts.label_set.name, "images": images, "miou": round(cm.compute()["miou"], 2)}
+    return figures
 
 
 def run_minutes(run: Path) -> float:
@@ -232,6 +261,8 @@ def release(
     force: bool = False,
     plot: str | Path | None = None,
     device: str = "cpu",
+    data_root: str | Path | None = None,
+    part_gate: bool = True,
 ) -> dict:
     """Score a run's best checkpoint and, if it beats what ``out`` holds, write it there in fp16.
 
@@ -246,6 +277,9 @@ def release(
         force: Replace ``out`` even if it scores better.
         plot: Where to draw the history curve (PNG), if anywhere.
         device: Where to score.
+        data_root: The datasets folder, for :func:`extra_figures` (everyday photos, shortcut proxies).
+        part_gate: For a model with a body-part head, whether it steers the classes at inference
+            (:func:`ssfnet.parts.combine`); scored and recorded (``part_gate``) as chosen.
 
     Returns:
         ``{"published", "scores", "scores_multiscale", "compared_with", "rescored_shipped", "metadata"}``:
@@ -257,9 +291,10 @@ def release(
     model, meta = load_checkpoint(source)
     config = json.loads((run / "config.json").read_text())
     size = input_size or int(meta.get("input_size", config["crop_size"]))
-    predictor = Predictor(model, meta["label_set"], device=device, input_size=size, name=out.name)
+    predictor = Predictor(model, meta["label_set"], device=device, input_size=size, name=out.name, part_gate=part_gate)
     specs = list(config["data"])
     scores, scores_ms = score_run(predictor, run, specs, multiscale, limit, multiscale_limit)
+    extra = extra_figures(predictor, run, specs, None if data_root is None else Path(data_root), limit)
     minutes = run_minutes(run)
     prior_minutes, history = prior_training(run, out)
     cumulative = round(prior_minutes + minutes, 1)
@@ -299,6 +334,7 @@ def release(
     kinds = [parse_source(s).kind for s in specs]
     metadata = {
         "input_size": size,
+        **({"part_gate": part_gate} if getattr(model, "part_head", None) is not None else {}),
         "training": {
             "data": specs,
             "data_terms": [TERMS[k] for k in kinds if k in TERMS],
@@ -317,6 +353,7 @@ def release(
             f"{config.get('split_seed')}, fraction {config.get('val_fraction')})",
             "sources": scores,
             **({"sources_multiscale_flip": scores_ms} if scores_ms else {}),
+            **extra,
         },
         "data_terms": "; ".join(TERMS[k] for k in kinds if k in TERMS),
     }
@@ -339,6 +376,7 @@ def release(
         "published": published,
         "scores": scores,
         "scores_multiscale": scores_ms,
+        "extra": extra,
         "compared_with": baseline,
         "rescored_shipped": rescored,
         "metadata": metadata,
@@ -483,6 +521,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--plot", default=None, help="PNG of the scores against cumulative minutes")
     p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--data-root",
+        default="../shared/datasets",
+        help="datasets folder for the everyday-photo scores and shortcut proxies (train.wild); skipped if absent",
+    )
+    p.add_argument(
+        "--no-part-gate",
+        dest="part_gate",
+        action="store_false",
+        help="a model with a body-part head parses with its class output alone (recorded in the checkpoint)",
+    )
     return p.parse_args(argv)
 
 
@@ -492,7 +541,14 @@ def main(argv: list[str] | None = None) -> int:
         return resize_main(args)
     try:
         result = release(
-            args.run, args.out, checkpoint=args.checkpoint, input_size=args.input_size, plot=args.plot, **scoring(args)
+            args.run,
+            args.out,
+            checkpoint=args.checkpoint,
+            input_size=args.input_size,
+            plot=args.plot,
+            data_root=args.data_root,
+            part_gate=args.part_gate,
+            **scoring(args),
         )
     except (FileNotFoundError, CheckpointError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -500,6 +556,10 @@ def main(argv: list[str] | None = None) -> int:
     print("single scale:\n" + format_scores(result["scores"]))
     if result["scores_multiscale"]:
         print("multi-scale + flip:\n" + format_scores(result["scores_multiscale"]))
+    if result["extra"]:
+        print(format_report(result["extra"]))
+    if "parts" in result["extra"]:
+        print(f"body-part head on PASCAL held out: 7-part mIoU {result['extra']['parts']['miou']:.2f}")
     training = result["metadata"]["training"]
     if result["rescored_shipped"]:
         size = result["metadata"]["input_size"]

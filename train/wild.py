@@ -1,7 +1,7 @@
 """How a LIP-20 checkpoint parses everyday photos, and the signs of the coat/face shortcut.
 
     python -m train.wild --checkpoint checkpoints/ssfnet_lite0-lip20
-    python -m train.wild --checkpoint runs/X/best --pascal-limit 100 --out runs/X/wild.json
+    python -m train.wild --checkpoint runs/X/best --pascal-limit 100 --sources 100 --out runs/X/wild.json
 
 Two measurements, single scale:
 
@@ -30,7 +30,7 @@ from ssfnet.data import open_source
 from ssfnet.labels import LIP_20, get_label_set
 from ssfnet.predictor import load_predictor
 
-from .evaluate import confusion_over, per_class_table, spread
+from .evaluate import confusion_over, per_class_table, score_source, spread
 from .utils import write_json
 
 SPLITS = Path(__file__).resolve().parent / "splits"
@@ -129,6 +129,26 @@ def ground_truth_references(root: Path, *, limit: int | None = 200) -> dict:
     }
 
 
+# Each held-out source and the label set its ground truth is scored in, as train.release does.
+SOURCES = (("viton", "lip-20"), ("ccp", "fashion-17"), ("pascal-person-part", "person-head-3"))
+
+
+def source_scores(predictor, root: Path, *, limit: int | None = None) -> dict:
+    """The release's figures on the shipped held-out photos (``train/splits``): VITON LIP-20 mIoU,
+    CCP coarse mIoU, PASCAL person and head IoU, on an even spread of ``limit`` photos each."""
+    scores = {}
+    for kind, gt_name in SOURCES:
+        if not (root / kind).is_dir():
+            continue
+        gt_set = get_label_set(gt_name)
+        cm, size = score_source(predictor, f"{kind}:{root / kind}", gt_set, held_out(kind), limit=limit, progress=False)
+        metrics = cm.compute()
+        row = {"label_set": gt_name, "images": min(size, limit) if limit else size, "miou": round(metrics["miou"], 2)}
+        row.update({key: round(metrics[key], 2) for key in ("person_iou", "head_iou") if key in metrics})
+        scores[kind] = row
+    return scores
+
+
 def wild_report(predictor, root: Path, *, pascal_limit: int | None = None, references: bool = True) -> dict:
     """:func:`everyday_scores` and :func:`pascal_proxies` (and their yardsticks) of a LIP-20 predictor.
 
@@ -152,6 +172,9 @@ def wild_report(predictor, root: Path, *, pascal_limit: int | None = None, refer
 def format_report(report: dict) -> str:
     """The report as a few lines of text."""
     lines = []
+    for kind, row in report.get("sources", {}).items():
+        extra = "".join(f", {k} {row[k]:.2f}" for k in ("person_iou", "head_iou") if k in row)
+        lines.append(f"{kind} held out ({row['images']} photos, {row['label_set']}): mIoU {row['miou']:.2f}{extra}")
     e = report.get("everyday")
     if e:
         lines.append(
@@ -185,6 +208,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--data-root", default="../shared/datasets", help="folder holding lip-val74, pascal-person-part, ..."
     )
     p.add_argument("--pascal-limit", type=int, default=None, help="score at most this many PASCAL photos")
+    p.add_argument(
+        "--sources",
+        type=int,
+        default=None,
+        metavar="N",
+        help="also score N held-out photos of VITON, CCP and PASCAL as train.release does (to compare candidates)",
+    )
     p.add_argument("--no-part-gate", action="store_true", help="read the class output alone (models with a part head)")
     p.add_argument("--input-size", type=int, default=None, help="longer side at inference (default: the checkpoint's)")
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
@@ -206,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.checkpoint} parses {predictor.label_set.name}, not LIP-20: nothing to score", file=sys.stderr)
         return 2
     report = wild_report(predictor, root, pascal_limit=args.pascal_limit)
+    if args.sources:
+        report["sources"] = source_scores(predictor, root, limit=args.sources)
     print(format_report(report))
     if args.out:
         write_json(Path(args.out), {"checkpoint": str(args.checkpoint), **report})
