@@ -1,6 +1,7 @@
 """Parse images from the command line.
 
     python -m ssfnet.predict photo.jpg more_photos/ --out parsed/ [--checkpoint DIR] [--multiscale]
+    python -m ssfnet.predict photos/ --out parsed/ --backend onnxruntime [--checkpoint DIR or model.onnx]
 
 For each image writes ``<name>.png`` (indexed label map with the label set's
 palette) and ``<name>_overlay.png`` into ``--out``, in the subfolders the image
@@ -22,7 +23,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .io import ImageError, atomic_write_bytes, frame_count, label_png_bytes, overlay, png_bytes, read_image
-from .predictor import load_predictor
+from .predictor import BACKENDS, load_predictor
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".avif"}
 # Tried too (read_image says when the format cannot be read here, rather than skipping them quietly).
@@ -101,7 +102,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m ssfnet.predict", description=__doc__.split("\n\n")[0])
     parser.add_argument("inputs", nargs="+", help="image files or folders of images")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the embedded one)")
+    parser.add_argument(
+        "--checkpoint",
+        default=None,
+        help="checkpoint folder (default: the embedded one); with --backend onnxruntime also an exported .onnx file",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="torch",
+        help="torch, or onnxruntime (a checkpoint folder is exported to ONNX on first use and cached)",
+    )
+    parser.add_argument("--threads", type=int, default=None, help="onnxruntime's threads (default: one per core)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
     parser.add_argument(
         "--precision",
@@ -118,8 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         images, skipped = collect_images(args.inputs)
-        predictor = load_predictor(args.checkpoint, args.device, precision=args.precision)
-    except (FileNotFoundError, RuntimeError) as err:
+        options = {"threads": args.threads} if args.backend == "onnxruntime" else {}
+        predictor = load_predictor(
+            args.checkpoint, args.device, backend=args.backend, precision=args.precision, **options
+        )
+    except (FileNotFoundError, RuntimeError, ValueError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     out = Path(args.out)
