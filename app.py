@@ -19,7 +19,9 @@ if __name__ == "__main__":
     try:
         sweep_stale_temp_dirs()
         sweep_corrections(settings.corrections_dir)
-        predictors = Predictors(settings.checkpoints_dir, settings.checkpoint, settings.device)
+        predictors = Predictors(
+            settings.checkpoints_dir, settings.checkpoint, settings.device, backend=settings.backend
+        )
         for problem in predictors.warm_up():
             logging.warning(problem)
         demo = build_demo(settings, predictors)

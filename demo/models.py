@@ -128,6 +128,8 @@ class Predictors:
             library's embedded default.
         device: Where models run; ``None`` picks CUDA when available.
         max_loaded: How many loaded models to keep.
+        backend: ``torch``, or ``onnxruntime`` (on the CPU; each checkpoint is exported to ONNX
+            on first use, see :func:`ssfnet.export.cached_export`).
     """
 
     def __init__(
@@ -136,10 +138,14 @@ class Predictors:
         checkpoint: str | Path | None = None,
         device: str | None = None,
         max_loaded: int = 3,
+        *,
+        backend: str = "torch",
     ) -> None:
         self.checkpoints_dir = Path(checkpoints_dir)
         self.checkpoint = checkpoint
-        self.device = resolve_device(device or None)
+        self.backend = backend
+        # onnxruntime runs the exported models on the CPU.
+        self.device = torch.device("cpu") if backend == "onnxruntime" else resolve_device(device or None)
         self.max_loaded = max_loaded
         self._cache: OrderedDict[tuple[str, int], Predictor] = OrderedDict()
         self._lock = threading.Lock()
@@ -235,7 +241,10 @@ class Predictors:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
-            predictor = load_predictor(choice, device=self.device)
+            try:
+                predictor = load_predictor(choice, device=self.device, backend=self.backend)
+            except (ImportError, ValueError) as err:  # no onnxruntime, or a model it cannot run
+                raise CheckpointError(f"{Path(choice).name} cannot run on {self.backend}: {err}") from None
             for old in [k for k in self._cache if k[0] == choice]:
                 del self._cache[old]
             self._cache[key] = predictor
@@ -244,6 +253,10 @@ class Predictors:
             return predictor
 
     def device_description(self) -> str:
+        if self.backend == "onnxruntime":
+            import onnxruntime
+
+            return f"cpu (onnxruntime {onnxruntime.__version__})"
         if self.device.type == "cuda":
             return f"{self.device} ({torch.cuda.get_device_name(self.device)})"
         return f"{self.device} ({torch.get_num_threads()} threads)"

@@ -33,6 +33,7 @@ def setting(
     help: str,
     *env: str,
     minimum: int | None = None,
+    choices: tuple[str, ...] | None = None,
     on_space: Any = None,
     repeat: bool = False,
     secret: bool = False,
@@ -44,12 +45,14 @@ def setting(
         help: What the setting does (shown by ``--help``).
         *env: Environment variables read for the default, in order; an empty one counts as unset.
         minimum: Smallest accepted number, if any.
+        choices: The accepted values, if only some are.
         on_space: The default on Hugging Face Spaces (``SPACE_ID`` is set there), if it differs.
         repeat: A tuple of texts: the flag may be repeated and commas separate entries; any flag
             replaces the variable, whose value ``--help`` does not show.
         secret: Kept out of the settings' repr (passwords).
     """
-    metadata = {"help": help, "env": env, "minimum": minimum, "on_space": on_space, "repeat": repeat}
+    metadata = {"help": help, "env": env, "minimum": minimum, "choices": choices}
+    metadata |= {"on_space": on_space, "repeat": repeat}
     return dataclasses.field(default=default, metadata=metadata, repr=not secret)
 
 
@@ -88,6 +91,12 @@ class Settings:
         "SSFNET_CHECKPOINTS_DIR",
     )
     device: str | None = setting(None, "cpu, cuda, cuda:1 ...; default: CUDA when available", "SSFNET_DEVICE")
+    backend: str = setting(
+        "torch",
+        "what runs the model: torch, or onnxruntime on the CPU (each checkpoint is exported to ONNX on first use)",
+        "SSFNET_BACKEND",
+        choices=("torch", "onnxruntime"),
+    )
     max_side: int = setting(
         DEFAULT_MAX_SIDE,
         "longer side of the working resolution for parsing and editing",
@@ -191,6 +200,8 @@ def _add_option(parser: argparse.ArgumentParser, field: dataclasses.Field, hint:
     else:
         default = shlex.join(field.default) if typing.get_origin(hint) is tuple else field.default
     kwargs: dict[str, Any] = {"default": default, "help": f"{field.metadata['help']} (env {variables})"}
+    if field.metadata["choices"]:
+        kwargs["choices"] = field.metadata["choices"]
     if read is _truthy:
         kwargs["action"] = argparse.BooleanOptionalAction
     elif read is not str:
@@ -222,6 +233,9 @@ def parse_args(argv: Sequence[str] | None = None, env: Mapping[str, str] | None 
         flag, minimum = "--" + field.name.replace("_", "-"), field.metadata["minimum"]
         if minimum is not None and values[field.name] < minimum:
             parser.error(f"{flag} must be at least {minimum}")
+        choices = field.metadata["choices"]
+        if choices and values[field.name] not in choices:  # a variable's value (argparse checks the flag's)
+            parser.error(f"{field.metadata['env'][0]}: {values[field.name]!r} is not one of {', '.join(choices)}")
         if field.metadata["repeat"]:
             given = values[field.name]
             if given is None:

@@ -95,7 +95,9 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
         The ``gr.Blocks`` (queued; call ``launch`` on it, see :func:`launch_kwargs`).
     """
     settings = settings or Settings()
-    predictors = predictors or Predictors(settings.checkpoints_dir, settings.checkpoint, settings.device)
+    predictors = predictors or Predictors(
+        settings.checkpoints_dir, settings.checkpoint, settings.device, backend=settings.backend
+    )
     app = AppContext.create(settings, predictors)
     handlers = Handlers.create(app)
     queue_panel = QueuePanel(app.photo_queue, settings, predictors, handlers.photo.open_photo)

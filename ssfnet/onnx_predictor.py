@@ -144,7 +144,8 @@ class OnnxPredictor:
         threads: onnxruntime's intra-op threads (``None``: one per physical core).
         name: Human-readable name (default: the checkpoint name in the metadata).
         part_gate: For a model with a body-part head, let it decide background and which classes
-            each body region admits; ``False`` reads the class output alone.
+            each body region admits; ``False`` reads the class output alone; ``None`` (the default)
+            does as the checkpoint's release chose (its ``part_gate``, else the class output alone).
         output: ``"classes"`` or ``"parts"`` (the body-part head's regions; models with that head only).
     """
 
@@ -158,7 +159,7 @@ class OnnxPredictor:
         scales: Sequence[float] = (0.75, 1.0, 1.25),
         threads: int | None = None,
         name: str = "",
-        part_gate: bool = True,
+        part_gate: bool | None = None,
         output: str = "classes",
     ) -> None:
         self.path = Path(path)
@@ -185,6 +186,8 @@ class OnnxPredictor:
         self.device = "cpu"
         self._flip_perm = self.label_set.flip_lut[: self.label_set.num_classes].astype(np.int64)
         admits = meta.get("part_admission")
+        if part_gate is None:
+            part_gate = bool(self.metadata.get("part_gate", False))
         use_gate = part_gate and output == "classes" and "parts" in self.outputs and admits is not None
         self._admits = np.asarray(admits, dtype=np.float32) if use_gate else None
 

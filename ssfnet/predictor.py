@@ -80,8 +80,9 @@ class Predictor:
             ``bf16`` or ``fp32``. bf16 gives the same labels as fp32 on all but a few
             boundary pixels (tested on real photos) in about half the time.
         part_gate: For a model with a body-part head, let it decide background and which
-            classes each body region admits (:func:`ssfnet.parts.combine`); ``False`` reads the
-            class output alone.
+            classes each body region admits (:func:`ssfnet.parts.combine`); by default the class
+            output is read alone (a young part head costs more than it steers right: see
+            ``docs/results/in-the-wild.md``). A checkpoint records the choice made at release.
         output: ``"classes"`` (the label set's classes) or ``"parts"``: the body-part head's
             PASCAL-Person-Part regions (``label_set`` is then ignored; models with that head only).
     """
@@ -97,7 +98,7 @@ class Predictor:
         name: str = "",
         metadata: dict | None = None,
         precision: str = "auto",
-        part_gate: bool = True,
+        part_gate: bool = False,
         output: str = "classes",
     ) -> None:
         self.device = resolve_device(device)
@@ -263,8 +264,8 @@ def load_predictor(
     path = resolve_checkpoint(checkpoint)
     model, meta = load_checkpoint(path)
     kwargs.setdefault("input_size", meta.get("input_size", 473))
-    # Whether the body-part head steers the classes was measured at release (train.release --no-part-gate).
-    kwargs.setdefault("part_gate", meta.get("part_gate", True))
+    # Whether the body-part head steers the classes was measured at release (train.release --part-gate).
+    kwargs.setdefault("part_gate", meta.get("part_gate", False))
     return Predictor(model, meta["label_set"], device=device, name=path.name, metadata=meta, **kwargs)
 
 

@@ -113,7 +113,8 @@ def test_predictor_parts_output_and_gate():
     parts = Predictor(model, "lip-20", device="cpu", input_size=32, output="parts", precision="fp32")
     assert parts.label_set.name == "pascal-person-part-7"
     assert parts.predict(image).max() < len(PART_NAMES)
-    gated = Predictor(model, "lip-20", device="cpu", input_size=32, precision="fp32")
+    assert Predictor(model, "lip-20", device="cpu", input_size=32).part_gate is False
+    gated = Predictor(model, "lip-20", device="cpu", input_size=32, precision="fp32", part_gate=True)
     proba = gated.predict_proba(image)
     # The part head's background and the classes its regions admit: each pixel still sums to one.
     assert np.allclose(proba.sum(0), 1.0, atol=1e-4)

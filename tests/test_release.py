@@ -280,17 +280,17 @@ def test_release_of_a_part_head_model_scores_its_parts_and_the_everyday_figures(
     run = fake_run(tmp_path / "run", sources, part_classes=7)
     config = json.loads((run / "config.json").read_text())
     (run / "config.json").write_text(json.dumps({**config, "region_sets": "limbs", "set_loss_weight": 1.0}))
-    result = release(run, tmp_path / "out", data_root=datasets_root, limit=3, part_gate=False)
+    result = release(run, tmp_path / "out", data_root=datasets_root, limit=3, part_gate=True)
     assert result["extra"]["parts"]["label_set"] == "pascal-person-part-7"
     assert result["extra"]["parts"]["images"] == 2
     meta = read_metadata(tmp_path / "out")
     assert meta["metrics"]["parts"] == result["extra"]["parts"]
     assert meta["training"]["recipe"]["region_sets"] == "limbs"
-    # Parsed as released: the class output alone.
-    assert meta["part_gate"] is False
+    # Parsed as released: steered by the part head.
+    assert meta["part_gate"] is True
     from ssfnet.predictor import load_predictor
 
-    assert load_predictor(tmp_path / "out", "cpu").part_gate is False
+    assert load_predictor(tmp_path / "out", "cpu").part_gate is True
     if (datasets_root / "lip-val74").is_dir():
         assert meta["metrics"]["everyday"]["images"] == 74
         assert "pascal_proxies" in meta["metrics"]

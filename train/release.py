@@ -262,7 +262,7 @@ def release(
     plot: str | Path | None = None,
     device: str = "cpu",
     data_root: str | Path | None = None,
-    part_gate: bool = True,
+    part_gate: bool = False,
 ) -> dict:
     """Score a run's best checkpoint and, if it beats what ``out`` holds, write it there in fp16.
 
@@ -527,10 +527,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="datasets folder for the everyday-photo scores and shortcut proxies (train.wild); skipped if absent",
     )
     p.add_argument(
-        "--no-part-gate",
-        dest="part_gate",
-        action="store_false",
-        help="a model with a body-part head parses with its class output alone (recorded in the checkpoint)",
+        "--part-gate",
+        action="store_true",
+        help="a model with a body-part head lets it steer the classes at inference (recorded in the checkpoint; "
+        "default: the class output alone)",
     )
     return p.parse_args(argv)
 

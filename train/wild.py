@@ -215,7 +215,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="N",
         help="also score N held-out photos of VITON, CCP and PASCAL as train.release does (to compare candidates)",
     )
-    p.add_argument("--no-part-gate", action="store_true", help="read the class output alone (models with a part head)")
+    p.add_argument(
+        "--part-gate", action="store_true", help="let a body-part head steer the classes (default: as released)"
+    )
     p.add_argument("--input-size", type=int, default=None, help="longer side at inference (default: the checkpoint's)")
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
     p.add_argument("--out", default=None, help="write the report to this JSON file")
@@ -228,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     if not root.is_dir():
         print(f"{root} is absent: nothing to score", file=sys.stderr)
         return 0
-    kwargs = {"precision": args.precision, "part_gate": not args.no_part_gate}
+    kwargs = {"precision": args.precision, **({"part_gate": True} if args.part_gate else {})}
     if args.input_size:
         kwargs["input_size"] = args.input_size
     predictor = load_predictor(args.checkpoint, "cpu", **kwargs)
