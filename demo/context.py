@@ -19,8 +19,6 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from ssfnet import CheckpointError
-from ssfnet.checkpoint import read_metadata
 from ssfnet.data.corrections import load_correction
 from ssfnet.io import atomic_write_bytes, overlay, png_bytes
 from ssfnet.labels import LabelSet, get_label_set
@@ -148,6 +146,7 @@ class Components:
     finetune_holdout: gr.Slider
     finetune_blend: gr.Slider
     finetune_freeze: gr.Checkbox
+    finetune_anyway: gr.Checkbox
     finetune_btn: gr.Button
     finetune_cancel_btn: gr.Button
     finetune_refresh_btn: gr.Button
@@ -188,12 +187,12 @@ def status_text(session: Session | None) -> str:
 
 def start_label_set(predictors: Predictors) -> LabelSet:
     """The label set of the checkpoint selected at start (the default one when there is none)."""
-    choice = predictors.default()
-    if choice:
+    offered = predictors.offered()
+    for _, meta in offered.values():
         try:
-            return get_label_set(read_metadata(choice)["label_set"])
-        except (CheckpointError, KeyError):
-            pass
+            return get_label_set(meta["label_set"])
+        except KeyError:
+            break
     return get_label_set(DEFAULT_LABEL_SET)
 
 

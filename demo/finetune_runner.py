@@ -7,7 +7,12 @@ writes into its own run folder, from which :func:`train.finetune_status.read_pro
 and the training progress; its console output goes to ``console.log`` there.
 
 Cancelling sends SIGTERM (the fine-tune then stops without publishing) and creates the run's
-``STOP`` file; a process still alive ``grace_s`` later is killed with its group.
+``STOP`` file; a process still alive ``grace_s`` later is killed with its group. A thread waits
+for each process, so that one which has ended (finished, cancelled or killed) is reaped at once
+and never lingers as a zombie until someone looks at the panel.
+
+New checkpoints are published into the ``finetuned/`` folder of the app's checkpoints folder
+(:data:`train.finetune_defaults.FINETUNED_DIR`), which git ignores and the app lists too.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import torch
 
 from ssfnet.labels import LabelSet
 from ssfnet.metrics import ConfusionMatrix
-from train.finetune_defaults import BLEND, CORRECTIONS_SHARE, HOLDOUT
+from train.finetune_defaults import BLEND, CORRECTIONS_SHARE, FINETUNED_DIR, HOLDOUT
 from train.finetune_status import read_progress, utc_stamp
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -57,6 +62,8 @@ class FinetuneRequest:
         holdout: Share of the corrections held out to score before and after.
         freeze_backbone: Train only the decoder.
         blend: Share of the fine-tune's change the published weights keep.
+        publish_anyway: Publish even a result that scores lower than its base on the corrections
+            it trained on or on the held-out ones (by default such a run publishes nothing).
     """
 
     base: str
@@ -66,6 +73,7 @@ class FinetuneRequest:
     holdout: float = HOLDOUT
     freeze_backbone: bool = False
     blend: float = BLEND
+    publish_anyway: bool = False
 
     def __post_init__(self) -> None:
         checks = (
@@ -96,6 +104,7 @@ class FinetuneRequest:
             "--freeze-backbone" if self.freeze_backbone else "--no-freeze-backbone",
             "--blend",
             f"{self.blend:g}",
+            *(["--publish-anyway"] if self.publish_anyway else []),
         ]
 
 
@@ -168,12 +177,26 @@ def _kill_group(process: subprocess.Popen) -> None:
     process.wait()
 
 
+def _reap(process: subprocess.Popen) -> None:
+    """Wait for ``process`` to end (on a thread of its own): its exit status is collected at once."""
+    process.wait()
+
+
+def _kill_after(process: subprocess.Popen, grace_s: float) -> None:
+    """Kill ``process``'s group if it is still alive ``grace_s`` after a cancel (on a thread of its own)."""
+    try:
+        process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        _kill_group(process)
+
+
 class FinetuneRunner:
     """Starts, watches and cancels the app's fine-tune process (at most one at a time).
 
     Args:
         corrections_dir: The app's corrections folder (what is fine-tuned on).
-        checkpoints_dir: Where the new checkpoint is published (the folder the app offers).
+        checkpoints_dir: The app's checkpoints folder: new checkpoints are published into its
+            ``finetuned/`` folder (which the app offers too).
         runs_dir: Parent of the run folders (``finetune-<UTC timestamp>``).
         device: ``--device`` of the fine-tune; None = the fine-tune's default (CUDA when available).
         extra_args: More ``train.finetune`` options, set by whoever runs the server (data
@@ -195,7 +218,7 @@ class FinetuneRunner:
     ) -> None:
         # Absolute: the process runs in the repository root, the app maybe elsewhere.
         self.corrections_dir = Path(corrections_dir).resolve()
-        self.checkpoints_dir = Path(checkpoints_dir).resolve()
+        self.publish_dir = Path(checkpoints_dir).resolve() / FINETUNED_DIR
         self.runs_dir = Path(runs_dir).resolve()
         self.device = device
         self.on_cpu = (device or "").startswith("cpu") or (device is None and not torch.cuda.is_available())
@@ -211,7 +234,7 @@ class FinetuneRunner:
     def command(self, request: FinetuneRequest, run_dir: Path) -> list[str]:
         """The command line of a fine-tune writing into ``run_dir``."""
         command = [self.python, "-m", "train.finetune", "--corrections", str(self.corrections_dir)]
-        command += ["--checkpoints-dir", str(self.checkpoints_dir), "--out", str(run_dir)]
+        command += ["--checkpoints-dir", str(self.publish_dir), "--out", str(run_dir)]
         if self.device:
             command += ["--device", self.device]
         return command + list(self.extra_args) + request.args()
@@ -262,6 +285,7 @@ class FinetuneRunner:
                     start_new_session=True,  # its own process group: see the module docstring
                 )
             self._processes[:] = [p for p in self._processes if p.poll() is None] + [process]
+            threading.Thread(target=_reap, args=(process,), name=f"reap-{run_dir.name}", daemon=True).start()
             self._job = FinetuneJob(run_dir, process, request, command, started=time.time(), owner=owner)
             return self._job
 
@@ -278,6 +302,10 @@ class FinetuneRunner:
             raise FinetuneNotYours(f"the fine-tune {job.name} was started by someone else")
         if job.cancel_requested is None:
             job.cancel_requested = time.time()
+            # The deadline holds even if nobody looks at the panel again.
+            threading.Thread(
+                target=_kill_after, args=(job.process, self.grace_s), name=f"cancel-{job.name}", daemon=True
+            ).start()
         # The stop file also covers the moment before the process has installed its signal handler.
         (job.run_dir / "STOP").touch()
         job.process.send_signal(signal.SIGTERM)
@@ -330,7 +358,6 @@ def status_html(job: FinetuneJob | None, *, corrections: int = 0, info: dict | N
         )
     report = info.get("report") or {}
     if status == "finished":
-        checkpoint = Path(report.get("checkpoint") or "?").name
         metrics = report.get("metrics", {})
         rows = []
         for key, label in (
@@ -341,9 +368,24 @@ def status_html(job: FinetuneJob | None, *, corrections: int = 0, info: dict | N
             text = _scores(metrics, key)
             if text:
                 rows.append(f"<li>mIoU on the {label}: {text}</li>")
+        worse = " and ".join(
+            f"{html.escape(str(w.get('name')))} ({w.get('before', 0):.1f} → {w.get('after', 0):.1f})"
+            for w in report.get("worse") or []
+            if isinstance(w, dict)
+        )
+        if not report.get("checkpoint"):
+            return (
+                f"{bar}<p><b>Not published</b> ({name}, {minutes}:{seconds:02d}): the fine-tuned model scores "
+                f"<b>lower than its base</b> on {worse or 'what it was scored on'}, so no checkpoint was "
+                "written. Tick <i>Publish even if worse</i> to publish such a run.</p>"
+                f"<ul>{''.join(rows)}</ul>"
+            )
+        checkpoint = Path(report["checkpoint"]).name
+        warning = f"<p>⚠️ <b>Worse than its base</b> on {worse}: published because you asked.</p>" if worse else ""
         return (
             f"{bar}<p><b>Done</b> ({name}, {minutes}:{seconds:02d}): new checkpoint "
-            f"<code>{html.escape(checkpoint)}</code>, now in the checkpoint lists.</p><ul>{''.join(rows)}</ul>"
+            f"<code>{html.escape(checkpoint)}</code>, now in the checkpoint lists.</p>{warning}"
+            f"<ul>{''.join(rows)}</ul>"
         )
     if status == "cancelled":
         return f"<p><b>Cancelled</b> ({name}): no checkpoint was written.</p>"

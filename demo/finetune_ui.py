@@ -15,7 +15,9 @@ FINETUNE_HELP = """\
 Fine-tune a checkpoint on the saved corrections (mixed with the original training data, if the
 server has it) in a background process. A share of the corrections is held out and scored before
 and after, with the original validation images, so both an improvement and any forgetting show.
-The new checkpoint appears in the checkpoint lists when it is done; the base is never changed.
+The new checkpoint appears in the checkpoint lists when it is done (in `finetuned/`); the base
+is never changed. A result that scores lower than the base on the corrections (those it trained on,
+or the held-out ones) is not published unless you tick *Publish even if worse*.
 """
 
 
@@ -41,6 +43,12 @@ def finetune_panel(app: AppContext) -> None:
                 label="Share of the change kept (1: the trained weights; less: nearer the base)",
             )  # fmt: skip
             ui.finetune_freeze = gr.Checkbox(False, label="Freeze the backbone (faster, less forgetting)")
+            ui.finetune_anyway = gr.Checkbox(
+                False,
+                label="Publish even if worse (by default a result that scores lower than the base on the "
+                "corrections, trained-on or held-out, is not published)",
+                elem_id="finetune-anyway",
+            )
         with gr.Row():
             ui.finetune_btn = gr.Button("Start fine-tuning", variant="primary", elem_id="finetune-start")
             ui.finetune_cancel_btn = gr.Button("Cancel", elem_id="finetune-cancel")
@@ -61,7 +69,7 @@ def wire_finetune(demo: gr.Blocks, app: AppContext, finetune: FinetuneHandlers, 
     shown = [ui.finetune_html, ui.finetune_log]
     options = [ui.finetune_base, ui.finetune_minutes, ui.finetune_lr, ui.finetune_share, ui.finetune_holdout]
     private = {"api_visibility": "private"}
-    inputs = [*options, ui.finetune_freeze, ui.finetune_blend]
+    inputs = [*options, ui.finetune_freeze, ui.finetune_blend, ui.finetune_anyway]
     ui.finetune_btn.click(finetune.start, inputs, shown, api_name="finetune_start").then(
         finetune.polling, None, ui.finetune_timer, **private
     )

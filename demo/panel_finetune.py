@@ -72,9 +72,13 @@ class FinetuneHandlers:
         choices, (value,) = self.models.choices(checkpoint_value)
         folders = [folder for _, folder in choices]
         new = (info.get("report") or {}).get("checkpoint") if finished else None
-        if select_new and new in folders:
-            # The base and its fine-tuned successor, ready to compare on the current photo.
-            first, second = job.request.base, new
+        if select_new and new:
+            # The base and its fine-tuned successor, ready to compare on the current photo (the
+            # report names folders by their server paths, the lists by their names).
+            try:
+                first, second = self.app.predictors.resolve(job.request.base), self.app.predictors.resolve(new)
+            except FileNotFoundError:
+                pass
         lists = {ui.checkpoint: value, ui.compare_a: first, ui.compare_b: second, ui.finetune_base: base}
         return shown | {
             component: gr.Dropdown(choices=choices, value=pick if pick in folders else value)
@@ -95,7 +99,9 @@ class FinetuneHandlers:
         job = self.runner.job
         return gr.Timer(active=job is not None and job.running)
 
-    def start(self, base, minutes, lr, share, holdout, freeze, blend, request: gr.Request | None = None) -> dict:
+    def start(
+        self, base, minutes, lr, share, holdout, freeze, blend, anyway=False, request: gr.Request | None = None
+    ) -> dict:
         """Start fine-tuning ``base`` on the saved corrections in the background, owned by ``request``'s sender."""
         app = self.app
         if not base:
@@ -108,8 +114,8 @@ class FinetuneHandlers:
         try:
             # An empty (or zero) learning rate leaves the choice to the fine-tune (see FinetuneRequest).
             options = FinetuneRequest(
-                app.predictors.resolve(base), float(minutes), float(lr) if lr else None, float(share),
-                float(holdout), bool(freeze), float(blend),
+                str(app.predictors.folder(base)), float(minutes), float(lr) if lr else None, float(share),
+                float(holdout), bool(freeze), float(blend), bool(anyway),
             )  # fmt: skip
         except (FileNotFoundError, TypeError, ValueError) as err:
             raise mistake(self._shown(str(err))) from None

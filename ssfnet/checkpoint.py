@@ -31,6 +31,7 @@ import logging
 import math
 import os
 import shutil
+import stat
 import tempfile
 from collections import OrderedDict
 from pathlib import Path
@@ -63,6 +64,7 @@ __all__ = [
     "MAX_SHARD_BYTES",
     "METADATA_FILE",
     "CheckpointError",
+    "check_shards",
     "clean_state_dict",
     "list_checkpoints",
     "load_checkpoint",
@@ -275,16 +277,27 @@ def read_metadata(directory: str | Path) -> dict:
     if not directory.is_dir():
         raise CheckpointError(f"no checkpoint at {directory} (expected a folder with {METADATA_FILE})")
     try:
-        if path.stat().st_size > MAX_METADATA_BYTES:
-            raise CheckpointError(f"{path} is {path.stat().st_size / 1e6:.0f} MB: not a checkpoint's metadata")
-        text = path.read_text()
+        info = path.stat()
+        # A FIFO or a device (a link to /dev/zero) would block or never end: only a file is read.
+        if not stat.S_ISREG(info.st_mode):
+            raise CheckpointError(f"{path} is not a file: not a checkpoint's metadata")
+        if info.st_size > MAX_METADATA_BYTES:
+            raise CheckpointError(f"{path} is {info.st_size / 1e6:.0f} MB: not a checkpoint's metadata")
+        with open(path, "rb") as f:
+            data = f.read(MAX_METADATA_BYTES + 1)
     except FileNotFoundError:
         raise CheckpointError(f"{directory} has no {METADATA_FILE}: not a checkpoint folder") from None
     except OSError as err:
         raise CheckpointError(f"{path} cannot be read: {err.strerror or err}") from None
+    if len(data) > MAX_METADATA_BYTES:
+        raise CheckpointError(f"{path} grew past {MAX_METADATA_BYTES / 1e6:.0f} MB: not a checkpoint's metadata")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise CheckpointError(f"{path} is not UTF-8 text (byte {err.start}): corrupt") from None
     try:
         meta = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+    except (json.JSONDecodeError, RecursionError) as err:
         raise CheckpointError(f"{path} is corrupt: {err}") from None
     return validate_metadata(meta, str(path))
 
@@ -327,19 +340,16 @@ def _check_headers(directory: Path, meta: dict, headers: dict[str, tuple[str, li
             )
 
 
-def load_state_dict(directory: str | Path, *, verify: bool = True) -> tuple[OrderedDict[str, torch.Tensor], dict]:
-    """Read the tensors and metadata of a checkpoint folder (no model is built).
+def _read_headers(directory: Path, meta: dict, *, verify: bool) -> tuple[list[Path], dict[str, tuple[str, list[int]]]]:
+    """The shard files of a checkpoint and the tensors their headers declare, checked against ``meta``.
 
     Args:
-        directory: Checkpoint folder.
-        verify: Check each shard's SHA-256 against the metadata first.
+        verify: Also check each shard's SHA-256 (reads every byte; the headers alone are a few kB).
 
     Raises:
-        CheckpointError: the metadata is invalid, or a shard is missing, truncated, corrupt,
-            altered or holds other tensors than the metadata says.
+        CheckpointError: a shard is missing, a link, of another size or hash than recorded, or
+            its headers do not hold what the metadata says (dtype, split tensors' parts).
     """
-    directory = Path(directory)
-    meta = read_metadata(directory)
     headers: dict[str, tuple[str, list[int]]] = {}
     paths = []
     for shard in meta["shards"]:
@@ -362,6 +372,39 @@ def load_state_dict(directory: str | Path, *, verify: bool = True) -> tuple[Orde
         headers.update(found)
         paths.append(path)
     _check_headers(directory, meta, headers)
+    return paths, headers
+
+
+def check_shards(directory: str | Path, meta: dict | None = None) -> dict:
+    """Check a checkpoint folder as far as its shard headers, without reading the weights; its metadata.
+
+    What :func:`scan_checkpoints` offers: a folder whose shards are missing, of the wrong size, or
+    whose headers cannot be honoured (a split tensor of 10^10 parts) is refused when listed, not
+    only when chosen. The hashes are checked on loading.
+
+    Raises:
+        CheckpointError: see :func:`read_metadata` and :func:`load_state_dict`.
+    """
+    directory = Path(directory)
+    meta = read_metadata(directory) if meta is None else meta
+    _read_headers(directory, meta, verify=False)
+    return meta
+
+
+def load_state_dict(directory: str | Path, *, verify: bool = True) -> tuple[OrderedDict[str, torch.Tensor], dict]:
+    """Read the tensors and metadata of a checkpoint folder (no model is built).
+
+    Args:
+        directory: Checkpoint folder.
+        verify: Check each shard's SHA-256 against the metadata first.
+
+    Raises:
+        CheckpointError: the metadata is invalid, or a shard is missing, truncated, corrupt,
+            altered or holds other tensors than the metadata says.
+    """
+    directory = Path(directory)
+    meta = read_metadata(directory)
+    paths, _ = _read_headers(directory, meta, verify=verify)
     merged: dict[str, torch.Tensor] = {}
     for path in paths:
         try:
@@ -433,10 +476,14 @@ def scan_checkpoints(root: str | Path) -> tuple[list[tuple[Path, dict]], list[tu
     finished or rolled back first (:func:`recover_checkpoints`). One broken folder never hides
     the others.
 
+    A folder is usable when its metadata is valid and its shards' headers hold what the
+    metadata says (:func:`check_shards`; the hashes are checked on loading).
+
     Returns:
         ``(usable, unusable)``: ``(folder, metadata)`` newest first, and ``(folder, reason)``
-        by name, for folders with a ``metadata.json`` that fails validation (folders without
-        one are not checkpoints and are left out).
+        by name, for folders with a ``metadata.json`` that cannot be read (not UTF-8, not a
+        file ...), fails validation or does not fit its shards (folders without one are not
+        checkpoints and are left out).
     """
     root = Path(root)
     usable: list[tuple[Path, dict]] = []
@@ -448,9 +495,9 @@ def scan_checkpoints(root: str | Path) -> tuple[list[tuple[Path, dict]], list[tu
         if sub.name.startswith(".") or not sub.is_dir():
             continue
         try:
-            usable.append((sub, read_metadata(sub)))
+            usable.append((sub, check_shards(sub)))
         except CheckpointError as err:
-            if (sub / METADATA_FILE).exists():
+            if os.path.lexists(sub / METADATA_FILE):
                 unusable.append((sub, str(err).replace(f"{sub}{os.sep}", "").replace(str(sub), sub.name)))
     usable.sort(key=lambda item: (item[1].get("created", ""), item[0].name), reverse=True)
     return usable, unusable

@@ -11,6 +11,7 @@ import hashlib
 import json
 import re
 import shutil
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -99,17 +100,20 @@ def test_finetune_in_the_app_offers_the_new_checkpoint_for_comparison(app):
     client = connect(url)
     base_files = digest_tree(settings.checkpoints_dir / "tiny")
     # The budget covers the process's start, both evaluations and publishing: training gets the rest.
-    html, _ = client.predict(tiny(settings), 0.6, 0.02, 1.0, 0.3, False, 0.5, api_name="/finetune_start")
+    # Published even if the toy model scores lower (what is published is this test's subject).
+    html, _ = client.predict(tiny(settings), 0.6, 0.02, 1.0, 0.3, False, 0.5, True, api_name="/finetune_start")
     assert "Fine-tuning" in html
     # One at a time: a second start while it runs starts nothing.
-    client.predict(tiny(settings), 0.6, 0.02, 1.0, 0.3, False, 0.5, api_name="/finetune_start")
+    client.predict(tiny(settings), 0.6, 0.02, 1.0, 0.3, False, 0.5, True, api_name="/finetune_start")
     assert len(list(settings.runs_dir.iterdir())) == 1
 
-    html, log, *_ = wait_for(client, "Done|Failed|Cancelled")
+    html, log, *_ = wait_for(client, "Done|Failed|Cancelled|Not published")
     assert "Done" in html, log
     assert "phase 3/5 train" in log and "--crop-size 64" in log
-    assert "--lr 0.02" in log and "--blend 0.5" in log
-    (new,) = [p for p in settings.checkpoints_dir.iterdir() if p.name != "tiny"]
+    assert "--lr 0.02" in log and "--blend 0.5" in log and "--publish-anyway" in log
+    # Published into the checkpoints folder's finetuned/, which git ignores; nothing else changed there.
+    assert sorted(p.name for p in settings.checkpoints_dir.iterdir()) == ["finetuned", "tiny"]
+    (new,) = (settings.checkpoints_dir / "finetuned").iterdir()
     assert new.name.startswith("tiny-ft-") and new.name in html and "held-out corrections" in html
     _, meta = load_checkpoint(new)
     assert meta["finetune"]["base"]["path"] == tiny(settings) and meta["input_size"] == 64
@@ -121,13 +125,14 @@ def test_finetune_in_the_app_offers_the_new_checkpoint_for_comparison(app):
 
     # Offered without a restart, and comparable with the base on a reopened correction.
     choices, _ = client.predict(None, api_name="/checkpoints")
-    assert str(new.resolve()) in json.dumps(choices)
+    name = f"finetuned/{new.name}"
+    assert name in json.dumps(choices) and str(settings.checkpoints_dir.resolve()) not in json.dumps(choices)
     other = connect(url)
     other.predict(None, None, None, None, api_name="/finetune_status")  # what a tab's refresh does
     with pytest.raises(AppError, match="Parse a photo"):
-        other.predict(tiny(settings), str(new.resolve()), False, False, *VIEW, api_name="/compare")
+        other.predict("tiny", name, False, False, *VIEW, api_name="/compare")
     other.predict(lineage["held_out_ids"][0], *VIEW, api_name="/reopen")
-    a, b, agreement = other.predict(tiny(settings), str(new.resolve()), False, False, *VIEW, api_name="/compare")
+    a, b, agreement = other.predict("tiny", name, False, False, *VIEW, api_name="/compare")
     assert Path(a).is_file() and Path(b).is_file()
     assert "`tiny`" in agreement and f"`{new.name}`" in agreement
     assert len(re.findall(r"\*\*\d+\.\d%\*\*", agreement)) == 2
@@ -137,20 +142,92 @@ def test_cancel_stops_the_process_and_publishes_nothing(app):
     settings, url = app
     client = connect(url)
     before = sorted(p.name for p in settings.checkpoints_dir.iterdir())
+    published = sorted((settings.checkpoints_dir / "finetuned").glob("*"))
     runs = set(settings.runs_dir.iterdir()) if settings.runs_dir.exists() else set()
-    # No learning rate: the fine-tune picks its own (the command line gets no --lr).
+    # No learning rate: the fine-tune picks its own (the command line gets no --lr); publish-anyway
+    # left out: its box's default (off) is what the API takes.
     client.predict(tiny(settings), 30, None, 0.5, 0.2, True, 1.0, api_name="/finetune_start")
     wait_for(client, "iteration \\d+")  # training has started
     html, _ = client.predict(api_name="/finetune_cancel")
     html, log, *_ = wait_for(client, "Cancelled|Done|Failed", timeout=60)
     assert "Cancelled" in html and "no checkpoint" in html, log
     assert sorted(p.name for p in settings.checkpoints_dir.iterdir()) == before  # no temporary folder either
+    assert sorted((settings.checkpoints_dir / "finetuned").glob("*")) == published
     (run,) = set(settings.runs_dir.iterdir()) - runs
     report = json.loads((run / "report.json").read_text())
     assert report["status"] == "cancelled" and report["phase"] == "train"
     command = (run / "console.log").read_text().splitlines()[0]
     assert command.startswith("$ ") and "--lr" not in command.split() and "--blend 1" in command
+    assert "--publish-anyway" not in command
     assert "cancelled during train" in log
+
+
+def test_no_absolute_server_path_reaches_a_client(app):
+    """The API's checkpoint choices, the summary JSON download and the model status name folders
+    relative to the app's folders (issue 40, item 8)."""
+    settings, url = app
+    client = connect(url)
+    server = [str(settings.checkpoints_dir.resolve()), str(REPO), str(settings.corrections_dir.resolve())]
+    choices, status = client.predict(None, api_name="/checkpoints")
+    shown = json.dumps(choices) + json.dumps(status)
+    assert not [root for root in server if root in shown], shown
+    assert '"tiny"' in shown
+    view_api = json.dumps(client.view_api(print_info=False, return_format="dict"))
+    assert not [root for root in server if root in view_api]
+    # Choosing by the name works, and so does a path of an offered folder (as earlier versions named them).
+    downloads = client.predict(handle_file(str(EXAMPLES[0])), "tiny", False, False, *VIEW, api_name="/parse")[3]
+    summary = Path(next(p for p in downloads if p.endswith("_summary.json"))).read_text()
+    assert not [root for root in server if root in summary], summary
+    assert json.loads(summary)["checkpoint"] == "tiny"
+    *_, message = client.predict(handle_file(str(EXAMPLES[0])), tiny(settings), False, False, *VIEW, api_name="/parse")
+    assert "with `tiny`" in message
+    *_, message = client.predict(handle_file(str(EXAMPLES[0])), "/etc", False, False, *VIEW, api_name="/parse")
+    assert "no model could be used" in message and "with `tiny`" not in message  # never a folder not offered
+
+
+def test_a_cancelled_fine_tune_is_reaped_at_once(tmp_path):
+    """Its process never lingers as a zombie, whether or not anyone looks at the panel again (item 11)."""
+    from demo.finetune_runner import FinetuneRequest, FinetuneRunner
+
+    fake = tmp_path / "python"  # stands in for the interpreter: waits until told to stop
+    fake.write_text("#!/bin/sh\ntrap 'exit 3' TERM\nwhile :; do sleep 0.1; done\n")
+    fake.chmod(0o755)
+    runner = FinetuneRunner(
+        corrections_dir=tmp_path / "corrections", checkpoints_dir=tmp_path / "checkpoints",
+        runs_dir=tmp_path / "runs", python=str(fake), grace_s=5.0,
+    )  # fmt: skip
+    job = runner.start(FinetuneRequest(base=str(tmp_path / "base")))
+    pid = job.process.pid
+    assert runner.cancel()
+    stat = Path(f"/proc/{pid}/stat")
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("no /proc to look at the process with")
+    # Nothing here polls the process: only the runner's own thread may collect its exit.
+    deadline = time.monotonic() + 60
+    while stat.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    state = stat.read_text().rsplit(")", 1)[1].split()[0] if stat.exists() else "gone"
+    assert state == "gone", f"the cancelled process is still there (state {state})"
+    assert job.process.returncode is not None
+
+
+def test_fine_tuned_checkpoints_are_published_where_git_ignores_them(tmp_path):
+    """A checkpoint made by fine-tuning never shows as a change to the tracked checkpoints/ (item 9)."""
+    from demo.finetune_runner import FinetuneRequest, FinetuneRunner
+    from ssfnet.predictor import CHECKPOINTS_DIR
+    from train.finetune import FinetuneConfig
+
+    assert Path(FinetuneConfig().checkpoints_dir) == CHECKPOINTS_DIR / "finetuned"
+    runner = FinetuneRunner(corrections_dir="c", checkpoints_dir=CHECKPOINTS_DIR, runs_dir=tmp_path / "runs")
+    command = runner.command(FinetuneRequest(base="b"), tmp_path / "run")
+    assert command[command.index("--checkpoints-dir") + 1] == str(CHECKPOINTS_DIR / "finetuned")
+    if shutil.which("git") is None or not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    new = "checkpoints/finetuned/ssfnet_lite0-lip20-ft-20260101T000000Z/metadata.json"
+    ignored = subprocess.run(["git", "check-ignore", "-q", new], cwd=REPO)
+    assert ignored.returncode == 0, f"git would show {new}"
+    shipped = subprocess.run(["git", "check-ignore", "-q", "checkpoints/ssfnet_lite0-lip20/metadata.json"], cwd=REPO)
+    assert shipped.returncode == 1, "the shipped checkpoints stay tracked"
 
 
 def test_panel_can_be_switched_off(tmp_path):

@@ -7,9 +7,12 @@ It is the trainer of :mod:`train.train` with other defaults (:data:`FINETUNE_DEF
 learning rate, a short time budget), every one of its options still available, plus the options
 of the ``fine-tuning`` group. The steps:
 
-1. A fraction (``--holdout``) of each corrections folder is held out, deterministically per id
-   (``--seed``). The original sources (``--data``; default: the base checkpoint's training data,
-   where present) keep the validation split the base was trained with.
+1. Each photo counts once, with its latest record (a photo saved twice without a link between
+   the records, e.g. accepted as proposed and later corrected, is the later record alone). A
+   fraction (``--holdout``) of each corrections folder's photos is held out, deterministically
+   per photo (``--seed`` and the image's hash), so that no photo is both trained on and scored.
+   The original sources (``--data``; default: the base checkpoint's training data, where
+   present) keep the validation split the base was trained with.
 2. The base is scored on the held-out corrections, on the training corrections and on the
    original validation split.
 3. The trainer starts from the base on the training corrections (a ``--corrections-share`` of
@@ -17,7 +20,10 @@ of the ``fine-tuning`` group. The steps:
    partial loss as in training.
 4. The result is scored on the same images, so an improvement and any forgetting both show, and
    published as ``<checkpoints-dir>/<name>-<UTC timestamp>/`` (written aside and renamed, never
-   over the base) with its lineage in the metadata.
+   over the base; by default ``checkpoints/finetuned/``, which git ignores) with its lineage in
+   the metadata. A result that scores lower than the base on the corrections it trained on or on
+   the held-out ones is not published unless ``--publish-anyway`` is given: the run says what got
+   worse and exits with status 4.
 
 Both scorings run at the base's inference size (its ``input_size``), and the new checkpoint
 inherits that size: before and after, and any later comparison of the two, parse the same
@@ -61,7 +67,7 @@ from .config import TrainConfig, load_config_file
 from .config import get_args_parser as get_train_args_parser
 from .config import parse_args as parse_train_args
 from .finetune_data import Plan, make_plan
-from .finetune_defaults import BLEND, CORRECTIONS_SHARE, HOLDOUT
+from .finetune_defaults import BLEND, CORRECTIONS_SHARE, FINETUNED_DIR, HOLDOUT
 from .finetune_publish import Outcome, publish_run
 from .finetune_score import evaluate_sets, summary_line
 from .finetune_status import REPORT_FILE, Cancelled, Progress, signals_cancel, utc_stamp
@@ -71,6 +77,8 @@ from .utils import write_json
 # The checkpoint fine-tuned when no --base is given (tests point this elsewhere).
 DEFAULT_BASE = DEFAULT_CHECKPOINT
 EXIT_CANCELLED = 3
+# The fine-tune scored lower than its base (see train.finetune_publish.GUARDED_SETS) and published nothing.
+EXIT_NOT_PUBLISHED = 4
 # Reserved in a time budget, besides the second evaluation, for publishing (checkpoint, report,
 # plot) and for the trainer's start and exit; and the least training time worth starting for.
 PUBLISH_RESERVE_S = 10.0
@@ -112,12 +120,16 @@ class FinetuneConfig:
         holdout: Expected share of each corrections folder held out for scoring (at least one
             record is held out when a folder has two or more).
         name: Name of the new checkpoint (a UTC timestamp is appended); default: the base's + ``-ft``.
-        checkpoints_dir: Where the new checkpoint is published.
+        checkpoints_dir: Where the new checkpoint is published; default the ``finetuned/`` folder of
+            the project's checkpoints folder, which git ignores and the app lists.
         keep_run_checkpoint: Keep the run folder's ``last/`` (weights + optimizer state) after
             publishing; by default it is removed, the published checkpoint has the same weights.
         blend: Share of the fine-tune's change kept: the published weights (BatchNorm statistics
             included) are ``base + blend * (trained - base)``; 1 publishes the trained weights.
             Default :data:`BLEND`.
+        publish_anyway: Publish even when the fine-tuned model scores lower than its base on the
+            corrections it trained on or on the held-out ones (by default such a run publishes
+            nothing and says so).
         given: Trainer options set by the user (command line or ``--config`` file); the others of
             :data:`INHERITED`, and ``lr``, come from the base's recorded recipe where it has one.
     """
@@ -128,9 +140,10 @@ class FinetuneConfig:
     corrections_share: float = CORRECTIONS_SHARE
     holdout: float = HOLDOUT
     name: str | None = None
-    checkpoints_dir: str = str(CHECKPOINTS_DIR)
+    checkpoints_dir: str = str(CHECKPOINTS_DIR / FINETUNED_DIR)
     keep_run_checkpoint: bool = False
     blend: float = BLEND
+    publish_anyway: bool = False
     given: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -196,6 +209,13 @@ def _add_finetune_options(parser: argparse.ArgumentParser | argparse._ArgumentGr
     parser.add_argument("--name", default=None, help="name of the new checkpoint (default: the base's + '-ft')")
     parser.add_argument(
         "--checkpoints-dir", default=d.checkpoints_dir, help="where the new checkpoint folder is published"
+    )
+    parser.add_argument(
+        "--publish-anyway",
+        action="store_true",
+        default=d.publish_anyway,
+        help="publish even when the result scores lower than the base on the corrections it trained on or on "
+        "the held-out ones (by default such a run publishes nothing and exits with status 4)",
     )
     parser.add_argument(
         "--keep-run-checkpoint",
@@ -278,6 +298,11 @@ def inherit_recipe(train: TrainConfig, base_meta: dict, given: Sequence[str]) ->
 # Main
 
 
+def clock() -> float:
+    """Seconds on the clock of the time budget: ``time.perf_counter()`` (tests drive a clock of their own)."""
+    return time.perf_counter()
+
+
 def resolve_base(base: str | None) -> Path:
     """The base checkpoint folder, with a message that says what to do when it is missing."""
     path = Path(base) if base else DEFAULT_BASE
@@ -308,7 +333,7 @@ def main(config: FinetuneConfig, *, cancel: threading.Event | None = None, began
         config: The fine-tune.
         cancel: Optional event that stops the run (no checkpoint is published); SIGTERM, Ctrl-C
             and the run's stop file do the same.
-        began: ``time.perf_counter()`` when the time budget started (default: now); the command
+        began: :func:`clock` when the time budget started (default: now); the command
             line passes its process's start.
 
     Returns:
@@ -320,7 +345,7 @@ def main(config: FinetuneConfig, *, cancel: threading.Event | None = None, began
         NothingTrained: no training iteration fitted in the budget (or none ran); nothing is published.
         ValueError: nothing to train on, or options that do not fit.
     """
-    began = time.perf_counter() if began is None else began
+    began = clock() if began is None else began
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ValueError("fine-tuning runs as one process (the evaluations are not distributed): not under torchrun")
     base = resolve_base(config.base or config.train.init_checkpoint)
@@ -350,7 +375,7 @@ def main(config: FinetuneConfig, *, cancel: threading.Event | None = None, began
                 "base": str(base),
                 "run": str(run_dir),
                 "phase": progress.phase,
-                "elapsed_s": round(time.perf_counter() - began, 1),
+                "elapsed_s": round(clock() - began, 1),
             }
             write_json(run_dir / REPORT_FILE, report)
             progress.finish("cancelled", f"cancelled during {progress.phase}; no checkpoint was written")
@@ -364,7 +389,7 @@ def main(config: FinetuneConfig, *, cancel: threading.Event | None = None, began
                     "error": str(err),
                     "checkpoint": None,
                     "phase": progress.phase,
-                    "elapsed_s": round(time.perf_counter() - began, 1),
+                    "elapsed_s": round(clock() - began, 1),
                 },
             )
             progress.finish("failed", str(err))
@@ -373,7 +398,11 @@ def main(config: FinetuneConfig, *, cancel: threading.Event | None = None, began
             write_json(run_dir / REPORT_FILE, {"status": "failed", "error": f"{type(err).__name__}: {err}"})
             progress.finish("failed", f"{type(err).__name__}: {err}")
             raise
-    progress.finish("finished", f"wrote {report['checkpoint']}", checkpoint=report["checkpoint"])
+    if report["checkpoint"] is None:
+        progress.finish("finished", report["note"], checkpoint=None)
+    else:
+        note = f"; warning: {report['note']}" if report["note"] else ""
+        progress.finish("finished", f"wrote {report['checkpoint']}{note}", checkpoint=report["checkpoint"])
     return report
 
 
@@ -409,7 +438,7 @@ def _finetune(
     )
     _say(f"after:  {summary_line(after)}")
     outcome = Outcome(before, after, summary, trainer, model, trained_meta, dtype)
-    return publish_run(config, plan, base, base_meta, run_dir, stamp, progress, began, outcome)
+    return publish_run(config, plan, base, base_meta, run_dir, stamp, progress, began, outcome, clock=clock)
 
 
 def blend_weights(model: torch.nn.Module, base_state: dict[str, torch.Tensor], keep: float) -> None:
@@ -445,15 +474,15 @@ def _score_base(
     """The base's scores on the evaluation sets, and how long scoring took (reserved for the second)."""
     progress.enter("evaluate-before", f"scoring {base.name} on {sum(map(len, plan.eval_sets.values()))} images")
     max_minutes = config.train.max_minutes
-    eval_began = time.perf_counter()
+    eval_began = clock()
     base_model, _ = load_checkpoint(base, device=device)
-    scoring_began = time.perf_counter()
+    scoring_began = clock()
 
     def within_budget(fraction: float) -> None:
         # Projected from the images scored so far: an evaluation that alone leaves no time to
         # train stops the run now, not minutes past its budget.
         if max_minutes is not None and fraction > 0:
-            projected = scoring_began - eval_began + (time.perf_counter() - scoring_began) / fraction
+            projected = scoring_began - eval_began + (clock() - scoring_began) / fraction
             training_minutes(max_minutes, eval_began - began + projected, projected)
 
     before = evaluate_sets(
@@ -466,7 +495,7 @@ def _score_base(
         check=within_budget,
     )
     del base_model
-    eval_s = time.perf_counter() - eval_began
+    eval_s = clock() - eval_began
     _say(f"before: {summary_line(before)}")
     return before, eval_s
 
@@ -478,10 +507,8 @@ def _train(
     train_cfg = config.train
     max_minutes = None
     if train_cfg.max_minutes is not None:
-        max_minutes = training_minutes(train_cfg.max_minutes, time.perf_counter() - began, eval_s)
-        _say(
-            f"{time.perf_counter() - began:.0f} s spent, evaluation {eval_s:.0f} s: training for {max_minutes} minutes"
-        )
+        max_minutes = training_minutes(train_cfg.max_minutes, clock() - began, eval_s)
+        _say(f"{clock() - began:.0f} s spent, evaluation {eval_s:.0f} s: training for {max_minutes} minutes")
     trainer = dataclasses.replace(
         train_cfg,
         data=plan.data,
@@ -542,10 +569,13 @@ def cli(argv: list[str] | None = None, *, began: float | None = None) -> int:
     if report["status"] == "cancelled":
         return EXIT_CANCELLED
     delta = ", ".join(f"{k} {v:+.2f}" for k, v in report["delta_miou"].items())
+    if report["checkpoint"] is None:
+        print(f"[finetune] nothing published (mIoU change: {delta or 'n/a'})", flush=True)
+        return EXIT_NOT_PUBLISHED
     print(f"[finetune] new checkpoint {report['checkpoint']} (mIoU change: {delta or 'n/a'})", flush=True)
     return 0
 
 
 if __name__ == "__main__":
     # The budget is of the whole command: the interpreter's start and the imports count too.
-    sys.exit(cli(began=time.perf_counter() - process_age_s()))
+    sys.exit(cli(began=clock() - process_age_s()))

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from torch.utils.data import Dataset
 
 from ssfnet.data import CorrectionsDataset, holdout_split, mix_weights, open_source, parse_source, split_ids
-from ssfnet.data.corrections import correction_problem
+from ssfnet.data.corrections import correction_problem, list_corrections
 from ssfnet.data.sources import SourceSpec
 from ssfnet.io import sha256_file
 from ssfnet.labels import LabelSet, get_label_set
@@ -73,16 +73,53 @@ def original_specs(data: Sequence[str], base_meta: dict, say: Callable[[str], No
     return found
 
 
+def photo_of(meta: dict) -> str:
+    """The photo a correction record is of: its image's SHA-256 (the id's first 12 hex digits without one)."""
+    digest = meta.get("image_sha256")
+    return digest if isinstance(digest, str) and digest else str(meta["id"]).split("-", 1)[0]
+
+
+def latest_per_photo(records: Sequence[dict], ids: Sequence[str]) -> tuple[list[str], list[dict]]:
+    """The latest record of each photo among ``ids``, and the earlier ones it stands for.
+
+    Args:
+        records: Meta dicts (with ``id``) as :func:`ssfnet.data.list_corrections` lists them,
+            newest first.
+        ids: The records to choose from.
+
+    Returns:
+        The chosen ids, and ``{"id", "latest"}`` for each record of a photo that a later
+        record of the same photo replaces.
+    """
+    wanted = set(ids)
+    chosen: dict[str, str] = {}
+    earlier = []
+    for meta in records:  # newest first: the first record of a photo is its latest
+        if meta["id"] not in wanted:
+            continue
+        photo = photo_of(meta)
+        if photo in chosen:
+            earlier.append({"id": meta["id"], "latest": chosen[photo]})
+        else:
+            chosen[photo] = meta["id"]
+    return sorted(chosen.values()), earlier
+
+
 def select_corrections(
     roots: Sequence[str], label_set: LabelSet, holdout: float, seed: int, say: Callable[[str], None]
 ) -> list[dict]:
-    """Each corrections folder's latest records, split by :func:`holdout_split`.
+    """Each corrections folder's latest record of each photo, split by photo with :func:`holdout_split`.
 
+    A photo saved more than once counts once, with its latest record: one saved as the model
+    proposed it and later corrected (two records with no link between them) must neither be
+    trained on in one version and scored in the other, nor scored in its superseded version. The
+    held-out choice is made per photo (a hash of ``seed`` and the image's hash), never per record.
     Records that cannot be read whole are skipped with a warning naming them.
 
     Returns:
-        One ``{"root", "train_ids", "held_out_ids", "skipped"}`` per folder that has records;
-        ``skipped`` lists ``{"id", "reason"}`` of the unreadable ones.
+        One ``{"root", "train_ids", "held_out_ids", "skipped", "superseded"}`` per folder that has
+        records; ``skipped`` lists ``{"id", "reason"}`` of the unreadable ones, ``superseded``
+        ``{"id", "latest"}`` of earlier records of a photo.
 
     Raises:
         ValueError: no record to train on.
@@ -98,9 +135,16 @@ def select_corrections(
             else:
                 say(f"warning: skipping correction {record_id} in {root}: {problem}")
                 skipped.append({"id": record_id, "reason": problem})
-        train_ids, held_ids = holdout_split(ids, holdout, seed)
+        records = list_corrections(root)
+        ids, superseded = latest_per_photo(records, ids)
+        photo = {m["id"]: photo_of(m) for m in records}
+        _, held_photos = holdout_split([photo[i] for i in ids], holdout, seed)
+        held = set(held_photos)
+        train_ids = sorted(i for i in ids if photo[i] not in held)
+        held_ids = sorted(i for i in ids if photo[i] in held)
         say(
-            f"{root}: {len(ids)} corrections, {len(train_ids)} to train on, {len(held_ids)} held out"
+            f"{root}: {len(ids)} photos, {len(train_ids)} to train on, {len(held_ids)} held out"
+            + (f", {len(superseded)} earlier records of the same photos left out" if superseded else "")
             + (f", {len(skipped)} unreadable ones skipped" if skipped else "")
         )
         if ids or skipped:
@@ -110,6 +154,7 @@ def select_corrections(
                     "train_ids": train_ids,
                     "held_out_ids": held_ids,
                     "skipped": skipped,
+                    "superseded": superseded,
                 }
             )
     if not any(c["train_ids"] for c in corrections):

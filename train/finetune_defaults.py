@@ -20,3 +20,6 @@ CORRECTIONS_SHARE = 0.05
 HOLDOUT = 0.2
 # Share of the fine-tune's change the published weights keep: base + BLEND x (trained - base).
 BLEND = 0.25
+# Where a fine-tune publishes by default: this folder inside the checkpoints folder, which git
+# ignores (the shipped checkpoints beside it are tracked) and the app lists with the others.
+FINETUNED_DIR = "finetuned"

@@ -1,9 +1,15 @@
-"""Publishing a fine-tune: the new checkpoint with its lineage and scores, ``report.json`` and the plot."""
+"""Publishing a fine-tune: the new checkpoint with its lineage and scores, ``report.json`` and the plot.
+
+A fine-tune that scores lower than its base on the corrections it trained on, or on the held-out
+ones (:data:`GUARDED_SETS`), publishes nothing unless ``--publish-anyway`` is given: its report
+says what got worse (and the panel shows it), and the trained weights stay in the run's ``last/``.
+"""
 
 from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +30,27 @@ if TYPE_CHECKING:
     from .finetune import FinetuneConfig
 
 PLOT_FILE = "finetune.png"
+# The sets a fine-tune must not lose on to be published (each scored before and after on the same
+# images), and how messages name them.
+GUARDED_SETS = (
+    ("train_corrections", "the corrections it trained on"),
+    ("held_out_corrections", "the held-out corrections"),
+)
+
+
+def losses(before: dict, after: dict) -> list[dict]:
+    """Where the fine-tuned model scores a lower mIoU than its base: ``{"set", "name", "before", "after"}`` each."""
+    found = []
+    for key, name in GUARDED_SETS:
+        was, now = (before.get(key) or {}).get("miou"), (after.get(key) or {}).get("miou")
+        if was is not None and now is not None and now < was:
+            found.append({"set": key, "name": name, "before": was, "after": now})
+    return found
+
+
+def losses_text(worse: list[dict]) -> str:
+    """``the held-out corrections (mIoU 78.00 -> 65.40)``, joined with "and"."""
+    return " and ".join(f"{w['name']} (mIoU {w['before']:.2f} -> {w['after']:.2f})" for w in worse)
 
 
 @dataclass
@@ -49,8 +76,13 @@ def publish_run(
     progress: Progress,
     began: float,
     outcome: Outcome,
+    *,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> dict:
-    """Publish the fine-tuned model with its lineage and scores; write ``report.json`` and the plot."""
+    """Publish the fine-tuned model with its lineage and scores; write ``report.json`` and the plot.
+
+    ``clock`` is the time budget's, which ``began`` was read from.
+    """
     progress.enter("publish", f"writing the checkpoint to {config.checkpoints_dir}")
     before, after, summary, trainer = outcome.before, outcome.after, outcome.summary, outcome.trainer
     model, trained_meta = outcome.model, outcome.trained_meta
@@ -97,22 +129,35 @@ def publish_run(
     if terms or any(parse_source(o["spec"]).kind == "viton" for o in originals):
         metadata["data_terms"] = terms or "trained on VITON (research use only)"
     progress.check()  # the last moment a stop prevents publishing; the write itself is atomic
-    name = config.name or default_name(base)
-    checkpoint = publish(
-        model,
-        Path(config.checkpoints_dir),
-        name,
-        stamp,
-        base=base,
-        meta=trained_meta,
-        metadata=metadata,
-        dtype=outcome.dtype,
-    )
-    if not config.keep_run_checkpoint:
-        shutil.rmtree(run_dir / "last", ignore_errors=True)
+    worse = losses(before, after)
+    checkpoint, note = None, ""
+    if worse and not config.publish_anyway:
+        note = (
+            f"not published: the fine-tuned model scores lower than its base on {losses_text(worse)}; "
+            f"the trained weights stay in {run_dir / 'last'} (--publish-anyway publishes such a run)"
+        )
+    else:
+        name = config.name or default_name(base)
+        checkpoint = publish(
+            model,
+            Path(config.checkpoints_dir),
+            name,
+            stamp,
+            base=base,
+            meta=trained_meta,
+            metadata=metadata,
+            dtype=outcome.dtype,
+        )
+        if worse:
+            note = f"published as asked, although it scores lower than its base on {losses_text(worse)}"
+        if not config.keep_run_checkpoint:
+            shutil.rmtree(run_dir / "last", ignore_errors=True)
     report = {
         "status": "finished",
-        "checkpoint": str(checkpoint.resolve()),
+        "checkpoint": str(checkpoint.resolve()) if checkpoint is not None else None,
+        "published": checkpoint is not None,
+        "worse": worse,
+        "note": note,
         "base": str(base.resolve()),
         "run": str(run_dir.resolve()),
         "metrics": metrics,
@@ -122,7 +167,7 @@ def publish_run(
         "held_out_ids": finetune["held_out_ids"],
         "skipped_corrections": [dict(s, root=c["root"]) for c in corrections for s in c["skipped"]],
         "iterations": summary["iteration"],
-        "elapsed_s": round(time.perf_counter() - began, 1),
+        "elapsed_s": round(clock() - began, 1),
         "train_summary": summary,
     }
     write_json(run_dir / REPORT_FILE, report)

@@ -205,6 +205,7 @@ def finetune_config(
         blend=args.blend,
         holdout=0.0,
         keep_run_checkpoint=bool(args.also_blend),  # --also-blend blends from the trained weights
+        publish_anyway=True,  # the loop measures every fine-tune, better or worse than its base
         checkpoints_dir=str(out / "checkpoints"),
         given=tuple(k for k, v in overrides.items() if v),  # the rest of the base's recipe carries over
     )
