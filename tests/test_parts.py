@@ -135,3 +135,13 @@ def test_checkpoints_with_and_without_the_head_round_trip(tmp_path):
         loaded, meta = load_checkpoint(folder)
         assert meta["options"]["part_classes"] == classes
         assert (loaded.part_head is None) == (classes == 0)
+
+
+def test_a_fine_tune_keeps_the_base_s_region_sets():
+    from train.finetune import FINETUNE_DEFAULTS, inherit_recipe
+
+    recipe = {"region_sets": "limbs", "set_loss_weight": 1.0, "part_loss_weight": 0.5, "lr": 1e-4}
+    train, changes = inherit_recipe(FINETUNE_DEFAULTS, {"training": {"recipe": recipe}}, given=[])
+    assert train.region_sets == "limbs" and changes["region_sets"] == "limbs"
+    train, _ = inherit_recipe(FINETUNE_DEFAULTS, {"training": {"recipe": recipe}}, given=["region_sets"])
+    assert train.region_sets == "full"

@@ -27,7 +27,6 @@ from tqdm import tqdm
 from ssfnet.checkpoint import CheckpointError, load_into, load_state_dict, save_checkpoint, unwrap_model
 from ssfnet.io import json_safe, replace_dir, writer_alive
 from ssfnet.metrics import ConfusionMatrix
-from ssfnet.parts import class_probabilities, part_admission
 from ssfnet.precision import autocast
 
 from .utils import DistInfo, JsonlWriter, StopControl, Stopwatch, all_reduce_max, all_reduce_sum_array
@@ -334,14 +333,13 @@ def evaluate(
     """
     model.eval()
     cm = ConfusionMatrix(num_classes, mapping=mapping, label_set=label_set)
-    admits = part_admission(model, label_set)
     for images, targets in loader:
         images = images.to(device, non_blocking=True)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with autocast_for(device, amp):
-            outputs = model(images, aux=False)
-        cm.update(class_probabilities(outputs, admits).argmax(1).cpu(), targets)
+            logits = model(images, aux=False)["out"]
+        cm.update(logits.argmax(1).cpu(), targets)
     if dist_info is not None:
         cm.matrix = all_reduce_sum_array(cm.matrix, dist_info)
     metrics = cm.compute()

@@ -103,7 +103,19 @@ FINETUNE_DEFAULTS = dataclasses.replace(
 )
 # What a fine-tune takes from the recipe its base recorded (a released checkpoint's metadata), unless
 # given: it goes on with the base's training (crop, optimizer, loss) at LR_SHARE of its learning rate.
-INHERITED = ("crop_size", "optimizer", "head_lr_mult", "weight_decay", "class_balance", "loss_at", "scale_range")
+INHERITED = (
+    "crop_size",
+    "optimizer",
+    "head_lr_mult",
+    "weight_decay",
+    "class_balance",
+    "loss_at",
+    "scale_range",
+    # A base with a body-part head goes on learning PASCAL-Person-Part's regions as it was trained to.
+    "part_loss_weight",
+    "set_loss_weight",
+    "region_sets",
+)
 LR_SHARE = 0.1
 
 
