@@ -60,3 +60,20 @@ def test_a_missing_photo_or_checkpoint_is_a_message(checkpoint, photo, tmp_path,
     assert main(["--checkpoint", str(tmp_path / "nothing"), "--photo", str(photo), "--out", str(out)]) == 1
     assert "error:" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_times_onnxruntime_beside_torch_and_names_the_machine(checkpoint, photo, tmp_path):
+    out = tmp_path / "bench-parse.md"
+    argv = ["--checkpoint", str(checkpoint), "--photo", str(photo), "--input-sizes", "32", "--out", str(out)]
+    assert main([*argv, "--precisions", "fp32", "onnx-fp32", "--iters", "1"]) == 0
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert [r["precision"] for r in record["rows"]] == ["fp32", "onnx-fp32"]
+    assert all(r["first_ms"] > 0 for r in record["rows"])
+    assert "onnxruntime" in record["machine"] and f"Machine: {record['machine']}" in out.read_text()
+
+
+def test_int8_without_its_file_is_a_message(checkpoint, photo, tmp_path, capsys):
+    out = tmp_path / "bench-parse.md"
+    argv = ["--checkpoint", str(checkpoint), "--photo", str(photo), "--precisions", "onnx-int8", "--out", str(out)]
+    assert main(argv) == 1
+    assert "--int8-model" in capsys.readouterr().err and not out.exists()
