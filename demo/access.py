@@ -92,6 +92,21 @@ class Access:
         # Local-only without logins: whoever uses the app sits at this machine.
         self.everyone_admin = settings.local_only and not users
 
+    def draft_owner(self, request: gr.Request | None) -> str | None:
+        """Whose drafts ``request``'s unsaved work goes to: None for the drafts every user shares.
+
+        With logins each user has their own; an app that serves other machines without logins
+        keeps them per page (a browser tab, an API client); only a local-only app without logins,
+        used by whoever sits at this machine (maybe in several tabs), shares them. Unsaved work
+        of one user must never be offered to another.
+        """
+        if self.everyone_admin:
+            return None
+        who = requester(request)
+        if who is None or (self.logins and not who.startswith("user ")):
+            return "nobody"  # unknown: drafts that nobody else finds
+        return who
+
     def is_admin(self, request: gr.Request | None) -> bool:
         if self.everyone_admin:
             return True

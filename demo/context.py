@@ -23,15 +23,17 @@ from ssfnet.data.corrections import load_correction
 from ssfnet.io import atomic_write_bytes, overlay, png_bytes
 from ssfnet.labels import LabelSet, get_label_set
 
+from .access import Access
 from .cleanup import make_temp_dir
 from .drafts import Drafts
 from .finetune_runner import FinetuneRunner
 from .models import Predictors
 from .queue import PhotoQueue
-from .render import Scratch, legend_html, write_downloads
+from .render import Scratch, fast_png, legend_html, write_downloads, zoomed_overlay
 from .session import Session
 from .settings import Settings
 from .widgets import brush_size, hidden_set, label_widgets
+from .zoom import Zoom, display_window
 
 logger = logging.getLogger(__name__)
 
@@ -179,8 +181,10 @@ def status_text(session: Session | None) -> str:
         saved = f"saved as `{session.parent}`"
     else:
         saved = "not saved yet" if session.parent is None else "unsaved changes"
+    # A reopened record's proposal is its own labels (the model's output is not stored): say so.
+    since = "the proposal" if session.proposal_record is None else f"the reopened record `{session.proposal_record}`"
     return (
-        f"**{n:,} pixels changed** from the proposal ({share:.2f}%) · {len(session.history)} undo step(s) · "
+        f"**{n:,} pixels changed** from {since} ({share:.2f}%) · {len(session.history)} undo step(s) · "
         f"{saved} · working size {w}x{h}"
     )
 
@@ -209,6 +213,7 @@ class AppContext:
     runner: FinetuneRunner | None
     examples: list[Path]
     initial_set: LabelSet
+    access: Access
     ui: Components = field(default_factory=Components)
 
     @classmethod
@@ -238,6 +243,7 @@ class AppContext:
             runner=runner,
             examples=example_paths(),
             initial_set=start_label_set(predictors),
+            access=Access(settings),
         )
 
     @property
@@ -257,17 +263,38 @@ class AppContext:
         """The label set being edited: the session's, or the start one before any photo."""
         return session.label_set if session is not None else self.initial_set
 
+    def draft_owner(self, request: gr.Request | None) -> str | None:
+        """Whose drafts the work of ``request``'s sender goes to (see :meth:`demo.access.Access.draft_owner`)."""
+        return self.access.draft_owner(request)
+
+    def drafts_of(self, request: gr.Request | None) -> Drafts:
+        """The drafts ``request``'s sender may see and continue."""
+        return self.drafts.of(self.draft_owner(request))
+
     def autosave(self, session: Session) -> None:
         """Keep ``session``'s draft up to date (removed when nothing is left unsaved); a warning if it fails."""
         try:
-            self.drafts.keep(session)
+            self.drafts.of(session.owner).keep(session)
         except OSError as err:
             logger.warning("could not write the draft of %s: %s", session.source.name, err)
             gr.Warning(f"Could not autosave a draft: {err}")
 
-    def views(self, session: Session, opacity: float, hidden) -> dict:
-        """The outputs every edit refreshes (``view_outputs``); the overlay download is also what is shown.
+    def shown(self, session: Session, zoom: Zoom | None, opacity: float, hidden, full: str | None = None) -> str:
+        """The overlay file to show at the user's zoom (:func:`demo.zoom.display_window`): ``full`` (the
+        whole overlay) when neither zoomed nor enlarged to fill the box.
 
+        Any other view is written as a picture of its own: the downloads stay the whole overlay.
+        """
+        view = display_window(zoom, session)
+        if view.factor == 1 and full is not None:
+            return full
+        picture = zoomed_overlay(session, view, opacity, hidden_set(hidden))
+        return str(atomic_write_bytes(self.scratch.new() / f"overlay_{view.factor}x.png", fast_png(picture)))
+
+    def views(self, session: Session, opacity: float, hidden, zoom: Zoom | None = None) -> dict:
+        """The outputs every edit refreshes (``view_outputs``); the overlay shown at ``zoom`` (see :meth:`shown`).
+
+        The editor's background is the whole overlay, at the working size its strokes are taken at.
         Each refresh also autosaves the session's draft (or removes it when nothing is left unsaved).
         """
         hide = hidden_set(hidden)
@@ -277,7 +304,7 @@ class AppContext:
         ui = self.ui
         return {
             ui.session: session,
-            ui.view: picture,
+            ui.view: self.shown(session, zoom, opacity, hidden, full=picture),
             ui.editor: {"background": picture, "layers": [], "composite": None},
             ui.legend: legend_html(session, session.label_set, hide),
             ui.downloads: files,
@@ -346,9 +373,31 @@ class AppContext:
             "(queue, upload or **Drafts**) to continue"
         )
 
+    def continue_saved(self, session: Session, record_id: str) -> str | None:
+        """Continue a photo just opened from its saved correction ``record_id``, if it fits; a note saying so.
+
+        The model's proposal stays the proposal, so the status counts the pixels the saved labels
+        differ from it; saving writes a record whose parent is ``record_id``.
+        """
+        try:
+            _, labels, meta = load_correction(self.corrections_dir, record_id, max_side=self.settings.max_side)
+            if meta.get("label_set") != session.label_set.name:
+                raise ValueError(f"it holds {meta.get('label_set')} labels, the model {session.label_set.name}")
+            session.continue_saved(labels, record_id)
+        except (FileNotFoundError, ValueError, OSError) as err:
+            logger.warning("could not continue %s from correction %s: %s", session.source.name, record_id, err)
+            return (
+                f"its saved correction `{record_id}` could not be continued ({err}), so the model's "
+                "proposal is shown: **Reopen** the record under Saved corrections to edit it"
+            )
+        return (
+            f"continued from its saved correction `{record_id}` ({session.changed_pixels:,} pixels differ from "
+            "the model's proposal); saving writes a new version of it, **Reset to proposal** shows the model's"
+        )
+
     def continue_draft(self, session: Session) -> str | None:
         """Continue a photo just opened from its draft, if it has one; a note saying so."""
-        if not self.drafts.restore_into(session):
+        if not self.drafts.of(session.owner).restore_into(session):
             return None
         return (
             f"continued from your unsaved draft ({session.changed_pixels:,} pixels edited); "

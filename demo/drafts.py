@@ -4,13 +4,19 @@ Every edit writes the session's labels to ``<corrections>/drafts/<photo sha>/``
 (the photo's bytes once, the label maps and a small JSON); saving a correction,
 or editing back to the proposal, removes the draft. Opening the same photo
 again (an upload, an example, the queue) continues from its draft, and the
-drafts list restores one without the photo at hand. Drafts are shared by the
-app's users, like the corrections folder: two people on one photo share its draft.
+drafts list restores one without the photo at hand.
+
+Drafts belong to their owner (:meth:`demo.access.Access.draft_owner`): a logged-in user's are theirs,
+a page's are its own where the app serves other machines without logins, and only a
+local-only app without logins shares them (one person, maybe in several tabs). An owner's
+drafts live in a folder of their own under ``users/`` or ``pages/`` (:meth:`Drafts.of`),
+named by a digest of the owner, so that no user's name becomes a path.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -38,6 +44,13 @@ class Drafts:
 
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root)
+
+    def of(self, owner: str | None) -> Drafts:
+        """The drafts of ``owner`` (``"user <name>"``, ``"page <id>"``, ...); None: the shared ones, these."""
+        if owner is None:
+            return self
+        kind = "users" if owner.startswith("user ") else "pages"
+        return Drafts(self.root / kind / hashlib.sha256(owner.encode()).hexdigest()[:32])
 
     def folder(self, sha256: str) -> Path:
         if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
@@ -77,6 +90,7 @@ class Drafts:
             "model": session.model,
             "details": session.details,
             "parent": session.parent,
+            "proposal_record": session.proposal_record,
             "pixels_changed": session.changed_pixels,
             "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
@@ -129,6 +143,7 @@ class Drafts:
             )
         except (OSError, KeyError, ValueError) as err:
             raise ValueError(f"the draft of {meta.get('source_name') or sha256[:12]} is unreadable: {err}") from None
+        session.proposal_record = meta.get("proposal_record")
         session.edit(labels, "restored draft")
         return session
 

@@ -8,6 +8,7 @@ from ssfnet.data.corrections import list_corrections
 from train.finetune_defaults import BLEND, CORRECTIONS_SHARE, HOLDOUT
 
 from .context import AppContext
+from .finetune_budget import budget_label, least_budget
 from .finetune_runner import status_html
 from .panel_finetune import FinetuneHandlers
 
@@ -30,10 +31,14 @@ def finetune_panel(app: AppContext) -> None:
             ui.finetune_base = app.checkpoint_list("Base checkpoint", elem_id="finetune-base")
             longest = app.settings.finetune_max_minutes
             ui.finetune_minutes = gr.Number(
-                min(10, longest), label=f"Time budget (minutes, at most {longest})", minimum=0.1
+                min(10, longest), label=budget_label(longest, least_budget(app.settings.runs_dir)), minimum=0.1
             )
-            ui.finetune_lr = gr.Number(
-                None, label="Learning rate (empty: a tenth of the rate the base was trained at)", minimum=0
+            # A text box: a number box shows 0 when empty, and empty is what leaves the rate to the fine-tune.
+            ui.finetune_lr = gr.Textbox(
+                "",
+                label="Learning rate (empty: a tenth of the rate the base was trained at)",
+                placeholder="empty: a tenth of the base's rate",
+                elem_id="finetune-lr",
             )
         with gr.Row():
             ui.finetune_share = gr.Slider(0.01, 1.0, value=CORRECTIONS_SHARE, step=0.01, label="Corrections' share")
@@ -86,3 +91,10 @@ def wire_finetune(demo: gr.Blocks, app: AppContext, finetune: FinetuneHandlers, 
     demo.load(finetune.status, lists, [*shown, *lists], **private).then(
         finetune.polling, None, ui.finetune_timer, **private
     )
+
+    # A fine-tune that ends may measure the least budget: the budget box's label follows.
+    def budget_box():
+        return gr.Number(label=budget_label(app.settings.finetune_max_minutes, least_budget(app.settings.runs_dir)))
+
+    for trigger in (ui.finetune_timer.tick, ui.finetune_refresh_btn.click, demo.load):
+        trigger(budget_box, None, ui.finetune_minutes, show_progress="hidden", **private)

@@ -9,11 +9,9 @@ from __future__ import annotations
 import gradio as gr
 import numpy as np
 
-from ssfnet.io import atomic_write_bytes
-
 from . import editing
 from .context import AppContext
-from .render import fast_png, label_name, legend_html, write_downloads, zoomed_overlay
+from .render import label_name, legend_html, write_downloads
 from .widgets import (
     as_int,
     brush,
@@ -26,7 +24,7 @@ from .widgets import (
     pending_strokes,
     require,
 )
-from .zoom import ZOOMS, Zoom, current_zoom, shown_window, step
+from .zoom import ZOOMS, Zoom, current_zoom, display_window, step
 
 ZOOM_TOOL = "Zoom in"
 TOOLS = ("Pick label", "Relabel region", "Flood fill (similar colour)", ZOOM_TOOL)
@@ -46,22 +44,12 @@ class EditHandlers:
         return legend_html(session, self.app.label_set_of(session), hidden_set(hidden))
 
     def shown(self, session, zoom: Zoom | None, opacity, hidden, full: str | None = None) -> str:
-        """The overlay file to show at the user's zoom: ``full`` (the whole overlay) when not zoomed.
-
-        A zoomed view is written as a picture of its own: the downloads stay the whole overlay.
-        """
-        view = shown_window(zoom, session)
-        if view.factor == 1 and full is not None:
-            return full
-        picture = zoomed_overlay(session, view, opacity, hidden_set(hidden))
-        return str(atomic_write_bytes(self.app.scratch.new() / f"overlay_{view.factor}x.png", fast_png(picture)))
+        """The overlay file to show at the user's zoom (see :meth:`AppContext.shown`)."""
+        return self.app.shown(session, zoom, opacity, hidden, full)
 
     def views(self, session, zoom: Zoom | None, opacity, hidden) -> dict:
         """What every edit refreshes (:meth:`AppContext.views`), the overlay shown at the user's zoom."""
-        out = self.app.views(session, opacity, hidden)
-        view = self.app.ui.view
-        out[view] = self.shown(session, zoom, opacity, hidden, full=out[view])
-        return out
+        return self.app.views(session, opacity, hidden, zoom)
 
     def rerender(self, session, zoom, opacity, hidden) -> dict:
         """Redraw the overlay (opacity / hidden labels changed); the editor keeps its strokes."""
@@ -75,7 +63,7 @@ class EditHandlers:
         """The clicked point in working-image pixels (a click on a zoomed overlay is mapped back)."""
         x, y = evt.index
         if session is not None:
-            x, y = shown_window(zoom, session).to_working(x, y)
+            x, y = display_window(zoom, session).to_working(x, y)
         ui = self.app.ui
         return {ui.click_x: int(x), ui.click_y: int(y)}
 

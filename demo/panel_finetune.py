@@ -17,6 +17,7 @@ from ssfnet.data.corrections import list_corrections
 
 from .access import Access, requester
 from .context import AppContext
+from .finetune_budget import least_budget, too_small
 from .finetune_runner import FinetuneBusy, FinetuneNotYours, FinetuneRequest, FinetuneRunner, status_html
 from .panel_models import ModelHandlers
 from .paths import page_roots, shown_path, shown_text
@@ -125,6 +126,8 @@ class FinetuneHandlers:
                 f"A fine-tune from this page may take at most {longest} minutes (asked: {options.minutes:g}); "
                 "ask for less, or run python -m train.finetune on the server."
             )
+        if refusal := too_small(options.minutes, least_budget(app.settings.runs_dir)):
+            raise mistake(refusal)
         try:
             job = self.runner.start(options, owner=requester(request))
         except FinetuneBusy as err:

@@ -38,12 +38,13 @@ class GalleryHandlers:
         for meta in records[:GALLERY_SIZE]:
             thumb = self.app.thumbnails.get(root, meta)
             when = str(meta.get("created", ""))[:16].replace("T", " ")
-            review = (meta.get("extra") or {}).get("review") if isinstance(meta.get("extra"), dict) else None
-            what = (
-                "accepted as proposed"
-                if review == "accepted proposal"
-                else f"{meta.get('edited_pixels', 0):,} px edited"
-            )
+            extra = meta.get("extra") if isinstance(meta.get("extra"), dict) else {}
+            what = f"{meta.get('edited_pixels', 0):,} px edited"
+            if extra.get("review") == "accepted proposal":
+                what = "accepted as proposed"
+            elif str(extra.get("edited_from") or ("record" if meta.get("parent") else "proposal")).startswith("record"):
+                # Reopened and saved again: counted from the record reopened (the model's output is not stored).
+                what += " from its parent"
             caption = f"{meta.get('source_name') or meta['id']} · {when} UTC · {what} · {meta['id']}"
             items.append((str(thumb), caption))
             ids.append(meta["id"])
@@ -55,8 +56,9 @@ class GalleryHandlers:
         root = app.corrections_dir
         session = require(session)
         if not session.unsaved:
-            gr.Info(f"Nothing changed since this was saved as {session.parent}; not saved again.")
-            return {ui.status: status_text(session)}
+            note = f"Nothing changed since this was saved as `{session.parent}`; not saved again."
+            gr.Info(note.replace("`", ""))
+            return {ui.message: note, ui.status: status_text(session)}
         if session.unreviewed and not accept:
             message = (
                 "**Not saved:** these are the model's labels, unedited. Correct them, or press "
@@ -113,7 +115,7 @@ class GalleryHandlers:
         index = selected_index(evt)
         return ids[index] if 0 <= index < len(ids) else gr.skip()
 
-    def reopen(self, record_id, opacity, hidden, label, session) -> dict:
+    def reopen(self, record_id, opacity, hidden, label, session, request: gr.Request = None) -> dict:
         """Continue editing a saved correction; saving again writes a new record with it as parent."""
         app = self.app
         record_id = (record_id or "").strip()
@@ -126,6 +128,7 @@ class GalleryHandlers:
             problem = shown_text(str(err), self.roots)
             gr.Warning(f"Cannot reopen {record_id}: {problem}")
             return {app.ui.message: f"**Cannot reopen `{record_id}`:** {problem}. Nothing was changed."}
+        reopened.owner = app.draft_owner(request)
         kept = app.leave(session)
         message = f"Reopened `{record_id}`; saving writes a new record with this one as its parent."
         if reopened.downscaled:

@@ -30,15 +30,36 @@ class PhotoHandlers:
     def __init__(self, app: AppContext) -> None:
         self.app = app
 
-    def open_photo(self, path, checkpoint, multiscale, flip, opacity, hidden, label, session, progress) -> dict:
+    def open_photo(
+        self,
+        path,
+        checkpoint,
+        multiscale,
+        flip,
+        opacity,
+        hidden,
+        label,
+        session,
+        progress,
+        *,
+        record=None,
+        name=None,
+        request: gr.Request | None = None,
+    ) -> dict:
         """Read the photo at ``path``, run the model and start a new session (the ``start_outputs``).
 
         Unsaved work on the photo being replaced is kept as a draft; a photo with a draft
-        continues from it.
+        continues from it, else one with a saved correction ``record`` (the queue's, or the
+        record a photo being parsed again continued) from that record's labels.
+
+        Args:
+            name: The photo's name (default: the file's).
+            request: Who opens it: their drafts are the ones continued and written (see
+                :meth:`demo.access.Access.draft_owner`).
         """
         app = self.app
         progress(0.05, desc="Reading the photo")
-        name = Path(path).name
+        name = name or Path(path).name
         max_side = app.settings.max_side
         try:
             # Decoded reduced to the working size: memory follows it, not the upload's size.
@@ -75,7 +96,16 @@ class PhotoHandlers:
         progress(0.9, desc="Drawing")
         kept = app.leave(session)
         session = Session.start(image, source, proposal, label_set, model=model, details=details)
-        for note in (app.continue_draft(session), kept):
+        session.owner = app.draft_owner(request)
+        continued = app.continue_draft(session)
+        if continued is None and record:
+            continued = app.continue_saved(session, record)
+        elif continued is None and (saved := app.photo_queue.latest_record(source.sha256)):
+            continued = (
+                f"this photo was saved before as `{saved}`: this is the model's proposal; **Reopen** the record "
+                "under Saved corrections (or open the photo from the queue) to continue from its labels"
+            )
+        for note in (continued, kept):
             if note:
                 notes.append(note)
         message = opened + (f" with `{model}`." if model else ".")
@@ -84,12 +114,63 @@ class PhotoHandlers:
         return app.opened(session, opacity, hidden, label, message)
 
     # Gradio finds the progress tracker by this default value, hence the call in the signature.
-    def parse(self, upload, checkpoint, multiscale, flip, opacity, hidden, label, session, progress=gr.Progress()):  # noqa: B008
+    def parse(
+        self,
+        upload,
+        checkpoint,
+        multiscale,
+        flip,
+        opacity,
+        hidden,
+        label,
+        session,
+        request: gr.Request,
+        progress=gr.Progress(),  # noqa: B008
+    ):
         """Read the photo, run the model and start a new session from its proposal."""
         if not upload:
             gr.Warning("Upload a photo first.")
             return gr.skip()
-        return self.open_photo(upload, checkpoint, multiscale, flip, opacity, hidden, label, session, progress)
+        return self.open_photo(
+            upload, checkpoint, multiscale, flip, opacity, hidden, label, session, progress, request=request
+        )
+
+    # Gradio finds the progress tracker by this default value, hence the call in the signature.
+    def reparse(
+        self,
+        checkpoint,
+        multiscale,
+        flip,
+        opacity,
+        hidden,
+        label,
+        session,
+        request: gr.Request,
+        progress=gr.Progress(),  # noqa: B008
+    ):
+        """Parse the open photo again (another checkpoint or options); its edits and saved labels carry over.
+
+        Its unsaved edits go into its draft, which the photo then continues from (the new proposal
+        becomes what the edits count from); a photo continuing a saved correction continues it.
+        """
+        if session is None:
+            return gr.skip()
+        path = self.app.photo_file(session)
+        name = session.source.name or Path(path).name
+        return self.open_photo(
+            path,
+            checkpoint,
+            multiscale,
+            flip,
+            opacity,
+            hidden,
+            label,
+            session,
+            progress,
+            record=session.parent,
+            name=name,
+            request=request,
+        )
 
     def stash_strokes(self, session, editor_value):
         """Before another photo replaces the session: apply the strokes not yet applied, so the draft keeps them."""
@@ -110,22 +191,24 @@ class PhotoHandlers:
         index = selected_index(evt)
         return str(examples[index]) if 0 <= index < len(examples) else gr.skip()
 
-    def restore_draft(self, sha, session, opacity, hidden, label) -> dict:
-        """Continue a kept draft (the photo's bytes are kept with it)."""
+    def restore_draft(self, sha, session, opacity, hidden, label, request: gr.Request) -> dict:
+        """Continue one of the sender's kept drafts (the photo's bytes are kept with it)."""
         app = self.app
         if not sha:
             raise mistake("Choose a draft first.")
         try:
-            restored = app.drafts.load(sha)
+            restored = app.drafts_of(request).load(sha)
         except (FileNotFoundError, ValueError) as err:
             raise mistake(str(err)) from None
+        restored.owner = app.draft_owner(request)
         kept = app.leave(session) if session is None or session.source.sha256 != sha else None
         message = f"Restored the draft of **{restored.source.name}** ({restored.changed_pixels:,} pixels edited)."
         if kept:
             message += f" Note: {kept}."
         return app.opened(restored, opacity, hidden, label, message)
 
-    def draft_choices(self, current=None):
-        choices = [(describe_draft(meta), sha) for sha, meta in self.app.drafts.listing()]
+    def draft_choices(self, current=None, request: gr.Request = None):
+        """The sender's drafts, newest first (the pick kept while it exists)."""
+        choices = [(describe_draft(meta), sha) for sha, meta in self.app.drafts_of(request).listing()]
         shas = [sha for _, sha in choices]
         return gr.Dropdown(choices=choices, value=current if current in shas else (shas[0] if shas else None))

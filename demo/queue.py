@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ssfnet.data.corrections import list_corrections
+from ssfnet.data.corrections import latest_ids, list_corrections
 from ssfnet.io import atomic_write_bytes
 
 from .drafts import Drafts
@@ -46,6 +46,12 @@ def photos_in(folder: Path) -> list[Path]:
     return sorted(
         p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES and not p.name.startswith(".")
     )
+
+
+def _photo_digests(meta: dict) -> tuple:
+    """The digests a saved correction is known by: its stored image's and the upload's it was saved from."""
+    extra = meta.get("extra") if isinstance(meta.get("extra"), dict) else {}
+    return meta.get("image_sha256"), extra.get("source_sha256")
 
 
 class PhotoQueue:
@@ -119,20 +125,23 @@ class PhotoQueue:
             self._digests[key] = hashlib.sha256(path.read_bytes()).hexdigest()
         return self._digests[key]
 
-    def saved_digests(self) -> set[str]:
-        found = set()
-        for meta in list_corrections(self.corrections_dir):
-            found.add(meta.get("image_sha256"))
-            extra = meta.get("extra") if isinstance(meta.get("extra"), dict) else {}
-            found.add(extra.get("source_sha256"))
-        return found
+    def latest_record(self, sha: str) -> str | None:
+        """The id of the newest saved correction of the photo ``sha`` that no later one was edited from."""
+        records = [meta for meta in list_corrections(self.corrections_dir) if sha in _photo_digests(meta)]
+        latest = latest_ids(records)  # newest first, as listed
+        return latest[0] if latest else None
 
-    def statuses(self, photos: list[Path]) -> list[str]:
+    def saved_digests(self) -> set[str]:
+        return {sha for meta in list_corrections(self.corrections_dir) for sha in _photo_digests(meta)}
+
+    def statuses(self, photos: list[Path], drafts: Drafts | None = None) -> list[str]:
+        """Each photo's status, its drafts looked up in ``drafts`` (default: the queue's, shared)."""
+        drafts = drafts or self.drafts
         saved = self.saved_digests()
         out = []
         for path in photos:
             sha = self.digest(path)
-            out.append("draft" if self.drafts.exists(sha) else "saved" if sha in saved else "to do")
+            out.append("draft" if drafts.exists(sha) else "saved" if sha in saved else "to do")
         return out
 
     def scores(self) -> dict[str, float]:
@@ -168,12 +177,12 @@ class PhotoQueue:
 
     # ---- the view -------------------------------------------------------------------
 
-    def table_html(self, position: int | None) -> str:
-        """The queue as an HTML table (the current photo marked), with a progress line."""
+    def table_html(self, position: int | None, drafts: Drafts | None = None) -> str:
+        """The queue as an HTML table (the current photo marked) and a progress line; drafts as in :meth:`statuses`."""
         photos = self.photos()
         if not photos:
             return "<p>The queue is empty: load a folder of photos or upload several at once.</p>"
-        statuses = self.statuses(photos)
+        statuses = self.statuses(photos, drafts)
         ranked_by = self.ranked_by
         done = statuses.count("saved")
         share = 100 * done / len(photos)

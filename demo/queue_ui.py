@@ -17,6 +17,8 @@ from ssfnet import CheckpointError
 from ssfnet.checkpoint import METADATA_FILE
 from ssfnet.io import ImageError
 
+from .access import Access
+from .drafts import Drafts
 from .models import Predictors, in_model_thread
 from .paths import page_roots, shown_text
 from .queue import PhotoQueue, mean_entropy
@@ -36,7 +38,8 @@ class QueuePanel:
         settings: App settings (``photos_dir``, who may type a folder, working size).
         predictors: Checkpoints, for ranking.
         open_photo: The app's ``open_photo(path, checkpoint, multiscale, flip, opacity, hidden,
-            label, session, progress)``, returning ``{component: value}`` for its start outputs.
+            label, session, progress, record=...)``, returning ``{component: value}`` for its start
+            outputs (``record``: the photo's saved correction to continue from).
     """
 
     def __init__(
@@ -46,6 +49,7 @@ class QueuePanel:
         self.settings = settings
         self.predictors = predictors
         self.open_photo = open_photo
+        self.access = Access(settings)
 
     def layout(self) -> None:
         """Create the panel's components at the current place of the Blocks."""
@@ -67,9 +71,13 @@ class QueuePanel:
             with gr.Row():
                 self.prev_btn = gr.Button("◀ Previous", size="sm", elem_id="queue-prev")
                 self.next_btn = gr.Button("Next ▶", size="sm", elem_id="queue-next")
-            self.table = gr.HTML(self.queue.table_html(None), label="Queue", elem_id="queue-table")
+            self.table = gr.HTML(self.queue.table_html(None, self._drafts(None)), label="Queue", elem_id="queue-table")
 
     # ---- handlers -------------------------------------------------------------------
+
+    def _drafts(self, request: gr.Request | None) -> Drafts:
+        """The drafts ``request``'s sender sees: a photo shows "draft" only to whoever has its draft."""
+        return self.queue.drafts.of(self.access.draft_owner(request))
 
     def _allowed(self, folder: Path) -> bool:
         if self.settings.local_only:
@@ -77,7 +85,7 @@ class QueuePanel:
         base = self.settings.photos_dir
         return base is not None and folder.resolve().is_relative_to(Path(base).resolve())
 
-    def load_folder(self, folder: str):
+    def load_folder(self, folder: str, request: gr.Request = None):
         """Queue the photos of a folder (by name); the first opens with Next."""
         folder = (folder or "").strip()
         if not folder:
@@ -90,26 +98,28 @@ class QueuePanel:
         photos = self.queue.load_folder(path)
         if not photos:
             gr.Warning(f"No photos in {folder}")
-        return self._table(-1)
+        return self._table(-1, request)
 
-    def _table(self, position: int | None) -> dict:
+    def _table(self, position: int | None, request: gr.Request | None) -> dict:
         """The queue's table with ``position`` marked (None: keep the position as it is)."""
-        updates = {self.table: self.queue.table_html(position)}
+        updates = {self.table: self.queue.table_html(position, self._drafts(request))}
         if position is not None:
             updates[self.position] = position
         return updates
 
-    def add_uploads(self, files):
+    def add_uploads(self, files, request: gr.Request = None):
         """Append uploaded photos to the queue (copied into the queue's folder)."""
         if not files:
             return gr.skip()
         self.queue.add_uploads(files)
-        return self._table(None)
+        return self._table(None, request)
 
-    def show(self, position):
-        return self.queue.table_html(position)
+    def show(self, position, request: gr.Request = None):
+        return self.queue.table_html(position, self._drafts(request))
 
-    def step(self, delta: int, position, checkpoint, multiscale, flip, opacity, hidden, label, session, progress):
+    def step(
+        self, delta: int, position, checkpoint, multiscale, flip, opacity, hidden, label, session, progress, request
+    ):
         photos = self.queue.photos()
         if not photos:
             raise _mistake("The queue is empty: load a folder of photos or add some first.")
@@ -117,21 +127,58 @@ class QueuePanel:
         if target < 0 or target >= len(photos):
             gr.Info("That was the last photo of the queue." if delta > 0 else "This is the first photo of the queue.")
             return gr.skip()
+        # A photo saved before opens its latest saved labels, as Reopen would: saving again makes
+        # a new version of that record, not a second record of the photo.
+        record = self.queue.latest_record(self.queue.digest(photos[target]))
         outputs = self.open_photo(
-            str(photos[target]), checkpoint, multiscale, flip, opacity, hidden, label, session, progress
+            str(photos[target]),
+            checkpoint,
+            multiscale,
+            flip,
+            opacity,
+            hidden,
+            label,
+            session,
+            progress,
+            record=record,
+            request=request,
         )
-        return {**outputs, **self._table(target)}
+        return {**outputs, **self._table(target, request)}
 
     # Gradio finds the progress tracker by this default value, hence the call in the signature.
-    def next(self, position, checkpoint, multiscale, flip, opacity, hidden, label, session, progress=gr.Progress()):  # noqa: B008
+    def next(
+        self,
+        position,
+        checkpoint,
+        multiscale,
+        flip,
+        opacity,
+        hidden,
+        label,
+        session,
+        request: gr.Request,
+        progress=gr.Progress(),  # noqa: B008
+    ):
         """Open the next photo of the queue."""
-        return self.step(1, position, checkpoint, multiscale, flip, opacity, hidden, label, session, progress)
+        return self.step(1, position, checkpoint, multiscale, flip, opacity, hidden, label, session, progress, request)
 
-    def previous(self, position, checkpoint, multiscale, flip, opacity, hidden, label, session, progress=gr.Progress()):  # noqa: B008
+    def previous(
+        self,
+        position,
+        checkpoint,
+        multiscale,
+        flip,
+        opacity,
+        hidden,
+        label,
+        session,
+        request: gr.Request,
+        progress=gr.Progress(),  # noqa: B008
+    ):
         """Open the previous photo of the queue."""
-        return self.step(-1, position, checkpoint, multiscale, flip, opacity, hidden, label, session, progress)
+        return self.step(-1, position, checkpoint, multiscale, flip, opacity, hidden, label, session, progress, request)
 
-    def rank(self, checkpoint, progress=gr.Progress()):  # noqa: B008
+    def rank(self, checkpoint, request: gr.Request, progress=gr.Progress()):  # noqa: B008
         """Order the queue by the model's uncertainty (mean pixel entropy), most uncertain first."""
         if not self.queue.photos():
             raise _mistake("The queue is empty: load a folder of photos or add some first.")
@@ -154,7 +201,7 @@ class QueuePanel:
             progress((done, total), desc=f"Scoring {name}", unit="photos")
 
         self.queue.rank(model_key, score, report)
-        return self._table(-1)
+        return self._table(-1, request)
 
     # ---- events ---------------------------------------------------------------------
 

@@ -145,6 +145,10 @@ class Session:
         model: Name of the checkpoint that proposed the labels ("" for none).
         details: Parsing options etc., stored in the saved metadata.
         parent: Id of the correction this session continues, if any.
+        proposal_record: Id of the saved correction whose labels are the proposal (a reopened
+            record: the model's output is not stored); None when the proposal is the model's.
+        owner: Whose drafts keep the unsaved work (:meth:`demo.access.Access.draft_owner`); None: the
+            drafts every user of a local-only app shares.
     """
 
     image: np.ndarray
@@ -155,6 +159,8 @@ class Session:
     model: str = ""
     details: dict = field(default_factory=dict)
     parent: str | None = None
+    proposal_record: str | None = None
+    owner: str | None = None
     history: History = field(default_factory=History)
     saved_digest: str | None = None
 
@@ -185,8 +191,28 @@ class Session:
 
     @property
     def changed_pixels(self) -> int:
-        """Pixels whose label differs from the proposal."""
+        """Pixels whose label differs from the proposal (see :attr:`changed_from`)."""
         return int(np.count_nonzero(self.labels != self.proposal))
+
+    @property
+    def changed_from(self) -> str:
+        """What :attr:`changed_pixels` counts from, in words: the model's proposal or a reopened record."""
+        if self.proposal_record is not None:
+            return f"the reopened record {self.proposal_record}"
+        return "the model's proposal" if self.model else "the blank start"
+
+    def continue_saved(self, labels: np.ndarray, record_id: str) -> None:
+        """Start from the labels saved as ``record_id`` (same size), the model's proposal kept as the proposal.
+
+        The session then continues that record: saving writes a record whose parent it is, and
+        :attr:`changed_pixels` counts from the model's proposal, not from the record.
+        """
+        if labels.shape != self.labels.shape:
+            raise ValueError(f"saved labels of size {labels.shape} on a photo of size {self.labels.shape}")
+        self.label_set.validate(labels)
+        self.labels = labels.copy()
+        self.parent = record_id
+        self.saved_digest = _digest(self.labels)
 
     @property
     def unsaved(self) -> bool:
@@ -270,6 +296,8 @@ class Session:
             "saved_size": list(full_labels.shape),
             "labels_upscaled": self.downscaled,
             "pixels_changed_from_proposal": self.changed_pixels,
+            # What edited_pixels counts from: "proposal" (the model's) or the record reopened.
+            "edited_from": "proposal" if self.proposal_record is None else f"record {self.proposal_record}",
             "review": review,
             "source_sha256": self.source.sha256,
         }
@@ -325,6 +353,7 @@ def open_correction(root: str | os.PathLike, record_id: str, *, max_side: int) -
     session = Session.start(
         image, source, proposal, label_set, model=str(meta.get("model", "")), details=details, parent=record_id
     )
+    session.proposal_record = record_id
     session.saved_digest = _digest(session.labels)
     return session
 

@@ -12,6 +12,7 @@ the browser.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import gradio as gr
@@ -57,6 +58,17 @@ PAINT_HELP = (
     "legend); each painted pixel becomes exactly one label. The eraser removes paint not "
     "yet applied. Apply strokes before using the click tools: other edits redraw this canvas. "
     "Zoom with the canvas's zoom controls."
+)
+
+
+# Gradio 6 takes a page's CSS only in launch(): the app's own few rules come with the page instead,
+# so that every way of launching it (app.py, a Space, the tests) gets them. Gallery captions wrap:
+# Gradio's are cut to one line, which hid the record id and the edits of every saved correction.
+PAGE_CSS = "#gallery .caption-label { white-space: normal; overflow-wrap: anywhere; max-width: calc(100% - 8px); }"
+STYLE_JS = (
+    "() => { if (!document.getElementById('ssfnet-style')) { const style = document.createElement('style');"
+    f" style.id = 'ssfnet-style'; style.textContent = {json.dumps(PAGE_CSS)}; document.head.appendChild(style); }}"
+    " return []; }"
 )
 
 
@@ -137,6 +149,7 @@ def build_demo(settings: Settings | None = None, predictors: Predictors | None =
         if handlers.finetune is not None:
             wire_finetune(demo, app, handlers.finetune, saves, refresh_event)
         demo.load(handlers.gallery.refresh_gallery, None, [ui.gallery, ui.record_ids], api_visibility="private")
+        demo.load(None, js=STYLE_JS)
     # A bounded queue: beyond it a request is refused at once ("queue is full") instead of piling up memory.
     demo.queue(default_concurrency_limit=4, max_size=settings.queue_size)
     # What expired sessions and large photos freed goes back to the system.
@@ -184,7 +197,7 @@ def _photo_column(app: AppContext, queue_panel: QueuePanel) -> None:
     ui.parse_btn = gr.Button("Parse", variant="primary", elem_id="parse")
     queue_panel.layout()
     with gr.Accordion("Model options", open=False):
-        ui.checkpoint = app.checkpoint_list("Checkpoint")
+        ui.checkpoint = app.checkpoint_list("Checkpoint", elem_id="checkpoint")
         ui.refresh_ckpt = gr.Button("Refresh checkpoint list", size="sm")
         ui.multiscale = gr.Checkbox(False, label="Multi-scale (slower, usually better)")
         ui.flip = gr.Checkbox(False, label="Also parse the mirrored image (flip)")
@@ -277,8 +290,8 @@ def _saved_panel(app: AppContext) -> None:
         gr.Markdown(f"Folder: `{shown_path(app.corrections_dir, page_roots(app.settings))}`")
         ui.gallery = gr.Gallery(
             label="Saved corrections (newest first)",
-            columns=6,
-            height=300,
+            columns=4,
+            height=420,
             fit_columns=False,
             object_fit="contain",
             allow_preview=False,
@@ -301,7 +314,9 @@ def _drafts_panel(app: AppContext) -> None:
     ui = app.ui
     with gr.Accordion("Drafts (unsaved work, autosaved)", open=False):
         with gr.Row():
-            ui.draft_dd = gr.Dropdown(choices=[], label="Draft", scale=3, elem_id="drafts")
+            # Custom values: a draft id from the API's drafts call is taken in a session that has not
+            # listed them (the handler looks it up among the sender's own drafts).
+            ui.draft_dd = gr.Dropdown(choices=[], label="Draft", scale=3, allow_custom_value=True, elem_id="drafts")
             ui.restore_btn = gr.Button("Restore draft", elem_id="restore-draft")
             ui.drafts_refresh_btn = gr.Button("Refresh drafts")
     with gr.Accordion("Keyboard shortcuts", open=False):
@@ -351,6 +366,11 @@ def _wire_opening(app: AppContext, handlers: Handlers, queue_panel: QueuePanel) 
     ui.parse_btn.click(photo.stash_strokes, *stash_io, api_visibility="private").then(api_name="parse", **parse_event)
     ui.upload.upload(photo.stash_strokes, *stash_io, api_visibility="private").then(
         api_visibility="private", **parse_event
+    )
+    # Another checkpoint parses the open photo again (its edits carry over through its draft).
+    reparse_inputs = [ui.checkpoint, ui.multiscale, ui.flip, ui.opacity, ui.hidden, ui.label, ui.session]
+    ui.checkpoint.input(photo.stash_strokes, *stash_io, api_visibility="private").then(
+        photo.reparse, reparse_inputs, ui.start_outputs, api_name="reparse", **_model_queue(app)
     )
     if app.examples:
         ui.example_gallery.select(photo.pick_example, None, ui.upload, api_visibility="private").then(

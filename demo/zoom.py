@@ -12,6 +12,7 @@ Nothing here imports Gradio; the handlers are in :mod:`demo.panel_edit`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import weakref
 from dataclasses import dataclass
@@ -20,6 +21,10 @@ import numpy as np
 
 # The zoom factors offered: 1 shows the whole image.
 ZOOMS = (1, 2, 4, 8)
+# About the overlay box's longer side, in pixels. The browser only ever scales a picture down (and
+# Gradio maps clicks with that scale capped at 1), so a photo under half of it is shown enlarged a
+# whole number of times, at Fit and at every zoom, to fill the box rather than a corner of it.
+FIT_SIDE = 1000
 
 
 @dataclass(frozen=True)
@@ -126,3 +131,14 @@ def shown_window(zoom: Zoom | None, session) -> Window:
     """The window the overlay of ``session`` shows under ``zoom`` (see :func:`current_zoom`)."""
     zoom = current_zoom(zoom, session)
     return window(session.labels.shape, zoom.factor, zoom.x, zoom.y)
+
+
+def fit_factor(shape: tuple[int, ...]) -> int:
+    """How many times a picture of ``shape`` (H, W, ...) is enlarged to fill the overlay box (1: none)."""
+    return max(1, FIT_SIDE // max(1, *shape[:2]))
+
+
+def display_window(zoom: Zoom | None, session) -> Window:
+    """:func:`shown_window` enlarged as :func:`fit_factor` says: what the overlay's picture is of."""
+    view = shown_window(zoom, session)
+    return dataclasses.replace(view, factor=view.factor * fit_factor(session.labels.shape))

@@ -7,7 +7,10 @@ there. The model is a randomly initialised SSFNet-lite: its labels are arbitrary
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +21,10 @@ from gradio_client.exceptions import AppError
 from helpers import app_settings, launched_app
 from PIL import Image
 
+from demo.finetune_budget import least_budget
 from demo.ui import build_demo
 from ssfnet import build_model, save_checkpoint
+from ssfnet.data.corrections import save_correction
 from ssfnet.labels import get_label_set
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,10 +60,12 @@ def connect(url: str, **kwargs) -> Client:
 
 
 def own_photo(tmp_path: Path, name: str, source: Path = EXAMPLES[0], size: tuple[int, int] | None = None) -> Path:
-    """A photo of this test alone (mirrored, maybe resized): no draft or save of another test has its bytes."""
+    """A photo of its name alone (mirrored, maybe resized, a corner marked after the name): no draft or
+    save of another test has its bytes."""
     image = Image.open(source).convert("RGB").transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     if size is not None:
         image = image.resize(size)
+    image.paste(tuple(zlib.crc32(name.encode()).to_bytes(4, "big")[:3]), (0, 0, 8, 8))
     path = tmp_path / name
     image.save(path, quality=92)
     return path
@@ -163,3 +170,197 @@ def test_a_typed_label_name_applies_that_label_and_an_unknown_one_is_refused(app
         client.predict(5, 5, "Relabel region", "nonsense", 24, *VIEW, api_name="/apply_click")
     *_, status = client.predict(*VIEW, api_name="/undo")
     assert "**0 pixels changed**" in status  # the refused click changed nothing
+
+
+# ---------------------------------------------------------------------------------------------
+# Item 2: a saved photo of the queue opens its saved labels; item 9: what a count is relative to
+
+
+def queue_step(client: Client, api_name: str) -> list:
+    return client.predict(None, False, False, *VIEW, "0", api_name=api_name)
+
+
+def test_a_saved_queue_photo_opens_its_saved_labels_and_a_save_records_its_parent(app, tmp_path):
+    settings, url = app
+    folder = tmp_path / "queue"
+    folder.mkdir()
+    first = own_photo(folder, "q1.jpg", EXAMPLES[1])
+    own_photo(folder, "q2.jpg", EXAMPLES[2])
+    client = connect(url)
+    client.predict(str(folder), api_name="/queue_folder")
+    *_, downloads, _, _, _, _, message = queue_step(client, "/queue_next")[:9]
+    proposal = label_map(downloads)
+    *_, downloads, _, _ = client.predict(5, 5, "Relabel region", str(FACE), 24, *VIEW, api_name="/apply_click")
+    saved = label_map(downloads)
+    _, message, _ = client.predict(api_name="/save")
+    first_record = message.split("`")[1]
+
+    # Away and back: the saved labels, not the model's proposal, and "saved".
+    queue_step(client, "/queue_next")
+    *_, downloads, status, _, _, upload, message = queue_step(client, "/queue_prev")[:9]
+    np.testing.assert_array_equal(label_map(downloads), saved)
+    assert f"continued from its saved correction `{first_record}`" in message
+    changed = int((saved != proposal).sum())
+    assert f"**{changed:,} pixels changed** from the proposal" in status and f"saved as `{first_record}`" in status
+    assert Path(upload).read_bytes() == first.read_bytes()
+    _, message, _ = client.predict(api_name="/save")
+    assert f"Nothing changed since this was saved as `{first_record}`" in message
+
+    # A further edit saves a new version of that record, counted from the model's proposal.
+    *_, downloads, _, _ = client.predict(300, 700, "Relabel region", str(HAIR), 24, *VIEW, api_name="/apply_click")
+    _, message, _ = client.predict(api_name="/save")
+    second = message.split("`")[1]
+    meta = meta_of(settings, second)
+    assert meta["parent"] == first_record and meta["extra"]["edited_from"] == "proposal"
+    assert meta["edited_pixels"] == int((label_map(downloads) != proposal).sum())
+    captions = [item["caption"] for item in client.predict(False, api_name="/list_corrections")]
+    assert any(second in c for c in captions) and not any(first_record in c for c in captions)
+
+    # Reopened and saved again: the count is from the record reopened, and said so.
+    *_, status, _, _, _, _ = client.predict(second, *VIEW, "0", api_name="/reopen")
+    assert f"from the reopened record `{second}`" in status
+    client.predict(20, 20, "Relabel region", str(UPPER), 24, *VIEW, api_name="/apply_click")
+    _, message, _ = client.predict(api_name="/save")
+    third = message.split("`")[1]
+    assert meta_of(settings, third)["extra"]["edited_from"] == f"record {second}"
+    (caption,) = [
+        item["caption"] for item in client.predict(False, api_name="/list_corrections") if third in item["caption"]
+    ]
+    assert "px edited from its parent" in caption
+
+
+def test_another_checkpoint_parses_the_open_photo_again_keeping_its_edits(app, tmp_path):
+    settings, url = app
+    other = settings.checkpoints_dir / "other"
+    torch.manual_seed(1)
+    save_checkpoint(build_model("ssfnet_lite", LIP.num_classes), other, variant="ssfnet_lite", label_set="lip-20")
+    try:
+        client = connect(url)
+        parse(client, own_photo(tmp_path, "reparsed.jpg", EXAMPLES[3]))
+        *_, downloads, _, _ = client.predict(5, 5, "Relabel region", str(FACE), 24, *VIEW, api_name="/apply_click")
+        edited = label_map(downloads)
+        out = client.predict(str(other.resolve()), False, False, *VIEW, "0", api_name="/reparse")
+        *_, downloads, status, _, _, _, message = out
+        assert "Parsed **reparsed.jpg** with `other`" in message and "continued from your unsaved draft" in message
+        np.testing.assert_array_equal(label_map(downloads), edited)  # the edits carried over
+        assert json.loads(Path(next(p for p in downloads if p.endswith(".json"))).read_text())["model"] == "other"
+    finally:
+        shutil.rmtree(other)
+
+
+# ---------------------------------------------------------------------------------------------
+# Item 3: whose drafts are whose
+
+
+@contextlib.contextmanager
+def launched_with_logins(settings):
+    """The app of ``settings`` on localhost with its login list."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+        blocks = build_demo(settings)
+        blocks.launch(
+            server_name="127.0.0.1", server_port=settings.port, auth=settings.credentials(), prevent_thread_lock=True
+        )
+        try:
+            yield f"http://127.0.0.1:{settings.port}/"
+        finally:
+            blocks.close()
+
+
+def leave_a_draft(client: Client, photo: Path, then: Path) -> str:
+    """Edit ``photo``, open ``then``: the edit is kept as a draft; returns the draft's id."""
+    parse(client, photo)
+    client.predict(5, 5, "Relabel region", str(FACE), 24, *VIEW, api_name="/apply_click")
+    assert "kept as a draft" in parse(client, then)[-1]
+    (sha,) = [sha for caption, sha in client.predict(None, api_name="/drafts")["choices"] if photo.name in caption]
+    return sha
+
+
+def sees_draft(client: Client, photo: Path) -> bool:
+    """Whether ``client`` is offered a draft of ``photo``: listed, and continued when the photo opens."""
+    listed = any(photo.name in caption for caption, _ in client.predict(None, api_name="/drafts")["choices"])
+    continued = "continued from your unsaved draft" in parse(client, photo)[-1]
+    assert listed == continued
+    return listed
+
+
+def test_beyond_localhost_without_logins_a_draft_stays_with_its_page(root, tmp_path):
+    settings = app_settings(root, host="0.0.0.0", corrections_dir=tmp_path / "corrections")  # served on localhost
+    photo, other = own_photo(tmp_path, "mine.jpg", EXAMPLES[3]), own_photo(tmp_path, "next.jpg", EXAMPLES[2])
+    with launched_app(settings):
+        url = f"http://127.0.0.1:{settings.port}/"
+        mine, theirs = connect(url), connect(url)
+        sha = leave_a_draft(mine, photo, other)
+        assert not sees_draft(theirs, photo)
+        with pytest.raises(AppError, match="no draft"):
+            theirs.predict(sha, *VIEW, "0", api_name="/restore_draft")
+        parse(mine, other)
+        assert sees_draft(mine, photo)
+
+
+def test_with_logins_a_draft_is_its_users_in_any_tab(root, tmp_path):
+    settings = app_settings(root, auth=("alice:pw-a", "bob:pw-b"), corrections_dir=tmp_path / "corrections")
+    photo, other = own_photo(tmp_path, "hers.jpg", EXAMPLES[3]), own_photo(tmp_path, "next2.jpg", EXAMPLES[2])
+    with launched_with_logins(settings) as url:
+        alice = connect(url, auth=("alice", "pw-a"))
+        leave_a_draft(alice, photo, other)
+        assert not sees_draft(connect(url, auth=("bob", "pw-b")), photo)
+        assert sees_draft(connect(url, auth=("alice", "pw-a")), photo)  # her other tab
+
+
+def test_a_local_app_without_logins_shares_drafts_between_its_tabs(app, tmp_path):
+    _, url = app
+    photo, other = own_photo(tmp_path, "shared.jpg", EXAMPLES[3]), own_photo(tmp_path, "next3.jpg", EXAMPLES[2])
+    leave_a_draft(connect(url), photo, other)
+    assert sees_draft(connect(url), photo)  # one person at this machine, another tab
+
+
+# ---------------------------------------------------------------------------------------------
+# Item 9: a small photo fills the overlay
+
+
+def test_a_small_photo_is_enlarged_at_fit_and_its_downloads_are_not(app, tmp_path):
+    _, url = app
+    client = connect(url)
+    overlay, *_, downloads, status, _, _, _, _ = parse(client, own_photo(tmp_path, "small.jpg", size=(416, 320)))
+    assert np.array(Image.open(overlay)).shape == (640, 832, 3) and "working size 416x320" in status
+    whole = next(p for p in downloads if p.endswith("_overlay.png"))
+    assert np.array(Image.open(whole)).shape == (320, 416, 3)
+    np.testing.assert_array_equal(np.array(Image.open(overlay))[::2, ::2], np.array(Image.open(whole)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Item 6: the fine-tune form's least budget, checked before starting
+
+
+def refused_run(runs: Path, name: str, least: float) -> None:
+    run = runs / name
+    run.mkdir(parents=True)
+    error = f"the 2-minute budget leaves no time to train: ... Give at least {least} minutes (or score fewer images)"
+    (run / "report.json").write_text(json.dumps({"status": "failed", "error": error, "checkpoint": None}))
+
+
+def test_a_budget_below_the_one_measured_here_is_refused_before_starting(root, tmp_path):
+    runs = tmp_path / "runs"
+    settings = app_settings(root, runs_dir=runs, corrections_dir=tmp_path / "corrections")
+    labels = np.zeros((32, 32), np.uint8)
+    labels[8:24, 8:24] = UPPER
+    save_correction(settings.corrections_dir, np.full((32, 32, 3), 128, np.uint8), labels, "lip-20", edited_pixels=9)
+    blocks = build_demo(settings)
+    start = next(f.fn for f in blocks.fns.values() if f.api_name == "finetune_start")
+    ui = start.__self__.app.ui
+    assert ui.finetune_lr.value == "" and "at least" not in ui.finetune_minutes.label  # nothing measured yet
+
+    refused_run(runs, "finetune-20250101T000000Z", 3.1)
+    assert least_budget(runs).minutes == 3.1
+    base = start.__self__.app.predictors.default()
+    with pytest.raises(Exception, match=r"needs at least 3.1 minutes \(asked: 2\)"):
+        start(base, 2, "", 0.05, 0.2, False, 0.25)
+    assert sorted(p.name for p in runs.iterdir()) == ["finetune-20250101T000000Z"]  # nothing started
+    again = next(f.fn for f in build_demo(settings).fns.values() if f.api_name == "finetune_start")
+    assert "at least 3.1 here" in again.__self__.app.ui.finetune_minutes.label
+
+    # A run that finished since is newer knowledge: no least budget is claimed any more.
+    (runs / "finetune-20250102T000000Z").mkdir()
+    (runs / "finetune-20250102T000000Z" / "report.json").write_text(json.dumps({"status": "finished"}))
+    assert least_budget(runs) is None

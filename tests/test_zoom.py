@@ -9,7 +9,7 @@ import pytest
 
 from demo.render import render_overlay, zoomed_overlay
 from demo.session import Session, Source
-from demo.zoom import ZOOMS, Window, Zoom, current_zoom, shown_window, step, window
+from demo.zoom import ZOOMS, Window, Zoom, current_zoom, display_window, shown_window, step, window
 from ssfnet.labels import get_label_set
 
 LIP = get_label_set("lip-20")
@@ -105,3 +105,13 @@ def test_a_zoom_belongs_to_the_photo_it_was_set_on():
 def test_zoom_steps_stay_within_the_offered_factors():
     assert [step(1, 1), step(2, 1), step(4, 1), step(8, 1)] == [2, 4, 8, 8]
     assert [step(8, -1), step(2, -1), step(1, -1)] == [4, 1, 1]
+
+
+def test_a_small_photo_is_shown_enlarged_to_fill_the_box_and_clicks_map_back():
+    session = make_session(320, 416)
+    view = display_window(None, session)  # Fit: the whole photo, twice as large
+    assert view == Window(0, 0, 416, 320, 2) and view.shown_size == (640, 832)
+    assert view.to_working(831, 639) == (415, 319) and view.to_working(2, 3) == (1, 1)
+    zoomed = display_window(Zoom.on(session, 4, 100, 100), session)
+    assert zoomed.factor == 8 and zoomed.shown_size == (80 * 8, 104 * 8)  # a zoom of it as enlarged
+    assert display_window(None, make_session(823, 550)) == Window(0, 0, 550, 823, 1)  # large enough as it is
