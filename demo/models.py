@@ -166,6 +166,8 @@ class Predictors:
             library's embedded default.
         device: Where models run; ``None`` picks CUDA when available.
         max_loaded: How many loaded models to keep.
+        backend: ``torch``, or ``onnxruntime`` (on the CPU; each checkpoint is exported to ONNX
+            on first use, see :func:`ssfnet.export.cached_export`).
     """
 
     def __init__(
@@ -174,10 +176,14 @@ class Predictors:
         checkpoint: str | Path | None = None,
         device: str | None = None,
         max_loaded: int = 3,
+        *,
+        backend: str = "torch",
     ) -> None:
         self.checkpoints_dir = Path(checkpoints_dir)
         self.checkpoint = checkpoint
-        self.device = resolve_device(device or None)
+        self.backend = backend
+        # onnxruntime runs the exported models on the CPU.
+        self.device = torch.device("cpu") if backend == "onnxruntime" else resolve_device(device or None)
         self.max_loaded = max_loaded
         self._cache: OrderedDict[tuple[str, int], Predictor] = OrderedDict()
         self._lock = threading.Lock()
@@ -332,7 +338,10 @@ class Predictors:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
-            predictor = load_predictor(folder, device=self.device)
+            try:
+                predictor = load_predictor(folder, device=self.device, backend=self.backend)
+            except (ImportError, ValueError) as err:  # no onnxruntime, or a model it cannot run
+                raise CheckpointError(f"{Path(folder).name} cannot run on {self.backend}: {err}") from None
             for old in [k for k in self._cache if k[0] == key[0]]:
                 del self._cache[old]
             self._cache[key] = predictor
@@ -341,6 +350,10 @@ class Predictors:
             return predictor
 
     def device_description(self) -> str:
+        if self.backend == "onnxruntime":
+            import onnxruntime
+
+            return f"cpu (onnxruntime {onnxruntime.__version__})"
         if self.device.type == "cuda":
             return f"{self.device} ({torch.cuda.get_device_name(self.device)})"
         return f"{self.device} ({torch.get_num_threads()} threads)"

@@ -126,7 +126,9 @@ def onnx_metadata(meta: dict, name: str, outputs: list[str], input_size: int) ->
         "outputs": outputs,
         "precision": "fp32",
         "checkpoint_sha256": [s.get("sha256") for s in meta.get("shards", [])],
-        "checkpoint_metadata": {k: meta[k] for k in ("variant", "label_set", "input_size", "metrics") if k in meta},
+        "checkpoint_metadata": {
+            k: meta[k] for k in ("variant", "label_set", "input_size", "part_gate", "metrics") if k in meta
+        },
         "exported_with": f"torch {torch.__version__}, opset {OPSET}",
     }
     if "parts" in outputs and label_set.name == "lip-20":

@@ -126,10 +126,15 @@ def test_a_body_part_head_is_exported_and_steers_the_classes_as_in_torch(tmp_pat
     torch.manual_seed(1)
     options = {**TINY, "part_classes": 7}
     model = build_model("ssfnet_lite", 20, **options)
-    folder = save_checkpoint(model, tmp_path / "parts", variant="ssfnet_lite", label_set="lip-20", options=options)
+    # The release chose steering (part_gate in the metadata): both predictors follow it by default.
+    meta = {"part_gate": True}
+    folder = save_checkpoint(
+        model, tmp_path / "parts", variant="ssfnet_lite", label_set="lip-20", options=options, metadata=meta
+    )
     onnx = OnnxPredictor(export_checkpoint(folder, tmp_path / "parts.onnx"), threads=1)
     assert onnx.outputs == ["out", "parts"] and onnx._admits is not None
     _compare(load_predictor(folder, device="cpu", precision="fp32"), onnx, _images(1))
+    assert OnnxPredictor(onnx.path, part_gate=False)._admits is None
 
 
 def test_bad_images_get_the_same_messages_as_torch(tiny_onnx):
