@@ -548,3 +548,59 @@ def test_a_typed_label_name_picks_the_label_and_nonsense_is_refused_in_a_toast(a
     browser.find_element(By.ID, "undo").click()  # the page still answers
     wait_for_text(browser, "status", "0 undo step(s)")
     assert not error_badges(browser)
+
+
+def open_accordion(driver, title: str) -> None:
+    opener = next(b for b in driver.find_elements(By.TAG_NAME, "button") if title in b.text)
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", opener)
+    opener.click()
+
+
+def test_another_checkpoint_parses_the_open_photo_again(app, browser, tmp_path):
+    photo = tmp_path / "two_models.jpg"  # a photo of its own: no draft of another test
+    Image.open(EXAMPLES[3]).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(photo, quality=90)
+    torch.manual_seed(1)
+    second = app.checkpoints_dir / "second"
+    save_checkpoint(build_model("ssfnet_lite", 20), second, variant="ssfnet_lite", label_set="lip-20")
+    try:
+        open_page(browser, app.port)
+        upload_photo(browser, photo)
+        assert "with tiny" in " ".join(text_of(browser, "message").split())
+        open_accordion(browser, "Model options")
+        box = browser.find_element(By.CSS_SELECTOR, "#checkpoint input")
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", box)
+        box.click()
+        WebDriverWait(browser, 10).until(
+            lambda d: [li for li in d.find_elements(By.CSS_SELECTOR, "li.item") if li.text.startswith("second")]
+        )[0].click()
+        WebDriverWait(browser, 60).until(
+            lambda d: "Parsed two_models.jpg with second" in " ".join(text_of(d, "message").split())
+        )
+    finally:
+        shutil.rmtree(second)
+
+
+def test_gallery_captions_and_the_learning_rate_box_show_what_they_hold(app_without_checkpoints, browser, tmp_path):
+    app = app_without_checkpoints
+    photo = tmp_path / "a_photo_with_a_rather_long_name_for_its_tile.jpg"
+    Image.open(EXAMPLES[0]).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(photo, quality=90)
+    open_page(browser, app.port)
+    upload_photo(browser, photo)
+    browser.find_element(By.ID, "accept").click()
+    record = wait_for_text(browser, "message", "Saved as").split("Saved as")[1].split()[0].strip("`")
+    open_accordion(browser, "Saved corrections")
+    caption = WebDriverWait(browser, 30).until(
+        lambda d: next(
+            (c for c in d.find_elements(By.CSS_SELECTOR, "#gallery .caption-label") if record in c.text), None
+        )
+    )
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", caption)
+    cut = "const c = arguments[0]; return c.scrollWidth > c.clientWidth + 1 || c.scrollHeight > c.clientHeight + 1;"
+    assert not browser.execute_script(cut, caption) and photo.name in caption.text
+
+    # The learning rate left empty shows empty (a number box showed 0), as its label says it means.
+    open_accordion(browser, "Fine-tune on")
+    lr = WebDriverWait(browser, 30).until(
+        lambda d: d.find_element(By.CSS_SELECTOR, "#finetune-lr textarea, #finetune-lr input")
+    )
+    assert lr.get_attribute("value") == ""
