@@ -72,7 +72,7 @@ def fake_python(tmp_path) -> Path:
 
 def start(handlers, request, minutes=5):
     base = handlers.app.predictors.default()
-    return handlers.start(base, minutes, 1e-3, 0.5, 0.2, False, 1.0, request)
+    return handlers.start(base, minutes, 1e-3, 0.5, 0.2, False, 1.0, request=request)
 
 
 def stop(handlers) -> None:
