@@ -377,7 +377,7 @@ def queue_row_texts(driver) -> list[str]:
 
 
 @pytest.mark.xfail(
-    reason="known bug (issue 40 notes, 2026-12-07): the queue's ranking opens the relative checkpoint name as a path (FileNotFoundError tiny/metadata.json)",
+@pytest.mark.xfail(reason="known bug: the queue opens the relative checkpoint name as a path", strict=False)
     strict=False,
 )
 def test_queue_from_a_folder_with_next_previous_and_ranking(app, browser, tmp_path):
