@@ -76,7 +76,7 @@ EXCLUSIVE_LIMBS: dict[str, tuple[str, ...]] = {
     "lower-leg": ("socks", "pants", "skirt", "left-leg", "right-leg", "left-shoe", "right-shoe"),
 }
 
-REGION_SETS = ("full", "limbs")
+REGION_SETS = ("full", "limbs", "person")
 
 
 def region_membership(label_set: LabelSet, sets: str) -> tuple[np.ndarray, list[int]]:
@@ -86,7 +86,10 @@ def region_membership(label_set: LabelSet, sets: str) -> tuple[np.ndarray, list[
         label_set: LIP-20 (other sets have no regions: their own table, nothing silenced).
         sets: ``"full"``: every region as :data:`PART_MEMBERS` (the label set's own table);
             ``"limbs"``: only the limbs train the class output, through :data:`EXCLUSIVE_LIMBS`;
-            the head and torso regions teach the part head alone.
+            the head and torso regions teach the part head alone;
+            ``"person"``: every region admits every person class, so the class output learns from
+            the regions only where the person is (its background) and no class is favoured
+            inside; which region is which is the part head's to learn.
 
     Returns:
         ``(membership, silenced)``: the V x K table and the region values the class output
@@ -96,6 +99,11 @@ def region_membership(label_set: LabelSet, sets: str) -> tuple[np.ndarray, list[
         raise ValueError(f"region sets must be one of {REGION_SETS}, got {sets!r}")
     table = label_set.membership.copy()
     if sets == "full" or label_set.name != LIP_20.name:
+        return table, []
+    if sets == "person":
+        for value in region_values(label_set):
+            table[value] = False
+            table[value, 1:] = True
         return table, []
     for name, members in EXCLUSIVE_LIMBS.items():
         row = label_set.id_of(name)

@@ -57,6 +57,26 @@ def test_the_loss_prices_coat_on_a_bare_arm_only_with_limb_sets():
     assert float(limbs) > 10.0
 
 
+def test_person_sets_teach_the_class_output_where_the_person_is_and_nothing_inside():
+    person, silenced = region_membership(LIP_20, "person")
+    assert silenced == []
+    rows = person[region_values(LIP_20)]
+    assert rows[:, 1:].all() and not rows[:, 0].any()
+    # Fine labels keep their own rows.
+    assert np.array_equal(person[: LIP_20.num_classes], LIP_20.membership[: LIP_20.num_classes])
+    criterion = ParsingLoss(LIP_20, membership=person)
+    target = torch.full((1, 4, 4), LIP_20.id_of("lower-arm"))
+    coat = torch.full((1, 20, 4, 4), -10.0)
+    coat[:, COAT] = 10.0
+    arm = torch.full((1, 20, 4, 4), -10.0)
+    arm[:, LIP_20.id_of("left-arm")] = 10.0
+    background = torch.full((1, 20, 4, 4), -10.0)
+    background[:, 0] = 10.0
+    # Any person class is equally right (no shortcut is rewarded); background is wrong.
+    assert abs(float(criterion.term(coat, target)) - float(criterion.term(arm, target))) < 1e-6
+    assert float(criterion.term(background, target)) > 10.0
+
+
 def test_silenced_regions_train_the_part_head_alone():
     model = build_model("ssfnet_lite", 20, part_classes=len(PART_NAMES), **TINY).train()
     images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)

@@ -108,7 +108,7 @@ class TrainConfig:
             ("channels_last", ("auto", "on", "off")),
             ("loss_at", ("native", "full")),
             ("optimizer", ("sgd", "adamw")),
-            ("region_sets", ("full", "limbs")),
+            ("region_sets", ("full", "limbs", "person")),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
@@ -271,11 +271,12 @@ def _add_optimisation_options(g: argparse._ArgumentGroup, d: TrainConfig) -> Non
     )
     g.add_argument(
         "--region-sets",
-        choices=("full", "limbs"),
+        choices=("full", "limbs", "person"),
         default=d.region_sets,
         help="which LIP-20 classes each PASCAL-Person-Part region stands for in the class output's loss: "
         "full (every class that can lie there) or limbs (the limbs only, through sets without coat, "
-        "dress or jumpsuits; head and torso teach the part head alone)",
+        "dress or jumpsuits; head and torso teach the part head alone) or person (every region admits every "
+        "person class: the regions teach the class output only where the person is)",
     )
 
 
