@@ -183,12 +183,13 @@ class QueuePanel:
         if not self.queue.photos():
             raise _mistake("The queue is empty: load a folder of photos or add some first.")
         try:
-            folder = self.predictors.resolve(checkpoint)
-            predictor = self.predictors.get(folder)
+            name = self.predictors.resolve(checkpoint)
+            folder = self.predictors.folder(name)
+            predictor = self.predictors.get(name)
+            stamp = (folder / METADATA_FILE).stat().st_mtime_ns
         except (FileNotFoundError, CheckpointError) as err:
             raise _mistake(shown_text(f"Ranking needs a model: {err}", page_roots(self.settings))) from None
-        stamp = (Path(folder) / METADATA_FILE).stat().st_mtime_ns
-        model_key = f"{Path(folder).name}@{stamp}"
+        model_key = f"{name}@{stamp}"
 
         def score(path: Path) -> float:
             try:

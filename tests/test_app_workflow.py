@@ -229,6 +229,21 @@ def test_a_saved_queue_photo_opens_its_saved_labels_and_a_save_records_its_paren
     assert "px edited from its parent" in caption
 
 
+def test_the_queue_ranks_by_uncertainty_with_a_checkpoint_named_as_the_page_names_it(app, tmp_path):
+    settings, url = app
+    folder = tmp_path / "ranked"
+    folder.mkdir()
+    for i, example in enumerate(EXAMPLES[:3]):
+        own_photo(folder, f"r{i}.jpg", example)
+    client = connect(url)
+    client.predict(str(folder), api_name="/queue_folder")
+    for checkpoint in (None, "tiny"):  # the default, and the name the checkpoint list offers
+        table = client.predict(checkpoint, api_name="/queue_rank")
+        assert "by uncertainty (most uncertain first)" in table
+    with pytest.raises(AppError, match="Ranking needs a model"):
+        client.predict("missing", api_name="/queue_rank")
+
+
 def test_another_checkpoint_parses_the_open_photo_again_keeping_its_edits(app, tmp_path):
     settings, url = app
     other = settings.checkpoints_dir / "other"

@@ -376,7 +376,6 @@ def queue_row_texts(driver) -> list[str]:
     return [row.text for row in driver.find_elements(By.CSS_SELECTOR, "#queue-table tbody tr")]
 
 
-@pytest.mark.xfail(reason="known bug: the queue opens the relative checkpoint name as a path", strict=False)
 def test_queue_from_a_folder_with_next_previous_and_ranking(app, browser, tmp_path):
     folder = tmp_path / "photos"
     folder.mkdir()
