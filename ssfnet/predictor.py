@@ -19,7 +19,7 @@ from .checkpoint import CheckpointError, list_checkpoints, load_checkpoint
 from .geometry import long_side_size, resize_image, resize_labels
 from .labels import LabelSet, get_label_set
 from .parts import class_probabilities, part_admission
-from .precision import autocast, resolve_device, use_bf16
+from .precision import autocast, choose_bf16, resolve_device, use_bf16
 
 CHECKPOINTS_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 DEFAULT_CHECKPOINT = CHECKPOINTS_DIR / "ssfnet_lite0-lip20"
@@ -76,9 +76,10 @@ class Predictor:
         scales: Scales used by multi-scale testing.
         name: Human-readable name (checkpoint folder name).
         metadata: The checkpoint's metadata.
-        precision: ``auto`` (bf16 autocast on CUDA and on CPUs with native bf16, else fp32),
-            ``bf16`` or ``fp32``. bf16 gives the same labels as fp32 on all but a few
-            boundary pixels (tested on real photos) in about half the time.
+        precision: ``auto`` (bf16 autocast on CUDA; on a CPU with native bf16 whichever of bf16
+            and fp32 a short timing at ``input_size`` finds faster, see
+            :func:`ssfnet.precision.choose_bf16`; else fp32), ``bf16`` or ``fp32``. bf16 gives
+            the same labels as fp32 on all but a few boundary pixels (tested on real photos).
         part_gate: For a model with a body-part head, let it decide background and which
             classes each body region admits (:func:`ssfnet.parts.combine`); by default the class
             output is read alone (a young part head costs more than it steers right: see
@@ -104,7 +105,10 @@ class Predictor:
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.precision = precision
-        self.bf16 = use_bf16(precision, self.device)
+        if precision == "auto" and self.device.type == "cpu":
+            self.bf16 = choose_bf16(self.model, (1, 3, int(input_size), int(input_size)), self.device)
+        else:
+            self.bf16 = use_bf16(precision, self.device)
         self.channels_last = self.device.type == "cuda" or self.bf16
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)

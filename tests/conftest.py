@@ -11,6 +11,13 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def own_cache_dir(tmp_path_factory) -> None:
+    """Keep what the library caches (ONNX exports, precision timings) out of the user's home."""
+    if "SSFNET_CACHE_DIR" not in os.environ:
+        os.environ["SSFNET_CACHE_DIR"] = str(tmp_path_factory.mktemp("ssfnet-cache"))
+
+
 @pytest.fixture(scope="session")
 def datasets_root() -> Path:
     """The shared datasets folder: ``$SSFNET_DATASETS``, else ``../shared/datasets`` beside the repo."""

@@ -1,5 +1,7 @@
 """The CPU-first pieces: EfficientNet-Lite0 weights, output strides, native-resolution heads, bf16."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -164,6 +166,49 @@ def test_loss_on_native_logits_equals_loss_on_labels_brought_down():
     expected = criterion({"out": logits["out"]}, labels_at(target, (8, 6)))[1]["out"]
     assert parts["out"] == pytest.approx(expected)
     assert torch.isfinite(total)
+
+
+def test_auto_precision_is_timed_once_per_machine_model_and_size(monkeypatch, tmp_path):
+    from ssfnet import precision
+
+    monkeypatch.setenv("SSFNET_CACHE_DIR", str(tmp_path))
+    model = torch.nn.Conv2d(3, 4, 3)
+    timings = {False: 10.0, True: 9.8}  # bf16 2 % faster: within the margin, fp32 kept
+    calls = []
+
+    def fake_pass(model, shape, bf16, *, train, repeats=3):
+        calls.append((shape, bf16, train))
+        return timings[bf16]
+
+    monkeypatch.setattr(precision, "time_pass", fake_pass)
+    monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: False)
+    assert precision.choose_bf16(model, (1, 3, 32, 32), "cpu") is False and calls == []  # emulated: no timing
+    monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: True)
+    assert precision.choose_bf16(model, (1, 3, 32, 32), "cpu") is False
+    timings[True] = 6.0
+    assert precision.choose_bf16(model, (1, 3, 32, 32), "cpu") is False  # remembered, not re-timed
+    assert precision.choose_bf16(model, (1, 3, 64, 64), "cpu") is True  # another size is timed
+    assert precision.choose_bf16(model, (2, 3, 64, 64), "cpu", train=True) is True
+    assert len(calls) == 6 and calls[-1] == ((2, 3, 64, 64), True, True)
+    stored = json.loads(precision.cache_path().read_text())
+    (entry,) = stored.values()
+    assert entry["machine"]["cpu"] and "torch" in entry["machine"] and "onednn" in entry["machine"]
+    record = next(v for k, v in entry["choices"].items() if k.endswith("infer-1x3x64x64"))
+    assert record == {**record, "bf16": True, "fp32_ms": 10.0, "bf16_ms": 6.0}
+    # A damaged cache is measured again, not a crash.
+    precision.cache_path().write_bytes(b"\xff\x00 not json")
+    assert precision.choose_bf16(model, (1, 3, 64, 64), "cpu") is True and len(calls) == 8
+
+
+def test_a_timed_pass_leaves_the_model_as_it_was():
+    from ssfnet.precision import time_pass
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert time_pass(model, (2, 3, 16, 16), False, train=True, repeats=1) > 0
+    assert time_pass(model, (1, 3, 16, 16), True, train=False, repeats=1) > 0
+    assert not model.training and all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(p.grad is None for p in model.parameters())
 
 
 def test_precision_resolution():

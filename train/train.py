@@ -33,7 +33,7 @@ from ssfnet.data import parse_source
 from ssfnet.labels import LabelSet
 from ssfnet.losses import ParsingLoss
 from ssfnet.parts import part_targets, region_membership, region_values
-from ssfnet.precision import use_bf16
+from ssfnet.precision import choose_bf16, use_bf16
 
 from .augment import batch_generator, save_augment_grid
 from .balance import mixture_value_weights
@@ -298,11 +298,15 @@ def _resume_point(config: TrainConfig, info: DistInfo, out: Path) -> Path | None
     return resume_from if config.resume else None
 
 
-def _placement(model: nn.Module, config: TrainConfig, device: torch.device) -> tuple[bool, bool]:
+def _placement(model: nn.Module, config: TrainConfig, device: torch.device, distributed: bool) -> tuple[bool, bool]:
     """Move the model to ``device``; returns (bf16 autocast, channels_last)."""
     use_cuda = device.type == "cuda"
-    # bf16 autocast on CUDA and on CPUs that run it natively (about 2.5x faster on AVX-512-BF16).
-    amp = use_bf16(config.amp, device)
+    if config.amp == "auto" and device.type == "cpu" and not distributed:
+        # Timed on this machine at the crop size (ssfnet.precision.choose_bf16). Ranks of a
+        # distributed run keep the flags' answer, so that they cannot disagree.
+        amp = choose_bf16(model, (2, 3, config.crop_size, config.crop_size), device, train=True)
+    else:
+        amp = use_bf16(config.amp, device)
     channels_last = config.channels_last == "on" or (config.channels_last == "auto" and (use_cuda or amp))
     if use_cuda:
         torch.backends.cudnn.benchmark = True
@@ -384,7 +388,7 @@ def _run(config: TrainConfig, info: DistInfo, device: torch.device, out: Path, c
         freeze_backbone(model)
     if config.sync_bn and info.distributed:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    amp, channels_last = _placement(model, config, device)
+    amp, channels_last = _placement(model, config, device, info.distributed)
     data = make_data(config, info, label_set, device.type == "cuda")
     criterion, value_weights = _criterion(config, label_set, data, setup.options.get("part_classes", 0))
     criterion = criterion.to(device)
