@@ -37,6 +37,7 @@ from .widgets import (
     bound_layers,
     brush,
     brush_size,
+    documented_as_text,
     editor_max_pixels,
     hidden_choices,
     mistake,
@@ -316,7 +317,10 @@ def _drafts_panel(app: AppContext) -> None:
         with gr.Row():
             # Custom values: a draft id from the API's drafts call is taken in a session that has not
             # listed them (the handler looks it up among the sender's own drafts).
-            ui.draft_dd = gr.Dropdown(choices=[], label="Draft", scale=3, allow_custom_value=True, elem_id="drafts")
+            ui.draft_dd = documented_as_text(
+                gr.Dropdown(choices=[], label="Draft", scale=3, allow_custom_value=True, elem_id="drafts"),
+                "a draft id, as the drafts call lists them",
+            )
             ui.restore_btn = gr.Button("Restore draft", elem_id="restore-draft")
             ui.drafts_refresh_btn = gr.Button("Refresh drafts")
     with gr.Accordion("Keyboard shortcuts", open=False):

@@ -164,6 +164,23 @@ def pending_strokes(editor_value) -> list[np.ndarray]:
     ]
 
 
+def documented_as_text(dropdown: gr.Dropdown, description: str) -> gr.Dropdown:
+    """Make the API document ``dropdown``'s input as free text (``str``), described by ``description``.
+
+    Gradio documents a dropdown's input as a ``Literal`` of the choices it had when the page was
+    built; for choices that are each user's own and change at run time (drafts) that list is empty
+    or someone else's, while the handler takes any id and checks it. The dropdown needs
+    ``allow_custom_value`` so that what is documented is accepted.
+
+    Raises:
+        ValueError: ``dropdown`` refuses values outside its choices.
+    """
+    if not dropdown.allow_custom_value:
+        raise ValueError("documented_as_text needs a dropdown with allow_custom_value=True")
+    dropdown.api_info_as_input = lambda: {"type": "string", "description": description}
+    return dropdown
+
+
 def selected_index(evt: gr.SelectData) -> int:
     """The index of the item selected in a gallery."""
     return evt.index if isinstance(evt.index, int) else evt.index[0]

@@ -110,6 +110,16 @@ def test_every_documented_choice_is_accepted(root):
     assert {"zoom", "apply_click", "parse"} <= checked
 
 
+def test_a_choice_that_changes_at_run_time_is_documented_as_text(root):
+    """``/restore_draft`` takes any draft id of its sender: documented as ``str``, not the ``Literal`` of
+    the (empty, or someone else's) choices the page was built with."""
+    blocks = build_demo(app_settings(root))
+    (parameter, *_) = blocks.get_api_info()["named_endpoints"]["/restore_draft"]["parameters"]
+    assert parameter["python_type"]["type"] == "str" and "enum" not in parameter["type"]
+    restore = next(f for f in blocks.fns.values() if f.api_name == "restore_draft")
+    assert restore.inputs[0].preprocess("0123456789abcdef") == "0123456789abcdef"
+
+
 def test_zoom_takes_the_documented_factor_and_a_refused_upload_returns_the_open_photo(app, tmp_path):
     settings, url = app
     client = connect(url)
