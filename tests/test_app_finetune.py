@@ -117,7 +117,10 @@ def test_finetune_in_the_app_offers_the_new_checkpoint_for_comparison(app):
     (new,) = (settings.checkpoints_dir / "finetuned").iterdir()
     assert new.name.startswith("tiny-ft-") and new.name in html and "held-out corrections" in html
     _, meta = load_checkpoint(new)
-    assert meta["finetune"]["base"]["path"] == tiny(settings) and meta["input_size"] == 64
+    assert meta["finetune"]["base"]["path"] == "../tiny" and meta["input_size"] == 64
+    # The metadata, shown on the page and committed with the checkpoint, names no server folder.
+    server = [str(p.resolve()) for p in (settings.checkpoints_dir, settings.corrections_dir, settings.runs_dir)]
+    assert not [root for root in server + [str(REPO)] if root in json.dumps(meta)], meta
     assert meta["finetune"]["blend"] == 0.5  # published halfway between the base and the trained weights
     saved = {p.stem for p in (settings.corrections_dir / "meta").glob("*.json")}
     lineage = meta["finetune"]["corrections"][0]

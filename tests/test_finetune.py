@@ -24,6 +24,7 @@ from ssfnet.publish import default_name, fitting_dtype
 from train import finetune
 from train.finetune import FinetuneConfig, parse_args
 from train.finetune_defaults import CORRECTIONS_SHARE
+from train.finetune_publish import lineage_entries, relative_path
 from train.finetune_score import score, spread_items
 from train.finetune_status import read_progress
 
@@ -184,12 +185,20 @@ def test_finetune_raises_agreement_records_lineage_and_keeps_the_base(world, tmp
     assert digest_tree(world["base"]) == base_files
 
     # Lineage: the base, the corrections trained on and those held out, and the scores.
+    # Folders are named from the checkpoint's own folder: no absolute server path in what users see.
     lineage = meta["finetune"]
-    assert lineage["base"]["path"] == str(world["base"].resolve())
+    assert lineage["base"]["path"] == "tiny" == meta["training"]["init_checkpoint"] == meta["lineage"][0]["path"]
     assert meta["lineage"][0]["name"] == "tiny"
     (used,) = lineage["corrections"]
     all_ids = {p.stem for p in (world["corrections"] / "meta").glob("*.json")}
-    assert used["root"] == str(world["corrections"].resolve())
+    assert used["root"] == "../corrections" and (new.parent / used["root"]).resolve() == world["corrections"].resolve()
+    assert (
+        (new.parent / lineage["run"]).resolve()
+        == (tmp_path / "run").resolve()
+        == (new.parent / meta["training"]["run"]).resolve()
+    )
+    written = json.dumps({k: v for k, v in meta.items() if k != "training"} | {"run": meta["training"]["run"]})
+    assert str(world["root"]) not in written and str(tmp_path) not in written and '"/' not in written
     assert set(used["ids"]) | set(used["held_out_ids"]) == all_ids
     assert used["held_out_ids"] and lineage["held_out_ids"] == sorted(used["held_out_ids"])
     assert not set(used["ids"]) & set(used["held_out_ids"])
@@ -339,7 +348,8 @@ def test_the_new_checkpoint_inherits_the_base_input_size_and_is_scored_at_it(wor
     assert load_predictor(report["checkpoint"], device="cpu").input_size == 48
     # "Before" is the base as the app and ssfnet.predict run it (its metadata's size).
     (used,) = meta["finetune"]["corrections"]
-    held = spread_items([open_source(f"corrections:{used['root']}", LIP, ids=used["held_out_ids"])], None)
+    root = Path(report["checkpoint"]).parent / used["root"]
+    held = spread_items([open_source(f"corrections:{root}", LIP, ids=used["held_out_ids"])], None)
     as_used = score(load_predictor(base, device="cpu"), held, LIP)
     assert report["metrics"]["before"]["held_out_corrections"] == as_used
 
@@ -500,6 +510,20 @@ def test_missing_default_base_says_to_pass_base(monkeypatch, tmp_path):
         finetune.main(FinetuneConfig(corrections=[str(tmp_path)]))
     assert finetune.cli(["--corrections", str(tmp_path), "--out", str(tmp_path / "run")]) == 2
     assert not (tmp_path / "run").exists()
+
+
+def test_the_lineage_names_folders_from_the_new_checkpoints_folder(tmp_path):
+    checkpoints = tmp_path / "checkpoints"
+    base = checkpoints / "finetuned" / "tiny-ft-1"
+    # The base's own lineage names paths from its folder (or, written by earlier versions, absolute ones).
+    base_meta = {
+        "created": "2025",
+        "lineage": [{"name": "tiny", "path": "../tiny"}, {"name": "old", "path": "/srv/x/old"}],
+    }
+    entries = lineage_entries(base, base_meta, checkpoints)
+    assert [e["path"] for e in entries] == ["finetuned/tiny-ft-1", "tiny", relative_path("/srv/x/old", checkpoints)]
+    assert (checkpoints / entries[2]["path"]).resolve() == Path("/srv/x/old")
+    assert entries[0] == {"name": "tiny-ft-1", "path": "finetuned/tiny-ft-1", "created": "2025"}
 
 
 def test_default_name_drops_an_earlier_stamp():

@@ -3,10 +3,16 @@
 A fine-tune that scores lower than its base on the corrections it trained on, or on the held-out
 ones (:data:`GUARDED_SETS`), publishes nothing unless ``--publish-anyway`` is given: its report
 says what got worse (and the panel shows it), and the trained weights stay in the run's ``last/``.
+
+The checkpoint's metadata names the base, the run and the corrections folders by their paths
+from the folder it is published in (``../tiny``, ``../../corrections``): never the server's
+absolute layout, which the metadata would show to every user of the app and to every clone it
+is committed to. The run's own ``report.json`` stays on the server and keeps absolute paths.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -66,6 +72,25 @@ class Outcome:
     dtype: torch.dtype | None  # what the weights are stored in (None: float32), as they were rounded to
 
 
+def relative_path(path: str | os.PathLike, folder: str | os.PathLike) -> str:
+    """``path`` as seen from ``folder`` (``../tiny``), both resolved; how a checkpoint's metadata names folders."""
+    return Path(os.path.relpath(Path(path).resolve(), Path(folder).resolve())).as_posix()
+
+
+def lineage_entries(base: Path, base_meta: dict, home: Path) -> list[dict]:
+    """The new checkpoint's lineage: its base, then the base's own lineage, paths from ``home``.
+
+    The base's entries name paths from the base's folder (or, written before that, absolute ones):
+    both are re-anchored at ``home``, where the new checkpoint goes.
+    """
+    entries = [{"name": base.name, "path": relative_path(base, home), "created": base_meta.get("created")}]
+    for entry in base_meta.get("lineage") or []:
+        if isinstance(entry.get("path"), str):
+            entry = dict(entry, path=relative_path(base.parent / entry["path"], home))
+        entries.append(entry)
+    return entries
+
+
 def publish_run(
     config: FinetuneConfig,
     plan: Plan,
@@ -87,11 +112,13 @@ def publish_run(
     before, after, summary, trainer = outcome.before, outcome.after, outcome.summary, outcome.trainer
     model, trained_meta = outcome.model, outcome.trained_meta
     corrections, originals, train_cfg = plan.corrections, plan.originals, config.train
+    home = Path(config.checkpoints_dir)  # the new checkpoint's parent: the metadata's paths start there
     metrics = {"before": before, "after": after}
     finetune = {
-        "base": plan.record["base"],
+        "base": dict(plan.record["base"], path=relative_path(base, home)),
         "corrections": [
-            {"root": c["root"], "ids": c["train_ids"], "held_out_ids": c["held_out_ids"]} for c in corrections
+            {"root": relative_path(c["root"], home), "ids": c["train_ids"], "held_out_ids": c["held_out_ids"]}
+            for c in corrections
         ],
         "held_out_ids": sorted(i for c in corrections for i in c["held_out_ids"]),
         "holdout": config.holdout,
@@ -103,7 +130,7 @@ def publish_run(
         "iterations": summary["iteration"],
         "train_seconds": summary["elapsed_s"],
         "metrics": metrics,
-        "run": str(run_dir.resolve()),
+        "run": relative_path(run_dir, home),
     }
     metadata = {
         "input_size": plan.input_size,
@@ -114,12 +141,11 @@ def publish_run(
             ],
             "val_fraction": train_cfg.val_fraction,
             "split_seed": train_cfg.split_seed,
-            "init_checkpoint": str(base.resolve()),
-            "run": str(run_dir.resolve()),
+            "init_checkpoint": relative_path(base, home),
+            "run": relative_path(run_dir, home),
         },
         "finetune": finetune,
-        "lineage": [{"name": base.name, "path": str(base.resolve()), "created": base_meta.get("created")}]
-        + list(base_meta.get("lineage") or []),
+        "lineage": lineage_entries(base, base_meta, home),
         "metrics": {
             "held_out_corrections_miou": (after["held_out_corrections"] or {}).get("miou"),
             "val_miou": (after["original_val"] or {}).get("miou"),
