@@ -99,6 +99,9 @@ class Components:
     status: gr.Markdown
     label: gr.Dropdown
     painting: gr.HTML
+    brush_px: gr.Slider
+    brush_smaller_btn: gr.Button
+    brush_bigger_btn: gr.Button
     view: gr.Image
     tool: gr.Radio
     tolerance: gr.Slider
@@ -110,6 +113,7 @@ class Components:
     zoom_level: gr.Radio
     zoom_in_btn: gr.Button
     zoom_out_btn: gr.Button
+    paint_tab: gr.Tab
     editor: gr.ImageEditor
     apply_btn: gr.Button
     snap_btn: gr.Button

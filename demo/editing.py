@@ -130,6 +130,18 @@ def connected_region(labels: np.ndarray, x: int, y: int) -> np.ndarray:
     return mask[1:-1, 1:-1].astype(bool)
 
 
+def disc(shape: tuple[int, ...], x: int, y: int, diameter: int) -> np.ndarray:
+    """H x W bool mask of the pixels whose centres lie within ``diameter / 2`` of pixel ``(x, y)``'s centre.
+
+    The footprint of one brush dab of width ``diameter`` (at least the clicked pixel itself).
+    """
+    _check_point(shape, x, y)
+    h, w = shape[:2]
+    radius = max(0.5, diameter / 2)
+    yy, xx = np.ogrid[:h, :w]
+    return (xx - x) ** 2 + (yy - y) ** 2 <= radius * radius
+
+
 def colour_region(image: np.ndarray, x: int, y: int, tolerance: int, labels: np.ndarray | None = None) -> np.ndarray:
     """H x W bool mask flood-filled from ``(x, y)`` over pixels within ``tolerance`` of the seed colour.
 

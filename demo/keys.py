@@ -13,6 +13,7 @@ SHORTCUTS_MD = """\
 | `Ctrl+Z` / `Ctrl+Shift+Z` (or `Ctrl+Y`) | undo / redo |
 | `Ctrl+S` | save the correction |
 | `+` / `-` | zoom the overlay in (around the last click) / out |
+| `[` / `]` | brush (and dot tool) smaller / larger |
 | `N` / `P` | next / previous photo of the queue |
 | `A` | accept the proposal as correct (unedited photos only) |
 """
@@ -50,6 +51,8 @@ KEYS_JS = """
     }
     if (key === "+" || key === "=") click("zoom-in");
     else if (key === "-") click("zoom-out");
+    else if (key === "[") click("brush-smaller");
+    else if (key === "]") click("brush-bigger");
     else if (key === "n") click("queue-next");
     else if (key === "p") click("queue-prev");
     else if (key === "a") click("accept");

@@ -9,13 +9,17 @@ from __future__ import annotations
 import gradio as gr
 import numpy as np
 
+from ssfnet.io import atomic_write_bytes
+
 from . import editing
 from .context import AppContext
-from .render import label_name, legend_html, write_downloads
+from .render import fast_png, label_name, legend_html, render_overlay, write_downloads
 from .widgets import (
     as_int,
     brush,
+    brush_choice,
     brush_size,
+    brush_stepped,
     hidden_set,
     label_of,
     label_value,
@@ -27,10 +31,32 @@ from .widgets import (
 from .zoom import ZOOMS, Zoom, current_zoom, display_window, step
 
 ZOOM_TOOL = "Zoom in"
-TOOLS = ("Pick label", "Relabel region", "Flood fill (similar colour)", ZOOM_TOOL)
+DOT_TOOL = "Paint dot (brush size)"
+TOOLS = ("Pick label", "Relabel region", "Flood fill (similar colour)", DOT_TOOL, ZOOM_TOOL)
 # The zoom choices as the page names them, and the values they stand for: strings, the type the
 # API documents for a choice (with int values it documented '4' and refused it).
 ZOOM_CHOICES = [("Fit", "1")] + [(f"{factor}x", str(factor)) for factor in ZOOMS[1:]]
+# How far the aspect ratio of the canvas's picture may differ from the photo's (a browser may
+# export the canvas at another pixel density, never at another shape).
+_ASPECT_TOLERANCE = 0.01
+
+
+def canvas_problem(editor_value, shape: tuple[int, int]) -> str | None:
+    """Why the editor's canvas cannot hold strokes for a photo of ``shape`` (H x W); None when it can.
+
+    The canvas holds strokes for the open photo only while it shows that photo's overlay: a blank
+    canvas (its picture not loaded yet, or never drawn: the browser then sends no background) or
+    one that shows a picture of another shape (a photo opened before) would place strokes at
+    positions that mean nothing on this photo.
+    """
+    background = (editor_value or {}).get("background")
+    if background is None:
+        return "the canvas was blank (the photo had not loaded in it)"
+    bh, bw = np.asarray(background).shape[:2]
+    h, w = shape
+    if bh == 0 or bw == 0 or abs((bh / bw) / (h / w) - 1) > _ASPECT_TOLERANCE:
+        return f"the canvas showed a {bw}x{bh} picture, not this {w}x{h} photo"
+    return None
 
 
 class EditHandlers:
@@ -90,6 +116,8 @@ class EditHandlers:
         elif tool == "Flood fill (similar colour)":
             # Only within the clicked label: a black skirt refilled must not take the black coat with it.
             mask = editing.colour_region(session.image, x, y, as_int(tolerance, "tolerance"), session.labels)
+        elif tool == DOT_TOOL:
+            mask = editing.disc(session.labels.shape, x, y, brush_size(session))
         else:
             raise mistake(f"unknown tool {tool!r}; choose one of {', '.join(TOOLS)}")
         new = session.labels.copy()
@@ -153,13 +181,43 @@ class EditHandlers:
         """The zoom the overlay shows, for the zoom choice (after any redraw: a photo opens whole)."""
         return str(1 if session is None else current_zoom(zoom, session).factor)
 
+    def canvas(self, session, opacity, hidden) -> dict:
+        """The editor's value for ``session``: the whole overlay as its background, at the working
+        size its strokes are taken at, and no strokes."""
+        picture = render_overlay(session, opacity, hidden_set(hidden))
+        path = atomic_write_bytes(self.app.scratch.new() / "canvas.png", fast_png(picture))
+        return {"background": str(path), "layers": [], "composite": None}
+
+    def paint_opened(self, session, editor_value, opacity, hidden) -> dict:
+        """The Paint labels tab opened: a canvas that does not show the open photo is sent again.
+
+        A canvas with strokes on the photo keeps them; strokes on a blank canvas (or on another
+        photo's picture) cannot be placed, and the user is told to paint them again.
+        """
+        problem = None if session is None else canvas_problem(editor_value, session.labels.shape)
+        if problem is None:
+            return gr.skip()
+        if pending_strokes(editor_value):
+            gr.Warning(f"Strokes dropped: {problem}, so they could not be placed. Paint them again on the photo.")
+        return {self.app.ui.editor: self.canvas(session, opacity, hidden)}
+
     def _strokes(self, session, zoom, editor_value, opacity, hidden, snap: bool) -> dict:
         session = require(session)
+        h, w = session.labels.shape
+        if problem := canvas_problem(editor_value, (h, w)):
+            # Never placed by guesswork: the labels stay as they are and the canvas gets the photo again.
+            if pending_strokes(editor_value):
+                gr.Warning(
+                    f"Nothing was applied: when the strokes were drawn, {problem}, so they cannot be placed. "
+                    "The photo is sent to the canvas again: once it shows, paint the strokes again."
+                )
+            else:
+                gr.Info(f"{problem[0].upper()}{problem[1:]}: the photo is sent to it again. Paint on it once it shows.")
+            return self.views(session, zoom, opacity, hidden)
         layers = [np.asarray(layer) for layer in (editor_value or {}).get("layers") or []]
         if not layers:
             gr.Info("Paint on the image first: nothing to apply.")
             return gr.skip()
-        h, w = session.labels.shape
         new = session.labels
         for layer in layers:
             if layer.ndim != 3 or layer.shape[2] != 4:
@@ -245,3 +303,46 @@ class EditHandlers:
             return gr.skip()
         ui = self.app.ui
         return {ui.label: value, ui.editor: gr.ImageEditor(brush=brush(label_set, value, brush_size(session)))}
+
+    def _brush_shown(self, session, label) -> dict:
+        """The editor's brush and the painting chip at ``session``'s brush size, in the colour of ``label``."""
+        label_set = self.app.label_set_of(session)
+        value = label_value(label_set, label)
+        size = brush_size(session)
+        ui = self.app.ui
+        return {
+            ui.editor: gr.ImageEditor(brush=brush(label_set, value, size)),
+            ui.painting: painting_html(label_set, value, size),
+        }
+
+    def set_brush_size(self, session, size, label) -> dict:
+        """The brush size chosen on the slider (working pixels; 0: proportional to the photo).
+
+        It sets the paint brush's width and the dot tool's, for this photo and (through
+        :meth:`brush_follow`) every photo opened after it.
+        """
+        chosen = brush_choice(size)
+        if session is None:
+            return gr.skip()
+        session.brush_px = chosen
+        ui = self.app.ui
+        return {ui.session: session, ui.editor: self._brush_shown(session, label)[ui.editor]}
+
+    def brush_follow(self, session, size, label) -> dict:
+        """After a redraw: a photo just opened takes the slider's brush size (nothing is sent otherwise)."""
+        try:
+            chosen = brush_choice(size)
+        except gr.Error:
+            return gr.skip()
+        if session is None or session.brush_px == chosen:
+            return gr.skip()
+        session.brush_px = chosen
+        return self._brush_shown(session, label)
+
+    def brush_step(self, session, size, steps) -> int:
+        """The slider's value ``steps`` steps larger or smaller (the keys ] and [), from the width in use."""
+        try:
+            width = brush_choice(size) or brush_size(session) or 25  # 25: Gradio's own default width
+        except gr.Error:
+            width = brush_size(session) or 25
+        return brush_stepped(width, as_int(steps, "steps"))

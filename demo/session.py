@@ -149,6 +149,8 @@ class Session:
             record: the model's output is not stored); None when the proposal is the model's.
         owner: Whose drafts keep the unsaved work (:meth:`demo.access.Access.draft_owner`); None: the
             drafts every user of a local-only app shares.
+        brush_px: Brush width in working pixels chosen for this photo (paint brush and the
+            dot tool); None: proportional to the photo (:func:`demo.widgets.brush_size`).
     """
 
     image: np.ndarray
@@ -163,6 +165,7 @@ class Session:
     owner: str | None = None
     history: History = field(default_factory=History)
     saved_digest: str | None = None
+    brush_px: int | None = None
 
     @classmethod
     def start(

@@ -34,6 +34,7 @@ from .queue_ui import QueuePanel
 from .render import label_choices, legend_html
 from .settings import Settings
 from .widgets import (
+    BRUSH_MAX,
     bound_layers,
     brush,
     brush_size,
@@ -224,10 +225,18 @@ def _edit_column(app: AppContext, edit: EditHandlers) -> None:
     )
     # The label being applied, in its colour, in view above the canvas while painting.
     ui.painting = gr.HTML(painting_html(app.initial_set, 0, None), elem_id="painting")
+    with gr.Row():
+        # The width of the paint brush and of the dot tool, in working pixels; [ and ] step it.
+        ui.brush_px = gr.Slider(
+            0, BRUSH_MAX, value=0, step=1, scale=4, elem_id="brush-size",
+            label="Brush size in pixels (0: 1/40 of the photo's longer side; keys [ and ])",
+        )  # fmt: skip
+        ui.brush_smaller_btn = gr.Button("Brush −", size="sm", min_width=60, elem_id="brush-smaller")
+        ui.brush_bigger_btn = gr.Button("Brush +", size="sm", min_width=60, elem_id="brush-bigger")
     with gr.Tabs():
         with gr.Tab("Overlay & click tools", id="view"):
             _overlay_tab(app)
-        with gr.Tab("Paint labels", id="paint"):
+        with gr.Tab("Paint labels", id="paint") as ui.paint_tab:
             gr.Markdown(PAINT_HELP)
             ui.editor = gr.ImageEditor(
                 type="numpy",
@@ -441,6 +450,35 @@ def _wire_editing(demo: gr.Blocks, app: AppContext, edit: EditHandlers) -> None:
         edit.key_label, [ui.session, ui.key_box, ui.label], [ui.label, ui.editor], api_visibility="private"
     )
     demo.load(None, js=KEYS_JS)
+    brush_inputs = [ui.session, ui.brush_px, ui.label]
+    ui.brush_px.change(
+        edit.set_brush_size,
+        brush_inputs,
+        [ui.session, ui.editor],
+        api_name="brush_size",
+        trigger_mode="always_last",
+        show_progress="hidden",
+    ).then(edit.painting_chip, [ui.session, ui.label], [ui.painting, ui.label_last], api_visibility="private")
+    # A photo just opened (a redraw) takes the slider's size: opening sets the proportional one.
+    ui.view.change(
+        edit.brush_follow, brush_inputs, [ui.editor, ui.painting], api_visibility="private", show_progress="hidden"
+    )
+    for button, steps in ((ui.brush_smaller_btn, -1), (ui.brush_bigger_btn, 1)):
+        button.click(
+            lambda session, size, steps=steps: edit.brush_step(session, size, steps),
+            [ui.session, ui.brush_px],
+            ui.brush_px,
+            api_visibility="private",
+            show_progress="hidden",
+        )
+    # A canvas given its picture while its tab was hidden can stay blank: opening the tab sends it again.
+    ui.paint_tab.select(
+        edit.paint_opened,
+        [ui.session, ui.editor, ui.opacity, ui.hidden],
+        ui.editor,
+        api_visibility="private",
+        show_progress="hidden",
+    )
     paint_inputs = [ui.session, ui.zoom, ui.editor, ui.opacity, ui.hidden]
     ui.apply_btn.click(edit.apply_strokes, paint_inputs, ui.view_outputs, api_name="apply_strokes")
     ui.snap_btn.click(edit.snap_strokes, paint_inputs, ui.view_outputs, api_name="snap_strokes")

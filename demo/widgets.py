@@ -115,12 +115,40 @@ def brush(label_set: LabelSet, selected: int = 0, size: int | None = None) -> gr
     return gr.Brush(default_size=size or "auto", colors=[colour], default_color=colour, color_mode="fixed")
 
 
+# The brush-size slider's range in working pixels (0 on the slider: proportional to the photo).
+BRUSH_MAX = 256
+# One press of [ or ] (or the - / + buttons beside the slider) changes the width by this factor.
+BRUSH_STEP = 1.25
+
+
 def brush_size(session: Session | None) -> int | None:
-    """A brush width proportional to the photo: 1/40 of its longer side (Gradio's fixed 25 px is
-    a hair on a 1600 px photo and a smear on a 300 px one)."""
+    """The brush width of ``session``'s photo: the one chosen on the slider, else 1/40 of its longer
+    side (Gradio's fixed 25 px is a hair on a 1600 px photo and a smear on a 300 px one)."""
     if session is None:
         return None
+    if session.brush_px:
+        return session.brush_px
     return max(3, round(max(session.labels.shape) / 40))
+
+
+def brush_choice(value) -> int | None:
+    """The slider's brush size as a width in pixels; None for 0 (proportional to the photo)."""
+    size = as_int(value if value not in (None, "") else 0, "brush size")
+    if not 0 <= size <= BRUSH_MAX:
+        raise mistake(f"the brush size must be between 0 (proportional to the photo) and {BRUSH_MAX}, got {size}")
+    return size or None
+
+
+def brush_stepped(width: int, steps: int) -> int:
+    """``width`` made :data:`BRUSH_STEP` times larger (``steps`` > 0) or smaller, by a pixel at least.
+
+    The result stays within 1 ... :data:`BRUSH_MAX`.
+    """
+    if steps > 0:
+        width = max(width + 1, round(width * BRUSH_STEP))
+    elif steps < 0:
+        width = min(width - 1, round(width / BRUSH_STEP))
+    return min(BRUSH_MAX, max(1, width))
 
 
 def painting_html(label_set: LabelSet, value, size: int | None) -> str:
