@@ -8,11 +8,13 @@ there. The model is a randomly initialised SSFNet-lite: its labels are arbitrary
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import shutil
 import zlib
 from pathlib import Path
 
+import gradio as gr
 import numpy as np
 import pytest
 import torch
@@ -22,6 +24,7 @@ from helpers import app_settings, launched_app
 from PIL import Image
 
 from demo.finetune_budget import least_budget
+from demo.session import Session, Source
 from demo.ui import build_demo
 from ssfnet import build_model, save_checkpoint
 from ssfnet.data.corrections import save_correction
@@ -271,6 +274,57 @@ def test_another_checkpoint_parses_the_open_photo_again_keeping_its_edits(app, t
         assert json.loads(Path(next(p for p in downloads if p.endswith(".json"))).read_text())["model"] == "other"
     finally:
         shutil.rmtree(other)
+
+
+# ---------------------------------------------------------------------------------------------
+# Item 5: a canvas that does not show the photo never takes strokes
+
+
+def edit_handlers(root: Path, tmp_path: Path):
+    """The editing handlers of an app (not launched) whose drafts go to ``tmp_path``."""
+    blocks = build_demo(app_settings(root, corrections_dir=tmp_path / "corrections"))
+    return next(f.fn for f in blocks.fns.values() if f.api_name == "apply_strokes").__self__
+
+
+def grey_session(shape: tuple[int, int] = (48, 64)) -> Session:
+    image = np.full((*shape, 3), 90, np.uint8)
+    data = io.BytesIO()
+    Image.fromarray(image).save(data, format="PNG")
+    source = Source(name="grey.png", data=data.getvalue(), ext="png", size=shape, keep_bytes=True)
+    return Session.start(image, source, np.zeros(shape, np.uint8), LIP, model="tiny")
+
+
+def stroke(shape: tuple[int, int]) -> np.ndarray:
+    """An upper-clothes stroke on an RGBA layer of ``shape``, over a fifth of it."""
+    layer = np.zeros((*shape, 4), np.uint8)
+    h, w = shape
+    layer[h // 4 : h // 2, w // 4 : w // 2] = (*LIP.colour_lut()[UPPER], 255)
+    return layer
+
+
+def test_strokes_on_a_canvas_without_the_photo_are_refused_and_the_photo_is_sent_again(root, tmp_path):
+    edit = edit_handlers(root, tmp_path)
+    ui = edit.app.ui
+    session = grey_session()
+    # Blank (no picture loaded: no background), and showing a picture of another shape (a photo before).
+    for background, layer in [
+        (None, stroke((48, 64))),
+        (None, stroke((600, 800))),
+        (np.zeros((60, 40, 3)), stroke((60, 40))),
+    ]:
+        out = edit.apply_strokes(session, None, {"background": background, "layers": [layer], "composite": None}, *VIEW)
+        assert not session.labels.any() and session.changed_pixels == 0  # nothing placed by guesswork
+        assert out[ui.editor]["layers"] == [] and Image.open(out[ui.editor]["background"]).size == (64, 48)
+    # Opening the paint tab sends a blank canvas the photo; one showing it keeps its strokes.
+    out = edit.paint_opened(session, {"background": None, "layers": [], "composite": None}, *VIEW)
+    assert Image.open(out[ui.editor]["background"]).size == (64, 48)
+    shown = np.full((48, 64, 3), 200, np.uint8)
+    assert edit.paint_opened(session, {"background": shown, "layers": [stroke((48, 64))]}, *VIEW) == gr.skip()
+    # On the photo, also exported at twice its density, the same strokes apply.
+    for background, layer in [(shown, stroke((48, 64))), (np.zeros((96, 128, 3), np.uint8), stroke((96, 128)))]:
+        session = grey_session()
+        edit.apply_strokes(session, None, {"background": background, "layers": [layer], "composite": None}, *VIEW)
+        assert (session.labels == UPPER).sum() == 12 * 16
 
 
 # ---------------------------------------------------------------------------------------------
