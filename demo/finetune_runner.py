@@ -33,31 +33,12 @@ import torch
 
 from ssfnet.labels import LabelSet
 from ssfnet.metrics import ConfusionMatrix
-from train.finetune_defaults import BLEND, CORRECTIONS_SHARE, FINETUNED_DIR, HOLDOUT
+from train.finetune_defaults import BLEND, CORRECTIONS_SHARE, FINETUNED_DIR, HOLDOUT, lower_priority
 from train.finetune_status import read_progress, utc_stamp
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOG_FILE = "console.log"
-# How much nicer than the app the fine-tune runs: parses go first when both want the CPU.
-BACKGROUND_NICE = 10
 
-
-def lower_priority(pid: int, nice: int = BACKGROUND_NICE) -> None:
-    """Give process ``pid`` a lower CPU priority than this one (``nice`` more, at most 19).
-
-    Both its nice value and, on Linux with autogroup scheduling, its group's: a process in a
-    session of its own gets a group of its own, which shares the CPU with the app's group
-    whatever the nice values inside. Best effort: where the system allows neither, the
-    fine-tune runs as before, with one core fewer than the machine has.
-    """
-    try:
-        os.setpriority(os.PRIO_PROCESS, pid, min(19, os.getpriority(os.PRIO_PROCESS, 0) + nice))
-    except (AttributeError, OSError):
-        pass
-    try:
-        Path(f"/proc/{pid}/autogroup").write_text(str(min(19, nice)))
-    except OSError:
-        pass
 
 
 ENDED = ("finished", "cancelled", "failed")

@@ -9,6 +9,9 @@ as they were. With the corrections half of every batch it rose by +0.24 (-0.32 t
 -0.72 published as trained.
 """
 
+import os
+from pathlib import Path
+
 # Share of every fine-tuning batch drawn from the corrections. Fifty corrections among the default
 # checkpoint's 10,861 training photos are oversampled elevenfold: about 150 draws, three passes over
 # them, in a ten-minute fine-tune on a 2-core CPU (about 390 batches of 8). A half (thirty passes)
@@ -23,3 +26,25 @@ BLEND = 0.25
 # Where a fine-tune publishes by default: this folder inside the checkpoints folder, which git
 # ignores (the shipped checkpoints beside it are tracked) and the app lists with the others.
 FINETUNED_DIR = "finetuned"
+
+
+# How much nicer than the app a fine-tune started beside it runs: parses go first when both want the CPU.
+BACKGROUND_NICE = 10
+
+
+def lower_priority(pid: int, nice: int = BACKGROUND_NICE) -> None:
+    """Give process ``pid`` a lower CPU priority than this one (``nice`` more, at most 19).
+
+    Both its nice value and, on Linux with autogroup scheduling, its group's: a process in a
+    session of its own gets a group of its own, which shares the CPU with the app's group
+    whatever the nice values inside. Best effort: where the system allows neither, the
+    fine-tune runs as before, with one core fewer than the machine has.
+    """
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, min(19, os.getpriority(os.PRIO_PROCESS, 0) + nice))
+    except (AttributeError, OSError):
+        pass
+    try:
+        Path(f"/proc/{pid}/autogroup").write_text(str(min(19, nice)))
+    except OSError:
+        pass
