@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 EXAMPLES_DIR = ASSETS_DIR / "examples"
 DEFAULT_LABEL_SET = "lip-20"
+# How often writing a draft also looks for anonymous pages' drafts past the session lifetime.
+DRAFTS_EXPIRY_S = 300.0
 
 
 def example_paths() -> list[Path]:
@@ -204,6 +206,18 @@ def start_label_set(predictors: Predictors) -> LabelSet:
     return get_label_set(DEFAULT_LABEL_SET)
 
 
+def expire_page_drafts(drafts: Drafts, settings: Settings, every_s: float) -> None:
+    """Remove anonymous pages' drafts once the session lifetime has passed since their last write
+    (:meth:`demo.drafts.Drafts.expire_pages`); looks at most every ``every_s`` seconds."""
+    try:
+        removed = drafts.expire_pages(settings.session_minutes * 60, every_s=every_s)
+    except OSError as err:
+        logger.warning("could not expire the drafts of ended sessions in %s: %s", drafts.root, err)
+        return
+    if removed:
+        logger.info("removed %d draft(s) of page sessions idle for over %d minutes", removed, settings.session_minutes)
+
+
 @dataclass
 class AppContext:
     """The server-wide parts of one app and its components; see the module's docstring."""
@@ -225,6 +239,7 @@ class AppContext:
         """The stores and the fine-tune runner of ``settings``; components come later, from the layout."""
         corrections_dir = Path(settings.corrections_dir)
         drafts = Drafts(corrections_dir / "drafts")
+        expire_page_drafts(drafts, settings, every_s=0.0)
         # One fine-tune process per app: a server resource that every tab watches (see demo.finetune_runner).
         runner = (
             FinetuneRunner(
@@ -282,6 +297,7 @@ class AppContext:
         except OSError as err:
             logger.warning("could not write the draft of %s: %s", session.source.name, err)
             gr.Warning(f"Could not autosave a draft: {err}")
+        expire_page_drafts(self.drafts, self.settings, every_s=DRAFTS_EXPIRY_S)
 
     def shown(self, session: Session, zoom: Zoom | None, opacity: float, hidden, full: str | None = None) -> str:
         """The overlay file to show at the user's zoom (:func:`demo.zoom.display_window`): ``full`` (the

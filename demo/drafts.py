@@ -11,6 +11,11 @@ a page's are its own where the app serves other machines without logins, and onl
 local-only app without logins shares them (one person, maybe in several tabs). An owner's
 drafts live in a folder of their own under ``users/`` or ``pages/`` (:meth:`Drafts.of`),
 named by a digest of the owner, so that no user's name becomes a path.
+
+A page's drafts can be continued from that page alone: once its session has ended they are
+nobody's work, so they expire after the session lifetime (:meth:`Drafts.expire_pages`, which the
+app runs at start and then every few minutes as drafts are written). A logged-in user's drafts
+and the shared ones of a local-only app are kept until saved or edited back to the proposal.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import io
 import json
 import os
 import shutil
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -33,6 +39,16 @@ from .session import Session, Source
 
 LABELS_FILE = "labels.npz"
 META_FILE = "draft.json"
+# The folders of owners' drafts: logged-in users' and pages' (anonymous browser sessions).
+USERS_DIR, PAGES_DIR = "users", "pages"
+
+
+def _last_write(folder: Path) -> float:
+    """The newest modification time of ``folder`` and the files in it; infinity when it is gone."""
+    try:
+        return max([folder.stat().st_mtime] + [p.stat().st_mtime for p in folder.iterdir()])
+    except (FileNotFoundError, NotADirectoryError):
+        return float("inf")
 
 
 class Drafts:
@@ -44,13 +60,47 @@ class Drafts:
 
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root)
+        self._expired_at = float("-inf")  # when expire_pages last looked (see its ``every_s``)
 
     def of(self, owner: str | None) -> Drafts:
         """The drafts of ``owner`` (``"user <name>"``, ``"page <id>"``, ...); None: the shared ones, these."""
         if owner is None:
             return self
-        kind = "users" if owner.startswith("user ") else "pages"
+        kind = USERS_DIR if owner.startswith("user ") else PAGES_DIR
         return Drafts(self.root / kind / hashlib.sha256(owner.encode()).hexdigest()[:32])
+
+    def expire_pages(self, max_age_s: float, now: float | None = None, every_s: float = 0.0) -> int:
+        """Remove the drafts of pages (anonymous sessions) not written for ``max_age_s`` seconds.
+
+        Only the ``pages/`` folder of these drafts (the root ones) is looked at: a logged-in user's
+        drafts and the shared ones are never removed here. A page folder left empty goes too.
+
+        Args:
+            max_age_s: How long a page's draft outlives its last write (the session lifetime).
+            now: The time to measure against (``time.time()``; tests pass their own).
+            every_s: Look only if the last look was at least this long ago (a call on every
+                draft written stays cheap).
+
+        Returns:
+            How many drafts were removed.
+        """
+        now = time.time() if now is None else now
+        if now - self._expired_at < every_s:
+            return 0
+        self._expired_at = now
+        pages = self.root / PAGES_DIR
+        if not pages.is_dir():
+            return 0
+        cutoff = now - max_age_s
+        removed = 0
+        for owner in [p for p in pages.iterdir() if p.is_dir()]:
+            for draft in [p for p in owner.iterdir() if p.is_dir()]:
+                if _last_write(draft) < cutoff:
+                    shutil.rmtree(draft, ignore_errors=True)
+                    removed += 1
+            with contextlib.suppress(OSError):
+                owner.rmdir()  # only when empty: the page may still write another draft
+        return removed
 
     def folder(self, sha256: str) -> Path:
         if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):

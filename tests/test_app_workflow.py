@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import shutil
+import time
 import zlib
 from pathlib import Path
 
@@ -23,6 +25,8 @@ from gradio_client.exceptions import AppError
 from helpers import app_settings, launched_app
 from PIL import Image
 
+from demo import context
+from demo.drafts import Drafts
 from demo.finetune_budget import least_budget
 from demo.session import Session, Source
 from demo.ui import build_demo
@@ -280,9 +284,9 @@ def test_another_checkpoint_parses_the_open_photo_again_keeping_its_edits(app, t
 # Item 5: a canvas that does not show the photo never takes strokes
 
 
-def edit_handlers(root: Path, tmp_path: Path):
-    """The editing handlers of an app (not launched) whose drafts go to ``tmp_path``."""
-    blocks = build_demo(app_settings(root, corrections_dir=tmp_path / "corrections"))
+def edit_handlers(root: Path, tmp_path: Path, settings=None):
+    """The editing handlers of an app (not launched) of ``settings`` (default: drafts go to ``tmp_path``)."""
+    blocks = build_demo(settings or app_settings(root, corrections_dir=tmp_path / "corrections"))
     return next(f.fn for f in blocks.fns.values() if f.api_name == "apply_strokes").__self__
 
 
@@ -392,6 +396,35 @@ def test_a_local_app_without_logins_shares_drafts_between_its_tabs(app, tmp_path
     photo, other = own_photo(tmp_path, "shared.jpg", EXAMPLES[3]), own_photo(tmp_path, "next3.jpg", EXAMPLES[2])
     leave_a_draft(connect(url), photo, other)
     assert sees_draft(connect(url), photo)  # one person at this machine, another tab
+
+
+def aged_draft(drafts, owner: str | None, session: Session, seconds: float) -> Path:
+    """A draft of ``session`` kept for ``owner``, made to look last written ``seconds`` ago."""
+    kept = drafts.of(owner)
+    kept.keep(session)
+    folder = kept.folder(session.source.sha256)
+    then = time.time() - seconds
+    for path in [*folder.iterdir(), folder]:
+        os.utime(path, (then, then))
+    return folder
+
+
+def test_anonymous_pages_drafts_expire_at_start_and_as_drafts_are_written(root, tmp_path, monkeypatch):
+    settings = app_settings(root, host="0.0.0.0", corrections_dir=tmp_path / "corrections", session_minutes=5)
+    old = grey_session()
+    old.edit(np.full(old.labels.shape, FACE, np.uint8), "test")
+    drafts = Drafts(settings.corrections_dir / "drafts")
+    ended, hers, shared = (aged_draft(drafts, who, old, 600) for who in ("page gone", "user alice", None))
+    app = edit_handlers(root, tmp_path, settings).app  # the app starts: the ended page's draft goes
+    assert not ended.exists() and hers.exists() and shared.exists()
+    ended = aged_draft(drafts, "page gone too", old, 600)
+    monkeypatch.setattr(context, "DRAFTS_EXPIRY_S", 0.0)  # the next draft written looks again at once
+    new = grey_session((40, 64))
+    new.owner = "page here"
+    new.edit(np.full(new.labels.shape, HAIR, np.uint8), "test")
+    app.autosave(new)
+    assert not ended.exists() and hers.exists() and shared.exists()
+    assert drafts.of("page here").exists(new.source.sha256)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -152,3 +154,33 @@ def test_opening_a_photo_leaves_a_draft_it_cannot_continue(tmp_path):
     other = Session.start(image, source, np.zeros(image.shape[:2], np.uint8), get_label_set("atr-18"))
     assert not drafts.restore_into(other)  # drawn with another label set
     assert drafts.keep(other)  # what every redraw calls: the draft stays
+
+
+def age(folder: Path, seconds: float) -> None:
+    """Make ``folder`` and its files look last written ``seconds`` ago."""
+    then = time.time() - seconds
+    for path in [*folder.iterdir(), folder]:
+        os.utime(path, (then, then))
+
+
+def test_pages_drafts_expire_after_the_session_lifetime_and_no_one_elses(tmp_path):
+    drafts = Drafts(tmp_path / "drafts")
+    session = edited(session_of(EXAMPLES[0]))
+    owners = {
+        "shared": drafts,
+        "user": drafts.of("user alice"),
+        "old page": drafts.of("page a"),
+        "page": drafts.of("page b"),
+    }
+    for kept in owners.values():
+        assert kept.keep(session)
+    for name in ("shared", "user", "old page"):
+        age(owners[name].folder(session.source.sha256), 7200)
+    assert drafts.expire_pages(3600) == 1
+    assert not owners["old page"].root.exists()  # its page folder went with its last draft
+    assert all(owners[name].exists(session.source.sha256) for name in ("shared", "user", "page"))
+    # Looked at most every ``every_s``: a page that ends meanwhile waits for the next look.
+    age(owners["page"].folder(session.source.sha256), 7200)
+    assert drafts.expire_pages(3600, every_s=300) == 0 and owners["page"].exists(session.source.sha256)
+    assert drafts.expire_pages(3600, now=time.time() + 301, every_s=300) == 1
+    assert not owners["page"].exists(session.source.sha256) and owners["user"].exists(session.source.sha256)
