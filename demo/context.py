@@ -124,6 +124,9 @@ class Components:
     reset_btn: gr.Button
     save_btn: gr.Button
     accept_btn: gr.Button
+    review_status: gr.Radio
+    review_note: gr.Textbox
+    review_btn: gr.Button
     downloads: gr.File
     key_box: gr.Textbox
     # Saved corrections.
@@ -155,6 +158,7 @@ class Components:
     finetune_blend: gr.Slider
     finetune_freeze: gr.Checkbox
     finetune_anyway: gr.Checkbox
+    finetune_approved: gr.Checkbox
     finetune_btn: gr.Button
     finetune_cancel_btn: gr.Button
     finetune_refresh_btn: gr.Button

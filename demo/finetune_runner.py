@@ -40,7 +40,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 LOG_FILE = "console.log"
 
 
-
 ENDED = ("finished", "cancelled", "failed")
 
 
@@ -67,6 +66,7 @@ class FinetuneRequest:
         blend: Share of the fine-tune's change the published weights keep.
         publish_anyway: Publish even a result that scores lower than its base on the corrections
             it trained on or on the held-out ones (by default such a run publishes nothing).
+        approved_only: Train and score on the approved corrections only (``--approved-only``).
     """
 
     base: str
@@ -77,6 +77,7 @@ class FinetuneRequest:
     freeze_backbone: bool = False
     blend: float = BLEND
     publish_anyway: bool = False
+    approved_only: bool = False
 
     def __post_init__(self) -> None:
         checks = (
@@ -108,6 +109,7 @@ class FinetuneRequest:
             "--blend",
             f"{self.blend:g}",
             *(["--publish-anyway"] if self.publish_anyway else []),
+            *(["--approved-only"] if self.approved_only else []),
         ]
 
 

@@ -54,6 +54,11 @@ def finetune_panel(app: AppContext) -> None:
                 "corrections, trained-on or held-out, is not published)",
                 elem_id="finetune-anyway",
             )
+            ui.finetune_approved = gr.Checkbox(
+                False,
+                label="Approved corrections only (photos whose latest correction was approved under Review)",
+                elem_id="finetune-approved",
+            )
         with gr.Row():
             ui.finetune_btn = gr.Button("Start fine-tuning", variant="primary", elem_id="finetune-start")
             ui.finetune_cancel_btn = gr.Button("Cancel", elem_id="finetune-cancel")
@@ -74,7 +79,7 @@ def wire_finetune(demo: gr.Blocks, app: AppContext, finetune: FinetuneHandlers, 
     shown = [ui.finetune_html, ui.finetune_log]
     options = [ui.finetune_base, ui.finetune_minutes, ui.finetune_lr, ui.finetune_share, ui.finetune_holdout]
     private = {"api_visibility": "private"}
-    inputs = [*options, ui.finetune_freeze, ui.finetune_blend, ui.finetune_anyway]
+    inputs = [*options, ui.finetune_freeze, ui.finetune_blend, ui.finetune_anyway, ui.finetune_approved]
     ui.finetune_btn.click(finetune.start, inputs, shown, api_name="finetune_start").then(
         finetune.polling, None, ui.finetune_timer, **private
     )

@@ -13,7 +13,8 @@ import logging
 
 import gradio as gr
 
-from ssfnet.data.corrections import list_corrections
+from ssfnet.data.corrections import latest_ids, list_corrections
+from ssfnet.data.review import is_approved
 
 from .access import Access, requester
 from .context import AppContext
@@ -45,6 +46,12 @@ class FinetuneHandlers:
 
     def _corrections(self) -> int:
         return len(list_corrections(self.app.corrections_dir))
+
+    def _approved(self) -> int:
+        """How many photos a fine-tune on approved corrections only would use (latest records approved)."""
+        records = list_corrections(self.app.corrections_dir)
+        latest = set(latest_ids(records))
+        return sum(1 for meta in records if meta["id"] in latest and is_approved(meta))
 
     def base_choices(self, base):
         """Offer the current checkpoints as fine-tune bases (the pick kept while it exists, else the default)."""
@@ -101,9 +108,22 @@ class FinetuneHandlers:
         return gr.Timer(active=job is not None and job.running)
 
     def start(
-        self, base, minutes, lr, share, holdout, freeze, blend, anyway=False, request: gr.Request | None = None
+        self,
+        base,
+        minutes,
+        lr,
+        share,
+        holdout,
+        freeze,
+        blend,
+        anyway=False,
+        approved_only=False,
+        request: gr.Request | None = None,
     ) -> dict:
-        """Start fine-tuning ``base`` on the saved corrections in the background, owned by ``request``'s sender."""
+        """Start fine-tuning ``base`` on the saved corrections in the background, owned by ``request``'s sender.
+
+        With ``approved_only`` only the photos whose latest correction a reviewer approved are used.
+        """
         app = self.app
         if not base:
             # Never a silent default: the run must be of the checkpoint the panel shows.
@@ -112,11 +132,16 @@ class FinetuneHandlers:
         if not self._corrections():
             folder = shown_path(app.corrections_dir, self.roots)
             raise mistake(f"No saved corrections in {folder} yet: correct and save some photos first.")
+        if approved_only and not self._approved():
+            raise mistake(
+                "No approved corrections yet: approve saved photos under **Review** (or untick *Approved "
+                "corrections only*)."
+            )
         try:
             # An empty (or zero) learning rate leaves the choice to the fine-tune (see FinetuneRequest).
             options = FinetuneRequest(
                 str(app.predictors.folder(base)), float(minutes), float(lr) if lr else None, float(share),
-                float(holdout), bool(freeze), float(blend), bool(anyway),
+                float(holdout), bool(freeze), float(blend), bool(anyway), bool(approved_only),
             )  # fmt: skip
         except (FileNotFoundError, TypeError, ValueError) as err:
             raise mistake(self._shown(str(err))) from None

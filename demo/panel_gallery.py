@@ -8,9 +8,11 @@ import logging
 import gradio as gr
 
 from ssfnet.data.corrections import export_zip, latest_ids, list_corrections, trash_correction
+from ssfnet.data.review import APPROVED, REVIEW_STATUSES, set_review
 
 from .context import AppContext, status_text
 from .paths import page_roots, shown_path, shown_text
+from .queue import review_caption
 from .session import open_correction
 from .widgets import mistake, require, selected_index
 
@@ -45,7 +47,9 @@ class GalleryHandlers:
             elif str(extra.get("edited_from") or ("record" if meta.get("parent") else "proposal")).startswith("record"):
                 # Reopened and saved again: counted from the record reopened (the model's output is not stored).
                 what += " from its parent"
-            caption = f"{meta.get('source_name') or meta['id']} · {when} UTC · {what} · {meta['id']}"
+            caption = (
+                f"{meta.get('source_name') or meta['id']} · {when} UTC · {what} · {review_caption(meta)} · {meta['id']}"
+            )
             items.append((str(thumb), caption))
             ids.append(meta["id"])
         return items, ids
@@ -92,6 +96,30 @@ class GalleryHandlers:
         if not session.unreviewed:
             raise mistake("The labels were edited (or saved before): use Save correction.")
         return self.save(session, accept=True)
+
+    def set_review(self, session, status, note, show_old=False, request: gr.Request = None) -> dict:
+        """Set the review (to review, approved, rejected with a note) of the open photo's saved record."""
+        session = require(session)
+        if session.parent is None:
+            raise mistake("Save this photo first: a review is of a saved correction.")
+        if status == APPROVED and session.unsaved:
+            raise mistake(
+                f"The open labels differ from the saved record `{session.parent}`: save them (a new version, "
+                "to review) or undo the edits before approving."
+            )
+        if status not in REVIEW_STATUSES:
+            raise mistake(f"Choose a review: {', '.join(REVIEW_STATUSES)} (got {status!r}).")
+        try:
+            meta = set_review(
+                self.app.corrections_dir, session.parent, status, note or "", by=getattr(request, "username", None)
+            )
+        except (ValueError, OSError) as err:  # FileNotFoundError: trashed meanwhile
+            raise mistake(shown_text(f"Review not stored: {err}", self.roots)) from None
+        logger.info("review of correction %s: %s", session.parent, status)
+        ui = self.app.ui
+        return self.refresh_gallery(show_old) | {
+            ui.message: f"`{session.parent}` is now {review_caption(meta)}.",
+        }
 
     def refresh_gallery(self, show_old=False) -> dict:
         """List the saved corrections (newest first; superseded versions only if asked)."""

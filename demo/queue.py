@@ -26,12 +26,21 @@ from pathlib import Path
 import numpy as np
 
 from ssfnet.data.corrections import latest_ids, list_corrections
+from ssfnet.data.review import APPROVED, REJECTED, TO_REVIEW, review_status
 from ssfnet.io import atomic_write_bytes
 
 from .drafts import Drafts
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 STATUS_ICONS = {"saved": "✅ saved", "draft": "✏️ draft", "to do": "⬜ to do"}
+REVIEW_ICONS = {TO_REVIEW: "◻ to review", APPROVED: "✔ approved", REJECTED: "✖ rejected"}
+
+
+def review_caption(meta: dict) -> str:
+    """A record's review as the gallery and the queue show it (a rejection with its note)."""
+    review = review_status(meta)
+    text = REVIEW_ICONS[review["status"]]
+    return f"{text}: {review['note']}" if review["status"] == REJECTED else text
 
 
 def mean_entropy(proba: np.ndarray) -> float:
@@ -131,6 +140,18 @@ class PhotoQueue:
         latest = latest_ids(records)  # newest first, as listed
         return latest[0] if latest else None
 
+    def reviews(self) -> dict[str, str]:
+        """The review (:func:`review_caption`) of each saved photo's latest record, by the photo's digests."""
+        records = list_corrections(self.corrections_dir)
+        latest = set(latest_ids(records))
+        shown: dict[str, str] = {}
+        for meta in records:  # newest first: a photo's first latest record is the one it opens with
+            if meta["id"] in latest:
+                for sha in _photo_digests(meta):
+                    if sha:
+                        shown.setdefault(sha, review_caption(meta))
+        return shown
+
     def saved_digests(self) -> set[str]:
         return {sha for meta in list_corrections(self.corrections_dir) for sha in _photo_digests(meta)}
 
@@ -183,6 +204,7 @@ class PhotoQueue:
         if not photos:
             return "<p>The queue is empty: load a folder of photos or upload several at once.</p>"
         statuses = self.statuses(photos, drafts)
+        reviews = self.reviews()
         ranked_by = self.ranked_by
         done = statuses.count("saved")
         share = 100 * done / len(photos)
@@ -190,9 +212,10 @@ class PhotoQueue:
         for i, (path, status) in enumerate(zip(photos, statuses, strict=True)):
             score = self.score_of(path, ranked_by)
             mark = " style='font-weight:bold;background:rgba(255,200,0,0.25)'" if i == position else ""
+            review = html.escape(reviews.get(self.digest(path), "")) if status == "saved" else ""
             rows.append(
                 f"<tr{mark}><td>{i + 1}</td><td>{html.escape(path.name)}</td><td>{STATUS_ICONS[status]}</td>"
-                f"<td style='text-align:right'>{'' if score is None else f'{score:.3f}'}</td></tr>"
+                f"<td>{review}</td><td style='text-align:right'>{'' if score is None else f'{score:.3f}'}</td></tr>"
             )
         order = "by uncertainty (most uncertain first)" if ranked_by else "by name"
         where = f"photo {position + 1} of {len(photos)}" if position is not None and position >= 0 else "none open"
@@ -201,6 +224,6 @@ class PhotoQueue:
             f"{statuses.count('draft')} draft(s), {statuses.count('to do')} to do</div>"
             f"<progress value='{done}' max='{len(photos)}' style='width:100%' title='{share:.0f}% saved'></progress>"
             "<div style='max-height:18em;overflow-y:auto;font-size:0.9em'><table class='ssfnet-queue'>"
-            "<thead><tr><th>#</th><th>photo</th><th>status</th><th>uncertainty</th></tr></thead>"
+            "<thead><tr><th>#</th><th>photo</th><th>status</th><th>review</th><th>uncertainty</th></tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table></div>"
         )

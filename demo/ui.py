@@ -19,6 +19,8 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
+from ssfnet.data.review import APPROVED, REVIEW_STATUSES
+
 from .context import EXAMPLES_DIR, AppContext, Thumbnails, status_text
 from .finetune_ui import finetune_panel, wire_finetune
 from .keys import KEYS_JS, SHORTCUTS_MD
@@ -261,6 +263,14 @@ def _edit_column(app: AppContext, edit: EditHandlers) -> None:
         ui.reset_btn = gr.Button("Reset to proposal", elem_id="reset")
         ui.save_btn = gr.Button("Save correction", variant="primary", elem_id="save")
         ui.accept_btn = gr.Button("Accept proposal as correct", elem_id="accept")
+    with gr.Row():
+        # A reviewer's verdict on the saved record of the open photo (a fine-tune may use approved ones only).
+        ui.review_status = gr.Radio(
+            list(REVIEW_STATUSES), value=APPROVED, label="Review of the open photo's saved correction",
+            scale=2, elem_id="review-status",
+        )  # fmt: skip
+        ui.review_note = gr.Textbox(label="Review note (needed to reject)", scale=2, elem_id="review-note")
+        ui.review_btn = gr.Button("Set review", elem_id="review")
     ui.downloads = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="downloads")
 
 
@@ -516,6 +526,12 @@ def _wire_saved(demo: gr.Blocks, app: AppContext, handlers: Handlers, queue_pane
     ui.drafts_refresh_btn.click(photo.draft_choices, ui.draft_dd, ui.draft_dd, api_name="drafts")
     demo.load(photo.draft_choices, None, ui.draft_dd, api_visibility="private")
     ui.export_btn.click(gallery.export, None, ui.export_file, api_name="export_zip")
+    ui.review_btn.click(
+        gallery.set_review,
+        [ui.session, ui.review_status, ui.review_note, ui.show_old],
+        [*listing, ui.message],
+        api_name="set_review",
+    ).then(queue_panel.show, queue_panel.position, queue_panel.table, api_visibility="private")
     return saves
 
 

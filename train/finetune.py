@@ -142,6 +142,8 @@ class FinetuneConfig:
         publish_anyway: Publish even when the fine-tuned model scores lower than its base on the
             corrections it trained on or on the held-out ones (by default such a run publishes
             nothing and says so).
+        approved_only: Train and score on the photos whose latest record a reviewer approved
+            (:mod:`ssfnet.data.review`); by default on every saved correction.
         given: Trainer options set by the user (command line or ``--config`` file); the others of
             :data:`INHERITED`, and ``lr``, come from the base's recorded recipe where it has one.
     """
@@ -156,6 +158,7 @@ class FinetuneConfig:
     keep_run_checkpoint: bool = False
     blend: float = BLEND
     publish_anyway: bool = False
+    approved_only: bool = False
     given: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -228,6 +231,13 @@ def _add_finetune_options(parser: argparse.ArgumentParser | argparse._ArgumentGr
         default=d.publish_anyway,
         help="publish even when the result scores lower than the base on the corrections it trained on or on "
         "the held-out ones (by default such a run publishes nothing and exits with status 4)",
+    )
+    parser.add_argument(
+        "--approved-only",
+        action="store_true",
+        default=d.approved_only,
+        help="use only the photos whose latest correction a reviewer approved in the app (default: every "
+        "saved correction, reviewed or not)",
     )
     parser.add_argument(
         "--keep-run-checkpoint",

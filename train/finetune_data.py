@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 
 from ssfnet.data import CorrectionsDataset, holdout_split, mix_weights, open_source, parse_source, split_ids
 from ssfnet.data.corrections import correction_problem, list_corrections
+from ssfnet.data.review import APPROVED, review_status
 from ssfnet.data.sources import SourceSpec
 from ssfnet.io import sha256_file
 from ssfnet.labels import LabelSet, get_label_set
@@ -106,7 +107,13 @@ def latest_per_photo(records: Sequence[dict], ids: Sequence[str]) -> tuple[list[
 
 
 def select_corrections(
-    roots: Sequence[str], label_set: LabelSet, holdout: float, seed: int, say: Callable[[str], None]
+    roots: Sequence[str],
+    label_set: LabelSet,
+    holdout: float,
+    seed: int,
+    say: Callable[[str], None],
+    *,
+    approved_only: bool = False,
 ) -> list[dict]:
     """Each corrections folder's latest record of each photo, split by photo with :func:`holdout_split`.
 
@@ -114,12 +121,15 @@ def select_corrections(
     proposed it and later corrected (two records with no link between them) must neither be
     trained on in one version and scored in the other, nor scored in its superseded version. The
     held-out choice is made per photo (a hash of ``seed`` and the image's hash), never per record.
-    Records that cannot be read whole are skipped with a warning naming them.
+    Records that cannot be read whole are skipped with a warning naming them. With
+    ``approved_only`` a photo counts only if its latest record's review approves it
+    (:mod:`ssfnet.data.review`): an approved record edited since is to review again.
 
     Returns:
         One ``{"root", "train_ids", "held_out_ids", "skipped", "superseded"}`` per folder that has
         records; ``skipped`` lists ``{"id", "reason"}`` of the unreadable ones, ``superseded``
-        ``{"id", "latest"}`` of earlier records of a photo.
+        ``{"id", "latest"}`` of earlier records of a photo; with ``approved_only``, ``unapproved``
+        lists ``{"id", "status"}`` of the latest records left out for their review.
 
     Raises:
         ValueError: no record to train on.
@@ -137,6 +147,11 @@ def select_corrections(
                 skipped.append({"id": record_id, "reason": problem})
         records = list_corrections(root)
         ids, superseded = latest_per_photo(records, ids)
+        unapproved = []
+        if approved_only:
+            status = {m["id"]: review_status(m)["status"] for m in records}
+            unapproved = [{"id": i, "status": status[i]} for i in ids if status[i] != APPROVED]
+            ids = [i for i in ids if status[i] == APPROVED]
         photo = {m["id"]: photo_of(m) for m in records}
         _, held_photos = holdout_split([photo[i] for i in ids], holdout, seed)
         held = set(held_photos)
@@ -146,8 +161,9 @@ def select_corrections(
             f"{root}: {len(ids)} photos, {len(train_ids)} to train on, {len(held_ids)} held out"
             + (f", {len(superseded)} earlier records of the same photos left out" if superseded else "")
             + (f", {len(skipped)} unreadable ones skipped" if skipped else "")
+            + (f", {len(unapproved)} not approved left out" if approved_only else "")
         )
-        if ids or skipped:
+        if ids or skipped or unapproved:
             corrections.append(
                 {
                     "root": str(Path(root).resolve()),
@@ -155,9 +171,15 @@ def select_corrections(
                     "held_out_ids": held_ids,
                     "skipped": skipped,
                     "superseded": superseded,
+                    **({"unapproved": unapproved} if approved_only else {}),
                 }
             )
     if not any(c["train_ids"] for c in corrections):
+        if approved_only:
+            raise ValueError(
+                f"no approved corrections to train on in {', '.join(roots)}: approve records in the app's "
+                "review (or train without --approved-only)"
+            )
         raise ValueError(f"no corrections to train on in {', '.join(roots)}: save corrections in the app first")
     return corrections
 
@@ -236,7 +258,9 @@ def make_plan(config: FinetuneConfig, base: Path, base_meta: dict, run_dir: Path
     input_size = int(base_meta.get("input_size") or DEFAULT_INPUT_SIZE)
     seed = train_cfg.seed
 
-    corrections = select_corrections(config.corrections, label_set, config.holdout, seed, say)
+    corrections = select_corrections(
+        config.corrections, label_set, config.holdout, seed, say, approved_only=config.approved_only
+    )
     originals = select_originals(original_specs(train_cfg.data, base_meta, say), base_meta, label_set, train_cfg, say)
     if not originals:
         say("no original data: fine-tuning on the corrections only (forgetting is not measured)")
