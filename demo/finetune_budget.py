@@ -1,69 +1,135 @@
-"""The least time budget a fine-tune from the page needs on this server, as earlier fine-tunes here measured it.
+"""The least time budget a fine-tune from the page needs on this server, worked out before starting it.
 
 A fine-tune's budget covers its start, the evaluation before training, the one after and publishing;
-training gets what is left, and ``train.finetune`` refuses to start training when too little is
-left, saying the least budget that would do ("Give at least 3.1 minutes"). Those costs depend on
-this machine and on the images scored, so nothing but a run here measures them: the app reads that
-least budget from the newest run folder that was refused, and offers and checks it before starting
-another, so that a budget known to be too small is refused at once instead of a minute later. A
-run that finished since (on a budget that sufficed) is newer knowledge: then no least budget is known.
+training gets what is left, and ``train.finetune`` refuses to train when less than
+:data:`train.finetune_budget.MIN_TRAIN_S` would be left. Those costs depend on this machine, on the
+base (the model scored) and on how many images are scored, so the page estimates them from the
+newest run here that recorded its timings (``timing.json``, of the same base where one is): its
+start-up, its model loading and its scoring time per image, for the images the next run would
+score (the held-out corrections, the trained-on ones up to that run's cap, and the base's original
+validation images as that run scored them). The page shows that least budget in the form and
+refuses a smaller one before starting. Without a run timed here it counts no start-up and no
+evaluation: the least budget that could ever train.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from train.finetune_status import REPORT_FILE, read_json
+from ssfnet.data.corrections import list_corrections
+from train.finetune_budget import MIN_TRAIN_S, Timing, least_minutes, read_timing
+from train.finetune_data import photo_of
+from train.finetune_defaults import HOLDOUT
 
-# How train.finetune words the least budget when it refuses one.
-_LEAST = re.compile(r"give at least ([0-9]+(?:\.[0-9]+)?) minutes", re.IGNORECASE)
+if TYPE_CHECKING:
+    from .context import AppContext
+
 # Run folders looked at, newest first (their names start with a UTC time stamp).
 _RUNS_READ = 20
 
 
 @dataclass(frozen=True)
 class LeastBudget:
-    """The least budget, in minutes, and the run folder (its name) that measured it."""
+    """The least budget, in minutes, for ``images`` scored; ``run`` names the run folder whose timings
+    it is estimated from (None: no run here has timed its evaluation yet)."""
 
     minutes: float
-    run: str
+    images: int
+    run: str | None = None
 
 
-def least_budget(runs_dir: str | Path) -> LeastBudget | None:
-    """The least budget the newest refused fine-tune in ``runs_dir`` asked for; None when none is known.
-
-    Runs without a report (running, or killed) are passed over; a finished run newer than the
-    newest refused one means the budget that refused run asked for is out of date.
-    """
+def newest_timing(runs_dir: str | Path, base: str | None) -> tuple[str, Timing] | None:
+    """``(run folder name, timing)`` of the newest run in ``runs_dir`` that recorded one, preferring the
+    newest of the base ``base`` (a folder name) among the latest runs; None when none did."""
     runs = sorted((p for p in Path(runs_dir).glob("finetune-*") if p.is_dir()), key=lambda p: p.name, reverse=True)
+    newest = None
     for run in runs[:_RUNS_READ]:
-        report = read_json(run / REPORT_FILE)
-        if report is None:
+        timing = read_timing(run)
+        if timing is None:
             continue
-        if report.get("status") == "finished":
-            return None
-        found = _LEAST.search(str(report.get("error") or ""))
-        if report.get("status") == "failed" and found:
-            return LeastBudget(float(found.group(1)), run.name)
-    return None
+        if timing.base == base:
+            return run.name, timing
+        newest = newest or (run.name, timing)
+    return newest
 
 
-def budget_label(longest: int, least: LeastBudget | None) -> str:
-    """The budget box's label: the most the server allows and, when measured, the least that trains."""
-    if least is None:
-        return f"Time budget (minutes, at most {longest})"
-    return f"Time budget (minutes, at most {longest}; at least {least.minutes:g} here, as {least.run} measured)"
+def scored_images(photos: int, holdout: float, timing: Timing | None, same_base: bool) -> int:
+    """How many images a fine-tune on ``photos`` corrected photos would score before training.
+
+    The held-out photos (their expected share, at least one of two or more), the trained-on ones up
+    to the cap ``timing``'s run had, and the original validation images that run scored when it was
+    of the same base (the base's training data); an estimate, as the held-out choice is by hash.
+    """
+    held = 0 if photos < 2 or holdout <= 0 else min(photos - 1, max(1, round(holdout * photos)))
+    trained = photos - held
+    if timing is not None and timing.val_max_images is not None:
+        trained = min(trained, timing.val_max_images)
+    originals = timing.images.get("original_val", 0) if timing is not None and same_base else 0
+    return held + trained + originals
 
 
-def too_small(minutes: float, least: LeastBudget | None) -> str | None:
-    """Why ``minutes`` is refused before starting (a message for the page), or None."""
-    if least is None or minutes >= least.minutes:
-        return None
+def least_budget(runs_dir: str | Path, base: str | None, photos: int, holdout: float) -> LeastBudget:
+    """The least budget (minutes) a fine-tune of ``base`` (a checkpoint folder name) on ``photos``
+    corrected photos, ``holdout`` of them held out, needs here: less leaves no time to train.
+
+    The same arithmetic as ``train.finetune`` refuses by (:func:`train.finetune_budget.least_minutes`
+    with :data:`~train.finetune_budget.MIN_TRAIN_S` of training), on the timings of the newest run
+    here (see the module's docstring).
+    """
+    measured = newest_timing(runs_dir, base)
+    if measured is None:
+        images = scored_images(photos, holdout, None, same_base=False)
+        return LeastBudget(least_minutes(0.0, 0.0, train_s=MIN_TRAIN_S), images)
+    run, timing = measured
+    images = scored_images(photos, holdout, timing, same_base=timing.base == base)
+    per_image = max(0.0, timing.eval_s - timing.load_s) / max(1, timing.scored)
+    eval_s = timing.load_s + per_image * images
+    return LeastBudget(least_minutes(timing.setup_s + eval_s, eval_s, train_s=MIN_TRAIN_S), images, run)
+
+
+def form_least_budget(app: AppContext, base, holdout) -> LeastBudget:
+    """The least budget for the fine-tune form of ``app``: its base (a choice of the checkpoint list)
+    and held-out share, on the photos saved now (each photo once, as a fine-tune counts them)."""
+    try:
+        name = app.predictors.folder(base).name if base else None
+    except (FileNotFoundError, OSError):
+        name = None  # a base no longer offered: start() says so
+    try:
+        share = float(holdout)
+    except (TypeError, ValueError):
+        share = HOLDOUT
+    photos = len({photo_of(meta) for meta in list_corrections(app.corrections_dir)})
+    return least_budget(app.settings.runs_dir, name, photos, share)
+
+
+def budget_label(longest: int, least: LeastBudget) -> str:
+    """The budget box's label: the most the server allows and the least that trains here."""
+    if least.run is None:
+        return (
+            f"Time budget (minutes, at most {longest}; at least {least.minutes:g}, more once a fine-tune "
+            "here has timed its evaluation)"
+        )
     return (
-        f"A fine-tune here needs at least {least.minutes:g} minutes (asked: {minutes:g}): start-up, the "
-        f"evaluations before and after and publishing take most of that, as {least.run} measured, and "
-        "less would leave no time to train. Ask for more, or score fewer images on the server "
-        "(--finetune-args '--val-max-images N')."
+        f"Time budget (minutes, at most {longest}; at least {least.minutes:g} here to score "
+        f"{least.images} images, as {least.run} timed them)"
+    )
+
+
+def too_small(minutes: float, least: LeastBudget) -> str | None:
+    """Why ``minutes`` is refused before starting (a message for the page), or None."""
+    if minutes >= least.minutes:
+        return None
+    if least.run is None:
+        why = "publishing and the evaluations before and after training take at least that"
+    else:
+        why = (
+            f"start-up, scoring {least.images} images before and after training and publishing take most "
+            f"of that, as {least.run} timed them"
+        )
+    return (
+        f"A fine-tune here needs at least {least.minutes:g} minutes (asked: {minutes:g}): {why}, and "
+        "less would leave no time to train. Ask for more, or hold out fewer corrections, or score "
+        "fewer images on the server (--finetune-args '--val-max-images N')."
     )

@@ -8,7 +8,7 @@ from ssfnet.data.corrections import list_corrections
 from train.finetune_defaults import BLEND, CORRECTIONS_SHARE, HOLDOUT
 
 from .context import AppContext
-from .finetune_budget import budget_label, least_budget
+from .finetune_budget import budget_label, form_least_budget
 from .finetune_runner import status_html
 from .panel_finetune import FinetuneHandlers
 
@@ -31,7 +31,9 @@ def finetune_panel(app: AppContext) -> None:
             ui.finetune_base = app.checkpoint_list("Base checkpoint", elem_id="finetune-base")
             longest = app.settings.finetune_max_minutes
             ui.finetune_minutes = gr.Number(
-                min(10, longest), label=budget_label(longest, least_budget(app.settings.runs_dir)), minimum=0.1
+                min(10, longest),
+                label=budget_label(longest, form_least_budget(app, app.predictors.default(), HOLDOUT)),
+                minimum=0.1,
             )
             # A text box: a number box shows 0 when empty, and empty is what leaves the rate to the fine-tune.
             ui.finetune_lr = gr.Textbox(
@@ -97,9 +99,13 @@ def wire_finetune(demo: gr.Blocks, app: AppContext, finetune: FinetuneHandlers, 
         finetune.polling, None, ui.finetune_timer, **private
     )
 
-    # A fine-tune that ends may measure the least budget: the budget box's label follows.
-    def budget_box():
-        return gr.Number(label=budget_label(app.settings.finetune_max_minutes, least_budget(app.settings.runs_dir)))
+    # The least budget follows the base, the held-out share, the saves and the runs that time
+    # their evaluation (a fine-tune that ends): the budget box's label says it.
+    def budget_box(base, holdout):
+        least = form_least_budget(app, base, holdout)
+        return gr.Number(label=budget_label(app.settings.finetune_max_minutes, least))
 
-    for trigger in (ui.finetune_timer.tick, ui.finetune_refresh_btn.click, demo.load):
-        trigger(budget_box, None, ui.finetune_minutes, show_progress="hidden", **private)
+    budget = {"fn": budget_box, "inputs": [ui.finetune_base, ui.finetune_holdout], "outputs": ui.finetune_minutes}
+    triggers = [ui.finetune_timer.tick, ui.finetune_refresh_btn.click, demo.load, ui.finetune_base.change]
+    for trigger in [*triggers, ui.finetune_holdout.release, *(event.then for event in saves)]:
+        trigger(**budget, show_progress="hidden", **private)

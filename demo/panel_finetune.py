@@ -18,7 +18,7 @@ from ssfnet.data.review import is_approved
 
 from .access import Access, requester
 from .context import AppContext
-from .finetune_budget import least_budget, too_small
+from .finetune_budget import form_least_budget, too_small
 from .finetune_runner import FinetuneBusy, FinetuneNotYours, FinetuneRequest, FinetuneRunner, status_html
 from .panel_models import ModelHandlers
 from .paths import page_roots, shown_path, shown_text
@@ -151,7 +151,7 @@ class FinetuneHandlers:
                 f"A fine-tune from this page may take at most {longest} minutes (asked: {options.minutes:g}); "
                 "ask for less, or run python -m train.finetune on the server."
             )
-        if refusal := too_small(options.minutes, least_budget(app.settings.runs_dir)):
+        if refusal := too_small(options.minutes, form_least_budget(app, base, options.holdout)):
             raise mistake(refusal)
         try:
             job = self.runner.start(options, owner=requester(request))

@@ -27,12 +27,13 @@ from PIL import Image
 
 from demo import context
 from demo.drafts import Drafts
-from demo.finetune_budget import least_budget
+from demo.finetune_budget import LeastBudget, form_least_budget
 from demo.session import Session, Source
 from demo.ui import build_demo
 from ssfnet import build_model, save_checkpoint
 from ssfnet.data.corrections import save_correction
 from ssfnet.labels import get_label_set
+from train.finetune_budget import Timing, write_timing
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((REPO / "assets" / "examples").glob("*.jpg"))
@@ -445,34 +446,47 @@ def test_a_small_photo_is_enlarged_at_fit_and_its_downloads_are_not(app, tmp_pat
 # Item 6: the fine-tune form's least budget, checked before starting
 
 
-def refused_run(runs: Path, name: str, least: float) -> None:
-    run = runs / name
-    run.mkdir(parents=True)
-    error = f"the 2-minute budget leaves no time to train: ... Give at least {least} minutes (or score fewer images)"
-    (run / "report.json").write_text(json.dumps({"status": "failed", "error": error, "checkpoint": None}))
+def timed_run(runs: Path, name: str, base: str, eval_s: float, images: dict[str, int]) -> None:
+    """A run folder whose start-up took 30 s and whose evaluation ``eval_s`` (2 s of it loading the model)."""
+    (runs / name).mkdir(parents=True)
+    write_timing(runs / name, Timing(base, setup_s=30.0, load_s=2.0, eval_s=eval_s, images=images, val_max_images=4))
 
 
-def test_a_budget_below_the_one_measured_here_is_refused_before_starting(root, tmp_path):
-    runs = tmp_path / "runs"
-    settings = app_settings(root, runs_dir=runs, corrections_dir=tmp_path / "corrections")
+def save_photos(settings, n: int, first: int = 0) -> None:
     labels = np.zeros((32, 32), np.uint8)
     labels[8:24, 8:24] = UPPER
-    save_correction(settings.corrections_dir, np.full((32, 32, 3), 128, np.uint8), labels, "lip-20", edited_pixels=9)
+    for i in range(first, first + n):  # each its own photo (a grey of its own)
+        save_correction(settings.corrections_dir, np.full((32, 32, 3), 10 + i, np.uint8), labels, "lip-20")
+
+
+def test_the_least_budget_is_shown_before_starting_and_a_smaller_one_refused(root, tmp_path):
+    runs = tmp_path / "runs"
+    settings = app_settings(root, runs_dir=runs, corrections_dir=tmp_path / "corrections")
+    save_photos(settings, 4)
     blocks = build_demo(settings)
     start = next(f.fn for f in blocks.fns.values() if f.api_name == "finetune_start")
-    ui = start.__self__.app.ui
-    assert ui.finetune_lr.value == "" and "at least" not in ui.finetune_minutes.label  # nothing measured yet
+    app = start.__self__.app
+    base = app.predictors.default()
+    # Nothing timed here yet: publishing and the least training (15 s) at least.
+    assert app.ui.finetune_lr.value == "" and "at least 0.3, more once" in app.ui.finetune_minutes.label
 
-    refused_run(runs, "finetune-20250101T000000Z", 3.1)
-    assert least_budget(runs).minutes == 3.1
-    base = start.__self__.app.predictors.default()
-    with pytest.raises(Exception, match=r"needs at least 3.1 minutes \(asked: 2\)"):
+    # 20 images scored in 40 s after 2 s of loading: 2 s an image. The next run of the same base scores
+    # its 4 photos and the same 16 original images: 30 s + 42 s, 1.15 x 42 s after, 10 s publishing,
+    # 5 s training: 2.3 minutes, the arithmetic train.finetune refuses by.
+    images = {"held_out_corrections": 1, "train_corrections": 3, "original_val": 16}
+    timed_run(runs, "finetune-20250101T000000Z", "tiny", 42.0, images)
+    assert form_least_budget(app, base, 0.2) == LeastBudget(2.3, 20, "finetune-20250101T000000Z")
+    with pytest.raises(Exception, match=r"needs at least 2.3 minutes \(asked: 2\)"):
         start(base, 2, "", 0.05, 0.2, False, 0.25)
     assert sorted(p.name for p in runs.iterdir()) == ["finetune-20250101T000000Z"]  # nothing started
     again = next(f.fn for f in build_demo(settings).fns.values() if f.api_name == "finetune_start")
-    assert "at least 3.1 here" in again.__self__.app.ui.finetune_minutes.label
+    assert "at least 2.3 here to score 20 images" in again.__self__.app.ui.finetune_minutes.label
 
-    # A run that finished since is newer knowledge: no least budget is claimed any more.
-    (runs / "finetune-20250102T000000Z").mkdir()
-    (runs / "finetune-20250102T000000Z" / "report.json").write_text(json.dumps({"status": "finished"}))
-    assert least_budget(runs) is None
+    # More photos, more to score: 1 held out of 6 and 4 trained-on (that run's cap) + 16 = 21 images.
+    save_photos(settings, 2, first=4)
+    assert form_least_budget(app, base, 0.2) == LeastBudget(2.4, 21, "finetune-20250101T000000Z")
+    # A newer run of another base: its time per image, none of its original images.
+    timed_run(runs, "finetune-20250102T000000Z", "other", 42.0, images)
+    assert form_least_budget(app, base, 0.2).run == "finetune-20250101T000000Z"  # the same base's preferred
+    shutil.rmtree(runs / "finetune-20250101T000000Z")
+    assert form_least_budget(app, base, 0.2) == LeastBudget(1.2, 5, "finetune-20250102T000000Z")

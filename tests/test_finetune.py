@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import threading
 import time
@@ -23,6 +24,7 @@ from ssfnet.predictor import Predictor
 from ssfnet.publish import default_name, fitting_dtype
 from train import finetune
 from train.finetune import FinetuneConfig, parse_args
+from train.finetune_budget import least_minutes, read_timing
 from train.finetune_defaults import CORRECTIONS_SHARE
 from train.finetune_publish import lineage_entries, relative_path
 from train.finetune_score import score, spread_items
@@ -366,6 +368,11 @@ def test_a_budget_with_no_time_to_train_publishes_nothing_and_says_why(world, tm
     assert report["status"] == "failed" and report["checkpoint"] is None and str(err.value) == report["error"]
     progress = read_progress(tmp_path / "run")
     assert progress["status"] == "failed" and "no time to train" in progress["message"]
+    # What the start-up and the evaluation took is kept: the app works out the next run's least budget from it.
+    timing = read_timing(tmp_path / "run")
+    assert timing.base == "tiny" and timing.scored == 6 + 4 and timing.eval_s > 0  # 6 corrections, 4 val images
+    said = float(re.search(r"Give at least ([0-9.]+) minutes", str(err.value)).group(1))
+    assert least_minutes(timing.setup_s + timing.eval_s, timing.eval_s) == pytest.approx(said, abs=0.1)
 
 
 def test_a_run_of_no_iteration_publishes_nothing(world, tmp_path, monkeypatch):

@@ -66,6 +66,7 @@ from ssfnet.publish import fitting_dtype, round_to_storage, storage_dtype
 from .config import TrainConfig, load_config_file
 from .config import get_args_parser as get_train_args_parser
 from .config import parse_args as parse_train_args
+from .finetune_budget import MIN_TRAIN_S, Timing, least_minutes, reserve_s, write_timing
 from .finetune_data import Plan, make_plan
 from .finetune_defaults import BLEND, CORRECTIONS_SHARE, FINETUNED_DIR, HOLDOUT
 from .finetune_publish import Outcome, publish_run
@@ -79,10 +80,6 @@ DEFAULT_BASE = DEFAULT_CHECKPOINT
 EXIT_CANCELLED = 3
 # The fine-tune scored lower than its base (see train.finetune_publish.GUARDED_SETS) and published nothing.
 EXIT_NOT_PUBLISHED = 4
-# Reserved in a time budget, besides the second evaluation, for publishing (checkpoint, report,
-# plot) and for the trainer's start and exit; and the least training time worth starting for.
-PUBLISH_RESERVE_S = 10.0
-MIN_TRAIN_S = 5.0
 # Without --epoch-size an epoch has at least this many batches: a few corrections would otherwise
 # make epochs of one or two steps, and the data loader starts its worker processes every epoch.
 MIN_EPOCH_BATCHES = 200
@@ -493,19 +490,40 @@ def _say(text: str) -> None:
 def _score_base(
     config: FinetuneConfig, plan: Plan, base: Path, device: torch.device, progress: Progress, began: float
 ) -> tuple[dict, float]:
-    """The base's scores on the evaluation sets, and how long scoring took (reserved for the second)."""
+    """The base's scores on the evaluation sets, and how long scoring took (reserved for the second).
+
+    What the start-up and the evaluation took is recorded in the run's ``timing.json`` (also when
+    the evaluation is stopped for leaving no time to train), so that the app can tell the least
+    budget of the next run before starting it (see :mod:`train.finetune_budget`).
+    """
     progress.enter("evaluate-before", f"scoring {base.name} on {sum(map(len, plan.eval_sets.values()))} images")
     max_minutes = config.train.max_minutes
     eval_began = clock()
     base_model, _ = load_checkpoint(base, device=device)
     scoring_began = clock()
 
+    def record(eval_s: float, projected: bool) -> None:
+        timing = Timing(
+            base=base.name,
+            setup_s=round(eval_began - began, 3),
+            load_s=round(scoring_began - eval_began, 3),
+            eval_s=round(eval_s, 3),
+            images={name: len(items) for name, items in plan.eval_sets.items()},
+            val_max_images=config.train.val_max_images,
+            projected=projected,
+        )
+        write_timing(progress.run_dir, timing)
+
     def within_budget(fraction: float) -> None:
         # Projected from the images scored so far: an evaluation that alone leaves no time to
         # train stops the run now, not minutes past its budget.
         if max_minutes is not None and fraction > 0:
             projected = scoring_began - eval_began + (clock() - scoring_began) / fraction
-            training_minutes(max_minutes, eval_began - began + projected, projected)
+            try:
+                training_minutes(max_minutes, eval_began - began + projected, projected)
+            except NothingTrained:
+                record(projected, projected=True)
+                raise
 
     before = evaluate_sets(
         base_model,
@@ -518,6 +536,7 @@ def _score_base(
     )
     del base_model
     eval_s = clock() - eval_began
+    record(eval_s, projected=False)
     _say(f"before: {summary_line(before)}")
     return before, eval_s
 
@@ -567,15 +586,14 @@ def training_minutes(budget_minutes: float, spent_s: float, eval_s: float) -> fl
     Raises:
         NothingTrained: less than :data:`MIN_TRAIN_S` would be left (it says what budget would do).
     """
-    reserve_s = 1.15 * eval_s + PUBLISH_RESERVE_S
-    left_s = budget_minutes * 60 - spent_s - reserve_s
+    after_s = reserve_s(eval_s)
+    left_s = budget_minutes * 60 - spent_s - after_s
     if left_s < MIN_TRAIN_S:
-        needed = (spent_s + reserve_s + 60) / 60
         raise NothingTrained(
             f"the {budget_minutes:g}-minute budget leaves no time to train: start-up, loading and the evaluation "
             f"before take {spent_s:.0f} s (the evaluation {eval_s:.0f} s), and the evaluation after and "
-            f"publishing about {reserve_s:.0f} s; nothing was trained or published. Give at least "
-            f"{needed:.1f} minutes (or score fewer images: --val-max-images, --holdout)"
+            f"publishing about {after_s:.0f} s; nothing was trained or published. Give at least "
+            f"{least_minutes(spent_s, eval_s):.1f} minutes (or score fewer images: --val-max-images, --holdout)"
         )
     return round(left_s / 60, 3)
 
