@@ -21,38 +21,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .geometry import long_side_size, resize_image, resize_labels
 from .label_sets import LabelSet, get_label_set
+from .parsing import ImageParser, check_image  # noqa: F401  (check_image: as before)
 
 # The metadata keys :mod:`ssfnet.export` writes (all values are strings; JSON where structured).
 FORMAT = "ssfnet-onnx"
 INPUT_NAME = "images"
-# Probabilities are brought to at most this many pixels on the longer side, as the torch predictor does.
-MAX_PROB_SIDE = 1024
 
 
 class OnnxModelError(ValueError):
     """The file is not an ONNX model written by ``python -m ssfnet.export`` (the message says why)."""
-
-
-def check_image(image: np.ndarray) -> np.ndarray:
-    """``image`` as contiguous H x W x 3 uint8 RGB: grey is repeated, RGBA's alpha dropped.
-
-    Raises:
-        ValueError: not an image of uint8 pixels with at least one pixel (the message says what it is).
-    """
-    image = np.asarray(image)
-    if image.ndim == 2:
-        image = np.repeat(image[..., None], 3, axis=2)
-    if image.ndim != 3 or image.shape[2] not in (3, 4):
-        raise ValueError(f"expected an H x W x 3 RGB image, got shape {image.shape}")
-    if image.shape[2] == 4:
-        image = image[..., :3]
-    if image.dtype != np.uint8:
-        raise ValueError(f"expected uint8 pixels, got {image.dtype}")
-    if image.shape[0] < 1 or image.shape[1] < 1:
-        raise ValueError("the image has no pixels")
-    return np.ascontiguousarray(image)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -131,7 +109,7 @@ def _session(path: Path, *, threads: int | None):
         raise OnnxModelError(f"{path} cannot be loaded by onnxruntime: {err}") from None
 
 
-class OnnxPredictor:
+class OnnxPredictor(ImageParser):
     """Parses RGB images with an exported model on onnxruntime (CPU).
 
     The same contract as :class:`ssfnet.Predictor`: :meth:`predict`, :meth:`predict_batch` and
@@ -216,65 +194,16 @@ class OnnxPredictor:
             prob = (prob + flipped[..., ::-1][:, self._flip_perm]) / 2
         return prob
 
-    def predict_proba(self, image: np.ndarray, *, multiscale: bool = False, flip: bool | None = None) -> np.ndarray:
-        """Class probabilities (K x h x w float32) at the output size, see :meth:`predict`."""
-        return self._predict_many([image], multiscale=multiscale, flip=flip, proba=True)[0]
+    def _batch_probabilities(self, batch: np.ndarray, flip: bool) -> np.ndarray:
+        return self._probabilities(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)), flip)
 
-    def predict(self, image: np.ndarray, *, multiscale: bool = False, flip: bool | None = None) -> np.ndarray:
-        """Parse one image.
+    def _resize_probabilities(self, prob: np.ndarray, index: int, size: tuple[int, int]) -> np.ndarray:
+        return _resize_probabilities(prob[index], size)
 
-        Args:
-            image: H x W x 3 uint8 RGB (H x W grayscale and RGBA are accepted).
-            multiscale: Average over :attr:`scales` (slower, usually better).
-            flip: Also average the mirrored image (default: with multiscale).
-
-        Returns:
-            H x W uint8 label map (ids of :attr:`label_set`).
-        """
-        return self.predict_batch([image], multiscale=multiscale, flip=flip)[0]
-
-    def predict_batch(
-        self,
-        images: Sequence[np.ndarray],
-        *,
-        multiscale: bool = False,
-        flip: bool | None = None,
-        batch_size: int = 8,
-    ) -> list[np.ndarray]:
-        """Parse several images (any sizes); same options as :meth:`predict`."""
-        out = []
-        for start in range(0, len(images), batch_size):
-            out += self._predict_many(images[start : start + batch_size], multiscale=multiscale, flip=flip)
-        return out
-
-    def _predict_many(self, images, *, multiscale: bool, flip: bool | None, proba: bool = False) -> list[np.ndarray]:
-        images = [check_image(im) for im in images]
-        flip = multiscale if flip is None else flip
-        scales = self.scales if multiscale else (1.0,)
-        accum: list[np.ndarray | None] = [None] * len(images)
-        out_sizes = [long_side_size(*im.shape[:2], MAX_PROB_SIDE, enlarge=False) for im in images]
-        for scale in scales:
-            sizes = [long_side_size(*im.shape[:2], self.input_size, factor=scale) for im in images]
-            # Only images of one size share a run, as in the torch predictor: padding would change
-            # the pyramid pooling's global context.
-            groups: dict[tuple[int, int], list[int]] = {}
-            for i, size in enumerate(sizes):
-                groups.setdefault(size, []).append(i)
-            for (h, w), members in groups.items():
-                batch = np.stack([resize_image(images[i], (h, w)) for i in members]).transpose(0, 3, 1, 2)
-                prob = self._probabilities(np.ascontiguousarray(batch), flip)
-                for j, i in enumerate(members):
-                    p = _resize_probabilities(prob[j], out_sizes[i])
-                    accum[i] = p if accum[i] is None else accum[i] + p
-        results = []
-        for im, acc in zip(images, accum):
-            acc = acc / len(scales)
-            if proba:
-                results.append(acc.transpose(2, 0, 1).astype(np.float32))
-                continue
-            labels = acc.argmax(2).astype(np.uint8)
-            results.append(resize_labels(labels, im.shape[:2]))
-        return results
+    def _labels_and_proba(self, mean: np.ndarray, proba: bool) -> np.ndarray:
+        if proba:
+            return mean.transpose(2, 0, 1).astype(np.float32)
+        return mean.argmax(2).astype(np.uint8)
 
 
 def _resize_probabilities(prob: np.ndarray, size: tuple[int, int]) -> np.ndarray:

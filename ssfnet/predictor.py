@@ -16,17 +16,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checkpoint import CheckpointError, list_checkpoints, load_checkpoint
-from .geometry import long_side_size, resize_image, resize_labels
 from .labels import LabelSet, get_label_set
+from .parsing import MAX_PROB_SIDE, ImageParser  # noqa: F401  (MAX_PROB_SIDE: as before)
 from .parts import class_probabilities, part_admission
 from .precision import autocast, choose_bf16, resolve_device, use_bf16
 
 CHECKPOINTS_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 DEFAULT_CHECKPOINT = CHECKPOINTS_DIR / "ssfnet_lite0-lip20"
-# Probabilities are up-sampled to at most this many pixels on the longer side;
-# larger outputs are then enlarged with nearest neighbour (the network saw a
-# ~473 px image, so nothing finer exists to recover).
-MAX_PROB_SIDE = 1024
 
 
 def resolve_checkpoint(checkpoint: str | Path | None = None) -> Path:
@@ -65,7 +61,7 @@ def _no_default_message() -> str:
     )
 
 
-class Predictor:
+class Predictor(ImageParser):
     """Parses RGB images with a loaded model.
 
     Args:
@@ -135,21 +131,6 @@ class Predictor:
     def _autocast(self):
         return autocast(self.device, self.bf16)
 
-    @staticmethod
-    def _check(image: np.ndarray) -> np.ndarray:
-        image = np.asarray(image)
-        if image.ndim == 2:
-            image = np.repeat(image[..., None], 3, axis=2)
-        if image.ndim != 3 or image.shape[2] not in (3, 4):
-            raise ValueError(f"expected an H x W x 3 RGB image, got shape {image.shape}")
-        if image.shape[2] == 4:
-            image = image[..., :3]
-        if image.dtype != np.uint8:
-            raise ValueError(f"expected uint8 pixels, got {image.dtype}")
-        if image.shape[0] < 1 or image.shape[1] < 1:
-            raise ValueError("the image has no pixels")
-        return np.ascontiguousarray(image)
-
     def _softmax(self, outputs: dict[str, torch.Tensor]) -> torch.Tensor:
         if self.output == "parts":
             return outputs["parts"].float().softmax(1)
@@ -169,66 +150,17 @@ class Predictor:
                 prob = prob / 2
         return prob
 
-    def predict_proba(self, image: np.ndarray, *, multiscale: bool = False, flip: bool | None = None) -> np.ndarray:
-        """Class probabilities (K x h x w float32) at the output size, see :meth:`predict`."""
-        return self._predict_many([image], multiscale=multiscale, flip=flip, proba=True)[0]
+    @torch.inference_mode()
+    def _batch_probabilities(self, batch: np.ndarray, flip: bool) -> torch.Tensor:
+        return self._probabilities(torch.from_numpy(batch).permute(0, 3, 1, 2), flip)
 
-    def predict(self, image: np.ndarray, *, multiscale: bool = False, flip: bool | None = None) -> np.ndarray:
-        """Parse one image.
+    def _resize_probabilities(self, prob: torch.Tensor, index: int, size: tuple[int, int]) -> torch.Tensor:
+        return F.interpolate(prob[index : index + 1], size=size, mode="bilinear", align_corners=False)
 
-        Args:
-            image: H x W x 3 uint8 RGB (H x W grayscale and RGBA are accepted).
-            multiscale: Average over :attr:`scales` (slower, usually better).
-            flip: Also average the mirrored image (default: with multiscale).
-
-        Returns:
-            H x W uint8 label map (ids of :attr:`label_set`).
-        """
-        return self.predict_batch([image], multiscale=multiscale, flip=flip)[0]
-
-    def predict_batch(
-        self,
-        images: Sequence[np.ndarray],
-        *,
-        multiscale: bool = False,
-        flip: bool | None = None,
-        batch_size: int = 8,
-    ) -> list[np.ndarray]:
-        """Parse several images (any sizes); same options as :meth:`predict`."""
-        out = []
-        for start in range(0, len(images), batch_size):
-            out += self._predict_many(images[start : start + batch_size], multiscale=multiscale, flip=flip)
-        return out
-
-    def _predict_many(self, images, *, multiscale: bool, flip: bool | None, proba: bool = False) -> list[np.ndarray]:
-        images = [self._check(im) for im in images]
-        flip = multiscale if flip is None else flip
-        scales = self.scales if multiscale else (1.0,)
-        accum: list[torch.Tensor | None] = [None] * len(images)
-        out_sizes = [long_side_size(*im.shape[:2], MAX_PROB_SIDE, enlarge=False) for im in images]
-        for scale in scales:
-            sizes = [long_side_size(*im.shape[:2], self.input_size, factor=scale) for im in images]
-            # Images that resize to the same size share a forward pass. Padding
-            # different sizes together would change the pyramid pooling's global
-            # context, so a batch would not give the same answer as one image.
-            groups: dict[tuple[int, int], list[int]] = {}
-            for i, size in enumerate(sizes):
-                groups.setdefault(size, []).append(i)
-            for (h, w), members in groups.items():
-                batch = np.stack([resize_image(images[i], (h, w)) for i in members])
-                prob = self._probabilities(torch.from_numpy(batch).permute(0, 3, 1, 2), flip)
-                for j, i in enumerate(members):
-                    p = F.interpolate(prob[j : j + 1], size=out_sizes[i], mode="bilinear", align_corners=False)
-                    accum[i] = p if accum[i] is None else accum[i] + p
-        results = []
-        for im, acc in zip(images, accum):
-            acc = acc[0] / len(scales)
-            if proba:
-                results.append(acc.cpu().numpy().astype(np.float32))
-                continue
-            labels = acc.argmax(0).to(torch.uint8).cpu().numpy()
-            results.append(resize_labels(labels, im.shape[:2]))
-        return results
+    def _labels_and_proba(self, mean: torch.Tensor, proba: bool) -> np.ndarray:
+        if proba:
+            return mean[0].cpu().numpy().astype(np.float32)
+        return mean[0].argmax(0).to(torch.uint8).cpu().numpy()
 
 
 BACKENDS = ("torch", "onnxruntime")
