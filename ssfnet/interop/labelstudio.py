@@ -1,0 +1,122 @@
+"""Label Studio tasks JSON with brush masks (``brushlabels`` results, RLE), written and read.
+
+Each record is a task whose ``data.image`` names its image (copied into ``images/`` beside the
+JSON; ``image_root`` sets the URL prefix Label Studio serves them from) and whose annotation (or,
+for model proposals, prediction) holds one ``brushlabels`` result per label: the label's whole
+region, RLE-coded as :mod:`ssfnet.interop.brush_rle` describes. A labelling config that matches
+is written beside it (``<name>.xml``). Background is a label like the others, so every labelled
+pixel comes back; unlabelled pixels are in no result.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlparse
+from xml.sax.saxutils import quoteattr
+
+from ssfnet.data.correction_files import displayed_size
+
+from . import brush_rle
+from .common import Imported, InteropError, Record, atomic_output, copy_images, read_image_file
+
+IMAGES_DIR = "images"
+FROM_NAME, TO_NAME = "tag", "image"
+
+
+def export(records: list[Record], out: Path, *, image_root: str = IMAGES_DIR, predictions: bool = False) -> Path:
+    """Write the tasks to ``out``, the images into ``images/`` and the labelling config to ``out``'s ``.xml``."""
+    tasks, names = [], {}
+    for record in records:
+        height, width = record.labels.shape
+        results = []
+        for name, mask in record.regions():
+            names.setdefault(name, None)
+            results.append(
+                {
+                    "id": f"{record.record_id}-{len(results)}",
+                    "type": "brushlabels",
+                    "from_name": FROM_NAME,
+                    "to_name": TO_NAME,
+                    "original_width": width,
+                    "original_height": height,
+                    "image_rotation": 0,
+                    "value": {"format": "rle", "rle": brush_rle.encode(mask), "brushlabels": [name]},
+                }
+            )
+        key = "predictions" if predictions else "annotations"
+        tasks.append(
+            {
+                "data": {"image": f"{image_root.rstrip('/')}/{record.file_name}", "record_id": record.record_id},
+                key: [{"result": results, **({"model_version": "ssfnet"} if predictions else {})}],
+            }
+        )
+    labels = "".join(f"    <Label value={quoteattr(name)}/>\n" for name in names)
+    config = (
+        f'<View>\n  <Image name="{TO_NAME}" value="$image"/>\n'
+        f'  <BrushLabels name="{FROM_NAME}" toName="{TO_NAME}">\n{labels}  </BrushLabels>\n</View>\n'
+    )
+    copy_images(records, out.parent / IMAGES_DIR)
+    atomic_output(out.with_suffix(".xml"), lambda path: path.write_text(config))
+    return atomic_output(out, lambda path: path.write_text(json.dumps(tasks)))
+
+
+def _image_name(url: str) -> str:
+    """The file an image URL names: Label Studio's local-files ``?d=`` path, an upload's or a plain path."""
+    parsed = urlparse(url)
+    local = parse_qs(parsed.query).get("d")
+    return unquote(local[0] if local else parsed.path)
+
+
+def read(path: Path, images: Path | None = None) -> list[Imported]:
+    """The images and brush regions of a Label Studio JSON export (image files under ``images``, default its folder).
+
+    A task's first annotation is read (its predictions when it has none); results other than
+    brush masks (rectangles, choices, ...) are left out.
+    """
+    try:
+        tasks = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InteropError(f"{path} is not a Label Studio JSON export: {err}") from None
+    if isinstance(tasks, dict):
+        tasks = [tasks]
+    if not isinstance(tasks, list):
+        raise InteropError(f"{path} is not a Label Studio JSON export: expected a list of tasks")
+    folder = images or path.parent
+    out = []
+    for k, task in enumerate(tasks):
+        where = f"{path}: task {task.get('id', k) if isinstance(task, dict) else k}"
+        try:
+            url = str(task["data"]["image"])
+            sets = task.get("annotations") or task.get("predictions") or [{"result": []}]
+            results = [r for r in sets[0]["result"] if r.get("type") == "brushlabels"]
+        except (KeyError, TypeError, IndexError, AttributeError) as err:
+            raise InteropError(f"{where} lacks {err} (expected data.image and annotations[].result)") from None
+        name = _image_name(url)
+        data = read_image_file(name, [folder / name.lstrip("/"), folder / Path(name).name])
+        size = None
+        regions = []
+        for result in results:
+            try:
+                height, width = int(result["original_height"]), int(result["original_width"])
+                value = result["value"]
+                if value.get("format", "rle") != "rle":
+                    raise InteropError(f"{where}: brush format {value.get('format')!r} (only rle is read)")
+                labels = value["brushlabels"]
+                mask = brush_rle.decode(value["rle"], height, width)
+            except InteropError:
+                raise
+            except (KeyError, TypeError, ValueError) as err:
+                raise InteropError(f"{where}, result {result.get('id')}: not a brush mask ({err})") from None
+            if size is not None and size != (height, width):
+                raise InteropError(f"{where}: results of different sizes ({size} and {(height, width)})")
+            size = (height, width)
+            regions += [(str(label), mask) for label in labels]
+        if size is None:  # no brush result: the image's own size, nothing labelled
+            try:
+                width, height = displayed_size(data)
+            except (OSError, SyntaxError, ValueError) as err:
+                raise InteropError(f"{where}: {name} is not a readable image: {err}") from None
+            size = (height, width)
+        out.append(Imported(Path(name).name, data, size, regions))
+    return out
