@@ -1,4 +1,4 @@
-"""Every ``python -m train.X`` names itself that way in its usage (not ``X.py``)."""
+"""Every ``python -m train.X`` (and ``experiments.X``) names itself that way in its usage (not ``X.py``)."""
 
 from __future__ import annotations
 
@@ -8,17 +8,22 @@ from pathlib import Path
 
 import pytest
 
-TRAIN = Path(__file__).resolve().parents[1] / "train"
-COMMANDS = sorted(p.stem for p in TRAIN.glob("*.py") if 'if __name__ == "__main__":' in p.read_text())
+ROOT = Path(__file__).resolve().parents[1]
+COMMANDS = sorted(
+    f"{package}.{p.stem}"
+    for package in ("train", "experiments")
+    for p in (ROOT / package).glob("*.py")
+    if 'if __name__ == "__main__":' in p.read_text()
+)
 
 
 @pytest.mark.parametrize("name", COMMANDS)
 def test_help_shows_the_python_m_command(name, monkeypatch, capsys):
-    module = importlib.import_module(f"train.{name}")
+    module = importlib.import_module(name)
     # As under `python -m`: argv[0] is the module's file, which argparse would name the program by.
     monkeypatch.setattr(sys, "argv", [module.__file__, "--help"])
     entry = getattr(module, "cli", None) or module.main
     with pytest.raises(SystemExit) as exit_info:
         entry(["--help"])
     assert exit_info.value.code == 0
-    assert capsys.readouterr().out.startswith(f"usage: python -m train.{name} ")
+    assert capsys.readouterr().out.startswith(f"usage: python -m {name} ")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from helpers import TINY, write_viton
 
-from train.compare import SUITES, Row, Suite, format_table, row_key, run_suite
+from experiments.compare import SUITES, Row, Suite, format_table, row_key, run_suite
 
 TINY_FLAGS = tuple(item for key, value in TINY.items() for item in ("--model-option", f"{key}={value}"))
 

@@ -1,7 +1,7 @@
 """Hardening (issue 15): checkpoints that trust nothing, crash debris cleaned, and the smaller items.
 
 Each test reproduces one failure of the issue. Tiny models and files, CPU only; the slower kill -9
-loops are in ``tests/probe_hardening.py``.
+loops are in ``experiments/probe_hardening.py``.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def _drop(key):
         (_set("created", 5), "'created'"),
         (_set("created", "yesterday"), "'created'"),
         (_set("dtype", "int8"), "'dtype'"),
-        (_set("dtype", ["float16"]), "'dtype'"),  # found by tests/probe_hardening.py
+        (_set("dtype", ["float16"]), "'dtype'"),  # found by experiments/probe_hardening.py
         (_set("format_version", 99), "'format_version'"),
         (_set("options", ["fusion"]), "'options'"),
         (_set("options", {**TINY, "ppm_channels": 10**9}), "'options'"),

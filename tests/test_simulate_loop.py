@@ -8,9 +8,10 @@ import pytest
 import torch
 from helpers import TINY
 
+from experiments import pool_loops, simulate_loop
 from ssfnet import build_model, load_checkpoint, save_checkpoint
 from ssfnet.data import open_source, split_ids
-from train import finetune, pool_loops, simulate_loop
+from train import finetune
 
 
 def released_base(folder, data, val_fraction):
@@ -150,7 +151,7 @@ def test_the_loop_refuses_a_fine_tune_that_would_train_on_the_photos_it_scores(d
 
 
 def test_the_loop_fine_tunes_as_told_and_otherwise_with_the_base_recipe(tmp_path):
-    from train.simulate_loop import finetune_config, parse_args
+    from experiments.simulate_loop import finetune_config, parse_args
 
     args = parse_args(["--base", "b", "--split", "s.json", "--corrections-share", "0.2", "--lr", "3e-5"])
     config = finetune_config(args, ["viton:v", "ccp:c"], tmp_path / "corrections", tmp_path)

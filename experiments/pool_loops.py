@@ -7,13 +7,13 @@ more: the mean change over the repeats, with a 95 % interval from a bootstrap th
 the repeats and the photos, the photos jointly: repeats hold out overlapping sets of the same CCP
 photos, and share their luck (:func:`train.evaluate.pooled_paired_bootstrap`)::
 
-    python -m train.pool_loops runs/loop-s0 runs/loop-s1 runs/loop-s2 --out runs/loop-pooled
+    python -m experiments.pool_loops runs/loop-s0 runs/loop-s1 runs/loop-s2 --out runs/loop-pooled
 
 ``--against`` names a control loop per loop (the same seed with ``--corrections-share 0.001``, say)
 and also pools each loop's change minus its control's, both scored on the loop's held-out photos
 (the control's models are scored again on them where it held out other photos)::
 
-    python -m train.pool_loops runs/loop-s0 runs/loop-s1 --against runs/control-s0 runs/control-s1
+    python -m experiments.pool_loops runs/loop-s0 runs/loop-s1 --against runs/control-s0 runs/control-s1
 
 Every model a loop scored is pooled: its fine-tune and each ``--also-blend`` share. The per-photo
 matrices come from each loop's ``ccp_per_image.npz``; a loop folder written without it is scored
@@ -30,18 +30,18 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments.simulate_loop import PER_IMAGE_FILE
 from train.evaluate import evaluate_checkpoint, matrix_score, pooled_paired_bootstrap
-from train.simulate_loop import PER_IMAGE_FILE
 from train.utils import write_json
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="python -m train.pool_loops",
+        prog="python -m experiments.pool_loops",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("loops", nargs="+", help="folders written by python -m train.simulate_loop --out")
+    p.add_argument("loops", nargs="+", help="folders written by python -m experiments.simulate_loop --out")
     p.add_argument("--out", default=None, help="folder for pooled.md and pooled.json (default: print only)")
     p.add_argument(
         "--against",
@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> dict:
     loops = [Path(loop) for loop in args.loops]
     missing = [str(loop) for loop in loops if not (loop / "report.json").is_file()]
     if missing:
-        sys.exit(f"error: no report.json in {', '.join(missing)} (folders written by train.simulate_loop)")
+        sys.exit(f"error: no report.json in {', '.join(missing)} (folders written by experiments.simulate_loop)")
     try:
         against = None if args.against is None else [Path(c) for c in args.against]
         if against and any(not (c / "report.json").is_file() for c in against):

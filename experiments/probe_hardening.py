@@ -1,6 +1,6 @@
 """Kill -9 loops against the writers, and a table of what they leave (not collected by pytest).
 
-    python tests/probe_hardening.py --kills 20 --corrections-kills 40
+    python -m experiments.probe_hardening --kills 20 --corrections-kills 40
 
 Each round forks a writer that saves in a loop (``save_checkpoint(overwrite=True)`` of a
 checkpoint, or ``save_correction`` of a photo), kills it with SIGKILL at a random moment, and
@@ -19,7 +19,6 @@ import random
 import resource
 import shutil
 import signal
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,11 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from ssfnet import build_model, list_checkpoints, load_checkpoint, save_checkpoint  # noqa: E402
-from ssfnet.checkpoint import CheckpointError, load_state_dict  # noqa: E402
-from ssfnet.data.corrections import list_corrections, load_correction, save_correction, sweep_corrections  # noqa: E402
+from ssfnet import build_model, list_checkpoints, load_checkpoint, save_checkpoint
+from ssfnet.checkpoint import CheckpointError, load_state_dict
+from ssfnet.data.corrections import list_corrections, load_correction, save_correction, sweep_corrections
 
 
 def _bytes(paths) -> int:
@@ -214,14 +211,14 @@ def tamper_loop(root: Path, rounds: int, rng: random.Random) -> dict:
     return stats
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m experiments.probe_hardening", description=__doc__.split("\n\n")[0])
     parser.add_argument("--kills", type=int, default=20, help="kills during save_checkpoint(overwrite=True)")
     parser.add_argument("--corrections-kills", type=int, default=40, help="kills during save_correction")
     parser.add_argument("--swap-pause", type=float, default=0.3, help="seconds between the renames in the 2nd loop")
     parser.add_argument("--tamper", type=int, default=300, help="random changes to a checkpoint, each loaded")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)  # the recoveries' own warnings would drown the table
     torch.set_num_threads(1)  # forked children must not inherit a started OpenMP pool
     rng = random.Random(args.seed)

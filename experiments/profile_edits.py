@@ -1,6 +1,6 @@
 """Time the app's edits end to end (through gradio_client) and the parts of an edit in-process.
 
-    python -m demo.profile_edits [--photo assets/examples/ccp_0313.jpg] [--sides 817 1600] [--repeats 5]
+    python -m experiments.profile_edits [--photo assets/examples/ccp_0313.jpg] [--sides 817 1600] [--repeats 5]
 
 The app runs in this process on a free port with a random tiny model (edits never run
 the model). Each edit is timed from the client's call to its answer (medians), then
@@ -21,14 +21,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+from demo import editing
+from demo.drafts import Drafts
+from demo.render import legend_html, write_downloads
+from demo.session import Session, read_upload
+from demo.settings import Settings
 from ssfnet import build_model, save_checkpoint
 from ssfnet.labels import get_label_set
-
-from . import editing
-from .drafts import Drafts
-from .render import legend_html, write_downloads
-from .session import Session, read_upload
-from .settings import Settings
 
 LIP = get_label_set("lip-20")
 
@@ -54,7 +53,7 @@ def stroke_layer(size: tuple[int, int], label: int) -> np.ndarray:
 def end_to_end(photo: Path, repeats: int, folder: Path) -> None:
     from gradio_client import Client, handle_file
 
-    from .ui import build_demo
+    from demo.ui import build_demo
 
     torch.manual_seed(0)
     save_checkpoint(build_model("ssfnet_lite", 20), folder / "ckpt" / "tiny", variant="ssfnet_lite", label_set="lip-20")
@@ -123,12 +122,12 @@ def parts(photo: Path, repeats: int, folder: Path) -> None:
         print(f"  {name:48s} {median_ms(step, repeats):7.0f} ms")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m experiments.profile_edits", description=__doc__.splitlines()[0])
     parser.add_argument("--photo", type=Path, default=Path("assets/examples/ccp_0313.jpg"))
     parser.add_argument("--sides", type=int, nargs="+", default=[817, 1600], help="photo heights to time")
     parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     with tempfile.TemporaryDirectory() as tmp:
         for side in args.sides:

@@ -1,9 +1,9 @@
 """Equal-budget comparisons through the trainer: the CPU race and the paper's Table 2.
 
-    python -m train.compare race --minutes 30 --out runs/race
-    python -m train.compare table2 --minutes 20 --out runs/table2
-    python -m train.compare recipe --minutes 20 --out runs/recipe
-    python -m train.compare table2 --rows baseline ssfnet --seeds 0 1 --out runs/table2
+    python -m experiments.compare race --minutes 30 --out runs/race
+    python -m experiments.compare table2 --minutes 20 --out runs/table2
+    python -m experiments.compare recipe --minutes 20 --out runs/recipe
+    python -m experiments.compare table2 --rows baseline ssfnet --seeds 0 1 --out runs/table2
 
 Every row of a suite trains through ``python -m train.train`` with the suite's data, crops,
 augmentation and seed and the same ``--max-minutes`` (the poly schedule runs on time, so each row
@@ -15,7 +15,7 @@ interrupted row resumes from its ``last/`` with the minutes it had already spent
 kept outside ``OUT`` (a committed record) carries the finished rows to a machine that no longer
 has the runs:
 
-    python -m train.compare table2 --minutes 20 --results docs/results/table2.json
+    python -m experiments.compare table2 --minutes 20 --results docs/results/table2.json
 
 Suites:
 
@@ -48,10 +48,9 @@ from pathlib import Path
 import torch
 
 from ssfnet.predictor import load_predictor
-
-from .bench_timing import time_call
-from .release import score_sources
-from .utils import write_json
+from train.bench_timing import time_call
+from train.release import score_sources
+from train.utils import write_json
 
 DEFAULT_DATA_ROOT = "../shared/datasets"
 
@@ -335,7 +334,7 @@ def run_suite(
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="python -m train.compare",
+        prog="python -m experiments.compare",
         description="Train and score a suite of models at one equal CPU budget each.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

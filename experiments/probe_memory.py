@@ -1,6 +1,6 @@
 """Peak memory of the app per hostile upload and API call, and what stays (not collected by pytest).
 
-    python tests/probe_memory.py --out runs/probe-memory.md
+    python -m experiments.probe_memory --out runs/probe-memory.md
 
 Starts ``app.py`` on the embedded checkpoint in a child process, warms it up with one small
 photo (the model loaded: that is the idle app), then drives it through ``gradio_client`` with
@@ -27,10 +27,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
+from tests.helpers import free_port
 
-from helpers import free_port  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 VIEW = (0.5, ["0"])
 SMALL = REPO / "assets" / "examples" / "ccp_0046.jpg"
@@ -86,7 +85,7 @@ def make_files(folder: Path) -> dict[str, Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python tests/probe_memory.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m experiments.probe_memory", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, help="also write the table to this Markdown file")
     parser.add_argument("--sessions", type=int, default=40, help="sessions of the retention round")
     parser.add_argument("--sessions-only", action="store_true", help="only the retention rounds")

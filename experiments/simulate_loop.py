@@ -9,7 +9,7 @@ and both checkpoints are scored on the other CCP validation images (LIP-20 ->
 CCP-coarse) and on the VITON validation split (LIP-20), before and after. The loop
 refuses to start when the fine-tune would train on any photo it scores::
 
-    python -m train.simulate_loop --base runs/base/best --split runs/base/split.json \\
+    python -m experiments.simulate_loop --base runs/base/best --split runs/base/split.json \\
         --ccp ../shared/datasets/ccp --viton ../shared/datasets/viton --corrections 50 --max-minutes 10
 
 By default the corrections are the first ``--corrections`` images of a seeded pseudo-random
@@ -19,7 +19,7 @@ out, so that the scored images are as hard).
 
 Writes ``report.json`` and ``report.md`` (a table, and the held-out CCP change with its 95 % paired
 bootstrap interval over the scored photos) and ``ccp_per_image.npz`` (each scored photo's confusion
-matrix, per model: :mod:`train.pool_loops` pools repeats with other seeds) into ``--out``.
+matrix, per model: :mod:`experiments.pool_loops` pools repeats with other seeds) into ``--out``.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def worst_pick(ids: list[str], scores: list[float], count: int, seed: int) -> li
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="python -m train.simulate_loop",
+        prog="python -m experiments.simulate_loop",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -361,7 +361,7 @@ def main(argv: list[str] | None = None) -> dict:
     shutil.rmtree(out / "finetune-run" / "last", ignore_errors=True)  # kept for the blends only
     change = ccp_change("after")
     report = {
-        "command": "python -m train.simulate_loop " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "python -m experiments.simulate_loop " + " ".join(sys.argv[1:] if argv is None else argv),
         "base": str(args.base),
         "fine_tuned": ft_report["checkpoint"],
         "blend": args.blend,
@@ -376,7 +376,7 @@ def main(argv: list[str] | None = None) -> dict:
         "blends": blends,
     }
     write_json(out / "report.json", report)
-    # Every scored CCP photo's confusion matrix, per model: what train.pool_loops pools over seeds.
+    # Every scored CCP photo's confusion matrix, per model: what experiments.pool_loops pools over seeds.
     np.savez_compressed(out / PER_IMAGE_FILE, **{tag: np.asarray(m, dtype=np.int64) for tag, m in ccp_images.items()})
     lines = [
         "| validation set | images | mIoU before | mIoU after | mIoU, classes in the ground truth: before | after "

@@ -1,6 +1,6 @@
 """Take the README's screenshot: the app, served locally, parsing a photo with a checkpoint.
 
-    python -m demo.screenshot --photo assets/examples/ccp_0490.jpg --out assets/screenshot.png
+    python -m experiments.screenshot --photo assets/examples/ccp_0490.jpg --out assets/screenshot.png
 
 Needs headless Chromium and its driver (Debian: ``apt-get install chromium chromium-driver``) and
 selenium (in requirements-dev.txt). The app runs in this process on a free localhost port with
@@ -18,9 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from demo.settings import Settings
 from ssfnet.predictor import DEFAULT_CHECKPOINT
-
-from .settings import Settings
 
 FLAGS = (
     "--headless=new",
@@ -46,7 +45,7 @@ def take_screenshot(photo: Path, out: Path, checkpoint: Path, *, width: int = 14
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from .ui import build_demo
+    from demo.ui import build_demo
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     driver_path = shutil.which("chromedriver")
@@ -84,7 +83,7 @@ def take_screenshot(photo: Path, out: Path, checkpoint: Path, *, width: int = 14
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m demo.screenshot", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m experiments.screenshot", description=__doc__.splitlines()[0])
     p.add_argument("--photo", required=True, type=Path)
     p.add_argument("--out", default=Path("assets/screenshot.png"), type=Path)
     p.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, type=Path)
