@@ -1,7 +1,7 @@
 """Memory follows the working size, not the upload's: reduced decoding, bounded saves, thumbnails and editor layers.
 
-The figures of the whole app under hostile uploads come from ``tests/probe_memory.py`` (peak
-resident memory, in the README's reliability section); these tests pin down each mechanism,
+The figures of the whole app under hostile uploads come from ``experiments/probe_memory.py`` (peak
+resident memory, in docs/reliability.md); these tests pin down each mechanism,
 measuring numpy's allocations with ``tracemalloc`` where a full-resolution copy would show.
 """
 
