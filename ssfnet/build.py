@@ -8,7 +8,7 @@ from pathlib import Path
 
 from torch import nn
 
-from .modeling.efficientnet import packaged_weights_path
+from .modeling.backbones import load_backbone_weights
 from .modeling.network import SSFNet
 from .modeling.peers import PEERS, TorchvisionSegmenter
 
@@ -40,28 +40,34 @@ def _light(backbone: str, **widths: int) -> ModelConfig:
     return ModelConfig(backbone=backbone, deep_stem=False, aux_channels=64, **widths)
 
 
-VARIANTS: dict[str, ModelConfig] = {
+# Every SSFNet variant: its description for listings and its hyper-parameters.
+_SSFNET_VARIANTS: dict[str, tuple[str, ModelConfig]] = {
     # The paper's network: PSPNet on ResNet-101 with the deep stem.
-    "ssfnet_r101": ModelConfig(),
-    "ssfnet_r50": ModelConfig(backbone="resnet50"),
+    "ssfnet_r101": ("the paper's SSFNet: dilated ResNet-101 (deep stem), output stride 8", ModelConfig()),
+    "ssfnet_r50": ("SSFNet on a dilated ResNet-50", ModelConfig(backbone="resnet50")),
     # ResNet-18 with torchvision's 7x7 stem and narrow decoders.
-    "ssfnet_lite": _light(
-        "resnet18", ppm_bin_channels=128, ppm_channels=256, top_channels=128, mid_channels=64, high_channels=32
+    "ssfnet_lite": (
+        "SSFNet on a dilated ResNet-18 with narrow decoders",
+        _light("resnet18", ppm_bin_channels=128, ppm_channels=256, top_channels=128, mid_channels=64, high_channels=32),
     ),
     # The CPU variant and the embedded default: an ImageNet-pretrained EfficientNet-Lite0 (output
     # stride 32, context brought to 1/8) with SSFNet's branch-3, SSFNet-2, SSFNet-1 and fusion.
-    # Widths chosen by measurement on a 2-core CPU (see README, "Speed").
-    "ssfnet_lite0": _light(
-        "efficientnet_lite0",
-        output_stride=32,
-        ppm_bin_channels=64,
-        ppm_channels=128,
-        top_channels=96,
-        mid_channels=32,
-        high_channels=24,
-        hourglass_depth=2,
+    # Widths chosen by measurement on a 2-core CPU (see docs, "Speed").
+    "ssfnet_lite0": (
+        "SSFNet for CPUs: EfficientNet-Lite0 (ImageNet), context brought to 1/8, narrow decoders",
+        _light(
+            "efficientnet_lite0",
+            output_stride=32,
+            ppm_bin_channels=64,
+            ppm_channels=128,
+            top_channels=96,
+            mid_channels=32,
+            high_channels=24,
+            hourglass_depth=2,
+        ),
     ),
 }
+VARIANTS: dict[str, ModelConfig] = {name: config for name, (_, config) in _SSFNET_VARIANTS.items()}
 
 # Table 2 of the paper as (fusion, refinement) settings.
 ABLATIONS: dict[str, dict[str, str]] = {
@@ -97,16 +103,9 @@ class ModelSpec:
         return self.family == "ssfnet"
 
 
-_DESCRIPTIONS = {
-    "ssfnet_r101": "the paper's SSFNet: dilated ResNet-101 (deep stem), output stride 8",
-    "ssfnet_r50": "SSFNet on a dilated ResNet-50",
-    "ssfnet_lite": "SSFNet on a dilated ResNet-18 with narrow decoders",
-    "ssfnet_lite0": "SSFNet for CPUs: EfficientNet-Lite0 (ImageNet), context brought to 1/8, narrow decoders",
-}
-
 # Every model name, in listing order: the SSFNet variants, then torchvision's peers.
 MODELS: dict[str, ModelSpec] = {
-    **{name: ModelSpec(name, "ssfnet", _DESCRIPTIONS[name], config) for name, config in VARIANTS.items()},
+    **{name: ModelSpec(name, "ssfnet", text, config) for name, (text, config) in _SSFNET_VARIANTS.items()},
     **{name: ModelSpec(name, "torchvision", f"torchvision {name} (peer, random init)") for name in PEERS},
 }
 
@@ -175,9 +174,5 @@ def build_model(
     model = SSFNet(num_classes=num_classes, **opts)
     if backbone_weights is None:
         return model
-    if opts["backbone"] == "efficientnet_lite0":
-        path = packaged_weights_path() if str(backbone_weights) == "auto" else backbone_weights
-        model.backbone.load_imagenet_weights(path)
-    elif str(backbone_weights) != "auto":
-        model.backbone.load_torchvision_weights(backbone_weights)
+    load_backbone_weights(opts["backbone"], model.backbone, backbone_weights)
     return model

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .build import MODELS, ModelConfig, list_models
 from .labels import LABEL_SETS
-from .modeling.network import BACKBONES
+from .modeling.backbones import BACKBONES
 from .modeling.ram import Refinement
 
 METADATA_FILE = "metadata.json"
@@ -50,7 +50,7 @@ def _option_errors(variant: str, options: dict) -> str | None:
     if not MODELS[variant].takes_options:
         return f"must be empty for {variant}" if options else None
     fields = {f.name: f for f in ModelConfig.__dataclass_fields__.values()}
-    choices = {"backbone": BACKBONES, "fusion": ("none", "h", "hl", "smm"), "refinement": Refinement.__args__}
+    choices = {"backbone": tuple(BACKBONES), "fusion": ("none", "h", "hl", "smm"), "refinement": Refinement.__args__}
     for key, value in options.items():
         if key not in fields:
             return f"has an unknown option {key!r} (valid: {sorted(fields)})"

@@ -1,5 +1,7 @@
 """The network: shapes for every variant and ablation, odd sizes, backward, the equations."""
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -184,3 +186,31 @@ def test_one_registry_lists_and_builds_every_model(capsys):
     with pytest.raises(SystemExit):
         parse_args(["--variant", "no_such_model"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_a_backbone_is_one_entry_of_the_table(monkeypatch, tmp_path):
+    from ssfnet.modeling import backbones
+    from ssfnet.modeling.backbone import DilatedResNet
+
+    loaded = []
+
+    class Shallow(DilatedResNet):
+        def load_from(self, path):
+            loaded.append(Path(path).name)
+
+    entry = backbones.Backbone(
+        build=lambda **kw: Shallow("resnet18", deep_stem=False, output_stride=kw["output_stride"]),
+        mean=(0.5, 0.5, 0.5),
+        std=(0.25, 0.25, 0.25),
+        output_strides=(16,),
+        load_weights=lambda module, path: module.load_from(path),
+    )
+    monkeypatch.setitem(backbones.BACKBONES, "shallow", entry)
+    model = build_model("ssfnet_lite", 20, backbone="shallow", output_stride=16, backbone_weights=tmp_path / "w.pth")
+    assert isinstance(model.backbone, Shallow) and loaded == ["w.pth"]
+    assert model.pixel_mean.flatten().tolist() == [0.5] * 3 and model.pixel_std.flatten().tolist() == [0.25] * 3
+    assert model.eval()(torch.zeros(1, 3, 64, 48), aux=False)["out"].shape == (1, 20, 64, 48)
+    with pytest.raises(ValueError, match="shallow has output stride 16, not 8"):
+        build_model("ssfnet_lite", 20, backbone="shallow", output_stride=8)
+    with pytest.raises(ValueError, match="unknown backbone 'deep'"):
+        build_model("ssfnet_lite", 20, backbone="deep")

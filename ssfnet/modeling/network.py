@@ -8,17 +8,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbone import DilatedResNet
+from .backbones import BACKBONES, IMAGENET_MEAN, IMAGENET_STD, build_backbone, get_backbone
 from .common import ConvBNReLU, add_pixel_stats, init_weights, normalise_pixels, resize_to
-from .efficientnet import LITE_MEAN, LITE_STD, EfficientNetLite0
 from .hourglass import Hourglass
 from .ppm import PyramidPooling
 from .ram import Refinement, ResolutionAware
 from .smm import SemanticModulation
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "efficientnet_lite0")
+__all__ = ["BACKBONES", "IMAGENET_MEAN", "IMAGENET_STD", "SSFBlock", "SSFNet"]
 
 
 class SSFBlock(nn.Module):
@@ -122,18 +119,10 @@ class SSFNet(nn.Module):
             raise ValueError("the Baseline (fusion='none') has no SSFNet block to refine: use refinement='none'")
         self.num_classes = num_classes
         self.fusion = fusion
-        if backbone not in BACKBONES:
-            raise ValueError(f"unknown backbone {backbone!r}; choose one of {BACKBONES}")
-        if backbone == "efficientnet_lite0":
-            if output_stride != 32:
-                raise ValueError("efficientnet_lite0 has output stride 32")
-            self.backbone = EfficientNetLite0()
-            mean, std = LITE_MEAN, LITE_STD
-        else:
-            self.backbone = DilatedResNet(
-                backbone, deep_stem=deep_stem, stem_width=stem_width, output_stride=output_stride
-            )
-            mean, std = IMAGENET_MEAN, IMAGENET_STD
+        self.backbone = build_backbone(
+            backbone, deep_stem=deep_stem, stem_width=stem_width, output_stride=output_stride
+        )
+        mean, std = get_backbone(backbone).mean, get_backbone(backbone).std
         ch = self.backbone.channels
         self.ppm = PyramidPooling(ch["layer4"], ppm_bin_channels, ppm_channels)
         # Coarser than 1/8: bring the context down to 1/8 with the backbone's 1/8 features.

@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .backbones import IMAGENET_MEAN, IMAGENET_STD
 from .common import add_pixel_stats, normalise_pixels
-from .network import IMAGENET_MEAN, IMAGENET_STD
 
 # Variant name -> (torchvision builder name, has an auxiliary head).
 _PEER_BUILDERS = {
