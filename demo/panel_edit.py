@@ -31,8 +31,33 @@ from .widgets import (
 from .zoom import ZOOMS, Zoom, current_zoom, display_window, step
 
 ZOOM_TOOL = "Zoom in"
+PICK_TOOL = "Pick label"
 DOT_TOOL = "Paint dot (brush size)"
-TOOLS = ("Pick label", "Relabel region", "Flood fill (similar colour)", DOT_TOOL, ZOOM_TOOL)
+
+
+def _relabel_region(session, x: int, y: int, tolerance) -> np.ndarray:
+    return editing.connected_region(session.labels, x, y)
+
+
+def _flood_fill(session, x: int, y: int, tolerance) -> np.ndarray:
+    # Only within the clicked label: a black skirt refilled must not take the black coat with it.
+    return editing.colour_region(session.image, x, y, as_int(tolerance, "tolerance"), session.labels)
+
+
+def _dot(session, x: int, y: int, tolerance) -> np.ndarray:
+    return editing.disc(session.labels.shape, x, y, brush_size(session))
+
+
+# The click tools that relabel pixels: the tool's name in the page -> the H x W mask of the
+# pixels a click at working pixel (x, y) gives the chosen label, from the session, the point and
+# the colour tolerance. A new tool of that kind is one entry here: the page, the API and undo,
+# drafts and saving take it from there.
+MASK_TOOLS = {
+    "Relabel region": _relabel_region,
+    "Flood fill (similar colour)": _flood_fill,
+    DOT_TOOL: _dot,
+}
+TOOLS = (PICK_TOOL, *MASK_TOOLS, ZOOM_TOOL)
 # The zoom choices as the page names them, and the values they stand for: strings, the type the
 # API documents for a choice (with int values it documented '4' and refused it).
 ZOOM_CHOICES = [("Fit", "1")] + [(f"{factor}x", str(factor)) for factor in ZOOMS[1:]]
@@ -102,7 +127,7 @@ class EditHandlers:
             raise mistake(f"({x}, {y}) lies outside the {w}x{h} image")
         if tool == ZOOM_TOOL:
             return self.zoom_in(session, zoom, x, y, opacity, hidden)
-        if tool == "Pick label":
+        if tool == PICK_TOOL:
             value = int(session.labels[y, x])
             gr.Info(f"Picked {label_name(session.label_set, value)}")
             ui = self.app.ui
@@ -110,16 +135,10 @@ class EditHandlers:
                 ui.editor: gr.ImageEditor(brush=brush(session.label_set, value, brush_size(session))),
                 ui.label: value,
             }
-        value = label_of(session.label_set, label)
-        if tool == "Relabel region":
-            mask = editing.connected_region(session.labels, x, y)
-        elif tool == "Flood fill (similar colour)":
-            # Only within the clicked label: a black skirt refilled must not take the black coat with it.
-            mask = editing.colour_region(session.image, x, y, as_int(tolerance, "tolerance"), session.labels)
-        elif tool == DOT_TOOL:
-            mask = editing.disc(session.labels.shape, x, y, brush_size(session))
-        else:
+        if tool not in MASK_TOOLS:
             raise mistake(f"unknown tool {tool!r}; choose one of {', '.join(TOOLS)}")
+        value = label_of(session.label_set, label)
+        mask = MASK_TOOLS[tool](session, x, y, tolerance)
         new = session.labels.copy()
         new[mask] = value
         changed = session.edit(new, f"{tool} at ({x}, {y})")
@@ -129,7 +148,7 @@ class EditHandlers:
 
     def click_in_browser(self, session, zoom, x, y, tool, label, tolerance, opacity, hidden, editor_value) -> dict:
         """A click on the overlay; an edit is refused while the editor holds strokes that its redraw would drop."""
-        edits = tool not in ("Pick label", ZOOM_TOOL)
+        edits = tool in MASK_TOOLS
         if edits and session is not None and pending_strokes(editor_value):
             gr.Warning(
                 "Unapplied strokes in Paint labels: Apply strokes (or erase them) first; "

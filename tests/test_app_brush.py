@@ -85,7 +85,7 @@ def test_the_keys_step_from_the_width_in_use():
     assert edit.brush_step(session, 0, 1) == 12  # from the proportional 10
     assert edit.brush_step(session, 12, -1) == 10
     assert edit.brush_step(None, 0, 1) == 31  # before a photo: from Gradio's 25
-    assert "click(\"brush-smaller\")" in KEYS_JS and "click(\"brush-bigger\")" in KEYS_JS
+    assert 'click("brush-smaller")' in KEYS_JS and 'click("brush-bigger")' in KEYS_JS
     assert "`[` / `]`" in SHORTCUTS_MD and DOT_TOOL in TOOLS
 
 
@@ -119,3 +119,23 @@ def test_the_dot_tool_paints_a_disc_of_the_size_set_through_the_api(app, tmp_pat
     with Image.open(next(p for p in downloads if p.endswith("_labels.png"))) as im:
         labels = np.array(im)
     assert np.array_equal(labels == HAIR, editing.disc(labels.shape, 40, 50, 21))
+
+
+def test_a_click_tool_is_one_entry_of_the_table(monkeypatch):
+    """Issue 35: a new relabelling tool is a function from (session, x, y, tolerance) to a mask."""
+    from demo import panel_edit
+
+    def column(session, x, y, tolerance):
+        mask = np.zeros(session.labels.shape, bool)
+        mask[:, x] = True
+        return mask
+
+    monkeypatch.setitem(panel_edit.MASK_TOOLS, "Paint column", column)
+    edit, session = handlers(), blank_session()
+    edit.app.views = lambda session, opacity, hidden, zoom: {"view": "redrawn"}
+    assert edit.apply_click(session, None, 7, 3, "Paint column", str(HAIR), 24, *VIEW) == {"view": "redrawn"}
+    assert (session.labels[:, 7] == HAIR).all() and (session.labels == HAIR).sum() == session.labels.shape[0]
+    assert session.undo() is not None and not (session.labels == HAIR).any()  # undone like any edit
+    with pytest.raises(gr.Error, match="unknown tool"):
+        edit.apply_click(session, None, 7, 3, "Paint row", str(HAIR), 24, *VIEW)
+    assert TOOLS[0] == "Pick label" and TOOLS[-1] == "Zoom in" and DOT_TOOL in TOOLS
