@@ -266,13 +266,14 @@ def save_checkpoint(
 def read_metadata(directory: str | Path) -> dict:
     """The metadata of a checkpoint folder, validated (see :func:`validate_metadata`).
 
-    An interrupted replacement of the folder is finished or rolled back first (:func:`recover_checkpoint`).
+    A pure read: nothing is renamed or removed. Scanning (:func:`scan_checkpoints`), loading
+    (:func:`load_state_dict`) and saving finish or roll back an interrupted replacement of the
+    folder first (:func:`recover_checkpoint`); a folder caught in one reads as absent here.
 
     Raises:
         CheckpointError: no such folder, no metadata, or metadata that fails validation (the message names the field).
     """
     directory = Path(directory)
-    recover_checkpoint(directory)
     path = directory / METADATA_FILE
     if not directory.is_dir():
         raise CheckpointError(f"no checkpoint at {directory} (expected a folder with {METADATA_FILE})")
@@ -403,6 +404,7 @@ def load_state_dict(directory: str | Path, *, verify: bool = True) -> tuple[Orde
             altered or holds other tensors than the metadata says.
     """
     directory = Path(directory)
+    recover_checkpoint(directory)  # an interrupted replacement is finished or rolled back first
     meta = read_metadata(directory)
     paths, _ = _read_headers(directory, meta, verify=verify)
     merged: dict[str, torch.Tensor] = {}

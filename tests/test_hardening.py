@@ -372,7 +372,10 @@ def _interrupted_swap(saved: Path, root: Path, pid: int, complete: bool) -> None
 
 def test_interrupted_best_swap_is_finished_when_the_new_one_is_complete(saved, tmp_path):
     _interrupted_swap(saved, tmp_path, _dead_pid(), complete=True)
-    assert read_metadata(tmp_path / "best")["name"] == "new"
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        read_metadata(tmp_path / "best")  # a read changes nothing: the swap is still there
+    assert len(list(tmp_path.iterdir())) == 2
+    assert load_state_dict(tmp_path / "best")[1]["name"] == "new"  # opening it finishes the swap
     assert [p.name for p in tmp_path.iterdir()] == ["best"]
 
 
