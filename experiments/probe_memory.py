@@ -27,9 +27,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from tests.helpers import free_port
-
 REPO = Path(__file__).resolve().parents[1]
+# free_port is the tests' helper; tests/ is no package (an installed `tests` would shadow tests.helpers).
+sys.path.insert(0, str(REPO / "tests"))
+
+from helpers import free_port  # noqa: E402
 
 VIEW = (0.5, ["0"])
 SMALL = REPO / "assets" / "examples" / "ccp_0046.jpg"
