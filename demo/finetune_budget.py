@@ -18,9 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ssfnet.data.corrections import list_corrections
+from ssfnet.data.corrections import list_corrections, photo_of
 from train.finetune_budget import MIN_TRAIN_S, Timing, least_minutes, read_timing
-from train.finetune_data import photo_of
 from train.finetune_defaults import HOLDOUT
 
 if TYPE_CHECKING:

@@ -16,8 +16,9 @@ ALLOWED = {
     # Research drivers and probes sit above the shipped packages: nothing shipped imports them.
     "experiments": {"ssfnet", "train", "demo"},
 }
-# The app polls fine-tunes and offers the fine-tune's defaults through train modules that load no torch.
-DEMO_FROM_TRAIN = {"train.finetune_status", "train.finetune_defaults"}
+# The app polls fine-tunes, offers the fine-tune's defaults and works out its least budget through
+# train modules that load no torch.
+DEMO_FROM_TRAIN = {"train.finetune_status", "train.finetune_defaults", "train.finetune_budget"}
 
 
 def project_imports(path: Path) -> set[str]:

@@ -6,7 +6,7 @@ as :data:`EVAL_AFTER_FACTOR` times the first) and publishing. ``train.finetune``
 when less than :data:`MIN_TRAIN_S` would be left and names the least budget (:func:`least_minutes`).
 Each run records what its start-up and first evaluation took in ``timing.json``
 (:func:`write_timing`), so that the app can work out that same least budget for the next run
-before starting it (:mod:`demo.finetune_budget`).
+before starting it (:mod:`demo.finetune_budget`); like ``train.finetune_status`` it loads no torch.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .utils import write_json
+from ssfnet.io import atomic_write_bytes, json_bytes
 
 # Reserved in a time budget, besides the second evaluation, for publishing (checkpoint, report,
 # plot) and for the trainer's start and exit; and the least training time worth starting for.
@@ -79,7 +79,7 @@ class Timing:
 
 
 def write_timing(run_dir: Path, timing: Timing) -> None:
-    write_json(Path(run_dir) / TIMING_FILE, dataclasses.asdict(timing))
+    atomic_write_bytes(Path(run_dir) / TIMING_FILE, json_bytes(dataclasses.asdict(timing)))
 
 
 def read_timing(run_dir: Path) -> Timing | None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from torch.utils.data import Dataset
 
 from ssfnet.data import CorrectionsDataset, holdout_split, mix_weights, open_source, parse_source, split_ids
-from ssfnet.data.corrections import correction_problem, list_corrections
+from ssfnet.data.corrections import correction_problem, list_corrections, photo_of
 from ssfnet.data.review import APPROVED, review_status
 from ssfnet.data.sources import SourceSpec
 from ssfnet.io import sha256_file
@@ -72,12 +72,6 @@ def original_specs(data: Sequence[str], base_meta: dict, say: Callable[[str], No
             continue
         found.append(text)
     return found
-
-
-def photo_of(meta: dict) -> str:
-    """The photo a correction record is of: its image's SHA-256 (the id's first 12 hex digits without one)."""
-    digest = meta.get("image_sha256")
-    return digest if isinstance(digest, str) and digest else str(meta["id"]).split("-", 1)[0]
 
 
 def latest_per_photo(records: Sequence[dict], ids: Sequence[str]) -> tuple[list[str], list[dict]]:

@@ -277,6 +277,12 @@ def load_correction(
     return image, resize_labels(labels, image.shape[:2]), meta
 
 
+def photo_of(meta: dict[str, Any]) -> str:
+    """The photo a correction record is of: its image's SHA-256 (the id's first 12 hex digits without one)."""
+    digest = meta.get("image_sha256")
+    return digest if isinstance(digest, str) and digest else str(meta["id"]).split("-", 1)[0]
+
+
 def latest_ids(records: Iterable[dict[str, Any]]) -> list[str]:
     """Ids of the records that no other record was edited from (in the order given)."""
     records = list(records)
