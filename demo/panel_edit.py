@@ -348,15 +348,25 @@ class EditHandlers:
         return {ui.session: session, ui.editor: self._brush_shown(session, label)[ui.editor]}
 
     def brush_follow(self, session, size, label) -> dict:
-        """After a redraw: a photo just opened takes the slider's brush size (nothing is sent otherwise)."""
+        """After a redraw: a photo just opened takes the slider's brush size, and the chip shows the width.
+
+        The editor's brush is sent only when the size changes (a photo just opened has the
+        proportional one); otherwise only the chip, whose width a new photo may change.
+        """
         try:
             chosen = brush_choice(size)
         except gr.Error:
             return gr.skip()
-        if session is None or session.brush_px == chosen:
+        if session is None:
             return gr.skip()
-        session.brush_px = chosen
-        return self._brush_shown(session, label)
+        if session.brush_px != chosen:
+            session.brush_px = chosen
+            return self._brush_shown(session, label)
+        try:
+            value = label_of(session.label_set, label)
+        except gr.Error:
+            return gr.skip()  # typed text that names no label: label_typed puts the list back
+        return {self.app.ui.painting: painting_html(session.label_set, value, brush_size(session))}
 
     def brush_step(self, session, size, steps) -> int:
         """The slider's value ``steps`` steps larger or smaller (the keys ] and [), from the width in use."""
