@@ -224,3 +224,17 @@ def test_corrupt_or_inconsistent_input_says_what_and_writes_nothing(store, tmp_p
     assert main(["import", "--corrections", str(back), "--format", "cvat", "--input", str(cvat_out)]) == 0
     assert "imported 2 record(s)" in capsys.readouterr().out
     same_records(root, back)
+
+
+def test_label_studio_pre_annotations_served_from_local_files_come_back(store, tmp_path, capsys):
+    root, _ = store
+    out = tmp_path / "ls" / "tasks.json"
+    args = ["export", "--corrections", str(root), "--format", "labelstudio", "--out", str(out)]
+    assert main([*args, "--image-root", "/data/local-files/?d=project/images", "--predictions"]) == 0
+    tasks = json.loads(out.read_text())
+    assert all(t["data"]["image"].startswith("/data/local-files/?d=project/images/") for t in tasks)
+    assert all("annotations" not in t and t["predictions"][0]["result"] for t in tasks)
+    assert import_corrections(out, "labelstudio", tmp_path / "back")["unknown"] == {}
+    same_records(root, tmp_path / "back")
+    with pytest.raises(InteropError, match="options of the labelstudio format only"):
+        export_corrections(root, "coco", tmp_path / "c.json", predictions=True)

@@ -41,6 +41,7 @@ def export_corrections(
     ids: list[str] | None = None,
     all_versions: bool = False,
     approved_only: bool = False,
+    **options,
 ) -> tuple[Path, int]:
     """Export records of the corrections folder ``root`` in format ``fmt`` to ``out``.
 
@@ -53,6 +54,9 @@ def export_corrections(
         ids: Only these records; default the latest record of each edit chain.
         all_versions: Also the records later ones were edited from.
         approved_only: Only records a reviewer approved.
+        options: The format's own: ``labelstudio`` takes ``image_root`` (the URL prefix of the
+            images, e.g. ``/data/local-files/?d=export/images``) and ``predictions`` (write the
+            masks as pre-annotations to review, not as annotations).
 
     Returns:
         ``out`` as a Path and the number of records written.
@@ -62,7 +66,9 @@ def export_corrections(
     """
     module = _module(fmt)
     records = records_to_export(root, ids=ids, all_versions=all_versions, approved_only=approved_only)
-    return module.export(records, Path(out)), len(records)
+    if options and module is not labelstudio:
+        raise InteropError(f"{', '.join(options)}: options of the labelstudio format only")
+    return module.export(records, Path(out), **options), len(records)
 
 
 def import_corrections(

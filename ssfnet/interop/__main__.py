@@ -36,6 +36,16 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--all-versions", action="store_true", help="also the records later ones were edited from")
     export.add_argument("--approved-only", action="store_true", help="only records a reviewer approved")
+    export.add_argument(
+        "--image-root",
+        default=None,
+        metavar="URL",
+        help="labelstudio: URL prefix of the images as Label Studio serves them (default: images, beside the JSON), "
+        "e.g. /data/local-files/?d=export/images",
+    )
+    export.add_argument(
+        "--predictions", action="store_true", help="labelstudio: write the masks as pre-annotations (predictions)"
+    )
     imp = verbs.add_parser("import", help="add another tool's export to a corrections folder")
     imp.add_argument("--corrections", required=True, metavar="DIR", help="corrections folder to add records to")
     imp.add_argument("--format", required=True, choices=list(FORMATS))
@@ -57,9 +67,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     try:
         if args.verb == "export":
+            options = {"image_root": args.image_root} if args.image_root else {}
+            options |= {"predictions": True} if args.predictions else {}
             out, count = export_corrections(
                 args.corrections, args.format, args.out, ids=args.ids, all_versions=args.all_versions,
-                approved_only=args.approved_only,
+                approved_only=args.approved_only, **options,
             )  # fmt: skip
             print(f"exported {count} record(s) as {args.format} to {out}")
         else:

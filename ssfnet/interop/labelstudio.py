@@ -93,7 +93,8 @@ def read(path: Path, images: Path | None = None) -> list[Imported]:
         except (KeyError, TypeError, IndexError, AttributeError) as err:
             raise InteropError(f"{where} lacks {err} (expected data.image and annotations[].result)") from None
         name = _image_name(url)
-        data = read_image_file(name, [folder / name.lstrip("/"), folder / Path(name).name])
+        candidates = [folder / name.lstrip("/"), folder / Path(name).name, folder / IMAGES_DIR / Path(name).name]
+        data = read_image_file(name, candidates)
         size = None
         regions = []
         for result in results:
