@@ -8,6 +8,7 @@ leaves the store as it was.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import zipfile
 from pathlib import Path
@@ -238,3 +239,42 @@ def test_label_studio_pre_annotations_served_from_local_files_come_back(store, t
     same_records(root, tmp_path / "back")
     with pytest.raises(InteropError, match="options of the labelstudio format only"):
         export_corrections(root, "coco", tmp_path / "c.json", predictions=True)
+
+
+def test_a_models_proposals_for_a_folder_become_label_studio_pre_annotations(tmp_path, capsys):
+    import torch
+
+    from ssfnet import build_model, load_predictor, save_checkpoint
+
+    torch.manual_seed(0)
+    checkpoint = save_checkpoint(
+        build_model("ssfnet_lite", LIP.num_classes), tmp_path / "tiny", variant="ssfnet_lite", label_set="lip-20"
+    )
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for k, size in enumerate([(48, 40), (40, 56)]):
+        Image.fromarray(np.random.default_rng(k).integers(0, 255, (*size, 3), dtype=np.uint8)).save(
+            photos / f"new photo {k}.png"
+        )
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    (photos / "notes.txt").write_text("not a photo")
+    out = tmp_path / "pre" / "tasks.json"
+    args = ["propose", "--checkpoint", str(checkpoint), "--photos", str(photos), "--device", "cpu"]
+    assert main([*args, "--format", "labelstudio", "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "skipping broken.jpg" in said and "proposals for 2 photo(s)" in said
+    tasks = json.loads(out.read_text())
+    assert [t["data"]["image"] for t in tasks] == ["images/new_photo_0.png", "images/new_photo_1.png"]
+    assert all("annotations" not in t for t in tasks)
+
+    # Imported back they are the model's labels, pixel for pixel.
+    report = import_corrections(out, "labelstudio", tmp_path / "back")
+    predictor = load_predictor(checkpoint, "cpu")
+    by_digest = {hashlib.sha256(p.read_bytes()).hexdigest(): p for p in photos.glob("*.png")}
+    for record_id in report["imported"]:
+        _, labels, meta = load_correction(tmp_path / "back", record_id)
+        photo = np.array(Image.open(by_digest[meta["image_sha256"]]))
+        assert np.array_equal(labels, predictor.predict(photo))
+    assert main(["propose", "--checkpoint", str(tmp_path / "none"), "--photos", str(photos), "--format", "cvat",
+                 "--out", str(tmp_path / "x.zip")]) == 2  # fmt: skip
+    assert "error:" in capsys.readouterr().err and not (tmp_path / "x.zip").exists()

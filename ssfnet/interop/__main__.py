@@ -4,6 +4,8 @@
     python -m ssfnet.interop export --corrections corrections --format cvat --out out/cvat.zip
     python -m ssfnet.interop export --corrections corrections --format labelstudio --out out/tasks.json
     python -m ssfnet.interop import --corrections corrections --format cvat --input task.zip --label-set lip-20
+    python -m ssfnet.interop propose --checkpoint checkpoints/ssfnet_lite0-lip20 --photos new/ --format labelstudio \
+        --out out/pre.json
 
 Exit status 0 on success, 2 for input that cannot be used (the message says why; nothing written).
 """
@@ -13,6 +15,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+
+from ssfnet.checkpoint_schema import CheckpointError
 
 from . import FORMATS, InteropError, export_corrections, import_corrections
 
@@ -46,6 +51,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--predictions", action="store_true", help="labelstudio: write the masks as pre-annotations (predictions)"
     )
+    propose = verbs.add_parser("propose", help="write a model's proposals for a folder of photos as pre-annotations")
+    propose.add_argument("--checkpoint", required=True, metavar="DIR", help="checkpoint folder of the model")
+    propose.add_argument("--photos", required=True, metavar="DIR", help="folder of photos (files directly in it)")
+    propose.add_argument("--format", required=True, choices=list(FORMATS))
+    propose.add_argument("--out", required=True, metavar="PATH", help="as for export")
+    propose.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA when available)")
+    propose.add_argument("--image-root", default=None, metavar="URL", help="labelstudio: as for export")
     imp = verbs.add_parser("import", help="add another tool's export to a corrections folder")
     imp.add_argument("--corrections", required=True, metavar="DIR", help="corrections folder to add records to")
     imp.add_argument("--format", required=True, choices=list(FORMATS))
@@ -74,6 +86,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 approved_only=args.approved_only, **options,
             )  # fmt: skip
             print(f"exported {count} record(s) as {args.format} to {out}")
+        elif args.verb == "propose":
+            from ssfnet.predictor import load_predictor
+
+            from .proposals import propose
+
+            records = propose(Path(args.photos), load_predictor(args.checkpoint, args.device))
+            options = {"predictions": True} if args.format == "labelstudio" else {}
+            options |= {"image_root": args.image_root} if args.image_root else {}
+            out = FORMATS[args.format].export(records, Path(args.out), **options)
+            print(f"wrote the proposals for {len(records)} photo(s) as {args.format} to {out}")
         else:
             report = import_corrections(
                 args.input, args.format, args.corrections, args.label_set, images=args.images,
@@ -82,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"imported {len(report['imported'])} record(s) into {args.corrections} as {report['label_set']}")
             for name, regions in sorted(report["unknown"].items()):
                 print(f"unknown label {name!r} ({regions} region(s)): stored unlabelled")
-    except (InteropError, KeyError) as err:  # KeyError: an unknown --label-set
+    except (InteropError, KeyError, FileNotFoundError, CheckpointError) as err:  # KeyError: an unknown --label-set
         print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
         return 2
     return 0
