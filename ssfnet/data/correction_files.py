@@ -10,7 +10,8 @@ Layout of a corrections folder::
 A record exists once its meta file exists: the image and label are written first, the meta
 last, each to a temporary dot-file in the same folder and then renamed into place, so readers
 never see half-written files. Records are never overwritten; saving an edit of a record makes
-a new record whose meta names its ``parent``.
+a new record whose meta names its ``parent``. Only a record's review (:mod:`ssfnet.data.review`)
+changes its meta, which is then replaced whole the same way (a dot-temporary renamed over it).
 
 A writer first claims its id by creating ``meta/.<id>.json.tmp`` exclusively, holding its
 process id, and removes the claim once the meta is in place. A writer killed mid-save leaves
