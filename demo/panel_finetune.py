@@ -13,8 +13,9 @@ import logging
 
 import gradio as gr
 
-from ssfnet.data.corrections import latest_ids, list_corrections
+from ssfnet.data.corrections import list_corrections
 from ssfnet.data.review import is_approved
+from train.finetune_data import latest_per_photo
 
 from .access import Access, requester
 from .context import AppContext
@@ -48,10 +49,15 @@ class FinetuneHandlers:
         return len(list_corrections(self.app.corrections_dir))
 
     def _approved(self) -> int:
-        """How many photos a fine-tune on approved corrections only would use (latest records approved)."""
+        """How many photos a fine-tune on approved corrections only would use.
+
+        Those whose latest record is approved, the latest chosen as the fine-tune chooses it
+        (:func:`train.finetune_data.latest_per_photo`: by photo, not only by edit chain).
+        """
         records = list_corrections(self.app.corrections_dir)
-        latest = set(latest_ids(records))
-        return sum(1 for meta in records if meta["id"] in latest and is_approved(meta))
+        latest, _ = latest_per_photo(records, [m["id"] for m in records])
+        by_id = {m["id"]: m for m in records}
+        return sum(1 for record_id in latest if is_approved(by_id[record_id]))
 
     def base_choices(self, base):
         """Offer the current checkpoints as fine-tune bases (the pick kept while it exists, else the default)."""
