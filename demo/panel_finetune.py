@@ -13,9 +13,8 @@ import logging
 
 import gradio as gr
 
-from ssfnet.data.corrections import list_corrections
+from ssfnet.data.corrections import list_corrections, photo_of
 from ssfnet.data.review import is_approved
-from train.finetune_data import latest_per_photo
 
 from .access import Access, requester
 from .context import AppContext
@@ -51,13 +50,13 @@ class FinetuneHandlers:
     def _approved(self) -> int:
         """How many photos a fine-tune on approved corrections only would use.
 
-        Those whose latest record is approved, the latest chosen as the fine-tune chooses it
-        (:func:`train.finetune_data.latest_per_photo`: by photo, not only by edit chain).
+        Those whose latest record is approved, the latest chosen as the fine-tune chooses it (by
+        photo, not only by edit chain: :func:`train.finetune_data.latest_per_photo`).
         """
-        records = list_corrections(self.app.corrections_dir)
-        latest, _ = latest_per_photo(records, [m["id"] for m in records])
-        by_id = {m["id"]: m for m in records}
-        return sum(1 for record_id in latest if is_approved(by_id[record_id]))
+        latest: dict[str, dict] = {}
+        for meta in list_corrections(self.app.corrections_dir):  # newest first: a photo's first is its latest
+            latest.setdefault(photo_of(meta), meta)
+        return sum(1 for meta in latest.values() if is_approved(meta))
 
     def base_choices(self, base):
         """Offer the current checkpoints as fine-tune bases (the pick kept while it exists, else the default)."""

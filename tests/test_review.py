@@ -211,3 +211,21 @@ def test_the_app_reviews_the_open_photos_saved_record(app, tmp_path):
     gallery, _ = client.predict(APPROVED, "", False, api_name="/set_review")
     assert "✔ approved" in gallery[0]["caption"]
     shutil.rmtree(settings.corrections_dir)
+
+
+def test_the_panel_counts_approved_photos_as_the_fine_tune_picks_them(tmp_path):
+    from types import SimpleNamespace
+
+    from demo.panel_finetune import FinetuneHandlers
+    from demo.settings import Settings
+
+    root = tmp_path / "corrections"
+    panel = FinetuneHandlers(SimpleNamespace(settings=Settings(corrections_dir=root), corrections_dir=root), None)
+    older = record(root, 30)
+    set_review(root, older, APPROVED)
+    assert panel._approved() == 1
+    # The same photo saved again without a link (accepted, later corrected): the fine-tune takes the newer one.
+    newer = record(root, 30)
+    assert panel._approved() == 0
+    set_review(root, newer, APPROVED)
+    assert panel._approved() == 1
