@@ -41,7 +41,12 @@ TINY = {
     "aux_channels": 8,
 }
 # What the server's operator would set for a small machine; the panel adds the user's choices.
-SERVER_ARGS = ("--crop-size", "64", "--batch-size", "2", "--workers", "0", "--val-max-images", "4")
+# At most 150 steps (about 45 s on an idle 2-core CPU; time enough to cancel one) within a generous
+# budget: the outcome never hangs on the machine's speed or load (a busy CI machine, the fine-tune
+# niced below the app). A slow machine trains fewer steps, and the run still finishes.
+SERVER_ARGS = (
+    "--crop-size", "64", "--batch-size", "2", "--workers", "0", "--val-max-images", "4", "--stop-after-iters", "150",
+)  # fmt: skip
 
 
 def digest_tree(folder: Path) -> dict[str, str]:
@@ -100,12 +105,13 @@ def test_finetune_in_the_app_offers_the_new_checkpoint_for_comparison(app):
     settings, url = app
     client = connect(url)
     base_files = digest_tree(settings.checkpoints_dir / "tiny")
-    # The budget covers the process's start, both evaluations and publishing: training gets the rest.
-    # Published even if the toy model scores lower (what is published is this test's subject).
-    html, _ = client.predict(tiny(settings), 0.6, 0.02, 1.0, 0.3, False, 0.5, True, api_name="/finetune_start")
+    # The budget covers the process's start, both evaluations and publishing: training gets the rest
+    # (at most 150 steps, SERVER_ARGS). Published even if the toy model scores lower (what is published is
+    # this test's subject).
+    html, _ = client.predict(tiny(settings), 5.0, 0.02, 1.0, 0.3, False, 0.5, True, api_name="/finetune_start")
     assert "Fine-tuning" in html
     # One at a time: a second start while it runs starts nothing.
-    client.predict(tiny(settings), 0.6, 0.02, 1.0, 0.3, False, 0.5, True, api_name="/finetune_start")
+    client.predict(tiny(settings), 5.0, 0.02, 1.0, 0.3, False, 0.5, True, api_name="/finetune_start")
     assert len(list(settings.runs_dir.iterdir())) == 1
 
     html, log, *_ = wait_for(client, "Done|Failed|Cancelled|Not published")
@@ -160,10 +166,12 @@ def test_cancel_stops_the_process_and_publishes_nothing(app):
     (run,) = set(settings.runs_dir.iterdir()) - runs
     report = json.loads((run / "report.json").read_text())
     assert report["status"] == "cancelled" and report["phase"] == "train"
-    command = (run / "console.log").read_text().splitlines()[0]
+    console = (run / "console.log").read_text()
+    command = console.splitlines()[0]
     assert command.startswith("$ ") and "--lr" not in command.split() and "--blend 1" in command
     assert "--publish-anyway" not in command
-    assert "cancelled during train" in log
+    # The file, not the page's tail of it, which a busy machine may show a poll late.
+    assert "cancelled during train" in console, log
 
 
 def test_no_absolute_server_path_reaches_a_client(app):

@@ -564,7 +564,10 @@ def _train(
     plan_text = f"{max_minutes:.1f} minutes" if max_minutes is not None else f"{trainer.epochs} epochs"
     progress.enter("train", f"lr {trainer.lr:g} for {plan_text}, corrections {plan.share:.0%} of the samples")
     summary = train_main(trainer, cancel=progress.cancel)
-    if summary["status"] != "finished" or progress.stop_requested():
+    # --stop-after-iters caps the steps of a fine-tune (tests, quick trials): reaching it is the
+    # end of training, not a cancel, and the run is scored and published as usual.
+    capped = trainer.stop_after_iters is not None and summary["iteration"] >= trainer.stop_after_iters
+    if progress.stop_requested() or (summary["status"] != "finished" and not capped):
         raise Cancelled(summary.get("stop_reason") or "stopped")
     if not summary["iteration"]:
         raise NothingTrained(
