@@ -1,12 +1,12 @@
 """The fine-tune's defaults that the app's panel offers too (no torch here: the app imports it).
 
-Measured with ``python -m train.simulate_loop`` on the embedded default checkpoint (README, "The
-loop, measured with simulated annotators"): ten minutes of fine-tuning on 50 corrections, eight
-repeats. With the corrections a twentieth of every batch (:data:`CORRECTIONS_SHARE`) and a quarter
-of the change published (:data:`BLEND`), held-out CCP mIoU rose in each of them (+0.36 on
-average, 95 % interval +0.08 to +0.64), and VITON's scores on the classes its photos show stayed
-as they were. With the corrections half of every batch it rose by +0.24 (-0.32 to +0.72), and by
--0.72 published as trained.
+Measured with ``python -m experiments.simulate_loop`` on the embedded default checkpoint
+(docs/results/correction-loop.md, "The loop, measured with simulated annotators"): ten minutes of
+fine-tuning on 50 corrections, eight repeats. With the corrections a twentieth of every batch
+(:data:`CORRECTIONS_SHARE`) and a quarter of the change published (:data:`BLEND`), held-out CCP
+mIoU rose in each of them (+0.36 on average, 95 % interval +0.08 to +0.64), and VITON's scores on
+the classes its photos show stayed as they were. With the corrections half of every batch it rose
+by +0.24 (-0.32 to +0.72), and by -0.72 published as trained.
 """
 
 import os
