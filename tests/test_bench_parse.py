@@ -77,3 +77,15 @@ def test_int8_without_its_file_is_a_message(checkpoint, photo, tmp_path, capsys)
     argv = ["--checkpoint", str(checkpoint), "--photo", str(photo), "--precisions", "onnx-int8", "--out", str(out)]
     assert main(argv) == 1
     assert "--int8-model" in capsys.readouterr().err and not out.exists()
+
+
+def test_photos_of_several_sizes_give_a_table_each(checkpoint, photo, tmp_path):
+    wide = tmp_path / "wide.jpg"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (30, 90, 3), dtype=np.uint8)).save(wide)
+    out = tmp_path / "bench-parse.md"
+    argv = ["--checkpoint", str(checkpoint), "--photo", str(photo), str(wide), "--precisions", "fp32"]
+    assert main([*argv, "--iters", "1", "--warmup", "0", "--out", str(out)]) == 0
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert [p["shape"] for p in record["photos"]] == [[60, 40], [30, 90]]
+    table = out.read_text()
+    assert "40x60 photo" in table and "90x30 photo" in table and table.count("Machine: ") == 2

@@ -162,7 +162,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the embedded default)")
-    p.add_argument("--photo", default="assets/examples/ccp_0490.jpg", help="photo to parse")
+    p.add_argument(
+        "--photo",
+        nargs="+",
+        default=["assets/examples/ccp_0490.jpg"],
+        help="photo(s) to parse; several of different sizes give a table each",
+    )
     p.add_argument("--input-sizes", type=int, nargs="+", default=None, help="default: the checkpoint's")
     p.add_argument(
         "--precisions",
@@ -181,8 +186,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    tables, records = [], []
     try:
-        photo = read_image(args.photo)  # as the app reads an upload: upright H x W x 3 uint8 RGB
+        photos = [read_image(p) for p in args.photo]  # as the app reads an upload: upright H x W x 3 uint8 RGB
         sizes = args.input_sizes or [load_predictor(args.checkpoint, device="cpu").input_size]
         precisions = args.precisions or [
             *(["fp32", "bf16"] if cpu_has_fast_bf16() else ["fp32"]),
@@ -190,16 +196,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             *(["onnx-int8"] if args.int8_model else []),
         ]
         options = {"iters": args.iters, "warmup": args.warmup, "int8_model": args.int8_model, "threads": args.threads}
-        rows = time_parses(args.checkpoint, photo, sizes, precisions, **options)
+        for path, photo in zip(args.photo, photos):
+            rows = time_parses(args.checkpoint, photo, sizes, precisions, **options)
+            tables.append(format_table(rows, photo_shape=photo.shape, iters=args.iters))
+            records.append({"photo": str(path), "shape": list(photo.shape[:2]), "rows": rows})
     except (OSError, ValueError, CheckpointError, ImportError) as err:  # a missing or unreadable photo or checkpoint
         print(f"error: {err}", file=sys.stderr)
         return 1
-    table = format_table(rows, photo_shape=photo.shape, iters=args.iters)
+    table = "\n".join(tables)
     print(table, end="")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(table)
-    record = {"photo": str(args.photo), "machine": machine(), "rows": rows}
+    record = {"photo": records[0]["photo"], "machine": machine(), "rows": records[0]["rows"], "photos": records}
     out.with_suffix(".json").write_text(json.dumps(record, indent=1))
     print(f"wrote {out} and {out.with_suffix('.json')}")
     return 0
