@@ -1,0 +1,89 @@
+"""train.pseudo: one fine LIP-20 class per PASCAL region pixel, chosen inside the region's set."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from helpers import TINY, write_viton
+from PIL import Image
+
+from ssfnet import build_model, save_checkpoint
+from ssfnet.data import open_source
+from ssfnet.labels import LIP_20
+from train.pseudo import main, pseudo_label, region_admission, teacher_marginal
+
+K = LIP_20.num_classes
+COAT, UPPER, LEFT_ARM, HAIR, FACE = (LIP_20.id_of(n) for n in ("coat", "upper-clothes", "left-arm", "hair", "face"))
+TORSO, LOWER_ARM, HEAD = (LIP_20.id_of(n) for n in ("torso", "lower-arm", "head"))
+
+
+def test_the_teachers_bias_is_taken_out_and_only_admitted_classes_are_chosen():
+    label = np.zeros((2, 4), np.uint8)
+    label[0] = TORSO
+    label[1, :2] = LOWER_ARM
+    label[1, 3] = 255
+    prob = np.full((K, 2, 4), 0.02, np.float32)
+    prob[COAT] = 0.6  # the shortcut: coat first everywhere
+    prob[UPPER] = 0.2
+    prob[LEFT_ARM, 1] = 0.15
+    prob[HAIR] = 0.3  # likely but never admitted in the torso or an arm
+    admits = region_admission()
+    assert admits[TORSO][COAT] and not admits[TORSO][HAIR] and not admits[LOWER_ARM][HAIR]
+    flat = np.where(np.arange(K) > 0, 1.0, 0.0)
+    # As the teacher says: coat.
+    plain = pseudo_label(prob, label, admits, flat, min_confidence=0.0)
+    assert (plain[0] == COAT).all() and (plain[1, :2] == COAT).all()
+    # The teacher paints coat three times as often as the prior says: upper-clothes and the arm win.
+    marginal = teacher_marginal([prob], [label])
+    prior = np.full(K, 0.01)  # shares of person pixels in fine ground truth
+    prior[[0, UPPER, COAT, LEFT_ARM]] = 0.0, 0.4, 0.1, 0.1
+    fixed = pseudo_label(prob, label, admits, prior / marginal, min_confidence=0.0)
+    assert (fixed[0] == UPPER).all() and fixed[1, 0] in (UPPER, LEFT_ARM) and fixed[1, 3] == 255
+    assert (fixed[1, 2] == 0) and not np.isin(fixed, [HAIR]).any()
+    # Unsure pixels keep their region (the set loss still covers them).
+    unsure = pseudo_label(prob, label, admits, flat, min_confidence=0.99)
+    np.testing.assert_array_equal(unsure, label)
+
+
+@pytest.fixture(scope="module")
+def pascal(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pascal")
+    (root / "JPEGImages").mkdir()
+    (root / "SegmentationPart").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 256, (40, 32, 3), dtype=np.uint8)).save(root / "JPEGImages" / f"p{i}.jpg")
+        parts = np.zeros((40, 32), np.uint8)
+        parts[4:12, 10:20] = 1  # head
+        parts[12:28, 8:24] = 2  # torso
+        parts[28:36, 8:12] = 4  # lower arm
+        Image.fromarray(parts, mode="L").save(root / "SegmentationPart" / f"p{i}.png")
+    return root
+
+
+def test_the_command_writes_a_folder_the_trainer_reads(pascal, tmp_path):
+    torch_model = build_model("ssfnet_lite", K, **TINY)
+    teacher = save_checkpoint(
+        torch_model, tmp_path / "teacher", variant="ssfnet_lite", label_set="lip-20", options=TINY,
+        metadata={"input_size": 48},
+    )  # fmt: skip
+    viton = write_viton(tmp_path / "viton", n=4)
+    exclude = tmp_path / "val.txt"
+    exclude.write_text("p3\n")
+    out = tmp_path / "pseudo"
+    argv = ["--teacher", str(teacher), "--data", f"pascal-person-part:{pascal}", "--prior", f"viton:{viton}"]
+    assert main([*argv, "--exclude", str(exclude), "--min-confidence", "0", "--out", str(out)]) == 0
+    record = json.loads((out / "pseudo.json").read_text())
+    assert record["photos"] == 3 and sorted(p.stem for p in (out / "labels").iterdir()) == ["p0", "p1", "p2"]
+    dataset = open_source(f"folder:{out}", LIP_20)
+    image, label = dataset.load(0)
+    assert image.shape == (40, 32, 3) and label.shape == (40, 32)
+    assert (label[0:4] == 0).all()  # background kept
+    # Each region pixel is a class its region admits, or the region itself where the teacher gave
+    # the admitted classes no probability at all (a random teacher's softmax underflows).
+    for region, where in ((TORSO, np.s_[12:28, 8:24]), (HEAD, np.s_[4:12, 10:20])):
+        assert set(np.unique(label[where])) <= {region, *np.flatnonzero(region_admission()[region])}
+    assert sum(record["shares_of_region_pixels"].values()) == pytest.approx(100, abs=0.1)
+    assert main([*argv, "--out", str(out)]) == 1  # never over an earlier folder
