@@ -326,12 +326,49 @@ class FinetuneRunner:
 # What the panel shows
 
 
-def _scores(metrics: dict, name: str) -> str | None:
-    before = (metrics.get("before") or {}).get(name)
-    after = (metrics.get("after") or {}).get(name)
-    if not before or not after:
-        return None
-    return f"{before['miou']:.1f} → {after['miou']:.1f}"
+# The evaluation sets as the panel names them, in the order it lists them.
+SETS_SHOWN = (
+    ("held_out_corrections", "held-out corrections (never trained on)"),
+    ("train_corrections", "corrections trained on"),
+    ("original_val", "original validation photos (forgetting)"),
+)
+
+
+def _change(before: dict, after: dict) -> str:
+    return f"{before['miou']:.1f} → {after['miou']:.1f} ({after['miou'] - before['miou']:+.1f})"
+
+
+def figures_html(report: dict) -> str:
+    """The figures of a fine-tune's ``report.json``: mIoU before → after on each evaluation set, with the
+    images scored of those there were, the original sources' validation photos one by one (forgetting),
+    and the training time the budget gave; an empty string for a report without them."""
+    metrics = report.get("metrics") or {}
+    available = (report.get("evaluation") or {}).get("available") or {}
+    rows = []
+    for key, label in SETS_SHOWN:
+        before = (metrics.get("before") or {}).get(key)
+        after = (metrics.get("after") or {}).get(key)
+        there = available.get(key)
+        if before and after:
+            count = f"{after['images']} of {there}" if there else f"{after['images']}"
+            row = f"<li>mIoU on the {label}, {count} scored: <b>{_change(before, after)}</b>"
+            earlier = {s.get("name"): s for s in before.get("sources") or [] if isinstance(s, dict)}
+            sources = [
+                f"<li>{html.escape(str(s['name']))} ({s['images']} photos): {_change(earlier[s['name']], s)}</li>"
+                for s in after.get("sources") or []
+                if isinstance(s, dict) and s.get("name") in earlier
+            ]
+            rows.append(row + (f"<ul>{''.join(sources)}</ul>" if sources else "") + "</li>")
+        elif there:
+            rows.append(f"<li>{label}: none of {there} scored (the budget's share for scoring ran out)</li>")
+    training = report.get("training") or {}
+    if training.get("seconds") is not None:
+        budget = training.get("budget_minutes")
+        of = f" of the {budget:g}-minute budget" if budget else ""
+        rows.append(
+            f"<li>Training: {training['seconds'] / 60:.1f} minutes{of}, {report.get('iterations', 0)} iterations</li>"
+        )
+    return f"<ul>{''.join(rows)}</ul>" if rows else ""
 
 
 def status_html(job: FinetuneJob | None, *, corrections: int = 0, info: dict | None = None) -> str:
@@ -364,16 +401,7 @@ def status_html(job: FinetuneJob | None, *, corrections: int = 0, info: dict | N
         )
     report = info.get("report") or {}
     if status == "finished":
-        metrics = report.get("metrics", {})
-        rows = []
-        for key, label in (
-            ("held_out_corrections", "held-out corrections"),
-            ("train_corrections", "corrections trained on"),
-            ("original_val", "original validation images"),
-        ):
-            text = _scores(metrics, key)
-            if text:
-                rows.append(f"<li>mIoU on the {label}: {text}</li>")
+        figures = figures_html(report)
         worse = " and ".join(
             f"{html.escape(str(w.get('name')))} ({w.get('before', 0):.1f} → {w.get('after', 0):.1f})"
             for w in report.get("worse") or []
@@ -384,14 +412,13 @@ def status_html(job: FinetuneJob | None, *, corrections: int = 0, info: dict | N
                 f"{bar}<p><b>Not published</b> ({name}, {minutes}:{seconds:02d}): the fine-tuned model scores "
                 f"<b>lower than its base</b> on {worse or 'what it was scored on'}, so no checkpoint was "
                 "written. Tick <i>Publish even if worse</i> to publish such a run.</p>"
-                f"<ul>{''.join(rows)}</ul>"
+                f"{figures}"
             )
         checkpoint = Path(report["checkpoint"]).name
         warning = f"<p>⚠️ <b>Worse than its base</b> on {worse}: published because you asked.</p>" if worse else ""
         return (
             f"{bar}<p><b>Done</b> ({name}, {minutes}:{seconds:02d}): new checkpoint "
-            f"<code>{html.escape(checkpoint)}</code>, now in the checkpoint lists.</p>{warning}"
-            f"<ul>{''.join(rows)}</ul>"
+            f"<code>{html.escape(checkpoint)}</code>, now in the checkpoint lists.</p>{warning}{figures}"
         )
     if status == "cancelled":
         return f"<p><b>Cancelled</b> ({name}): no checkpoint was written.</p>"

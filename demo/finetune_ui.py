@@ -8,7 +8,7 @@ from ssfnet.data.corrections import list_corrections
 from train.finetune_defaults import BLEND, CORRECTIONS_SHARE, HOLDOUT
 
 from .context import AppContext
-from .finetune_budget import budget_label, form_least_budget
+from .finetune_budget import budget_label, form_forecast
 from .finetune_runner import status_html
 from .panel_finetune import FinetuneHandlers
 
@@ -18,7 +18,9 @@ server has it) in a background process. A share of the corrections is held out a
 and after, with the original validation images, so both an improvement and any forgetting show.
 The new checkpoint appears in the checkpoint lists when it is done (in `finetuned/`); the base
 is never changed. A result that scores lower than the base on the corrections (those it trained on,
-or the held-out ones) is not published unless you tick *Publish even if worse*.
+or the held-out ones) is not published unless you tick *Publish even if worse*. The budget is
+training's: the scoring before and after gets a fifth of it and scores as many images as fit (the
+held-out corrections first); the status says how many it scored and how long training got.
 """
 
 
@@ -30,10 +32,12 @@ def finetune_panel(app: AppContext) -> None:
         with gr.Row():
             ui.finetune_base = app.checkpoint_list("Base checkpoint", elem_id="finetune-base")
             longest = app.settings.finetune_max_minutes
+            minutes = min(10, longest)
             ui.finetune_minutes = gr.Number(
-                min(10, longest),
-                label=budget_label(longest, form_least_budget(app, app.predictors.default(), HOLDOUT)),
-                minimum=0.1,
+                minutes,
+                label=budget_label(longest, form_forecast(app, app.predictors.default(), HOLDOUT, minutes)),
+                minimum=1,
+                elem_id="finetune-minutes",
             )
             # A text box: a number box shows 0 when empty, and empty is what leaves the rate to the fine-tune.
             ui.finetune_lr = gr.Textbox(
@@ -99,13 +103,18 @@ def wire_finetune(demo: gr.Blocks, app: AppContext, finetune: FinetuneHandlers, 
         finetune.polling, None, ui.finetune_timer, **private
     )
 
-    # The least budget follows the base, the held-out share, the saves and the runs that time
-    # their evaluation (a fine-tune that ends): the budget box's label says it.
-    def budget_box(base, holdout):
-        least = form_least_budget(app, base, holdout)
-        return gr.Number(label=budget_label(app.settings.finetune_max_minutes, least))
+    # What the budget buys follows the budget, the base, the held-out share, the saves and the runs
+    # that time their evaluation (a fine-tune that ends): the budget box's label says it.
+    def budget_box(base, holdout, minutes):
+        estimate = form_forecast(app, base, holdout, minutes)
+        return gr.Number(label=budget_label(app.settings.finetune_max_minutes, estimate))
 
-    budget = {"fn": budget_box, "inputs": [ui.finetune_base, ui.finetune_holdout], "outputs": ui.finetune_minutes}
+    budget = {
+        "fn": budget_box,
+        "inputs": [ui.finetune_base, ui.finetune_holdout, ui.finetune_minutes],
+        "outputs": ui.finetune_minutes,
+    }
     triggers = [ui.finetune_timer.tick, ui.finetune_refresh_btn.click, demo.load, ui.finetune_base.change]
-    for trigger in [*triggers, ui.finetune_holdout.release, *(event.then for event in saves)]:
+    edits = [ui.finetune_holdout.release, ui.finetune_minutes.blur, ui.finetune_minutes.submit]
+    for trigger in [*triggers, *edits, *(event.then for event in saves)]:
         trigger(**budget, show_progress="hidden", **private)

@@ -2,9 +2,9 @@
 
 The job itself (its process, status file and log) is :class:`demo.finetune_runner.FinetuneRunner`'s;
 these handlers only turn it into the panel's status, log, polling timer and checkpoint lists. They
-also keep the server's rules: a time budget of at most ``--finetune-max-minutes``, and a cancel only
-from whoever started the fine-tune or an admin (:mod:`demo.access`). The page sees paths relative to
-the app's folders (:mod:`demo.paths`).
+also keep the server's rules: a time budget of at least a minute and at most
+``--finetune-max-minutes``, and a cancel only from whoever started the fine-tune or an admin
+(:mod:`demo.access`). The page sees paths relative to the app's folders (:mod:`demo.paths`).
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import gradio as gr
 
 from ssfnet.data.corrections import list_corrections, photo_of
 from ssfnet.data.review import is_approved
+from train.finetune_budget import budget_problem
 
 from .access import Access, requester
 from .context import AppContext
-from .finetune_budget import form_least_budget, too_small
 from .finetune_runner import FinetuneBusy, FinetuneNotYours, FinetuneRequest, FinetuneRunner, status_html
 from .panel_models import ModelHandlers
 from .paths import page_roots, shown_path, shown_text
@@ -156,8 +156,8 @@ class FinetuneHandlers:
                 f"A fine-tune from this page may take at most {longest} minutes (asked: {options.minutes:g}); "
                 "ask for less, or run python -m train.finetune on the server."
             )
-        if refusal := too_small(options.minutes, form_least_budget(app, base, options.holdout)):
-            raise mistake(refusal)
+        if problem := budget_problem(options.minutes):
+            raise mistake(problem[0].upper() + problem[1:] + ".")
         try:
             job = self.runner.start(options, owner=requester(request))
         except FinetuneBusy as err:

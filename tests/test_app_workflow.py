@@ -27,7 +27,7 @@ from PIL import Image
 
 from demo import context
 from demo.drafts import Drafts
-from demo.finetune_budget import LeastBudget, form_least_budget
+from demo.finetune_budget import form_forecast
 from demo.session import Session, Source
 from demo.ui import build_demo
 from ssfnet import build_model, save_checkpoint
@@ -459,7 +459,8 @@ def save_photos(settings, n: int, first: int = 0) -> None:
         save_correction(settings.corrections_dir, np.full((32, 32, 3), 10 + i, np.uint8), labels, "lip-20")
 
 
-def test_the_least_budget_is_shown_before_starting_and_a_smaller_one_refused(root, tmp_path):
+def test_the_form_says_what_a_budget_buys_and_refuses_only_under_a_minute(root, tmp_path):
+    """Item 3 of issue 37: the budget belongs to training; the form says what it buys here."""
     runs = tmp_path / "runs"
     settings = app_settings(root, runs_dir=runs, corrections_dir=tmp_path / "corrections")
     save_photos(settings, 4)
@@ -467,26 +468,45 @@ def test_the_least_budget_is_shown_before_starting_and_a_smaller_one_refused(roo
     start = next(f.fn for f in blocks.fns.values() if f.api_name == "finetune_start")
     app = start.__self__.app
     base = app.predictors.default()
-    # Nothing timed here yet: publishing and the least training (15 s) at least.
-    assert app.ui.finetune_lr.value == "" and "at least 0.3, more once" in app.ui.finetune_minutes.label
+    # Nothing timed here yet: the rule alone.
+    label = app.ui.finetune_minutes.label
+    assert app.ui.finetune_lr.value == "" and "(minutes, 1 to " in label and "training gets most of it" in label
 
-    # 20 images scored in 40 s after 2 s of loading: 2 s an image. The next run of the same base scores
-    # its 4 photos and the same 16 original images: 30 s + 42 s, 1.15 x 42 s after, 10 s publishing,
-    # 5 s training: 2.3 minutes, the arithmetic train.finetune refuses by.
+    # 20 images scored in 40 s after 2 s of loading (2 s an image), 30 s of start-up. Ten minutes: the
+    # evaluations get a fifth of the 570 s left, the one before 53 s of it: all 1 + 16 + 3 images fit
+    # (42 s); training gets 600 - 72 - (1.15 x 42 + 10) s = 7.8 minutes.
     images = {"held_out_corrections": 1, "train_corrections": 3, "original_val": 16}
     timed_run(runs, "finetune-20250101T000000Z", "tiny", 42.0, images)
-    assert form_least_budget(app, base, 0.2) == LeastBudget(2.3, 20, "finetune-20250101T000000Z")
-    with pytest.raises(Exception, match=r"needs at least 2.3 minutes \(asked: 2\)"):
+    buys, run = form_forecast(app, base, 0.2, 10)
+    assert run == "finetune-20250101T000000Z" and buys.train_minutes == 7.8 and buys.images == images
+    # Three minutes (refused until now: "needs at least 2.3 minutes"): 12 s for the evaluation before,
+    # 5 images (the held-out correction, then 4 validation photos), 1.9 minutes of training.
+    buys, _ = form_forecast(app, base, 0.2, 3)
+    assert buys.images == {"held_out_corrections": 1, "original_val": 4, "train_corrections": 0}
+    assert buys.train_minutes == 1.9
+    again = next(f.fn for f in build_demo(settings).fns.values() if f.api_name == "finetune_start")
+    label = again.__self__.app.ui.finetune_minutes.label
+    assert "10 min: about 7.8 min of training, scoring 1 held-out corrections + 16 validation photos" in label
+
+    # Only a budget under a minute is refused before starting; two minutes go on to start the process.
+    with pytest.raises(Exception, match=r"at least 1 minute \(asked: 0.5\)"):
+        start(base, 0.5, "", 0.05, 0.2, False, 0.25)
+
+    def not_here(options, owner=None):
+        raise OSError(f"not started in this test ({options.minutes:g} minutes)")
+
+    app.runner.start = not_here
+    with pytest.raises(Exception, match=r"not started in this test \(2 minutes\)"):
         start(base, 2, "", 0.05, 0.2, False, 0.25)
     assert sorted(p.name for p in runs.iterdir()) == ["finetune-20250101T000000Z"]  # nothing started
-    again = next(f.fn for f in build_demo(settings).fns.values() if f.api_name == "finetune_start")
-    assert "at least 2.3 here to score 20 images" in again.__self__.app.ui.finetune_minutes.label
 
-    # More photos, more to score: 1 held out of 6 and 4 trained-on (that run's cap) + 16 = 21 images.
+    # More photos, more to score: 1 held out of 6 and 4 trained-on (that run's cap).
     save_photos(settings, 2, first=4)
-    assert form_least_budget(app, base, 0.2) == LeastBudget(2.4, 21, "finetune-20250101T000000Z")
+    buys, _ = form_forecast(app, base, 0.2, 10)
+    assert buys.available == {"held_out_corrections": 1, "original_val": 16, "train_corrections": 4}
     # A newer run of another base: its time per image, none of its original images.
     timed_run(runs, "finetune-20250102T000000Z", "other", 42.0, images)
-    assert form_least_budget(app, base, 0.2).run == "finetune-20250101T000000Z"  # the same base's preferred
+    assert form_forecast(app, base, 0.2, 10)[1] == "finetune-20250101T000000Z"  # the same base's preferred
     shutil.rmtree(runs / "finetune-20250101T000000Z")
-    assert form_least_budget(app, base, 0.2) == LeastBudget(1.2, 5, "finetune-20250102T000000Z")
+    buys, run = form_forecast(app, base, 0.2, 10)
+    assert run == "finetune-20250102T000000Z" and buys.available["original_val"] == 0

@@ -27,8 +27,8 @@ of the ``fine-tuning`` group. The steps:
 
 Both scorings run at the base's inference size (its ``input_size``), and the new checkpoint
 inherits that size: before and after, and any later comparison of the two, parse the same
-pixels. A run that trained nothing (no time left for training, or no iteration done) publishes
-nothing, says why and exits with status 2.
+pixels. A run that trained nothing (no iteration done) publishes nothing, says why and exits with
+status 2.
 
 The run folder (default ``runs/finetune-<timestamp>``) holds the trainer's files (``log.jsonl``,
 ``curves.png``, ...), ``finetune.json`` (the plan: base, corrections and held-out ids, sources),
@@ -36,11 +36,16 @@ The run folder (default ``runs/finetune-<timestamp>``) holds the trainer's files
 ``report.json`` (before / after metrics, the new checkpoint) and ``finetune.png``.
 
 ``--max-minutes`` is the budget of the whole command, from its start (loading, both evaluations
-and publishing included): training gets what is left once the measured time of the first
-evaluation is reserved for the second and for publishing; 0 runs
-``--epochs`` instead, of ``--epoch-size`` samples (default: the training samples, but at least
-:data:`MIN_EPOCH_BATCHES` batches). SIGTERM, Ctrl-C, the run's ``STOP`` file (``--stop-file``) or the
-``cancel`` event of :func:`main` stop it without publishing anything; the exit status is then 3.
+and publishing included), and it belongs to training: the evaluations before and after together
+get a fifth of what the start-up leaves (:data:`train.finetune_budget.EVAL_SHARE`), and score as
+many images as fit in it, the held-out corrections first, then the original sources' validation
+photos, then the corrections trained on, from the scoring time per image measured as they go;
+training gets the rest (at least 70 % of a budget of 5 minutes or more, with a start-up under 25 s). The log, the report
+and the app say how many images of each set were scored and how long training got. A budget under
+a minute is refused; none is refused for lack of time. 0 runs ``--epochs`` instead, of
+``--epoch-size`` samples (default: the training samples, but at least :data:`MIN_EPOCH_BATCHES`
+batches), and scores every image. SIGTERM, Ctrl-C, the run's ``STOP`` file (``--stop-file``) or
+the ``cancel`` event of :func:`main` stop it without publishing anything; the exit status is then 3.
 """
 
 from __future__ import annotations
@@ -66,11 +71,11 @@ from ssfnet.publish import fitting_dtype, round_to_storage, storage_dtype
 from .config import TrainConfig, load_config_file
 from .config import get_args_parser as get_train_args_parser
 from .config import parse_args as parse_train_args
-from .finetune_budget import MIN_TRAIN_S, Timing, least_minutes, reserve_s, write_timing
+from .finetune_budget import Timing, before_deadline_s, budget_problem, training_s, write_timing
 from .finetune_data import Plan, make_plan
 from .finetune_defaults import BLEND, CORRECTIONS_SHARE, FINETUNED_DIR, HOLDOUT
 from .finetune_publish import Outcome, publish_run
-from .finetune_score import evaluate_sets, summary_line
+from .finetune_score import evaluate_sets, scored_counts, summary_line
 from .finetune_status import REPORT_FILE, Cancelled, Progress, signals_cancel, utc_stamp
 from .train import main as train_main
 from .utils import write_json
@@ -177,7 +182,7 @@ class FinetuneConfig:
 
 
 class NothingTrained(ValueError):
-    """The run trained nothing (no time left for it, or no iteration done): nothing is published."""
+    """The run trained nothing (no iteration done): nothing is published."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -361,12 +366,14 @@ def main(config: FinetuneConfig, *, cancel: threading.Event | None = None, began
 
     Raises:
         FileNotFoundError: no base checkpoint or corrections folder.
-        NothingTrained: no training iteration fitted in the budget (or none ran); nothing is published.
-        ValueError: nothing to train on, or options that do not fit.
+        NothingTrained: no training iteration ran; nothing is published.
+        ValueError: nothing to train on, a budget under a minute, or options that do not fit.
     """
     began = clock() if began is None else began
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ValueError("fine-tuning runs as one process (the evaluations are not distributed): not under torchrun")
+    if problem := budget_problem(config.train.max_minutes):
+        raise ValueError(problem)
     base = resolve_base(config.base or config.train.init_checkpoint)
     base_meta = read_metadata(base)
     train, inherited = inherit_recipe(config.train, base_meta, config.given)
@@ -439,6 +446,9 @@ def _finetune(
     plan = make_plan(config, base, base_meta, run_dir, _say)
     device = resolve_device(config.train.device)
     before, eval_s = _score_base(config, plan, base, device, progress, began)
+    # The evaluation after scores the images the one before did: each set's first (a budget's sample).
+    scored = scored_counts(before)
+    plan = dataclasses.replace(plan, eval_sets={n: items[: scored[n]] for n, items in plan.eval_sets.items()})
     summary, trainer = _train(config, plan, base, run_dir, progress, began, eval_s)
     progress.enter("evaluate-after", f"scoring the fine-tuned model ({summary['iteration']} iterations)")
     model, trained_meta = load_checkpoint(run_dir / "last", device=device)
@@ -453,10 +463,16 @@ def _finetune(
         _say(f"a weight exceeds {wanted}'s range: the new checkpoint is stored in float32")
     round_to_storage(model, dtype)
     after = evaluate_sets(
-        model, plan.label_set, plan.eval_sets, device=device, input_size=plan.input_size, progress=progress
+        model,
+        plan.label_set,
+        plan.eval_sets,
+        device=device,
+        input_size=plan.input_size,
+        progress=progress,
+        names=plan.source_names,
     )
     _say(f"after:  {summary_line(after)}")
-    outcome = Outcome(before, after, summary, trainer, model, trained_meta, dtype)
+    outcome = Outcome(before, after, summary, trainer, model, trained_meta, dtype, eval_s)
     return publish_run(config, plan, base, base_meta, run_dir, stamp, progress, began, outcome, clock=clock)
 
 
@@ -492,39 +508,22 @@ def _score_base(
 ) -> tuple[dict, float]:
     """The base's scores on the evaluation sets, and how long scoring took (reserved for the second).
 
-    What the start-up and the evaluation took is recorded in the run's ``timing.json`` (also when
-    the evaluation is stopped for leaving no time to train), so that the app can tell the least
-    budget of the next run before starting it (see :mod:`train.finetune_budget`).
+    On a time budget it scores as many images as fit in its share (:func:`train.finetune_budget.before_deadline_s`).
+    What the start-up and the evaluation took is recorded in the run's ``timing.json``, so that the
+    app can tell what the next run's budget buys before starting it (see :mod:`train.finetune_budget`).
     """
-    progress.enter("evaluate-before", f"scoring {base.name} on {sum(map(len, plan.eval_sets.values()))} images")
+    available = sum(plan.available.values())
     max_minutes = config.train.max_minutes
     eval_began = clock()
+    until = None
+    if max_minutes is not None:
+        share_s = before_deadline_s(max_minutes * 60, eval_began - began)
+        until = (clock, eval_began + share_s)
+        progress.enter("evaluate-before", f"scoring {base.name} on up to {available} images in about {share_s:.0f} s")
+    else:
+        progress.enter("evaluate-before", f"scoring {base.name} on {available} images")
     base_model, _ = load_checkpoint(base, device=device)
     scoring_began = clock()
-
-    def record(eval_s: float, projected: bool) -> None:
-        timing = Timing(
-            base=base.name,
-            setup_s=round(eval_began - began, 3),
-            load_s=round(scoring_began - eval_began, 3),
-            eval_s=round(eval_s, 3),
-            images={name: len(items) for name, items in plan.eval_sets.items()},
-            val_max_images=config.train.val_max_images,
-            projected=projected,
-        )
-        write_timing(progress.run_dir, timing)
-
-    def within_budget(fraction: float) -> None:
-        # Projected from the images scored so far: an evaluation that alone leaves no time to
-        # train stops the run now, not minutes past its budget.
-        if max_minutes is not None and fraction > 0:
-            projected = scoring_began - eval_began + (clock() - scoring_began) / fraction
-            try:
-                training_minutes(max_minutes, eval_began - began + projected, projected)
-            except NothingTrained:
-                record(projected, projected=True)
-                raise
-
     before = evaluate_sets(
         base_model,
         plan.label_set,
@@ -532,13 +531,39 @@ def _score_base(
         device=device,
         input_size=plan.input_size,
         progress=progress,
-        check=within_budget,
+        until=until,
+        names=plan.source_names,
     )
     del base_model
     eval_s = clock() - eval_began
-    record(eval_s, projected=False)
+    images = scored_counts(before)
+    timing = Timing(
+        base=base.name,
+        setup_s=round(eval_began - began, 3),
+        load_s=round(scoring_began - eval_began, 3),
+        eval_s=round(eval_s, 3),
+        images=images,
+        val_max_images=config.train.val_max_images,
+        available=dict(plan.available),
+    )
+    write_timing(progress.run_dir, timing)
     _say(f"before: {summary_line(before)}")
+    _say(f"scored {scored_text(images, plan.available)} in {eval_s:.0f} s")
     return before, eval_s
+
+
+SET_NAMES = {
+    "held_out_corrections": "held-out corrections",
+    "original_val": "original validation photos",
+    "train_corrections": "corrections trained on",
+}
+
+
+def scored_text(images: dict[str, int], available: dict[str, int]) -> str:
+    """``2 of 2 held-out corrections, 40 of 100 original validation photos, 0 of 5 corrections trained on``."""
+    return ", ".join(
+        f"{images.get(n, 0)} of {available.get(n, 0)} {SET_NAMES.get(n, n)}" for n in SET_NAMES if available.get(n)
+    )
 
 
 def _train(
@@ -548,8 +573,12 @@ def _train(
     train_cfg = config.train
     max_minutes = None
     if train_cfg.max_minutes is not None:
-        max_minutes = training_minutes(train_cfg.max_minutes, clock() - began, eval_s)
-        _say(f"{clock() - began:.0f} s spent, evaluation {eval_s:.0f} s: training for {max_minutes} minutes")
+        spent = clock() - began
+        max_minutes = round(training_s(train_cfg.max_minutes * 60, spent, eval_s) / 60, 3)
+        _say(
+            f"{spent:.0f} s spent (the evaluation {eval_s:.0f} s): training for {max_minutes:.1f} of the "
+            f"{train_cfg.max_minutes:g} minutes"
+        )
     trainer = dataclasses.replace(
         train_cfg,
         data=plan.data,
@@ -575,30 +604,6 @@ def _train(
             "(the weights would be the base's); give a larger budget"
         )
     return summary, trainer
-
-
-def training_minutes(budget_minutes: float, spent_s: float, eval_s: float) -> float:
-    """The training time a budget leaves, in minutes.
-
-    Args:
-        budget_minutes: The whole command's budget.
-        spent_s: Seconds spent by the end of the first evaluation (start-up and setup included).
-        eval_s: Seconds the first evaluation takes (loading the model included): the second one
-            scores the same images, so it is planned as long, with a margin.
-
-    Raises:
-        NothingTrained: less than :data:`MIN_TRAIN_S` would be left (it says what budget would do).
-    """
-    after_s = reserve_s(eval_s)
-    left_s = budget_minutes * 60 - spent_s - after_s
-    if left_s < MIN_TRAIN_S:
-        raise NothingTrained(
-            f"the {budget_minutes:g}-minute budget leaves no time to train: start-up, loading and the evaluation "
-            f"before take {spent_s:.0f} s (the evaluation {eval_s:.0f} s), and the evaluation after and "
-            f"publishing about {after_s:.0f} s; nothing was trained or published. Give at least "
-            f"{least_minutes(spent_s, eval_s):.1f} minutes (or score fewer images: --val-max-images, --holdout)"
-        )
-    return round(left_s / 60, 3)
 
 
 def cli(argv: list[str] | None = None, *, began: float | None = None) -> int:

@@ -7,7 +7,7 @@ Everything here is decided before anything is scored or trained, and written to 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,7 +21,7 @@ from ssfnet.io import sha256_file
 from ssfnet.labels import LabelSet, get_label_set
 
 from .config import TrainConfig
-from .finetune_score import spread_items
+from .finetune_score import prefix_spread, spread_items
 from .finetune_status import PLAN_FILE
 from .utils import write_json
 
@@ -228,9 +228,22 @@ def trainer_data(corrections: list[dict], originals: list[dict], share: float, f
     return data, round(sum(weights[: len(corrections)]), 6)
 
 
+def source_name(text: str) -> str:
+    """How reports and the app name an original source: its kind, and its folder's name where that differs
+    (``viton``, ``folder (shop)``); never the server's path."""
+    spec = parse_source(text)
+    folder = Path(spec.path).name
+    return spec.kind if folder in ("", spec.kind) else f"{spec.kind} ({folder})"
+
+
 @dataclass
 class Plan:
-    """What a fine-tune works on, decided before anything is scored or trained."""
+    """What a fine-tune works on, decided before anything is scored or trained.
+
+    ``eval_sets`` list each set's images in an order whose every prefix is a spread sample of it
+    (:func:`~train.finetune_score.prefix_spread`): a time budget scores the first images of each;
+    ``available`` counts them all, ``source_names`` names the original sources' datasets (by ``id``).
+    """
 
     label_set: LabelSet
     input_size: int
@@ -241,6 +254,8 @@ class Plan:
     samples: int
     record: dict
     eval_sets: dict[str, list[tuple[Dataset, int]]]
+    source_names: dict[int, str] = field(default_factory=dict)
+    available: dict[str, int] = field(default_factory=dict)
 
 
 def make_plan(config: FinetuneConfig, base: Path, base_meta: dict, run_dir: Path, say: Callable[[str], None]) -> Plan:
@@ -281,14 +296,23 @@ def make_plan(config: FinetuneConfig, base: Path, base_meta: dict, run_dir: Path
 
     def corrections_set(key: str, limit: int | None) -> list[tuple[Dataset, int]]:
         sets = [open_source(f"corrections:{c['root']}", label_set, ids=c[key]) for c in corrections if c[key]]
-        return spread_items(sets, limit)
+        return prefix_spread(spread_items(sets, limit))
 
+    val_sets: dict[str, Dataset] = {}
+    for o in originals:
+        if o["val_ids"]:
+            name, k = source_name(o["spec"]), 1
+            while (name if k == 1 else f"{name} {k}") in val_sets:  # two sources of one kind and folder name
+                k += 1
+            name = name if k == 1 else f"{name} {k}"
+            val_sets[name] = open_source(o["spec"], label_set, ids=o["val_ids"])
     eval_sets = {
         "held_out_corrections": corrections_set("held_out_ids", None),
         "train_corrections": corrections_set("train_ids", train_cfg.val_max_images),
-        "original_val": spread_items(
-            [open_source(o["spec"], label_set, ids=o["val_ids"]) for o in originals if o["val_ids"]],
-            train_cfg.val_max_images,
-        ),
+        "original_val": prefix_spread(spread_items(list(val_sets.values()), train_cfg.val_max_images)),
     }
-    return Plan(label_set, input_size, corrections, originals, data, share, samples, record, eval_sets)
+    names = {id(dataset): name for name, dataset in val_sets.items()}
+    available = {name: len(items) for name, items in eval_sets.items()}
+    return Plan(
+        label_set, input_size, corrections, originals, data, share, samples, record, eval_sets, names, available
+    )

@@ -70,6 +70,7 @@ class Outcome:
     model: torch.nn.Module
     trained_meta: dict
     dtype: torch.dtype | None  # what the weights are stored in (None: float32), as they were rounded to
+    eval_s: float | None = None  # what the evaluation before training took (loading the model included)
 
 
 def relative_path(path: str | os.PathLike, folder: str | os.PathLike) -> str:
@@ -193,6 +194,18 @@ def publish_run(
         "held_out_ids": finetune["held_out_ids"],
         "skipped_corrections": [dict(s, root=c["root"]) for c in corrections for s in c["skipped"]],
         "iterations": summary["iteration"],
+        # What the budget bought: the images of each set scored (before and after alike, out of those
+        # there were) and the training time.
+        "evaluation": {
+            "images": {n: (before.get(n) or {}).get("images", 0) for n in EVAL_SETS},
+            "available": {n: plan.available.get(n, 0) for n in EVAL_SETS},
+            "seconds_before": None if outcome.eval_s is None else round(outcome.eval_s, 1),
+        },
+        "training": {
+            "budget_minutes": train_cfg.max_minutes,
+            "minutes": trainer.max_minutes,
+            "seconds": summary.get("elapsed_s"),
+        },
         "elapsed_s": round(clock() - began, 1),
         "train_summary": summary,
     }
