@@ -162,6 +162,7 @@ class Components:
     finetune_btn: gr.Button
     finetune_cancel_btn: gr.Button
     finetune_refresh_btn: gr.Button
+    finetune_compare_btn: gr.Button
     finetune_html: gr.HTML
     finetune_log: gr.Textbox
     finetune_timer: gr.Timer

@@ -34,10 +34,12 @@ import torch
 from ssfnet.labels import LabelSet
 from ssfnet.metrics import ConfusionMatrix
 from train.finetune_defaults import BLEND, CORRECTIONS_SHARE, FINETUNED_DIR, HOLDOUT, lower_priority
-from train.finetune_status import read_progress, utc_stamp
+from train.finetune_status import REPORT_FILE, read_json, read_progress, utc_stamp
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOG_FILE = "console.log"
+# Run folders looked at for the last finished fine-tune, newest first.
+_RUNS_READ = 20
 
 
 ENDED = ("finished", "cancelled", "failed")
@@ -317,6 +319,23 @@ class FinetuneRunner:
         job.process.send_signal(signal.SIGTERM)
         return True
 
+    def last_report(self) -> tuple[str, dict] | None:
+        """``(run folder name, report)`` of the last fine-tune that finished: this app's, else the newest
+        run folder here with a finished ``report.json`` (a fine-tune before the app's restart); None if none."""
+        job = self.job
+        if job is not None:
+            info = job.progress()
+            if info["status"] == "finished" and info.get("report"):
+                return job.name, info["report"]
+            if job.running:
+                return None
+        runs = sorted(self.runs_dir.glob("finetune-*"), key=lambda p: p.name, reverse=True)
+        for run in runs[:_RUNS_READ]:
+            report = read_json(run / REPORT_FILE)
+            if report is not None and report.get("status") == "finished":
+                return run.name, report
+        return None
+
     def shutdown(self, grace_s: float = 5.0) -> None:
         """Stop a running fine-tune (SIGTERM, then SIGKILL of its group after ``grace_s``)."""
         _stop(self._processes, grace_s)
@@ -418,7 +437,8 @@ def status_html(job: FinetuneJob | None, *, corrections: int = 0, info: dict | N
         warning = f"<p>⚠️ <b>Worse than its base</b> on {worse}: published because you asked.</p>" if worse else ""
         return (
             f"{bar}<p><b>Done</b> ({name}, {minutes}:{seconds:02d}): new checkpoint "
-            f"<code>{html.escape(checkpoint)}</code>, now in the checkpoint lists.</p>{warning}{figures}"
+            f"<code>{html.escape(checkpoint)}</code>, now in the checkpoint lists; <i>Compare on a held-out "
+            f"correction</i> shows it beside its base.</p>{warning}{figures}"
         )
     if status == "cancelled":
         return f"<p><b>Cancelled</b> ({name}): no checkpoint was written.</p>"

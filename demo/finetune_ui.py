@@ -21,6 +21,8 @@ is never changed. A result that scores lower than the base on the corrections (t
 or the held-out ones) is not published unless you tick *Publish even if worse*. The budget is
 training's: the scoring before and after gets a fifth of it and scores as many images as fit (the
 held-out corrections first); the status says how many it scored and how long training got.
+*Compare on a held-out correction* opens one of the corrections the fine-tune held out and compares
+the base with the new checkpoint on it, before you switch to it.
 """
 
 
@@ -69,6 +71,7 @@ def finetune_panel(app: AppContext) -> None:
             ui.finetune_btn = gr.Button("Start fine-tuning", variant="primary", elem_id="finetune-start")
             ui.finetune_cancel_btn = gr.Button("Cancel", elem_id="finetune-cancel")
             ui.finetune_refresh_btn = gr.Button("Refresh", elem_id="finetune-refresh")
+            ui.finetune_compare_btn = gr.Button("Compare on a held-out correction", elem_id="finetune-compare")
         ui.finetune_html = gr.HTML(
             status_html(None, corrections=len(list_corrections(app.corrections_dir))),
             label="Fine-tune status",
@@ -101,6 +104,19 @@ def wire_finetune(demo: gr.Blocks, app: AppContext, finetune: FinetuneHandlers, 
     # A tab opened during a fine-tune starts polling; every tab sees the checkpoints offered now.
     demo.load(finetune.status, lists, [*shown, *lists], **private).then(
         finetune.polling, None, ui.finetune_timer, **private
+    )
+
+    # The base and its new checkpoint on a held-out correction: the strokes not yet applied go into
+    # the open photo's draft first, as before reopening.
+    held_inputs = [ui.session, ui.opacity, ui.hidden, ui.label, ui.multiscale, ui.flip]
+    compared = [ui.compare_view_a, ui.compare_view_b, ui.compare_md, ui.compare_a, ui.compare_b, ui.record_id]
+    ui.finetune_compare_btn.click(finetune.photo.stash_strokes, [ui.session, ui.editor], [ui.session], **private).then(
+        finetune.compare_held_out,
+        held_inputs,
+        [*ui.start_outputs, *compared],
+        api_name="finetune_compare",
+        concurrency_limit=app.settings.concurrency,
+        concurrency_id="model",
     )
 
     # What the budget buys follows the budget, the base, the held-out share, the saves and the runs

@@ -1,14 +1,17 @@
 """Handlers of the fine-tune panel: start, cancel and watch the app's one background fine-tune.
 
 The job itself (its process, status file and log) is :class:`demo.finetune_runner.FinetuneRunner`'s;
-these handlers only turn it into the panel's status, log, polling timer and checkpoint lists. They
-also keep the server's rules: a time budget of at least a minute and at most
-``--finetune-max-minutes``, and a cancel only from whoever started the fine-tune or an admin
-(:mod:`demo.access`). The page sees paths relative to the app's folders (:mod:`demo.paths`).
+these handlers only turn it into the panel's status, log, polling timer and checkpoint lists, and
+compare the last fine-tune's new checkpoint with its base on one of its held-out corrections
+(through the saved corrections' reopen and the models' comparison). They also keep the server's
+rules: a time budget of at least a minute and at most ``--finetune-max-minutes``, and a cancel only
+from whoever started the fine-tune or an admin (:mod:`demo.access`). The page sees paths relative to
+the app's folders (:mod:`demo.paths`).
 """
 
 from __future__ import annotations
 
+import html
 import logging
 
 import gradio as gr
@@ -19,8 +22,17 @@ from train.finetune_budget import budget_problem
 
 from .access import Access, requester
 from .context import AppContext
-from .finetune_runner import FinetuneBusy, FinetuneNotYours, FinetuneRequest, FinetuneRunner, status_html
+from .finetune_runner import (
+    FinetuneBusy,
+    FinetuneNotYours,
+    FinetuneRequest,
+    FinetuneRunner,
+    figures_html,
+    status_html,
+)
+from .panel_gallery import GalleryHandlers
 from .panel_models import ModelHandlers
+from .panel_photo import PhotoHandlers
 from .paths import page_roots, shown_path, shown_text
 from .widgets import mistake
 
@@ -33,6 +45,9 @@ class FinetuneHandlers:
     def __init__(self, app: AppContext, models: ModelHandlers) -> None:
         self.app = app
         self.models = models
+        # Stateless handlers of other panels whose steps the held-out comparison takes.
+        self.gallery = GalleryHandlers(app)
+        self.photo = PhotoHandlers(app)
         self.access = Access(app.settings)
         self.roots = page_roots(app.settings)
 
@@ -75,6 +90,9 @@ class FinetuneHandlers:
         if job is None:
             info = None
             text, log, running = status_html(None, corrections=self._corrections()), "", False
+            if last := self.runner.last_report():  # a fine-tune before the app's restart
+                name, report = last
+                text += self._shown(f"<p>The last fine-tune here ({html.escape(name)}):</p>{figures_html(report)}")
         else:
             info = job.progress()
             text, log, running = self._shown(status_html(job, info=info)), self._shown(job.log_tail()), job.running
@@ -170,6 +188,51 @@ class FinetuneHandlers:
             gr.Info(f"Fine-tuning started ({job.name}).")
         ui = app.ui
         return {ui.finetune_html: self._shown(status_html(job)), ui.finetune_log: self._shown(job.log_tail())}
+
+    def compare_held_out(
+        self, session, opacity, hidden, label, multiscale, flip, request: gr.Request | None = None
+    ) -> dict:
+        """Open a held-out correction of the last fine-tune and compare its base with the new checkpoint on it.
+
+        What *Reopen for editing* and *Compare models* do, in one click: the correction (one the
+        fine-tune never trained on; the next of them on each click) becomes the open photo, and both
+        models' proposals are shown beside each other with their agreement with its labels.
+        """
+        app, ui = self.app, self.app.ui
+        last = self.runner.last_report()
+        if last is None:
+            raise mistake("No fine-tune has finished here yet: start one above, and compare once it is done.")
+        name, report = last
+        if not report.get("checkpoint"):
+            raise mistake(f"The last fine-tune ({name}) published no checkpoint: there is nothing to compare.")
+        try:
+            first, second = app.predictors.resolve(report.get("base")), app.predictors.resolve(report["checkpoint"])
+        except FileNotFoundError:
+            raise mistake(
+                f"The base or the new checkpoint of {name} is no longer offered (Refresh lists the checkpoints)."
+            ) from None
+        meta = app.corrections_dir / "meta"
+        held = [i for i in report.get("held_out_ids") or [] if (meta / f"{i}.json").is_file()]
+        if not held:
+            raise mistake(f"{name} has no held-out correction left to compare on (none held out, or all deleted).")
+        current = getattr(session, "parent", None)
+        record = held[(held.index(current) + 1) % len(held)] if current in held else held[0]
+        opened = self.gallery.reopen(record, opacity, hidden, label, session, request)
+        if not isinstance(opened, dict) or opened.get(ui.session) is None:
+            raise mistake(f"Could not open the held-out correction {record}.")
+        compared = self.models.compare(opened[ui.session], first, second, multiscale, flip, opacity, hidden)
+        choices, _ = self.models.choices()
+        note = f"On the held-out correction `{record}` ({held.index(record) + 1} of {len(held)}, never trained on): "
+        return (
+            opened
+            | compared
+            | {
+                ui.record_id: record,
+                ui.compare_a: gr.Dropdown(choices=choices, value=first),
+                ui.compare_b: gr.Dropdown(choices=choices, value=second),
+                ui.compare_md: note + compared[ui.compare_md],
+            }
+        )
 
     def corrections(self):
         """After a save: the panel's count of saved corrections, unless a fine-tune's status is shown."""

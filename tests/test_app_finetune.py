@@ -295,3 +295,87 @@ def test_the_panel_polls_progress_and_cancels_in_a_browser(app):
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
     assert sorted(p.name for p in settings.checkpoints_dir.iterdir()) == before
+
+
+def finished_run(runs: Path, name: str, base: Path, new: Path, held_out: list[str]) -> dict:
+    """A run folder whose report.json says ``new`` was published from ``base``, with its figures."""
+
+    def figures(held: float, shop: float, street: float) -> dict:
+        sources = [
+            {"name": "folder (shop)", "images": 30, "miou": shop, "pixel_acc": 80.0, "mean_acc": 70.0},
+            {"name": "viton", "images": 10, "miou": street, "pixel_acc": 80.0, "mean_acc": 70.0},
+        ]
+        return {
+            "held_out_corrections": {"images": 2, "miou": held, "pixel_acc": 70.0, "mean_acc": 60.0},
+            "train_corrections": None,
+            "original_val": {"images": 40, "miou": 58.0, "pixel_acc": 80.0, "mean_acc": 70.0, "sources": sources},
+        }
+
+    report = {
+        "status": "finished",
+        "checkpoint": str(new.resolve()),
+        "published": True,
+        "worse": [],
+        "note": "",
+        "base": str(base.resolve()),
+        "metrics": {"before": figures(13.67, 59.2, 47.5), "after": figures(24.1, 57.1, 47.9)},
+        "held_out_ids": held_out,
+        "iterations": 780,
+        "evaluation": {
+            "images": {"held_out_corrections": 2, "train_corrections": 0, "original_val": 40},
+            "available": {"held_out_corrections": 2, "train_corrections": 21, "original_val": 100},
+        },
+        "training": {"budget_minutes": 10.0, "minutes": 7.4, "seconds": 441.0},
+    }
+    (runs / name).mkdir(parents=True)
+    (runs / name / "report.json").write_text(json.dumps(report))
+    return report
+
+
+def test_the_panel_shows_the_last_fine_tunes_figures_and_compares_on_a_held_out_correction(tmp_path):
+    """Issue 37 item 4: before/after on the held-out corrections, forgetting per original source with image
+    counts, and one click that reopens a held-out correction and compares the base with the new checkpoint."""
+    import numpy as np
+
+    from ssfnet.data.corrections import save_correction
+
+    torch.manual_seed(0)
+    for folder in ("tiny", "finetuned/tiny-ft-20250101T000000Z"):
+        model = build_model("ssfnet_lite", LIP.num_classes, **TINY)
+        save_checkpoint(model, tmp_path / "checkpoints" / folder, variant="ssfnet_lite", label_set="lip-20",
+                        options=TINY, metadata={"input_size": 64})  # fmt: skip
+    settings = app_settings(tmp_path, device="cpu")
+    labels = np.zeros((48, 32), np.uint8)
+    labels[8:40, 8:24] = LIP.id_of("upper-clothes")
+    held = [save_correction(settings.corrections_dir, np.full((48, 32, 3), 40 * i, np.uint8), labels, "lip-20")
+            for i in range(1, 4)]  # fmt: skip
+    handlers = {f.api_name: f.fn for f in build_demo(settings).fns.values() if f.api_name}
+    finetune = handlers["finetune_compare"].__self__
+    ui = finetune.app.ui
+    view = (None, 0.5, ["0"], None, False, False)  # session, opacity, hidden, label, multiscale, flip
+    with pytest.raises(Exception, match="No fine-tune has finished here yet"):
+        finetune.compare_held_out(*view)
+
+    new = settings.checkpoints_dir / "finetuned" / "tiny-ft-20250101T000000Z"
+    finished_run(settings.runs_dir, "finetune-20250101T000000Z", settings.checkpoints_dir / "tiny", new, held[:2])
+    # The panel (here after a restart: no fine-tune of this app's) shows the run's figures.
+    html = handlers["finetune_status"](None, None, None, None)[ui.finetune_html]
+    assert "The last fine-tune here (finetune-20250101T000000Z)" in html
+    assert "held-out corrections (never trained on), 2 of 2 scored: <b>13.7 → 24.1 (+10.4)</b>" in html
+    assert "original validation photos (forgetting), 40 of 100 scored" in html
+    assert "folder (shop) (30 photos): 59.2 → 57.1 (-2.1)" in html and "viton (10 photos): 47.5 → 47.9 (+0.4)" in html
+    assert "corrections trained on: none of 21 scored" in html
+    assert "Training: 7.3 minutes of the 10-minute budget, 780 iterations" in html
+    assert str(tmp_path) not in html
+
+    # One click: the first held-out correction opens, and the base and the new checkpoint are compared on it.
+    out = finetune.compare_held_out(*view)
+    session = out[ui.session]
+    assert out[ui.record_id] == held[0] and session.parent == held[0]
+    assert out[ui.compare_a].value == "tiny" and out[ui.compare_b].value == f"finetuned/{new.name}"
+    text = out[ui.compare_md]
+    assert text.startswith(f"On the held-out correction `{held[0]}` (1 of 2, never trained on)")
+    assert "`tiny`" in text and f"`{new.name}`" in text and len(re.findall(r"\*\*\d+\.\d%\*\*", text)) == 2
+    assert out[ui.compare_view_a].shape == out[ui.compare_view_b].shape == (48, 32, 3)
+    # The next click, the next held-out correction; never one it trained on.
+    assert finetune.compare_held_out(session, *view[1:])[ui.record_id] == held[1]
