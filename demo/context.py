@@ -29,7 +29,7 @@ from .drafts import Drafts
 from .finetune_runner import FinetuneRunner
 from .models import Predictors
 from .queue import PhotoQueue
-from .render import Scratch, fast_png, legend_html, write_downloads, zoomed_overlay
+from .render import Scratch, draw_vertices, fast_png, legend_html, write_downloads, zoomed_overlay
 from .session import Session
 from .settings import Settings
 from .widgets import brush_size, hidden_set, label_widgets
@@ -107,6 +107,11 @@ class Components:
     view: gr.Image
     tool: gr.Radio
     tolerance: gr.Slider
+    coarseness: gr.Slider
+    add_to_last: gr.Checkbox
+    tool_note: gr.Markdown
+    polygon_close_btn: gr.Button
+    polygon_cancel_btn: gr.Button
     click_x: gr.Number
     click_y: gr.Number
     apply_click_btn: gr.Button
@@ -308,12 +313,15 @@ class AppContext:
         """The overlay file to show at the user's zoom (:func:`demo.zoom.display_window`): ``full`` (the
         whole overlay) when neither zoomed nor enlarged to fill the box.
 
-        Any other view is written as a picture of its own: the downloads stay the whole overlay.
+        Any other view is written as a picture of its own: the downloads stay the whole overlay. The
+        polygon tool's vertices are drawn on the picture shown, never on the downloads.
         """
         view = display_window(zoom, session)
-        if view.factor == 1 and full is not None:
+        if view.factor == 1 and full is not None and not session.polygon:
             return full
         picture = zoomed_overlay(session, view, opacity, hidden_set(hidden))
+        if session.polygon:
+            picture = draw_vertices(picture, session.polygon, view)
         return str(atomic_write_bytes(self.scratch.new() / f"overlay_{view.factor}x.png", fast_png(picture)))
 
     def views(self, session: Session, opacity: float, hidden, zoom: Zoom | None = None) -> dict:

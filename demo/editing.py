@@ -142,6 +142,18 @@ def disc(shape: tuple[int, ...], x: int, y: int, diameter: int) -> np.ndarray:
     return (xx - x) ** 2 + (yy - y) ** 2 <= radius * radius
 
 
+def polygon_mask(shape: tuple[int, ...], vertices) -> np.ndarray:
+    """H x W bool mask of the polygon through ``vertices`` ((x, y) pixels, in order; closed back to the first).
+
+    Filled as ``cv2.fillPoly`` fills (edges included); a polygon that crosses itself is filled where
+    its even-odd rule says, and vertices outside the image are clipped by the fill.
+    """
+    points = np.asarray(vertices, dtype=np.int32).reshape(-1, 1, 2)
+    mask = np.zeros(shape[:2], dtype=np.uint8)
+    cv2.fillPoly(mask, [points], 1)
+    return mask.astype(bool)
+
+
 def colour_region(image: np.ndarray, x: int, y: int, tolerance: int, labels: np.ndarray | None = None) -> np.ndarray:
     """H x W bool mask flood-filled from ``(x, y)`` over pixels within ``tolerance`` of the seed colour.
 
@@ -324,6 +336,11 @@ class History:
 
     def __len__(self) -> int:
         return len(self._undo)
+
+    @property
+    def last(self) -> Edit | None:
+        """The edit the next undo takes back, if any."""
+        return self._undo[-1] if self._undo else None
 
     def record(self, before: np.ndarray, after: np.ndarray, what: str = "") -> Edit | None:
         """Remember the change ``before -> after``; ``None`` (and nothing recorded) if nothing changed."""

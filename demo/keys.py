@@ -6,6 +6,11 @@ what the button does. A label key writes the label id into a hidden textbox
 (``1`` then ``2``) pick label 12. Keys typed into a text box are left alone.
 """
 
+import json
+
+# The polygon tool's name in the page (demo.panel_edit.POLYGON_TOOL): its keys act only while it is chosen.
+POLYGON_TOOL = "Polygon (click vertices)"
+
 SHORTCUTS_MD = """\
 | key | does |
 | --- | --- |
@@ -14,6 +19,8 @@ SHORTCUTS_MD = """\
 | `Ctrl+S` | save the correction |
 | `+` / `-` | zoom the overlay in (around the last click) / out |
 | `[` / `]` | brush (and dot tool) smaller / larger |
+| `Enter` / `Esc` | with the polygon tool: close the polygon (fill it with the label) / cancel it |
+| `Shift` held while clicking | add the click to the last click's edit (superpixels: one undo step) |
 | `N` / `P` | next / previous photo of the queue |
 | `A` | accept the proposal as correct (unedited photos only) |
 """
@@ -21,10 +28,20 @@ SHORTCUTS_MD = """\
 # A function for ``demo.load(None, js=KEYS_JS)``: Gradio runs it in the page once per load.
 KEYS_JS = """
 () => {
+  const POLYGON_TOOL = __POLYGON_TOOL__;
   if (window.ssfnetKeys) return [];
   window.ssfnetKeys = true;
   const click = (id) => { const b = document.getElementById(id); if (b) b.click(); };
-  let digits = "", timer = null, count = 0;
+  let digits = "", timer = null, count = 0, shiftTicked = false;
+  const addBox = () => document.querySelector("#add-to-last input[type=checkbox]");
+  // Shift ticks "Add to the last click's edit" while held: Gradio's select event reports no modifiers.
+  const releaseShift = () => {
+    const box = addBox();
+    if (shiftTicked && box && box.checked) box.click();
+    shiftTicked = false;
+  };
+  document.addEventListener("keyup", (e) => { if (e.key === "Shift") releaseShift(); });
+  window.addEventListener("blur", releaseShift);
   const sendLabel = () => {
     const box = document.querySelector("#key-label textarea, #key-label input");
     if (!box || digits === "") return;
@@ -37,6 +54,11 @@ KEYS_JS = """
     const t = e.target;
     const typing = t && (t.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(t.tagName));
     if (typing) return;
+    if (e.key === "Shift" && !e.repeat) {
+      const box = addBox();
+      if (box && !box.checked) { box.click(); shiftTicked = true; }
+      return;
+    }
     const ctrl = e.ctrlKey || e.metaKey;
     const key = e.key.toLowerCase();
     if (ctrl && key === "z") { e.preventDefault(); click(e.shiftKey ? "redo" : "undo"); return; }
@@ -49,6 +71,12 @@ KEYS_JS = """
       timer = setTimeout(sendLabel, 450);
       return;
     }
+    // Only while the polygon tool is chosen; Enter on a focused button would also press it: left to it.
+    const tool = document.querySelector("#tool input[type=radio]:checked");
+    if (tool && tool.value === POLYGON_TOOL) {
+      if (e.key === "Enter" && t.tagName !== "BUTTON") { click("polygon-close"); return; }
+      if (e.key === "Escape") { click("polygon-cancel"); return; }
+    }
     if (key === "+" || key === "=") click("zoom-in");
     else if (key === "-") click("zoom-out");
     else if (key === "[") click("brush-smaller");
@@ -59,4 +87,4 @@ KEYS_JS = """
   });
   return [];
 }
-"""
+""".replace("__POLYGON_TOOL__", json.dumps(POLYGON_TOOL))

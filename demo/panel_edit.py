@@ -13,7 +13,9 @@ from ssfnet.io import atomic_write_bytes
 
 from . import editing
 from .context import AppContext
+from .keys import POLYGON_TOOL
 from .render import fast_png, label_name, legend_html, render_overlay, write_downloads
+from .superpixels import DEFAULT_SEGMENTS, MAX_SEGMENTS, MIN_SEGMENTS
 from .widgets import (
     as_int,
     brush,
@@ -33,6 +35,7 @@ from .zoom import ZOOMS, Zoom, current_zoom, display_window, step
 ZOOM_TOOL = "Zoom in"
 PICK_TOOL = "Pick label"
 DOT_TOOL = "Paint dot (brush size)"
+SUPERPIXEL_TOOL = "Superpixel"
 
 
 def _relabel_region(session, x: int, y: int, tolerance) -> np.ndarray:
@@ -48,6 +51,21 @@ def _dot(session, x: int, y: int, tolerance) -> np.ndarray:
     return editing.disc(session.labels.shape, x, y, brush_size(session))
 
 
+def segments_of(session) -> int:
+    """How many superpixels the session's coarseness asks for."""
+    return session.superpixel_segments or DEFAULT_SEGMENTS
+
+
+def _superpixel(session, x: int, y: int, tolerance) -> np.ndarray:
+    segments = segments_of(session)
+    if not session.superpixels.ready(segments):
+        # Said before the wait (a toast reaches the page at once): seconds on a large photo.
+        h, w = session.labels.shape
+        gr.Info(f"Cutting this {w}x{h} photo into about {segments} superpixels (once per photo and coarseness)...")
+    ids = session.superpixels.get(session.image, segments).ids
+    return ids == ids[y, x]
+
+
 # The click tools that relabel pixels: the tool's name in the page -> the H x W mask of the
 # pixels a click at working pixel (x, y) gives the chosen label, from the session, the point and
 # the colour tolerance. A new tool of that kind is one entry here: the page, the API and undo,
@@ -56,14 +74,34 @@ MASK_TOOLS = {
     "Relabel region": _relabel_region,
     "Flood fill (similar colour)": _flood_fill,
     DOT_TOOL: _dot,
+    SUPERPIXEL_TOOL: _superpixel,
 }
-TOOLS = (PICK_TOOL, *MASK_TOOLS, ZOOM_TOOL)
+TOOLS = (PICK_TOOL, *MASK_TOOLS, POLYGON_TOOL, ZOOM_TOOL)
+# What each tool does, under the tool list (the superpixel tool's also says what its superpixels cost).
+TOOL_HINTS = {
+    SUPERPIXEL_TOOL: (
+        "Click a superpixel to give it the label. Tick **Add to the last click's edit** (or hold Shift "
+        "while clicking) to add more superpixels to the same edit: one undo takes them all back."
+    ),
+    POLYGON_TOOL: (
+        "Click the polygon's vertices on the overlay, then **Close polygon** (key Enter) to fill it with "
+        "the label as one edit; **Cancel polygon** (key Esc) drops the vertices."
+    ),
+}
 # The zoom choices as the page names them, and the values they stand for: strings, the type the
 # API documents for a choice (with int values it documented '4' and refused it).
 ZOOM_CHOICES = [("Fit", "1")] + [(f"{factor}x", str(factor)) for factor in ZOOMS[1:]]
 # How far the aspect ratio of the canvas's picture may differ from the photo's (a browser may
 # export the canvas at another pixel density, never at another shape).
 _ASPECT_TOLERANCE = 0.01
+
+
+def segment_choice(value) -> int:
+    """The coarseness slider's value: about how many superpixels to cut a photo into."""
+    segments = as_int(value, "coarseness")
+    if not MIN_SEGMENTS <= segments <= MAX_SEGMENTS:
+        raise mistake(f"coarseness {segments}: choose between {MIN_SEGMENTS} and {MAX_SEGMENTS} superpixels")
+    return segments
 
 
 def canvas_problem(editor_value, shape: tuple[int, int]) -> str | None:
@@ -118,15 +156,28 @@ class EditHandlers:
         ui = self.app.ui
         return {ui.click_x: int(x), ui.click_y: int(y)}
 
-    def apply_click(self, session, zoom, x, y, tool, label, tolerance, opacity, hidden) -> dict:
-        """Apply a click tool at pixel (x, y) of the working image (the zoom changes nothing of that)."""
+    def apply_click(
+        self, session, zoom, x, y, tool, label, tolerance, opacity, hidden, coarseness=None, add=False
+    ) -> dict:
+        """Apply a click tool at pixel (x, y) of the working image (the zoom changes nothing of that).
+
+        ``coarseness``: about how many superpixels the superpixel tool cuts the photo into (None:
+        the session's). ``add``: the click's relabelling joins the last click's edit when that is
+        still the last edit and gave the same label (one undo step; see :meth:`Session.relabel`).
+        The polygon tool adds a vertex; :meth:`close_polygon` fills the polygon.
+        """
         session = require(session)
+        if coarseness is not None:
+            session.superpixel_segments = segment_choice(coarseness)
         x, y = as_int(x, "x"), as_int(y, "y")
         h, w = session.labels.shape
         if not (0 <= x < w and 0 <= y < h):
             raise mistake(f"({x}, {y}) lies outside the {w}x{h} image")
         if tool == ZOOM_TOOL:
             return self.zoom_in(session, zoom, x, y, opacity, hidden)
+        if tool == POLYGON_TOOL:
+            session.polygon.append((x, y))
+            return {self.app.ui.view: self.shown(session, zoom, opacity, hidden)}
         if tool == PICK_TOOL:
             value = int(session.labels[y, x])
             gr.Info(f"Picked {label_name(session.label_set, value)}")
@@ -139,14 +190,14 @@ class EditHandlers:
             raise mistake(f"unknown tool {tool!r}; choose one of {', '.join(TOOLS)}")
         value = label_of(session.label_set, label)
         mask = MASK_TOOLS[tool](session, x, y, tolerance)
-        new = session.labels.copy()
-        new[mask] = value
-        changed = session.edit(new, f"{tool} at ({x}, {y})")
+        changed = session.relabel(mask, value, f"{tool} at ({x}, {y})", add=bool(add))
         if not changed:
             gr.Info("Nothing changed: that region already has this label.")
         return self.views(session, zoom, opacity, hidden)
 
-    def click_in_browser(self, session, zoom, x, y, tool, label, tolerance, opacity, hidden, editor_value) -> dict:
+    def click_in_browser(
+        self, session, zoom, x, y, tool, label, tolerance, opacity, hidden, coarseness, add, editor_value
+    ) -> dict:
         """A click on the overlay; an edit is refused while the editor holds strokes that its redraw would drop."""
         edits = tool in MASK_TOOLS
         if edits and session is not None and pending_strokes(editor_value):
@@ -163,7 +214,51 @@ class EditHandlers:
             except gr.Error as err:
                 gr.Warning(f"{err.message} The click was not applied.")
                 return gr.skip()
-        return self.apply_click(session, zoom, x, y, tool, label, tolerance, opacity, hidden)
+        return self.apply_click(session, zoom, x, y, tool, label, tolerance, opacity, hidden, coarseness, add)
+
+    def close_polygon(self, session, zoom, label, opacity, hidden, editor_value=None) -> dict:
+        """Fill the polygon of the clicked vertices with ``label`` as one edit (undoable) and drop the vertices.
+
+        Refused with fewer than 3 vertices, and (the vertices kept) while the editor holds strokes
+        that the redraw would drop.
+        """
+        session = require(session)
+        vertices = session.polygon
+        if len(vertices) < 3:
+            raise mistake(
+                f"a polygon needs at least 3 vertices to close; it has {len(vertices)}. "
+                f"Click its corners on the overlay with the {POLYGON_TOOL} tool first."
+            )
+        if pending_strokes(editor_value):
+            gr.Warning("Unapplied strokes in Paint labels: Apply strokes (or erase them) first; the polygon was kept.")
+            return gr.skip()
+        value = label_of(session.label_set, label)
+        mask = editing.polygon_mask(session.labels.shape, vertices)
+        session.polygon = []
+        if not session.relabel(mask, value, f"polygon of {len(vertices)} vertices"):
+            gr.Info("Nothing changed: the polygon's pixels already have this label.")
+        return self.views(session, zoom, opacity, hidden)
+
+    def cancel_polygon(self, session, zoom, opacity, hidden) -> dict:
+        """Drop the polygon's vertices (the labels stay as they are)."""
+        if session is None or not session.polygon:
+            return gr.skip()
+        session.polygon = []
+        return {self.app.ui.view: self.shown(session, zoom, opacity, hidden)}
+
+    def tool_note(self, session, tool, coarseness) -> str:
+        """What the chosen tool does; for the superpixel tool the superpixels are computed here (a
+        prefetch when the tool or the coarseness is chosen, or a photo opens), so a click finds them."""
+        hint = TOOL_HINTS.get(tool, "")
+        if tool != SUPERPIXEL_TOOL or session is None:
+            return hint
+        try:
+            session.superpixel_segments = segment_choice(coarseness)
+        except gr.Error as err:
+            return f"{hint}\n\n{err.message}"
+        done = session.superpixels.get(session.image, segments_of(session))
+        h, w = session.labels.shape
+        return f"{hint}\n\n{done.count} superpixels on this {w}x{h} photo (computed in {done.seconds:.1f} s)."
 
     def _zoomed(self, session, zoom: Zoom, opacity, hidden) -> dict:
         ui = self.app.ui

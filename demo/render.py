@@ -13,6 +13,7 @@ import time
 import weakref
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -59,6 +60,22 @@ def zoomed_overlay(session: Session, window: Window, opacity: float, hidden: set
     """
     image, labels = window.crop(session.image), window.crop(session.labels)
     return window.enlarge(overlay(image, labels, session.label_set, alpha=opacity, hidden=frozenset(hidden)))
+
+
+def draw_vertices(picture: np.ndarray, vertices: list[tuple[int, int]], window: Window) -> np.ndarray:
+    """``picture`` (the shown overlay of ``window``) with the polygon tool's vertices and the edges between them.
+
+    Drawn in the picture's own pixels (vertices are working pixels), white over a dark outline so
+    that they show on any colour; the first vertex is larger (closing joins the last to it).
+    """
+    out = np.ascontiguousarray(picture[..., :3]).copy()
+    points = np.array([window.to_shown(x, y) for x, y in vertices], dtype=np.int32).reshape(-1, 1, 2)
+    for colour, grow in (((0, 0, 0), 2), ((255, 255, 255), 0)):
+        if len(points) > 1:
+            cv2.polylines(out, [points], False, colour, 1 + grow, cv2.LINE_AA)
+        for i, (x, y) in enumerate(points[:, 0]):
+            cv2.circle(out, (int(x), int(y)), (5 if i == 0 else 3) + grow // 2, colour, -1, cv2.LINE_AA)
+    return out
 
 
 def legend_html(session: Session | None, label_set: LabelSet, hidden: set[int] | frozenset[int] = frozenset()) -> str:

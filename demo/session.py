@@ -29,7 +29,8 @@ from ssfnet.data.corrections import load_correction, save_correction
 from ssfnet.io import MAX_IMAGE_PIXELS, ImageError, exif_orientation, frame_count, read_image, read_image_and_size
 from ssfnet.labels import LabelSet, get_label_set
 
-from .editing import History, resize_image, resize_labels
+from .editing import Edit, History, resize_image, resize_labels
+from .superpixels import SuperpixelCache
 
 # Below this many pixels on a side a photo cannot hold a person worth labelling.
 MIN_SIDE = 16
@@ -151,6 +152,10 @@ class Session:
             drafts every user of a local-only app shares.
         brush_px: Brush width in working pixels chosen for this photo (paint brush and the
             dot tool); None: proportional to the photo (:func:`demo.widgets.brush_size`).
+        superpixel_segments: About how many superpixels the superpixel tool cuts the photo into
+            (the coarseness); None: :data:`demo.superpixels.DEFAULT_SEGMENTS`.
+        superpixels: The photo's superpixels at the last coarseness used (computed on first use).
+        polygon: The polygon tool's vertices so far, (x, y) working pixels; closing fills them.
     """
 
     image: np.ndarray
@@ -166,6 +171,10 @@ class Session:
     history: History = field(default_factory=History)
     saved_digest: str | None = None
     brush_px: int | None = None
+    superpixel_segments: int | None = None
+    superpixels: SuperpixelCache = field(default_factory=SuperpixelCache, repr=False, compare=False)
+    polygon: list[tuple[int, int]] = field(default_factory=list)
+    _last_relabel: _Relabel | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def start(
@@ -247,6 +256,24 @@ class Session:
         self.labels = new_labels
         return len(edit)
 
+    def relabel(self, mask: np.ndarray, value: int, what: str = "", *, add: bool = False) -> int:
+        """Give the pixels of ``mask`` (H x W bool) the label ``value`` as one edit; returns how many changed.
+
+        With ``add`` the last relabelling, if it is still the last edit and gave the same label, takes
+        this one in: it is undone and done again over both masks, so the two stay one undo step (the
+        superpixel tool's "add to the selection").
+        """
+        last = self._last_relabel
+        if add and last is not None and last.value == value and self.history.last is last.edit:
+            self.undo()
+            mask = mask | last.mask
+            what = f"{last.what} + {what}"
+        new = self.labels.copy()
+        new[mask] = value
+        changed = self.edit(new, what)
+        self._last_relabel = _Relabel(self.history.last, mask, value, what) if changed else None
+        return changed
+
     def undo(self) -> str | None:
         """Undo the last edit; returns its description, ``None`` if there was nothing to undo."""
         self.labels, edit = self.history.undo(self.labels)
@@ -320,6 +347,16 @@ class Session:
         self.parent = record_id
         self.saved_digest = _digest(self.labels)
         return record_id
+
+
+@dataclass(frozen=True)
+class _Relabel:
+    """The last :meth:`Session.relabel`: its edit, its mask and label, which an added one joins."""
+
+    edit: Edit | None
+    mask: np.ndarray
+    value: int
+    what: str
 
 
 def _digest(labels: np.ndarray) -> str:

@@ -35,6 +35,7 @@ from .paths import page_roots, shown_path
 from .queue_ui import QueuePanel
 from .render import label_choices, legend_html
 from .settings import Settings
+from .superpixels import DEFAULT_SEGMENTS, MAX_SEGMENTS, MIN_SEGMENTS
 from .widgets import (
     BRUSH_MAX,
     bound_layers,
@@ -291,6 +292,16 @@ def _overlay_tab(app: AppContext) -> None:
         ui.tool = gr.Radio(list(TOOLS), value=TOOLS[0], label="Click tool", scale=2, elem_id="tool")
         ui.tolerance = gr.Slider(0, 128, value=24, step=1, label="Flood-fill colour tolerance")
     with gr.Row():
+        ui.coarseness = gr.Slider(
+            MIN_SEGMENTS, MAX_SEGMENTS, value=DEFAULT_SEGMENTS, step=50, scale=2, elem_id="coarseness",
+            label="Superpixel coarseness: about how many superpixels per photo (fewer: larger)",
+        )  # fmt: skip
+        # Shift held on the overlay ticks it for the click (demo.keys): Gradio's select event has no modifiers.
+        ui.add_to_last = gr.Checkbox(False, label="Add to the last click's edit (Shift)", elem_id="add-to-last")
+        ui.polygon_close_btn = gr.Button("Close polygon", size="sm", elem_id="polygon-close")
+        ui.polygon_cancel_btn = gr.Button("Cancel polygon", size="sm", elem_id="polygon-cancel")
+    ui.tool_note = gr.Markdown("", label="Tool", elem_id="tool-note")
+    with gr.Row():
         # Zoomed on the server (demo.zoom): the overlay shows an enlarged crop, so clicks stay exact.
         ui.zoom_level = gr.Radio(ZOOM_CHOICES, value="1", label="Zoom (around the last click)", scale=2, elem_id="zoom")
         ui.zoom_in_btn = gr.Button("Zoom in +", size="sm", elem_id="zoom-in")
@@ -429,12 +440,33 @@ def _wire_editing(demo: gr.Blocks, app: AppContext, edit: EditHandlers) -> None:
 
     point = [ui.click_x, ui.click_y]
     click_inputs = [ui.session, ui.zoom, *point, ui.tool, ui.label, ui.tolerance, ui.opacity, ui.hidden]
+    click_inputs += [ui.coarseness, ui.add_to_last]
     click_outputs = ui.view_outputs + [ui.label, ui.zoom]
     # A click on a zoomed overlay is mapped back to working pixels: x, y are always those.
     ui.view.select(edit.record_click, [ui.session, ui.zoom], point, api_visibility="private").then(
         edit.click_in_browser, click_inputs + [ui.editor], click_outputs, api_visibility="private"
     )
     ui.apply_click_btn.click(edit.apply_click, click_inputs, click_outputs, api_name="apply_click")
+    ui.polygon_close_btn.click(
+        edit.close_polygon,
+        [ui.session, ui.zoom, ui.label, ui.opacity, ui.hidden, ui.editor],
+        ui.view_outputs,
+        api_name="close_polygon",
+    )
+    ui.polygon_cancel_btn.click(edit.cancel_polygon, view_inputs, ui.view, api_name="cancel_polygon")
+    # The superpixels are computed when the tool or the coarseness is chosen, or a photo opens with
+    # the tool chosen, so that the first click finds them (the note says what they cost).
+    note_inputs = [ui.session, ui.tool, ui.coarseness]
+    ui.tool.change(edit.tool_note, note_inputs, ui.tool_note, api_visibility="private", show_progress="minimal")
+    ui.coarseness.change(
+        edit.tool_note,
+        note_inputs,
+        ui.tool_note,
+        api_name="coarseness",
+        trigger_mode="always_last",
+        show_progress="minimal",
+    )
+    ui.view.change(edit.tool_note, note_inputs, ui.tool_note, api_visibility="private", show_progress="hidden")
 
     zoom_view = [ui.opacity, ui.hidden]
     zoomed = [ui.zoom, ui.view]
