@@ -29,7 +29,7 @@ from .drafts import Drafts
 from .finetune_runner import FinetuneRunner
 from .models import Predictors
 from .queue import PhotoQueue
-from .render import Scratch, draw_vertices, fast_png, legend_html, write_downloads, zoomed_overlay
+from .render import Scratch, draw_borders, draw_vertices, fast_png, legend_html, write_downloads, zoomed_overlay
 from .session import Session
 from .settings import Settings
 from .widgets import brush_size, hidden_set, label_widgets
@@ -314,12 +314,16 @@ class AppContext:
         whole overlay) when neither zoomed nor enlarged to fill the box.
 
         Any other view is written as a picture of its own: the downloads stay the whole overlay. The
-        polygon tool's vertices are drawn on the picture shown, never on the downloads.
+        superpixels' borders (while the tool is chosen) and the polygon tool's vertices are drawn on
+        the picture shown, never on the downloads.
         """
         view = display_window(zoom, session)
-        if view.factor == 1 and full is not None and not session.polygon:
+        segments = session.superpixels.latest if session.show_superpixels else None
+        if view.factor == 1 and full is not None and not session.polygon and segments is None:
             return full
         picture = zoomed_overlay(session, view, opacity, hidden_set(hidden))
+        if segments is not None:
+            picture = draw_borders(picture, segments.ids, view)
         if session.polygon:
             picture = draw_vertices(picture, session.polygon, view)
         return str(atomic_write_bytes(self.scratch.new() / f"overlay_{view.factor}x.png", fast_png(picture)))

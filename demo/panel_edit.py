@@ -80,8 +80,9 @@ TOOLS = (PICK_TOOL, *MASK_TOOLS, POLYGON_TOOL, ZOOM_TOOL)
 # What each tool does, under the tool list (the superpixel tool's also says what its superpixels cost).
 TOOL_HINTS = {
     SUPERPIXEL_TOOL: (
-        "Click a superpixel to give it the label. Tick **Add to the last click's edit** (or hold Shift "
-        "while clicking) to add more superpixels to the same edit: one undo takes them all back."
+        "Click a superpixel (their borders are lightened on the overlay) to give it the label. Tick "
+        "**Add to the last click's edit** (or hold Shift while clicking) to add more superpixels to the "
+        "same edit: one undo takes them all back."
     ),
     POLYGON_TOOL: (
         "Click the polygon's vertices on the overlay, then **Close polygon** (key Enter) to fill it with "
@@ -250,6 +251,8 @@ class EditHandlers:
         """What the chosen tool does; for the superpixel tool the superpixels are computed here (a
         prefetch when the tool or the coarseness is chosen, or a photo opens), so a click finds them."""
         hint = TOOL_HINTS.get(tool, "")
+        if session is not None:
+            session.show_superpixels = tool == SUPERPIXEL_TOOL
         if tool != SUPERPIXEL_TOOL or session is None:
             return hint
         try:
@@ -259,6 +262,12 @@ class EditHandlers:
         done = session.superpixels.get(session.image, segments_of(session))
         h, w = session.labels.shape
         return f"{hint}\n\n{done.count} superpixels on this {w}x{h} photo (computed in {done.seconds:.1f} s)."
+
+    def tool_view(self, session, zoom, opacity, hidden) -> dict:
+        """The overlay redrawn after the tool or the coarseness changed: the superpixels' borders come or go."""
+        if session is None:
+            return gr.skip()
+        return {self.app.ui.view: self.shown(session, zoom, opacity, hidden)}
 
     def _zoomed(self, session, zoom: Zoom, opacity, hidden) -> dict:
         ui = self.app.ui

@@ -62,6 +62,21 @@ def zoomed_overlay(session: Session, window: Window, opacity: float, hidden: set
     return window.enlarge(overlay(image, labels, session.label_set, alpha=opacity, hidden=frozenset(hidden)))
 
 
+def draw_borders(picture: np.ndarray, ids: np.ndarray, window: Window) -> np.ndarray:
+    """``picture`` (the shown overlay of ``window``) with the borders between superpixels lightened.
+
+    ``ids`` are the superpixels of the whole working image (H x W); borders are found on the picture's
+    own pixels, so that a zoomed overlay shows them one pixel wide.
+    """
+    shown = window.enlarge(window.crop(ids))
+    edge = np.zeros(shown.shape, dtype=bool)
+    edge[:, 1:] |= shown[:, 1:] != shown[:, :-1]
+    edge[1:, :] |= shown[1:, :] != shown[:-1, :]
+    out = np.ascontiguousarray(picture[..., :3]).copy()
+    out[edge] = out[edge] // 2 + 128
+    return out
+
+
 def draw_vertices(picture: np.ndarray, vertices: list[tuple[int, int]], window: Window) -> np.ndarray:
     """``picture`` (the shown overlay of ``window``) with the polygon tool's vertices and the edges between them.
 

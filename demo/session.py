@@ -156,6 +156,7 @@ class Session:
             (the coarseness); None: :data:`demo.superpixels.DEFAULT_SEGMENTS`.
         superpixels: The photo's superpixels at the last coarseness used (computed on first use).
         polygon: The polygon tool's vertices so far, (x, y) working pixels; closing fills them.
+        show_superpixels: Whether the overlay shows the superpixels' borders (the tool is chosen).
     """
 
     image: np.ndarray
@@ -174,6 +175,7 @@ class Session:
     superpixel_segments: int | None = None
     superpixels: SuperpixelCache = field(default_factory=SuperpixelCache, repr=False, compare=False)
     polygon: list[tuple[int, int]] = field(default_factory=list)
+    show_superpixels: bool = False
     _last_relabel: _Relabel | None = field(default=None, repr=False, compare=False)
 
     @classmethod

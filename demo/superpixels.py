@@ -76,6 +76,11 @@ class SuperpixelCache:
         done = self._done
         return done is not None and done.segments == segments
 
+    @property
+    def latest(self) -> Segmentation | None:
+        """The superpixels computed last (the ones the tool uses now), if any."""
+        return self._done
+
     def get(self, image: np.ndarray, segments: int) -> Segmentation:
         """The superpixels of ``image`` (always the session's working image) at ``segments``; computed if needed."""
         with self._lock:

@@ -456,16 +456,21 @@ def _wire_editing(demo: gr.Blocks, app: AppContext, edit: EditHandlers) -> None:
     ui.polygon_cancel_btn.click(edit.cancel_polygon, view_inputs, ui.view, api_name="cancel_polygon")
     # The superpixels are computed when the tool or the coarseness is chosen, or a photo opens with
     # the tool chosen, so that the first click finds them (the note says what they cost).
+    # Then the overlay is redrawn with their borders (or without, for another tool); a redraw runs the
+    # note again but not the redraw, so the two never call each other in a loop.
     note_inputs = [ui.session, ui.tool, ui.coarseness]
-    ui.tool.change(edit.tool_note, note_inputs, ui.tool_note, api_visibility="private", show_progress="minimal")
-    ui.coarseness.change(
-        edit.tool_note,
-        note_inputs,
-        ui.tool_note,
-        api_name="coarseness",
-        trigger_mode="always_last",
-        show_progress="minimal",
-    )
+    for event in (
+        ui.tool.change(edit.tool_note, note_inputs, ui.tool_note, api_visibility="private", show_progress="minimal"),
+        ui.coarseness.change(
+            edit.tool_note,
+            note_inputs,
+            ui.tool_note,
+            api_name="coarseness",
+            trigger_mode="always_last",
+            show_progress="minimal",
+        ),
+    ):
+        event.then(edit.tool_view, view_inputs, ui.view, api_visibility="private", show_progress="hidden")
     ui.view.change(edit.tool_note, note_inputs, ui.tool_note, api_visibility="private", show_progress="hidden")
 
     zoom_view = [ui.opacity, ui.hidden]

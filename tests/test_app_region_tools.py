@@ -20,7 +20,7 @@ from PIL import Image
 from demo import editing
 from demo.keys import KEYS_JS, SHORTCUTS_MD
 from demo.panel_edit import MASK_TOOLS, POLYGON_TOOL, SUPERPIXEL_TOOL, TOOLS, EditHandlers
-from demo.render import draw_vertices
+from demo.render import draw_borders, draw_vertices
 from demo.session import Session, Source
 from demo.superpixels import SuperpixelCache, superpixels
 from demo.zoom import window
@@ -115,6 +115,23 @@ def test_the_note_computes_the_superpixels_before_the_first_click():
     assert session.superpixels.ready(300) and "superpixels on this 96x64 photo" in note
     assert "Close polygon" in edit.tool_note(session, POLYGON_TOOL, 300)
     assert edit.tool_note(None, SUPERPIXEL_TOOL, 300).startswith("Click a superpixel")
+
+
+def test_the_overlay_shows_the_borders_while_the_tool_is_chosen():
+    edit, session = handlers(), session_on(tiles())
+    edit.tool_note(session, SUPERPIXEL_TOOL, 200)
+    assert session.show_superpixels and session.superpixels.latest.segments == 200
+    assert edit.tool_view(session, None, *VIEW) == {"view": "shown"} and edit.tool_view(None, None, *VIEW) == gr.skip()
+    edit.tool_note(session, POLYGON_TOOL, 200)
+    assert not session.show_superpixels
+    ids = np.zeros((4, 6), np.int32)
+    ids[:, 3:] = 1
+    picture = np.zeros((4, 6, 3), np.uint8)
+    drawn = draw_borders(picture, ids, window((4, 6)))
+    assert drawn[:, 3].tolist() == [[128] * 3] * 4 and not drawn[:, :3].any() and not drawn[:, 4:].any()
+    # Zoomed 2x on columns 2-4: the border between columns 2 and 3 is one shown pixel wide.
+    zoomed = draw_borders(np.zeros((4, 6, 3), np.uint8), ids, window((4, 6), 2, 3, 2))
+    assert zoomed.any(axis=2).tolist() == [[False, False, True, False, False, False]] * 4
 
 
 def test_a_click_on_a_photo_without_superpixels_says_it_computes_them(monkeypatch):
