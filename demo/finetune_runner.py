@@ -263,6 +263,14 @@ class FinetuneRunner:
             FinetuneBusy: one is running already.
             OSError: the run folder or the process could not be created.
         """
+        ended = self._job
+        if ended is not None and ended.running and read_progress(ended.run_dir)["status"] in ENDED:
+            # It has written its end and is only exiting (a second or two, more on a busy machine): a
+            # start right after "Done" waits for that rather than being refused.
+            try:
+                ended.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
         with self._lock:
             if self._job is not None and self._job.running:
                 raise FinetuneBusy(f"a fine-tune is already running ({self._job.name}); wait for it or cancel it")

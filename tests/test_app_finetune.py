@@ -379,3 +379,21 @@ def test_the_panel_shows_the_last_fine_tunes_figures_and_compares_on_a_held_out_
     assert out[ui.compare_view_a].shape == out[ui.compare_view_b].shape == (48, 32, 3)
     # The next click, the next held-out correction; never one it trained on.
     assert finetune.compare_held_out(session, *view[1:])[ui.record_id] == held[1]
+
+
+def test_a_start_right_after_done_waits_for_the_ended_process_to_exit(tmp_path):
+    """A fine-tune that has written its end but whose process is still exiting does not refuse the next one."""
+    from demo.finetune_runner import FinetuneRequest, FinetuneRunner
+    from train.finetune_status import write_status_json
+
+    fake = tmp_path / "python"  # stands in for the interpreter: a process that takes a while to exit
+    fake.write_text("#!/bin/sh\nsleep 2\n")
+    fake.chmod(0o755)
+    runner = FinetuneRunner(corrections_dir=tmp_path / "c", checkpoints_dir=tmp_path / "k", runs_dir=tmp_path / "runs",
+                            python=str(fake))  # fmt: skip
+    first = runner.start(FinetuneRequest(base=str(tmp_path / "base")))
+    write_status_json(first.run_dir / "status.json", {"status": "finished", "phase": "publish"})
+    assert first.running
+    second = runner.start(FinetuneRequest(base=str(tmp_path / "base")))
+    assert second is not first and not first.running and runner.job is second
+    runner.shutdown()
