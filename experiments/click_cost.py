@@ -200,7 +200,7 @@ def table(results: dict[str, list[Outcome]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m experiments.click_cost", description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", choices=("ccp", "viton"), default="ccp")
     parser.add_argument("--root", type=Path, help="the dataset folder (default ../shared/datasets/<dataset>)")
     parser.add_argument("--photos", type=int, default=10)
