@@ -72,8 +72,8 @@ _FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile
 MARGIN = 0.05
 
 
-def machine() -> dict:
-    """The CPU model, its flags that matter here, the thread count and the library versions."""
+def cpu_info() -> tuple[str, set[str]]:
+    """The CPU's model name and flags (``/proc/cpuinfo``), or what the platform says and no flags."""
     model, flags = platform.processor() or platform.machine(), set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -85,6 +85,12 @@ def machine() -> dict:
                 break
     except OSError:
         pass
+    return model, flags
+
+
+def machine() -> dict:
+    """The CPU model, its flags that matter here, the thread count and the library versions."""
+    model, flags = cpu_info()
     onednn = getattr(torch.backends.mkldnn, "version", None)
     return {
         "cpu": model,

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from pathlib import Path
 from ssfnet.data import open_source, parse_source
 from ssfnet.labels import get_label_set
 from ssfnet.onnx_predictor import OnnxPredictor
+from ssfnet.precision import cpu_info
 
 from .evaluate import per_class_table, score_source, spread
 from .quantize import held_out
@@ -34,13 +34,7 @@ from .release import MAIN_FIGURE, SCORED_AS
 
 def cpu_model() -> str:
     """The CPU's model name (``/proc/cpuinfo``), or what the platform says."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return cpu_info()[0]
 
 
 def score_model(predictor, specs: list[str], *, limit: int | None) -> dict[str, dict]:
