@@ -60,7 +60,7 @@ def _kill_after(pid: int, delay: float) -> None:
 
 def _widen_swap(pause: float) -> None:
     """Sleep in this (child) process between the two renames of a swap, so that kills land there."""
-    import ssfnet.checkpoint as ckpt
+    import ssfnet.checkpoint.store as ckpt
 
     replace = os.replace
 

@@ -34,11 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ssfnet.checkpoint import load_checkpoint, read_metadata, save_checkpoint
+from ssfnet.checkpoint import fitting_dtype, load_checkpoint, read_metadata, save_checkpoint, storage_dtype
 from ssfnet.data import CCPDataset, parse_source
 from ssfnet.data.corrections import save_correction
 from ssfnet.labels import LIP_20
-from ssfnet.publish import fitting_dtype, storage_dtype
 from train import finetune
 from train.evaluate import evaluate_checkpoint, held_out_ids, matrix_score, paired_bootstrap
 from train.finetune_data import original_specs, select_originals

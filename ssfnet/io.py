@@ -337,7 +337,7 @@ def replace_dir(new: str | Path, target: str | Path) -> Path:
     """Put the finished folder ``new`` in place of ``target`` by renames, never leaving half a folder.
 
     An existing ``target`` is first renamed aside to ``.NAME.old-PID`` and removed after the swap;
-    a crash between the two renames leaves both, which :mod:`ssfnet.checkpoint_recovery` finishes.
+    a crash between the two renames leaves both, which :mod:`ssfnet.checkpoint.recovery` finishes.
     """
     new, target = Path(new), Path(target)
     if not target.exists():

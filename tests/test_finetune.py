@@ -17,10 +17,9 @@ from PIL import Image
 
 from demo.session import Session, Source
 from ssfnet import build_model, get_label_set, load_checkpoint, load_predictor, save_checkpoint
-from ssfnet.checkpoint import list_checkpoints
+from ssfnet.checkpoint import default_name, fitting_dtype, list_checkpoints
 from ssfnet.data import holdout_split, mix_weights, open_source, split_ids
 from ssfnet.predictor import Predictor
-from ssfnet.publish import default_name, fitting_dtype
 from train import finetune
 from train.finetune import FinetuneConfig, parse_args
 from train.finetune_budget import read_timing

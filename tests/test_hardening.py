@@ -24,7 +24,7 @@ from helpers import TINY, wait_for_page
 from PIL import Image
 from safetensors import SafetensorError
 
-import ssfnet.checkpoint as ckpt
+import ssfnet.checkpoint.store as ckpt
 from ssfnet import CheckpointError, build_model, list_checkpoints, load_checkpoint, save_checkpoint
 from ssfnet.checkpoint import load_state_dict, read_metadata, recover_checkpoint, scan_checkpoints, validate_metadata
 from ssfnet.data.corrections import _check_id, list_corrections, save_correction, sweep_corrections

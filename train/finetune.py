@@ -63,10 +63,16 @@ from pathlib import Path
 
 import torch
 
-from ssfnet.checkpoint import CheckpointError, load_checkpoint, read_metadata
+from ssfnet.checkpoint import (
+    CheckpointError,
+    fitting_dtype,
+    load_checkpoint,
+    read_metadata,
+    round_to_storage,
+    storage_dtype,
+)
 from ssfnet.precision import resolve_device
 from ssfnet.predictor import CHECKPOINTS_DIR, DEFAULT_CHECKPOINT
-from ssfnet.publish import fitting_dtype, round_to_storage, storage_dtype
 
 from .config import TrainConfig, load_config_file
 from .config import get_args_parser as get_train_args_parser

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from ssfnet.checkpoint import default_name, publish
 from ssfnet.data import parse_source
-from ssfnet.publish import default_name, publish
 
 from .config import TrainConfig
 from .finetune_data import Plan

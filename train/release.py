@@ -27,11 +27,17 @@ from pathlib import Path
 
 import torch
 
-from ssfnet.checkpoint import CheckpointError, load_checkpoint, read_metadata, save_checkpoint
+from ssfnet.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    read_metadata,
+    save_checkpoint,
+    storage_dtype,
+    verify_round_trip,
+)
 from ssfnet.data import parse_source
 from ssfnet.labels import get_label_set
 from ssfnet.predictor import Predictor
-from ssfnet.publish import storage_dtype, verify_round_trip
 
 from .evaluate import held_out_ids, per_class_table, score_source
 from .plots import plot_history

@@ -1,6 +1,6 @@
 """Publishing a trained model as a checkpoint folder: free names, storage precision, the round trip.
 
-The fine-tuner and ``train.release`` publish through these; :mod:`ssfnet.checkpoint` writes the
+The fine-tuner and ``train.release`` publish through these; :mod:`.store` writes the
 folder itself (atomically: written aside and renamed into place).
 """
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .store import load_checkpoint, save_checkpoint
 
 # The suffix a fine-tune adds to its base's name: -ft-<UTC stamp>[-n].
 _STAMP_SUFFIX = re.compile(r"-ft-\d{8}T\d{6}Z(-\d+)?$")

@@ -10,8 +10,8 @@ import shutil
 import time
 from pathlib import Path
 
-from .checkpoint_schema import METADATA_FILE
-from .io import writer_alive
+from ..io import writer_alive
+from .schema import METADATA_FILE
 
 logger = logging.getLogger("ssfnet.checkpoint")
 

@@ -10,10 +10,10 @@ import datetime as _dt
 import re
 from pathlib import Path
 
-from .build import MODELS, ModelConfig, list_models
-from .labels import LABEL_SETS
-from .modeling.backbones import BACKBONES
-from .modeling.ram import Refinement
+from ..build import MODELS, ModelConfig, list_models
+from ..labels import LABEL_SETS
+from ..modeling.backbones import BACKBONES
+from ..modeling.ram import Refinement
 
 METADATA_FILE = "metadata.json"
 FORMAT = "ssfnet-checkpoint"

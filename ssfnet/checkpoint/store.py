@@ -41,9 +41,11 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .build import build_model
-from .checkpoint_recovery import LEGACY_TEMPORARY_AGE_S, recover_checkpoint, recover_checkpoints
-from .checkpoint_schema import (
+from ..build import build_model
+from ..io import current_umask, json_safe, replace_dir, sha256_file, writer_alive
+from ..labels import LABEL_SETS
+from .recovery import LEGACY_TEMPORARY_AGE_S, recover_checkpoint, recover_checkpoints
+from .schema import (
     _FLOAT_DTYPES,
     FORMAT,
     FORMAT_VERSION,
@@ -52,10 +54,8 @@ from .checkpoint_schema import (
     CheckpointError,
     validate_metadata,
 )
-from .io import current_umask, json_safe, replace_dir, sha256_file, writer_alive
-from .labels import LABEL_SETS
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("ssfnet.checkpoint")
 
 __all__ = [
     "FORMAT",

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ssfnet.checkpoint_schema import CheckpointError
+from ssfnet.checkpoint import CheckpointError
 
 from . import FORMATS, InteropError, export_corrections, import_corrections
 
