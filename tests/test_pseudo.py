@@ -12,11 +12,15 @@ from PIL import Image
 from ssfnet import build_model, save_checkpoint
 from ssfnet.data import open_source
 from ssfnet.labels import LIP_20
-from train.pseudo import main, pseudo_label, region_admission, teacher_marginal
+from train.pseudo import label_skin, main, pseudo_label, region_admission, skin_distance, teacher_marginal
 
 K = LIP_20.num_classes
 COAT, UPPER, LEFT_ARM, HAIR, FACE = (LIP_20.id_of(n) for n in ("coat", "upper-clothes", "left-arm", "hair", "face"))
 TORSO, LOWER_ARM, HEAD = (LIP_20.id_of(n) for n in ("torso", "lower-arm", "head"))
+RIGHT_ARM, LOWER_LEG, LEFT_LEG, RIGHT_LEG, PANTS = (
+    LIP_20.id_of(n) for n in ("right-arm", "lower-leg", "left-leg", "right-leg", "pants")
+)
+SKIN, DARK_SLEEVE, GREY_JEANS = (205, 150, 125), (40, 40, 45), (120, 125, 135)
 
 
 def test_the_teachers_bias_is_taken_out_and_only_admitted_classes_are_chosen():
@@ -87,3 +91,67 @@ def test_the_command_writes_a_folder_the_trainer_reads(pascal, tmp_path):
         assert set(np.unique(label[where])) <= {region, *np.flatnonzero(region_admission()[region])}
     assert sum(record["shares_of_region_pixels"].values()) == pytest.approx(100, abs=0.1)
     assert main([*argv, "--out", str(out)]) == 1  # never over an earlier folder
+
+
+def _person(width=40):
+    """A photo of one person facing the camera: head, torso, two lower arms and two lower legs.
+
+    The head's face and both forearms are skin-coloured except a dark sleeve on the photo-left
+    forearm's top half; the photo-right leg is bare, the photo-left one in grey jeans.
+    """
+    image = np.full((48, width, 3), 230, np.uint8)
+    label = np.zeros((48, width), np.uint8)
+    label[0:14, 13:27] = HEAD
+    label[14:30, 12:28] = TORSO
+    label[14:30, 6:12] = LOWER_ARM  # photo left: the person's right arm
+    label[14:30, 28:34] = LOWER_ARM  # photo right: the person's left arm
+    label[30:46, 12:19] = LOWER_LEG
+    label[30:46, 21:28] = LOWER_LEG
+    rng = np.random.default_rng(0)
+    image[0:14, 13:27] = SKIN
+    image[14:30, 6:12] = image[14:30, 28:34] = SKIN
+    image[14:22, 6:12] = DARK_SLEEVE
+    image[14:30, 12:28] = (200, 40, 40)  # a red T-shirt: red, but not the face's colour
+    image[30:46, 12:19] = GREY_JEANS
+    image[30:46, 21:28] = SKIN
+    image = np.clip(image.astype(int) + rng.integers(-6, 7, image.shape), 0, 255).astype(np.uint8)
+    fine = label.copy()
+    fine[0:14, 13:27] = FACE
+    fine[14:30, 12:28] = UPPER
+    fine[label == LOWER_ARM] = COAT  # the teacher's shortcut
+    fine[label == LOWER_LEG] = PANTS
+    return image, label, fine
+
+
+def test_bare_limbs_take_the_faces_colour_and_the_person_s_side():
+    image, label, fine = _person()
+    prob = np.full((K, *label.shape), 1.0 / K, np.float32)  # a teacher with no opinion on sides
+    distance = skin_distance(image, (fine == FACE) & (label == HEAD))
+    assert distance[20, 30] < 6 < 16 < distance[16, 8]  # forearm skin near, the dark sleeve far
+    assert distance[20, 20] > 16  # the red shirt is red but not skin
+    out = label_skin(fine, label, prob, image)
+    # Facing the camera: the photo-right forearm is the person's left arm, the photo-left one
+    # the right arm where bare; the sleeve keeps the teacher's class.
+    assert (out[14:30, 28:34] == LEFT_ARM).all()
+    assert (out[23:30, 6:12] == RIGHT_ARM).all() and (out[14:21, 6:12] == COAT).all()
+    # The bare leg on the photo's right is the left leg; the grey jeans stay pants.
+    assert (out[30:46, 21:28] == LEFT_LEG).all() and (out[30:46, 12:19] == PANTS).all()
+    # Head, torso and background untouched.
+    np.testing.assert_array_equal(out[:14], fine[:14])
+    np.testing.assert_array_equal(out[14:30, 12:28], fine[14:30, 12:28])
+
+
+def test_a_sure_teacher_decides_the_side_and_no_face_means_no_change():
+    image, label, fine = _person()
+    prob = np.full((K, *label.shape), 1.0 / K, np.float32)
+    prob[RIGHT_ARM, :, 28:34] = 0.5  # the teacher sees this person from behind, and is sure
+    prob[LEFT_ARM, :, 28:34] = 0.01
+    out = label_skin(fine, label, prob, image)
+    assert (out[14:30, 28:34] == RIGHT_ARM).all()
+    faceless = fine.copy()
+    faceless[fine == FACE] = HAIR  # a head seen from behind: no face to learn skin from
+    np.testing.assert_array_equal(label_skin(faceless, label, prob, image), faceless)
+    # A limb the teacher called an arm where the colour is far from skin loses it.
+    sleeve = fine.copy()
+    sleeve[14:22, 6:12] = RIGHT_ARM
+    assert (label_skin(sleeve, label, prob, image)[14:21, 6:12] == LOWER_ARM).all()

@@ -9,6 +9,17 @@ PASCAL's person pixels, and multiplied by the class's share of person pixels in 
 truth). Pixels where the choice is not clear keep their region's value, so the set loss still
 covers them; background stays background.
 
+The teacher alone never names a limb: on PASCAL's photos it gives bare arms and legs a few per
+cent of its probability (the shortcut it was trained out of is still in its features), so no
+prior lifts them. Bare skin has a cue of its own, though: its colour is the face's. With
+``skin=True`` (the default), each photo's face pixels (the teacher's face inside PASCAL's head)
+give a chroma model (YCrCb's Cr and Cb: mean and covariance), and inside the arm and leg regions
+a pixel close to it is labelled an arm or a leg, one far from it is never one, and one between
+keeps its region. Left against right is decided per connected patch of skin: by the teacher where
+it is sure, else by the side of the person's torso the patch lies on (a person facing the camera
+has the left arm on the photo's right). On VITON's ground truth (80 photos, face from the labels), the distance
+threshold used here finds 83 % of the arm and leg pixels among the clothes with 92 % precision.
+
     python -m train.pseudo --teacher checkpoints/ssfnet_lite0-lip20 \\
         --data pascal-person-part:../shared/datasets/pascal-person-part \\
         --prior viton:../shared/datasets/viton --prior ccp:../shared/datasets/ccp \\
@@ -27,6 +38,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -41,6 +53,23 @@ from .utils import write_json
 # Teacher probability a chosen class must have, after the prior and the region's set, for its
 # pixel to take it; below, the pixel keeps its region's value (set supervision).
 MIN_CONFIDENCE = 0.5
+# Squared Mahalanobis distance (chroma, from the photo's face) under which a limb-region pixel is
+# bare skin, and over which it is certainly not; between, it keeps its region. A face needs this
+# many pixels to give a colour model.
+SKIN_IN, SKIN_OUT, MIN_FACE_PIXELS = 6.0, 16.0, 150
+SKIN_MIN_CR = 133.0
+# Left or right: the teacher decides a patch of skin where it favours one side this many times
+# over the other; elsewhere the side of the torso the patch lies on does (see label_skin). At 4,
+# the default's leaning towards the right arm made right arms 2.8 times as common as left ones
+# in 1,276 PASCAL photos; at 20 the two are even (2.39 % and 2.49 % of region pixels in 36).
+SIDE_RATIO = 20.0
+# Limb region -> its (left, right) LIP-20 classes.
+LIMB_CLASSES = {
+    "upper-arm": ("left-arm", "right-arm"),
+    "lower-arm": ("left-arm", "right-arm"),
+    "upper-leg": ("left-leg", "right-leg"),
+    "lower-leg": ("left-leg", "right-leg"),
+}
 
 
 def region_admission(label_set=LIP_20) -> dict[int, np.ndarray]:
@@ -116,6 +145,92 @@ def pseudo_label(
     return out.astype(np.uint8)
 
 
+def skin_distance(image: np.ndarray, face: np.ndarray) -> np.ndarray | None:
+    """Squared Mahalanobis distance of every pixel's chroma from the face pixels' (H x W float32).
+
+    Chroma is YCrCb's (Cr, Cb), which changes little with shading; the covariance gets a floor
+    (4 on the 0-255 scale) so that an evenly lit face still admits its own shadows. ``None`` where
+    ``face`` has fewer than :data:`MIN_FACE_PIXELS` pixels: no colour model then.
+    """
+    if int(face.sum()) < MIN_FACE_PIXELS:
+        return None
+    ycrcb = cv2.cvtColor(np.ascontiguousarray(image[..., :3]), cv2.COLOR_RGB2YCrCb).astype(np.float32)
+    chroma = ycrcb[..., 1:]
+    samples = chroma[face].astype(np.float64)
+    centre = np.median(samples, axis=0)
+    inverse = np.linalg.inv(np.cov((samples - centre).T) + 4.0 * np.eye(2)).astype(np.float32)
+    d = chroma - centre.astype(np.float32)
+    distance = np.einsum("hwi,ij,hwj->hw", d, inverse, d)
+    # Grey, black and white have no skin colour, whatever a washed-out face says: dark jackets and
+    # faded jeans in dim light lie close to a pale face's chroma. Skin is red of neutral
+    # (Cr above 133) and within a wide band of the face's brightness.
+    brightness = float(np.median(ycrcb[..., 0][face]))
+    grey = (ycrcb[..., 1] < SKIN_MIN_CR) | (ycrcb[..., 0] < 0.4 * brightness) | (ycrcb[..., 0] > 1.6 * brightness + 20)
+    distance[grey] = np.float32(np.inf)
+    return distance
+
+
+def label_skin(fine: np.ndarray, label: np.ndarray, prob: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """Arms and legs from skin colour inside PASCAL's limb regions (see the module).
+
+    Args:
+        fine: H x W pseudo-labels from :func:`pseudo_label` (changed copy returned).
+        label: H x W stored region labels.
+        prob: K x H x W teacher probabilities (they pick left or right per patch of skin).
+        image: H x W x 3 RGB uint8 photo.
+    """
+    face = (fine == LIP_20.id_of("face")) & (label == LIP_20.id_of("head"))
+    distance = skin_distance(image, face)
+    if distance is None:
+        return fine
+    out = fine.copy()
+    xs, middle = _columns(label)
+    for region, sides in LIMB_CLASSES.items():
+        value = LIP_20.id_of(region)
+        where = label == value
+        if not where.any():
+            continue
+        left, right = (LIP_20.id_of(name) for name in sides)
+        skin = where & (distance < SKIN_IN)
+        count, patches = cv2.connectedComponents(skin.astype(np.uint8), connectivity=8)
+        if count > 1:
+            inside = patches[skin]
+            to_left = np.bincount(inside, prob[left][skin], minlength=count)
+            to_right = np.bincount(inside, prob[right][skin], minlength=count)
+            # Facing the camera, a person's left limb is on the photo's right of their torso.
+            image_right = np.bincount(inside, xs[skin], minlength=count) > np.bincount(
+                inside, middle[skin], minlength=count
+            )
+            side = np.where(image_right, left, right)
+            side = np.where(to_left > SIDE_RATIO * to_right, left, side)
+            side = np.where(to_right > SIDE_RATIO * to_left, right, side)
+            out[skin] = side[inside]
+        unsure = where & ~skin & (distance <= SKIN_OUT)
+        out[unsure] = value
+        clothed_limb = where & (distance > SKIN_OUT) & np.isin(out, (left, right))
+        out[clothed_limb] = value
+    return out
+
+
+def _columns(label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each pixel's column, and the middle column of its person (H x W float32 both).
+
+    A person is a connected patch of PASCAL's regions; its middle is the mean column of its torso
+    (of all its pixels where the torso is missing)."""
+    k = LIP_20.num_classes
+    person = (label >= k) & (label != 255)
+    count, people = cv2.connectedComponents(person.astype(np.uint8), connectivity=8)
+    xs = np.broadcast_to(np.arange(label.shape[1], dtype=np.float32), label.shape)
+    torso = label == LIP_20.id_of("torso")
+    ids = people[person]
+    middle_all = np.bincount(ids, xs[person], minlength=count) / np.maximum(np.bincount(ids, minlength=count), 1)
+    t_ids = people[torso]
+    torso_sum = np.bincount(t_ids, xs[torso], minlength=count)
+    torso_count = np.bincount(t_ids, minlength=count)
+    middle = np.where(torso_count > 0, torso_sum / np.maximum(torso_count, 1), middle_all).astype(np.float32)
+    return xs, middle[people]
+
+
 def make_pseudo_labels(
     teacher: str | Path,
     data: str,
@@ -126,6 +241,7 @@ def make_pseudo_labels(
     limit: int | None = None,
     min_confidence: float = MIN_CONFIDENCE,
     input_size: int | None = None,
+    skin: bool = True,
 ) -> dict:
     """Label ``data``'s region photos (all but ``exclude``) with ``teacher``; writes ``out`` (see the module)."""
     predictor = load_predictor(teacher, device="cpu", **({"input_size": input_size} if input_size else {}))
@@ -157,6 +273,8 @@ def make_pseudo_labels(
         image, label = dataset.load(int(i))
         prob = _at(predictor.predict_proba(image), label.shape)
         fine = pseudo_label(prob, label, admits, weights, min_confidence=min_confidence)
+        if skin:
+            fine = label_skin(fine, label, prob, image)
         region = label >= k
         region &= label != 255
         counts[:k] += np.bincount(fine[region & (fine < k)], minlength=k)[:k]
@@ -172,6 +290,7 @@ def make_pseudo_labels(
         "excluded": len(skip),
         "priors": list(priors),
         "min_confidence": min_confidence,
+        "skin": skin,
         "weights": {LIP_20.names[c]: round(float(weights[c]), 4) for c in range(1, k)},
         "shares_of_region_pixels": {
             **{LIP_20.names[c]: round(100.0 * counts[c] / region_pixels, 2) for c in range(1, k) if counts[c]},
@@ -204,6 +323,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--limit", type=int, default=None, help="label at most this many photos (evenly spread)")
     p.add_argument("--min-confidence", type=float, default=MIN_CONFIDENCE)
     p.add_argument("--input-size", type=int, default=None, help="default: the teacher's")
+    p.add_argument(
+        "--skin", action=argparse.BooleanOptionalAction, default=True,
+        help="label bare arms and legs by the face's colour inside PASCAL's limb regions",
+    )  # fmt: skip
     p.add_argument("--out", required=True, help="folder to write (must not exist)")
     return p.parse_args(argv)
 
@@ -218,7 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         exclude = Path(args.exclude).read_text().split() if args.exclude else []
         record = make_pseudo_labels(
             args.teacher, args.data, out, priors=args.prior, exclude=exclude, limit=args.limit,
-            min_confidence=args.min_confidence, input_size=args.input_size,
+            min_confidence=args.min_confidence, input_size=args.input_size, skin=args.skin,
         )  # fmt: skip
     except (OSError, ValueError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
