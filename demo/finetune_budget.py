@@ -1,7 +1,7 @@
 """What a fine-tune's time budget buys on this server, told in the form before starting it.
 
 A fine-tune's budget covers its start, the evaluation before training, the one after and publishing;
-the evaluations get a share sized to the budget and training the rest (:mod:`train.finetune_budget`).
+the evaluations get a share sized to the budget and training the rest (:mod:`train.finetune.budget`).
 How many images fit in that share depends on this machine, on the base (the model scored) and on
 the images there are to score, so the page estimates it from the newest run here that recorded its
 timings (``timing.json``, of the same base where one is): its start-up, its model loading and its
@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ssfnet.data.corrections import list_corrections, photo_of
-from train.finetune_budget import EVAL_SHARE, MIN_BUDGET_MINUTES, Forecast, Timing, forecast, read_timing
-from train.finetune_defaults import HOLDOUT
+from train.finetune.budget import EVAL_SHARE, MIN_BUDGET_MINUTES, Forecast, Timing, forecast, read_timing
+from train.finetune.defaults import HOLDOUT
 
 if TYPE_CHECKING:
     from .context import AppContext

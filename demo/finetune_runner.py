@@ -3,7 +3,7 @@
 A fine-tune is a server resource, not per-user state: the app holds one :class:`FinetuneRunner`,
 which starts at most one process and which every browser tab polls. The process runs in its own
 process group (so that a cancel or the app's shutdown also reaches its data-loading workers) and
-writes into its own run folder, from which :func:`train.finetune_status.read_progress` reads the phase
+writes into its own run folder, from which :func:`train.finetune.status.read_progress` reads the phase
 and the training progress; its console output goes to ``console.log`` there.
 
 Cancelling sends SIGTERM (the fine-tune then stops without publishing) and creates the run's
@@ -12,7 +12,7 @@ for each process, so that one which has ended (finished, cancelled or killed) is
 and never lingers as a zombie until someone looks at the panel.
 
 New checkpoints are published into the ``finetuned/`` folder of the app's checkpoints folder
-(:data:`train.finetune_defaults.FINETUNED_DIR`), which git ignores and the app lists too.
+(:data:`train.finetune.defaults.FINETUNED_DIR`), which git ignores and the app lists too.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ import torch
 
 from ssfnet.labels import LabelSet
 from ssfnet.metrics import ConfusionMatrix
-from train.finetune_defaults import BLEND, CORRECTIONS_SHARE, FINETUNED_DIR, HOLDOUT, lower_priority
-from train.finetune_status import REPORT_FILE, read_json, read_progress, utc_stamp
+from train.finetune.defaults import BLEND, CORRECTIONS_SHARE, FINETUNED_DIR, HOLDOUT, lower_priority
+from train.finetune.status import REPORT_FILE, read_json, read_progress, utc_stamp
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOG_FILE = "console.log"
@@ -136,7 +136,7 @@ class FinetuneJob:
         return self.run_dir.name
 
     def progress(self) -> dict:
-        """:func:`train.finetune_status.read_progress` plus the process's ``returncode`` and ``elapsed_s``.
+        """:func:`train.finetune.status.read_progress` plus the process's ``returncode`` and ``elapsed_s``.
 
         A process that ended without writing its end (killed, or stopped by an error before its
         run folder was set up) counts as cancelled when a cancel was requested, else as failed.

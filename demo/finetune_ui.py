@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from ssfnet.data.corrections import list_corrections
-from train.finetune_defaults import BLEND, CORRECTIONS_SHARE, HOLDOUT
+from train.finetune.defaults import BLEND, CORRECTIONS_SHARE, HOLDOUT
 
 from .context import AppContext
 from .finetune_budget import budget_label, form_forecast

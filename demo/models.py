@@ -30,7 +30,7 @@ from ssfnet import CheckpointError, Predictor, load_predictor
 from ssfnet.checkpoint import METADATA_FILE, check_shards, scan_checkpoints
 from ssfnet.precision import resolve_device
 from ssfnet.predictor import resolve_checkpoint
-from train.finetune_defaults import FINETUNED_DIR
+from train.finetune.defaults import FINETUNED_DIR
 
 try:  # Hugging Face ZeroGPU: a GPU is attached only inside functions wrapped with spaces.GPU.
     import spaces

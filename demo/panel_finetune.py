@@ -18,7 +18,7 @@ import gradio as gr
 
 from ssfnet.data.corrections import list_corrections, photo_of
 from ssfnet.data.review import is_approved
-from train.finetune_budget import budget_problem
+from train.finetune.budget import budget_problem
 
 from .access import Access, requester
 from .context import AppContext
@@ -66,7 +66,7 @@ class FinetuneHandlers:
         """How many photos a fine-tune on approved corrections only would use.
 
         Those whose latest record is approved, the latest chosen as the fine-tune chooses it (by
-        photo, not only by edit chain: :func:`train.finetune_data.latest_per_photo`).
+        photo, not only by edit chain: :func:`train.finetune.data.latest_per_photo`).
         """
         latest: dict[str, dict] = {}
         for meta in list_corrections(self.app.corrections_dir):  # newest first: a photo's first is its latest

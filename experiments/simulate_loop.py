@@ -38,9 +38,9 @@ from ssfnet.checkpoint import fitting_dtype, load_checkpoint, read_metadata, sav
 from ssfnet.data import CCPDataset, parse_source
 from ssfnet.data.corrections import save_correction
 from ssfnet.labels import LIP_20
-from train import finetune
 from train.evaluate import evaluate_checkpoint, held_out_ids, matrix_score, paired_bootstrap
-from train.finetune_data import original_specs, select_originals
+from train.finetune import run as finetune
+from train.finetune.data import original_specs, select_originals
 from train.utils import write_json
 
 CCP_KEY = "ccp_other_val (lip-20 -> ccp-coarse)"
@@ -252,7 +252,7 @@ def leaked_ids(originals: list[dict], scored: dict[str, set[str]]) -> dict[str, 
     """How many photos each original source would train on that the loop scores.
 
     Args:
-        originals: The fine-tune's original sources, as :func:`train.finetune_data.select_originals` splits them.
+        originals: The fine-tune's original sources, as :func:`train.finetune.data.select_originals` splits them.
         scored: resolved source folder -> the ids the loop holds out there (corrections included).
     """
     leaks = {}

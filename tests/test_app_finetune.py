@@ -230,7 +230,7 @@ def test_fine_tuned_checkpoints_are_published_where_git_ignores_them(tmp_path):
     """A checkpoint made by fine-tuning never shows as a change to the tracked checkpoints/ (item 9)."""
     from demo.finetune_runner import FinetuneRequest, FinetuneRunner
     from ssfnet.predictor import CHECKPOINTS_DIR
-    from train.finetune import FinetuneConfig
+    from train.finetune.run import FinetuneConfig
 
     assert Path(FinetuneConfig().checkpoints_dir) == CHECKPOINTS_DIR / "finetuned"
     runner = FinetuneRunner(corrections_dir="c", checkpoints_dir=CHECKPOINTS_DIR, runs_dir=tmp_path / "runs")
@@ -385,7 +385,7 @@ def test_the_panel_shows_the_last_fine_tunes_figures_and_compares_on_a_held_out_
 def test_a_start_right_after_done_waits_for_the_ended_process_to_exit(tmp_path):
     """A fine-tune that has written its end but whose process is still exiting does not refuse the next one."""
     from demo.finetune_runner import FinetuneRequest, FinetuneRunner
-    from train.finetune_status import write_status_json
+    from train.finetune.status import write_status_json
 
     fake = tmp_path / "python"  # stands in for the interpreter: a process that takes a while to exit
     fake.write_text("#!/bin/sh\nsleep 2\n")

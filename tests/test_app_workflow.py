@@ -33,7 +33,7 @@ from demo.ui import build_demo
 from ssfnet import build_model, save_checkpoint
 from ssfnet.data.corrections import save_correction
 from ssfnet.labels import get_label_set
-from train.finetune_budget import Timing, write_timing
+from train.finetune.budget import Timing, write_timing
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((REPO / "assets" / "examples").glob("*.jpg"))

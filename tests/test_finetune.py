@@ -20,13 +20,14 @@ from ssfnet import build_model, get_label_set, load_checkpoint, load_predictor, 
 from ssfnet.checkpoint import default_name, fitting_dtype, list_checkpoints
 from ssfnet.data import holdout_split, mix_weights, open_source, split_ids
 from ssfnet.predictor import Predictor
-from train import finetune
-from train.finetune import FinetuneConfig, parse_args
-from train.finetune_budget import read_timing
-from train.finetune_defaults import CORRECTIONS_SHARE
-from train.finetune_publish import lineage_entries, relative_path
-from train.finetune_score import score, spread_items
-from train.finetune_status import read_progress
+from train.finetune import run as finetune
+from train.finetune.budget import read_timing
+from train.finetune.config import FinetuneConfig
+from train.finetune.defaults import CORRECTIONS_SHARE
+from train.finetune.publish import lineage_entries, relative_path
+from train.finetune.run import parse_args
+from train.finetune.score import score, spread_items
+from train.finetune.status import read_progress
 
 LIP = get_label_set("lip-20")
 FACE, UPPER, PANTS = LIP.id_of("face"), LIP.id_of("upper-clothes"), LIP.id_of("pants")
@@ -577,7 +578,7 @@ def test_default_name_drops_an_earlier_stamp():
 
 
 def test_a_fine_tune_goes_on_with_the_base_recipe_unless_told_otherwise(world, tmp_path):
-    from train.finetune import given_options, inherit_recipe
+    from train.finetune.run import given_options, inherit_recipe
 
     recipe = {"crop_size": 48, "optimizer": "adamw", "lr": 0.02, "head_lr_mult": 2.0, "scale_range": [0.8, 1.2]}
     meta = {"training": {"recipe": recipe}}
@@ -619,7 +620,7 @@ def test_a_fine_tune_goes_on_with_the_base_recipe_unless_told_otherwise(world, t
 def test_held_out_by_photo_and_only_the_latest_record_of_each_photo_counts(tmp_path):
     """A photo saved twice without a link (accepted as proposed, later corrected) counts once, as the later record."""
     from ssfnet.data import list_corrections, save_correction
-    from train.finetune_data import select_corrections
+    from train.finetune.data import select_corrections
 
     rng = np.random.default_rng(3)
     root = tmp_path / "corrections"

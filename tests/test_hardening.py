@@ -645,7 +645,7 @@ def test_app_py_with_a_bad_checkpoint_says_one_line_and_leaves_nothing_on_exit(s
 
 def test_truncated_label_is_skipped_by_name_in_fine_tuning(tmp_path):
     from ssfnet import get_label_set
-    from train.finetune_data import select_corrections
+    from train.finetune.data import select_corrections
 
     rng = np.random.default_rng(0)
     ids = []

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,7 @@ ALLOWED = {
 }
 # The app polls fine-tunes, offers the fine-tune's defaults and works out its least budget through
 # train modules that load no torch.
-DEMO_FROM_TRAIN = {"train.finetune_status", "train.finetune_defaults", "train.finetune_budget"}
+DEMO_FROM_TRAIN = {"train.finetune.status", "train.finetune.defaults", "train.finetune.budget"}
 
 
 def project_imports(path: Path) -> set[str]:
@@ -49,3 +51,9 @@ def test_the_layer_test_sees_imports(tmp_path):
     source = tmp_path / "x.py"
     source.write_text("import os\nfrom train.train import main\nfrom .local import y\nimport ssfnet.io\n")
     assert project_imports(source) == {"train.train", "ssfnet.io"}
+
+
+def test_the_train_modules_the_app_imports_load_no_torch():
+    code = f"import sys; import {', '.join(sorted(DEMO_FROM_TRAIN))}; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

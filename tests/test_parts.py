@@ -158,7 +158,7 @@ def test_checkpoints_with_and_without_the_head_round_trip(tmp_path):
 
 
 def test_a_fine_tune_keeps_the_base_s_region_sets():
-    from train.finetune import FINETUNE_DEFAULTS, inherit_recipe
+    from train.finetune.run import FINETUNE_DEFAULTS, inherit_recipe
 
     recipe = {"region_sets": "limbs", "set_loss_weight": 1.0, "part_loss_weight": 0.5, "lr": 1e-4}
     train, changes = inherit_recipe(FINETUNE_DEFAULTS, {"training": {"recipe": recipe}}, given=[])

@@ -28,8 +28,8 @@ from ssfnet.data import list_corrections, load_correction, save_correction
 from ssfnet.data.correction_files import sweep_corrections
 from ssfnet.data.review import APPROVED, REJECTED, TO_REVIEW, is_approved, review_status, set_review
 from ssfnet.labels import get_label_set
-from train import finetune
-from train.finetune_data import select_corrections
+from train.finetune import run as finetune
+from train.finetune.data import select_corrections
 
 LIP = get_label_set("lip-20")
 HAIR = LIP.id_of("hair")

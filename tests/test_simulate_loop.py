@@ -11,7 +11,7 @@ from helpers import TINY
 from experiments import pool_loops, simulate_loop
 from ssfnet import build_model, load_checkpoint, save_checkpoint
 from ssfnet.data import open_source, split_ids
-from train import finetune
+from train.finetune import run as finetune
 
 
 def released_base(folder, data, val_fraction):

@@ -1,7 +1,7 @@
 """How much a fine-tune running beside the app slows its parses, and the parses the fine-tune.
 
 The app starts its fine-tune as a separate process with one core fewer than the machine has and
-a lower priority (:func:`train.finetune_defaults.lower_priority`). This measures what that buys on
+a lower priority (:func:`train.finetune.defaults.lower_priority`). This measures what that buys on
 the machine it runs on, against a fine-tune launched plainly (every core, the app's priority):
 
 1. parses alone: the app's call (:meth:`ssfnet.Predictor.predict`, single scale) on each photo;
@@ -38,7 +38,7 @@ from ssfnet.checkpoint import CheckpointError
 from ssfnet.io import ImageError, read_image
 
 from .bench_parse import machine
-from .finetune_defaults import lower_priority
+from .finetune.defaults import lower_priority
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LAUNCHES = ("app", "plain")

@@ -18,22 +18,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
 from ssfnet.checkpoint import default_name, publish
 from ssfnet.data import parse_source
 
-from .config import TrainConfig
-from .finetune_data import Plan
-from .finetune_score import EVAL_SETS
-from .finetune_status import REPORT_FILE, Progress
-from .plots import plot_report
-from .utils import write_json
-
-if TYPE_CHECKING:
-    from .finetune import FinetuneConfig
+from ..config import TrainConfig
+from ..plots import plot_report
+from ..utils import write_json
+from .config import FinetuneConfig
+from .data import Plan
+from .score import EVAL_SETS
+from .status import REPORT_FILE, Progress
 
 PLOT_FILE = "finetune.png"
 # The sets a fine-tune must not lose on to be published (each scored before and after on the same

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from torch.utils.data import Dataset
 
@@ -20,13 +19,11 @@ from ssfnet.data.sources import SourceSpec
 from ssfnet.io import sha256_file
 from ssfnet.labels import LabelSet, get_label_set
 
-from .config import TrainConfig
-from .finetune_score import prefix_spread, spread_items
-from .finetune_status import PLAN_FILE
-from .utils import write_json
-
-if TYPE_CHECKING:
-    from .finetune import FinetuneConfig
+from ..config import TrainConfig
+from ..utils import write_json
+from .config import FinetuneConfig
+from .score import prefix_spread, spread_items
+from .status import PLAN_FILE
 
 # The inference size of a checkpoint whose metadata names none (as ssfnet.load_predictor assumes).
 DEFAULT_INPUT_SIZE = 473
@@ -241,7 +238,7 @@ class Plan:
     """What a fine-tune works on, decided before anything is scored or trained.
 
     ``eval_sets`` list each set's images in an order whose every prefix is a spread sample of it
-    (:func:`~train.finetune_score.prefix_spread`): a time budget scores the first images of each;
+    (:func:`~train.finetune.score.prefix_spread`): a time budget scores the first images of each;
     ``available`` counts them all, ``source_names`` names the original sources' datasets (by ``id``).
     """
 

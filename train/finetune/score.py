@@ -13,9 +13,9 @@ from ssfnet.labels import LabelSet
 from ssfnet.metrics import ConfusionMatrix
 from ssfnet.predictor import Predictor
 
-from .evaluate import confusion_over, spread
-from .finetune_budget import SCORING_ORDER
-from .finetune_status import Progress
+from ..evaluate import confusion_over, spread
+from .budget import SCORING_ORDER
+from .status import Progress
 
 # The evaluation sets of a fine-tune, in the order reports list them.
 EVAL_SETS = ("held_out_corrections", "train_corrections", "original_val")
@@ -117,7 +117,7 @@ def evaluate_sets(
 
     Args:
         until: ``(clock, deadline)`` for an evaluation sized to a time budget: the sets are scored in
-            :data:`~train.finetune_budget.SCORING_ORDER`, each from its first item, as many images as
+            :data:`~train.finetune.budget.SCORING_ORDER`, each from its first item, as many images as
             the scoring time per image measured so far (the first image is timed alone) says fit
             before ``clock()`` reaches ``deadline``; at least one. None scores every image.
         names: A name per dataset (by ``id``) whose figures are also given apart (``sources``:

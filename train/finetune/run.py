@@ -32,12 +32,12 @@ status 2.
 
 The run folder (default ``runs/finetune-<timestamp>``) holds the trainer's files (``log.jsonl``,
 ``curves.png``, ...), ``finetune.json`` (the plan: base, corrections and held-out ids, sources),
-``status.json`` (the phase, for the app; :func:`train.finetune_status.read_progress` turns it into a fraction),
+``status.json`` (the phase, for the app; :func:`train.finetune.status.read_progress` turns it into a fraction),
 ``report.json`` (before / after metrics, the new checkpoint) and ``finetune.png``.
 
 ``--max-minutes`` is the budget of the whole command, from its start (loading, both evaluations
 and publishing included), and it belongs to training: the evaluations before and after together
-get a fifth of what the start-up leaves (:data:`train.finetune_budget.EVAL_SHARE`), and score as
+get a fifth of what the start-up leaves (:data:`train.finetune.budget.EVAL_SHARE`), and score as
 many images as fit in it, the held-out corrections first, then the original sources' validation
 photos, then the corrections trained on, from the scoring time per image measured as they go;
 training gets the rest (at least 70 % of a budget of 5 minutes or more, with a start-up under 25 s). The log, the report
@@ -53,12 +53,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import re
 import sys
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -72,119 +70,28 @@ from ssfnet.checkpoint import (
     storage_dtype,
 )
 from ssfnet.precision import resolve_device
-from ssfnet.predictor import CHECKPOINTS_DIR, DEFAULT_CHECKPOINT
+from ssfnet.predictor import DEFAULT_CHECKPOINT
 
-from .config import TrainConfig, load_config_file
-from .config import get_args_parser as get_train_args_parser
-from .config import parse_args as parse_train_args
-from .finetune_budget import Timing, before_deadline_s, budget_problem, training_s, write_timing
-from .finetune_data import Plan, make_plan
-from .finetune_defaults import BLEND, CORRECTIONS_SHARE, FINETUNED_DIR, HOLDOUT
-from .finetune_publish import Outcome, publish_run
-from .finetune_score import evaluate_sets, scored_counts, summary_line
-from .finetune_status import REPORT_FILE, Cancelled, Progress, signals_cancel, utc_stamp
-from .train import main as train_main
-from .utils import write_json
+from ..config import TrainConfig, load_config_file
+from ..config import get_args_parser as get_train_args_parser
+from ..config import parse_args as parse_train_args
+from ..train import main as train_main
+from ..utils import write_json
+from .budget import Timing, before_deadline_s, budget_problem, training_s, write_timing
+from .config import FINETUNE_DEFAULTS, INHERITED, LR_SHARE, FinetuneConfig
+from .data import Plan, make_plan
+from .publish import Outcome, publish_run
+from .score import evaluate_sets, scored_counts, summary_line
+from .status import REPORT_FILE, Cancelled, Progress, signals_cancel, utc_stamp
 
 # The checkpoint fine-tuned when no --base is given (tests point this elsewhere).
 DEFAULT_BASE = DEFAULT_CHECKPOINT
 EXIT_CANCELLED = 3
-# The fine-tune scored lower than its base (see train.finetune_publish.GUARDED_SETS) and published nothing.
+# The fine-tune scored lower than its base (see train.finetune.publish.GUARDED_SETS) and published nothing.
 EXIT_NOT_PUBLISHED = 4
 # Without --epoch-size an epoch has at least this many batches: a few corrections would otherwise
 # make epochs of one or two steps, and the data loader starts its worker processes every epoch.
 MIN_EPOCH_BATCHES = 200
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-# The trainer's recipe, changed where a fine-tune differs: a tenth of the learning rate, a short
-# wall-clock budget, a lighter validation and no augmentation grid.
-FINETUNE_DEFAULTS = dataclasses.replace(
-    TrainConfig(),
-    lr=1e-3,
-    max_minutes=10.0,
-    epochs=2,
-    val_max_images=100,
-    workers=2,
-    print_freq=10,
-    augment_grid=False,
-    out="runs/finetune-{timestamp}",
-)
-# What a fine-tune takes from the recipe its base recorded (a released checkpoint's metadata), unless
-# given: it goes on with the base's training (crop, optimizer, loss) at LR_SHARE of its learning rate.
-INHERITED = (
-    "crop_size",
-    "optimizer",
-    "head_lr_mult",
-    "weight_decay",
-    "class_balance",
-    "loss_at",
-    "scale_range",
-    # A base with a body-part head goes on learning PASCAL-Person-Part's regions as it was trained to.
-    "part_loss_weight",
-    "set_loss_weight",
-    "region_sets",
-)
-LR_SHARE = 0.1
-
-
-@dataclass
-class FinetuneConfig:
-    """A fine-tune: the trainer's options (``train``) plus what only fine-tuning has.
-
-    Args:
-        train: Trainer options; ``data`` are the original sources, ``seed`` also seeds the
-            held-out choice, ``max_minutes`` is the whole command's budget (None: ``epochs``).
-        base: Checkpoint folder to start from; None = the embedded default checkpoint.
-        corrections: Corrections folders (as the app writes them).
-        corrections_share: Share of every epoch's samples drawn from the corrections.
-        holdout: Expected share of each corrections folder held out for scoring (at least one
-            record is held out when a folder has two or more).
-        name: Name of the new checkpoint (a UTC timestamp is appended); default: the base's + ``-ft``.
-        checkpoints_dir: Where the new checkpoint is published; default the ``finetuned/`` folder of
-            the project's checkpoints folder, which git ignores and the app lists.
-        keep_run_checkpoint: Keep the run folder's ``last/`` (weights + optimizer state) after
-            publishing; by default it is removed, the published checkpoint has the same weights.
-        blend: Share of the fine-tune's change kept: the published weights (BatchNorm statistics
-            included) are ``base + blend * (trained - base)``; 1 publishes the trained weights.
-            Default :data:`BLEND`.
-        publish_anyway: Publish even when the fine-tuned model scores lower than its base on the
-            corrections it trained on or on the held-out ones (by default such a run publishes
-            nothing and says so).
-        approved_only: Train and score on the photos whose latest record a reviewer approved
-            (:mod:`ssfnet.data.review`); by default on every saved correction.
-        given: Trainer options set by the user (command line or ``--config`` file); the others of
-            :data:`INHERITED`, and ``lr``, come from the base's recorded recipe where it has one.
-    """
-
-    train: TrainConfig = field(default_factory=lambda: dataclasses.replace(FINETUNE_DEFAULTS, data=[]))
-    base: str | None = None
-    corrections: list[str] = field(default_factory=lambda: ["corrections"])
-    corrections_share: float = CORRECTIONS_SHARE
-    holdout: float = HOLDOUT
-    name: str | None = None
-    checkpoints_dir: str = str(CHECKPOINTS_DIR / FINETUNED_DIR)
-    keep_run_checkpoint: bool = False
-    blend: float = BLEND
-    publish_anyway: bool = False
-    approved_only: bool = False
-    given: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.corrections_share <= 1.0:
-            raise ValueError(f"corrections_share must be in (0, 1], got {self.corrections_share}")
-        if not 0.0 <= self.holdout < 1.0:
-            raise ValueError(f"holdout must be in [0, 1), got {self.holdout}")
-        if not 0.0 < self.blend <= 1.0:
-            raise ValueError(f"blend must be in (0, 1], got {self.blend}")
-        if not self.corrections:
-            raise ValueError("at least one corrections folder is needed")
-        if self.name is not None and not _NAME.match(self.name):
-            raise ValueError(f"--name {self.name!r} must be a plain folder name (letters, digits, _ . -)")
-        if self.train.resume:
-            raise ValueError("fine-tuning does not resume: start a new run (it starts from --base)")
-
-    def to_dict(self) -> dict:
-        return {**{k: v for k, v in dataclasses.asdict(self).items() if k != "train"}, "train": self.train.to_dict()}
 
 
 class NothingTrained(ValueError):
@@ -514,9 +421,9 @@ def _score_base(
 ) -> tuple[dict, float]:
     """The base's scores on the evaluation sets, and how long scoring took (reserved for the second).
 
-    On a time budget it scores as many images as fit in its share (:func:`train.finetune_budget.before_deadline_s`).
+    On a time budget it scores as many images as fit in its share (:func:`train.finetune.budget.before_deadline_s`).
     What the start-up and the evaluation took is recorded in the run's ``timing.json``, so that the
-    app can tell what the next run's budget buys before starting it (see :mod:`train.finetune_budget`).
+    app can tell what the next run's budget buys before starting it (see :mod:`train.finetune.budget`).
     """
     available = sum(plan.available.values())
     max_minutes = config.train.max_minutes
@@ -628,8 +535,3 @@ def cli(argv: list[str] | None = None, *, began: float | None = None) -> int:
         return EXIT_NOT_PUBLISHED
     print(f"[finetune] new checkpoint {report['checkpoint']} (mIoU change: {delta or 'n/a'})", flush=True)
     return 0
-
-
-if __name__ == "__main__":
-    # The budget is of the whole command: the interpreter's start and the imports count too.
-    sys.exit(cli(began=clock() - process_age_s()))

@@ -10,7 +10,7 @@ trained on (:data:`SCORING_ORDER`), each time from the scoring time per image me
 evaluation after scores the same images. A budget of :data:`MIN_BUDGET_MINUTES` or more is never
 refused for lack of time (:func:`budget_problem`). Each run records what its start-up and first
 evaluation took in ``timing.json`` (:func:`write_timing`), so that the app can tell what a budget
-buys before starting the next run (:func:`forecast`); like ``train.finetune_status`` it loads no torch.
+buys before starting the next run (:func:`forecast`); like ``train.finetune.status`` it loads no torch.
 """
 
 from __future__ import annotations
