@@ -48,7 +48,7 @@ from pathlib import Path
 import torch
 
 from ssfnet.predictor import load_predictor
-from train.bench_timing import time_call
+from train.bench.timing import time_call
 from train.release import score_sources
 from train.utils import write_json
 

@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from ssfnet import precision
-from train.bench import format_model_tables, format_table, lite_checks, main
-from train.bench_kernels import KERNEL_SHAPES
-from train.bench_timing import TRAIN_REFERENCE, forward_flops, fp16_megabytes
+from train.bench.kernels import KERNEL_SHAPES
+from train.bench.speed import format_model_tables, format_table, lite_checks, main
+from train.bench.timing import TRAIN_REFERENCE, forward_flops, fp16_megabytes
 
 MODELS = ("ssfnet_lite0", "lraspp_mobilenet_v3_large", "deeplabv3_resnet50")
 

@@ -1,4 +1,4 @@
-"""train.bench_beside: a parse beside a fine-tune, measured as the app launches one (issue 38)."""
+"""train.bench.beside: a parse beside a fine-tune, measured as the app launches one (issue 38)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from helpers import TINY, write_viton
 from PIL import Image
 
 from ssfnet import build_model, save_checkpoint
-from train.bench_beside import format_table, last_elapsed, launch_env, main, step_times
+from train.bench.beside import format_table, last_elapsed, launch_env, main, step_times
 
 
 def test_step_times_are_read_by_window_and_a_half_written_line_is_skipped(tmp_path):

@@ -11,7 +11,7 @@ from helpers import TINY
 from PIL import Image
 
 from ssfnet import build_model, save_checkpoint
-from train.bench_parse import main
+from train.bench.parse import main
 
 
 @pytest.fixture(scope="module")

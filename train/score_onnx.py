@@ -10,7 +10,7 @@ Each source is scored as ``train.release`` scores a shipped checkpoint: on the i
 body-part model), the main figure being mIoU or person IoU; ``--limit`` takes an even spread of
 that many ids. Every model after the first is compared with the first: the rule for shipping a
 quantized model is that it loses less than ``--max-loss`` points (1) on every main figure.
-Writes a Markdown table and a JSON copy (``--out``). Speed is ``train.bench_parse``'s to measure
+Writes a Markdown table and a JSON copy (``--out``). Speed is ``train.bench.parse``'s to measure
 (``--precisions onnx-fp32 onnx-int8 --int8-model FILE``), which interleaves the runtimes.
 """
 

@@ -52,8 +52,8 @@ from torch import nn
 
 from ssfnet import VARIANTS, build_model, get_label_set, list_models, precision
 
-from .bench_kernels import KERNEL_COLUMNS, kernel_rows, kernel_summary, precision_pair
-from .bench_timing import (
+from .kernels import KERNEL_COLUMNS, kernel_rows, kernel_summary, precision_pair
+from .timing import (
     DTYPES,
     LABEL_SET,
     TRAIN_REFERENCE,
@@ -476,7 +476,3 @@ def main(argv: list[str] | None = None) -> list[dict]:
     env = run_environment(args, peaks, cuda, cuda_peak)
     write_outputs(args, text, {"env": env, "command": command, "header": header, "rows": rows, "checks": checks})
     return rows
-
-
-if __name__ == "__main__":
-    main()

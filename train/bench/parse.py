@@ -6,7 +6,7 @@ times exactly that call, for each input size and runtime asked for, with the set
 round by round so that a change in the machine's load falls on all of them alike; the table gives
 the first call's time, the median of the rounds and each setting's time relative to the first one::
 
-    python -m train.bench_parse --checkpoint checkpoints/ssfnet_lite0-lip20 \\
+    python -m train.bench.parse --checkpoint checkpoints/ssfnet_lite0-lip20 \\
         --photo assets/examples/ccp_0490.jpg --input-sizes 256 320 --iters 5
 
 writes ``runs/bench-parse.md`` (and a ``.json`` copy beside it). The runtimes (``--precisions``):
@@ -119,7 +119,7 @@ def _load(checkpoint, setting: tuple[int, str], int8_model, threads: int, cache:
 
 def machine() -> str:
     """The CPU model, its bf16 support, and the versions of torch (oneDNN) and onnxruntime."""
-    from .score_onnx import cpu_model
+    from ..score_onnx import cpu_model
 
     parts = [cpu_model(), f"native bf16: {'yes' if cpu_has_fast_bf16() else 'no'}", f"torch {torch.__version__}"]
     onednn = getattr(torch.backends.mkldnn, "version", None)
@@ -157,7 +157,7 @@ def format_table(rows: list[dict], *, photo_shape: tuple[int, ...], iters: int) 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="python -m train.bench_parse",
+        prog="python -m train.bench.parse",
         description=__doc__.splitlines()[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

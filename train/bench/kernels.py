@@ -9,7 +9,7 @@ from torch import nn
 
 from ssfnet import precision
 
-from .bench_timing import DTYPES, interleaved_medians
+from .timing import DTYPES, interleaved_medians
 
 # ---------------------------------------------------------------------------------------------
 # Kernels: depthwise vs pointwise convolutions of EfficientNet-Lite0 at 256 x 192

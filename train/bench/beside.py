@@ -11,7 +11,7 @@ the machine it runs on, against a fine-tune launched plainly (every core, the ap
 
 ::
 
-    python -m train.bench_beside --checkpoint checkpoints/ssfnet_lite0-lip20 \\
+    python -m train.bench.beside --checkpoint checkpoints/ssfnet_lite0-lip20 \\
         --data viton:../shared/datasets/viton --seconds 60
 
 writes ``runs/bench-beside.md`` (a ``.json`` copy beside it) naming the CPU and library
@@ -37,10 +37,10 @@ from ssfnet import load_predictor
 from ssfnet.checkpoint import CheckpointError
 from ssfnet.io import ImageError, read_image
 
-from .bench_parse import machine
-from .finetune.defaults import lower_priority
+from ..finetune.defaults import lower_priority
+from .parse import machine
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 LAUNCHES = ("app", "plain")
 
 
@@ -193,7 +193,7 @@ def format_table(idle_ms: float, rows: list[dict], *, photos: int) -> str:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="python -m train.bench_beside",
+        prog="python -m train.bench.beside",
         description=__doc__.splitlines()[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
