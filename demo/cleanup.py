@@ -19,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from ssfnet.checkpoint import writer_alive
+from ssfnet.files import writer_alive
 
 logger = logging.getLogger(__name__)
 

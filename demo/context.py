@@ -20,7 +20,8 @@ import gradio as gr
 import numpy as np
 
 from ssfnet.data.corrections import load_correction
-from ssfnet.io import atomic_write_bytes, overlay, png_bytes
+from ssfnet.files import atomic_write_bytes
+from ssfnet.io import overlay, png_bytes
 from ssfnet.labels import LabelSet, get_label_set
 
 from .access import Access
@@ -29,7 +30,16 @@ from .drafts import Drafts
 from .finetune_runner import FinetuneRunner
 from .models import Predictors
 from .queue import PhotoQueue
-from .render import Scratch, draw_borders, draw_vertices, fast_png, legend_html, write_downloads, zoomed_overlay
+from .render import (
+    Scratch,
+    draw_borders,
+    draw_persons,
+    draw_vertices,
+    fast_png,
+    legend_html,
+    write_downloads,
+    zoomed_overlay,
+)
 from .session import Session
 from .settings import Settings
 from .widgets import brush_size, hidden_set, label_widgets
@@ -112,6 +122,7 @@ class Components:
     tool_note: gr.Markdown
     polygon_close_btn: gr.Button
     polygon_cancel_btn: gr.Button
+    show_persons: gr.Checkbox
     click_x: gr.Number
     click_y: gr.Number
     apply_click_btn: gr.Button
@@ -143,6 +154,8 @@ class Components:
     show_old: gr.Checkbox
     export_btn: gr.Button
     export_file: gr.File
+    export_format: gr.Dropdown
+    export_as_btn: gr.Button
     # Drafts.
     draft_dd: gr.Dropdown
     restore_btn: gr.Button
@@ -314,18 +327,23 @@ class AppContext:
         whole overlay) when neither zoomed nor enlarged to fill the box.
 
         Any other view is written as a picture of its own: the downloads stay the whole overlay. The
-        superpixels' borders (while the tool is chosen) and the polygon tool's vertices are drawn on
-        the picture shown, never on the downloads.
+        superpixels' borders (while the tool is chosen), the polygon tool's vertices and the people's
+        outlines (while shown or a person tool is chosen) are drawn on the picture shown, never on the
+        downloads.
         """
         view = display_window(zoom, session)
         segments = session.superpixels.latest if session.show_superpixels else None
-        if view.factor == 1 and full is not None and not session.polygon and segments is None:
+        persons = session.show_persons or session.person_tool
+        if view.factor == 1 and full is not None and not session.polygon and segments is None and not persons:
             return full
         picture = zoomed_overlay(session, view, opacity, hidden_set(hidden))
         if segments is not None:
             picture = draw_borders(picture, segments.ids, view)
         if session.polygon:
             picture = draw_vertices(picture, session.polygon, view)
+        if persons:
+            pick = session.person_pick[1:] if session.person_pick else None
+            picture = draw_persons(picture, session.person_ids(), view, pick)
         return str(atomic_write_bytes(self.scratch.new() / f"overlay_{view.factor}x.png", fast_png(picture)))
 
     def views(self, session: Session, opacity: float, hidden, zoom: Zoom | None = None) -> dict:

@@ -27,7 +27,7 @@ import numpy as np
 
 from ssfnet.data.corrections import latest_ids, list_corrections
 from ssfnet.data.review import APPROVED, REJECTED, TO_REVIEW, review_status
-from ssfnet.io import atomic_write_bytes
+from ssfnet.files import atomic_write_bytes
 
 from .drafts import Drafts
 

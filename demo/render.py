@@ -17,8 +17,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from ssfnet.io import atomic_write_bytes, label_png_bytes, overlay
-from ssfnet.labels import IGNORE_INDEX, LabelSet
+from ssfnet.files import atomic_write_bytes
+from ssfnet.io import label_png_bytes, overlay
+from ssfnet.labels import IGNORE_INDEX, LabelSet, voc_palette
 
 from .cleanup import make_temp_dir
 from .editing import label_shares
@@ -90,6 +91,44 @@ def draw_vertices(picture: np.ndarray, vertices: list[tuple[int, int]], window: 
             cv2.polylines(out, [points], False, colour, 1 + grow, cv2.LINE_AA)
         for i, (x, y) in enumerate(points[:, 0]):
             cv2.circle(out, (int(x), int(y)), (5 if i == 0 else 3) + grow // 2, colour, -1, cv2.LINE_AA)
+    return out
+
+
+def draw_persons(
+    picture: np.ndarray, persons: np.ndarray, window: Window, pick: tuple[int, int] | None = None
+) -> np.ndarray:
+    """``picture`` (the shown overlay of ``window``) with each person outlined in a colour of its own
+    and numbered with its id; ``pick`` (a person tool's first click, working pixels) is marked.
+
+    Args:
+        picture: The shown overlay, h x w x 3 uint8.
+        persons: H x W uint8 person ids of the whole working image (0 = no person).
+        window: What the picture shows of the working image.
+        pick: The first click of a merge or cut, if one is waiting for its second.
+    """
+    shown = window.enlarge(window.crop(persons))
+    # Both sides of every change of id: a line two pixels wide that shows on any colour.
+    edge = np.zeros(shown.shape, dtype=bool)
+    across, down = shown[:, 1:] != shown[:, :-1], shown[1:, :] != shown[:-1, :]
+    edge[:, 1:] |= across
+    edge[:, :-1] |= across
+    edge[1:, :] |= down
+    edge[:-1, :] |= down
+    # Each edge pixel takes the colour of the person beside it (the larger id where two meet).
+    owner = cv2.dilate(shown, np.ones((3, 3), np.uint8))
+    palette = np.asarray(voc_palette(256), dtype=np.uint8).reshape(-1, 3)
+    palette[0] = 255
+    out = np.ascontiguousarray(picture[..., :3]).copy()
+    out[edge] = palette[owner[edge]]
+    for person in np.unique(shown[shown > 0]).tolist():
+        ys, xs = np.nonzero(shown == person)
+        at = (int(np.median(xs)), int(np.median(ys)))
+        for colour, width in (((0, 0, 0), 4), ((255, 255, 255), 1)):
+            cv2.putText(out, str(person), at, cv2.FONT_HERSHEY_SIMPLEX, 0.7, colour, width, cv2.LINE_AA)
+    if pick is not None:
+        x, y = window.to_shown(*pick)
+        for colour, radius in (((0, 0, 0), 8), ((255, 255, 255), 6)):
+            cv2.circle(out, (int(x), int(y)), radius, colour, 2, cv2.LINE_AA)
     return out
 
 

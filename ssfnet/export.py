@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from .checkpoint import CheckpointError, load_checkpoint
-from .io import current_umask
+from .files import current_umask
 from .labels import get_label_set
 from .onnx_predictor import FORMAT, INPUT_NAME
 

@@ -22,7 +22,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .io import ImageError, atomic_write_bytes, frame_count, label_png_bytes, overlay, png_bytes, read_image
+from .files import atomic_write_bytes
+from .io import ImageError, frame_count, label_png_bytes, overlay, png_bytes, read_image
 from .predictor import BACKENDS, load_predictor
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".avif"}

@@ -28,7 +28,7 @@ import ssfnet.checkpoint.store as ckpt
 from ssfnet import CheckpointError, build_model, list_checkpoints, load_checkpoint, save_checkpoint
 from ssfnet.checkpoint import load_state_dict, read_metadata, recover_checkpoint, scan_checkpoints, validate_metadata
 from ssfnet.data.corrections import _check_id, list_corrections, save_correction, sweep_corrections
-from ssfnet.io import writer_alive
+from ssfnet.files import writer_alive
 from ssfnet.predictor import CHECKPOINTS_DIR
 
 REPO = Path(__file__).resolve().parents[1]
@@ -486,10 +486,10 @@ def test_run_checkpoint_copies_of_killed_sessions_go_with_the_next_save(tmp_path
 
 
 def test_run_files_on_a_full_disk_name_the_file(tmp_path, monkeypatch):
-    import ssfnet.io
+    import ssfnet.files
     from train.utils import write_json
 
-    monkeypatch.setattr(ssfnet.io.os, "fsync", _enospc)
+    monkeypatch.setattr(ssfnet.files.os, "fsync", _enospc)
     with pytest.raises(OSError, match=r"no space left to write .*summary.json: it needs") as err:
         write_json(tmp_path / "summary.json", {"a": 1})
     assert err.value.errno == errno.ENOSPC and list(tmp_path.iterdir()) == []

@@ -22,8 +22,9 @@ from PIL import Image
 from ssfnet import build_model, save_checkpoint
 from ssfnet.export import export_checkpoint
 from ssfnet.export import main as export_main
+from ssfnet.files import current_umask
 from ssfnet.geometry import resize_image
-from ssfnet.io import current_umask, read_image
+from ssfnet.io import read_image
 from ssfnet.onnx_predictor import OnnxModelError, OnnxPredictor
 from ssfnet.predict import main as predict_main
 from ssfnet.predictor import load_predictor

@@ -25,7 +25,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ssfnet.checkpoint import CheckpointError, load_into, load_state_dict, save_checkpoint, unwrap_model
-from ssfnet.io import json_safe, replace_dir, writer_alive
+from ssfnet.files import json_safe, replace_dir, writer_alive
 from ssfnet.metrics import ConfusionMatrix
 from ssfnet.precision import autocast
 

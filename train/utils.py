@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ssfnet.io import atomic_write_bytes, json_bytes
+from ssfnet.files import atomic_write_bytes, json_bytes
 from ssfnet.precision import resolve_device
 
 # ---------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import shutil
 import time
 from pathlib import Path
 
-from ..io import writer_alive
+from ..files import writer_alive
 from .schema import METADATA_FILE
 
 logger = logging.getLogger("ssfnet.checkpoint")

@@ -42,7 +42,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..build import build_model
-from ..io import current_umask, json_safe, replace_dir, sha256_file, writer_alive
+from ..files import current_umask, json_safe, replace_dir, sha256_file, writer_alive
 from ..labels import LABEL_SETS
 from .recovery import LEGACY_TEMPORARY_AGE_S, recover_checkpoint, recover_checkpoints
 from .schema import (

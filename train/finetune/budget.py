@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ssfnet.io import atomic_write_bytes, json_bytes
+from ssfnet.files import atomic_write_bytes, json_bytes
 
 # Reserved in a time budget, besides the second evaluation, for publishing (checkpoint, report,
 # plot) and for the trainer's start and exit; and the least training time a run gets (a budget

@@ -16,7 +16,7 @@ from ssfnet.data import CorrectionsDataset, holdout_split, mix_weights, open_sou
 from ssfnet.data.corrections import correction_problem, list_corrections, photo_of
 from ssfnet.data.review import APPROVED, review_status
 from ssfnet.data.sources import SourceSpec
-from ssfnet.io import sha256_file
+from ssfnet.files import sha256_file
 from ssfnet.labels import LabelSet, get_label_set
 
 from ..config import TrainConfig
