@@ -129,7 +129,9 @@ class Drafts:
         if not photo.is_file():
             atomic_write_bytes(photo, session.source.data)
         buffer = io.BytesIO()
-        np.savez_compressed(buffer, labels=session.labels, proposal=session.proposal)
+        # Edited person ids travel with the labels; unedited ones are derived again on restoring.
+        persons = {"persons": session.persons} if session.persons_edited else {}
+        np.savez_compressed(buffer, labels=session.labels, proposal=session.proposal, **persons)
         atomic_write_bytes(folder / LABELS_FILE, buffer.getvalue())
         meta = {
             "source_name": session.source.name,
@@ -175,6 +177,7 @@ class Drafts:
             data = (folder / f"photo.{meta['source_ext']}").read_bytes()
             with np.load(folder / LABELS_FILE) as arrays:
                 labels, proposal = arrays["labels"], arrays["proposal"]
+                persons = arrays["persons"] if "persons" in arrays else None
             source = Source(
                 name=meta.get("source_name"),
                 data=data,
@@ -195,6 +198,7 @@ class Drafts:
             raise ValueError(f"the draft of {meta.get('source_name') or sha256[:12]} is unreadable: {err}") from None
         session.proposal_record = meta.get("proposal_record")
         session.edit(labels, "restored draft")
+        _restore_persons(session, persons)
         return session
 
     def restore_into(self, session: Session) -> bool:
@@ -205,11 +209,13 @@ class Drafts:
         try:
             with np.load(self.folder(session.source.sha256) / LABELS_FILE) as arrays:
                 labels = arrays["labels"]
+                persons = arrays["persons"] if "persons" in arrays else None
         except (OSError, KeyError, ValueError):
             return False
         if labels.shape != session.labels.shape:
             return False
         session.edit(labels, "restored draft")
+        _restore_persons(session, persons)
         session.parent = session.parent or meta.get("parent")
         return True
 
@@ -223,6 +229,12 @@ class Drafts:
             if meta is not None:
                 found.append((folder.name, meta))
         return sorted(found, key=lambda item: str(item[1].get("updated", "")), reverse=True)
+
+
+def _restore_persons(session: Session, persons: np.ndarray | None) -> None:
+    """Continue from a draft's edited person ids (undoable), when it has some of the photo's size."""
+    if persons is not None and persons.shape == session.labels.shape and persons.dtype == np.uint8:
+        session.edit_persons(persons, "restored draft's persons")
 
 
 def describe(meta: dict) -> str:

@@ -277,22 +277,30 @@ def working_size(height: int, width: int, max_side: int) -> tuple[int, int]:
     return long_side_size(height, width, max_side, enlarge=False)
 
 
+# The maps an edit can change: the label map, or the person ids beside it (demo.session.Session.persons).
+LABELS, PERSONS = "labels", "persons"
+
+
 @dataclass(frozen=True)
 class Edit:
-    """One reversible change of a label map: the flat indices that changed, their old and new values."""
+    """One reversible change of a map: the flat indices that changed, their old and new values.
+
+    ``layer`` says which map: :data:`LABELS` (the label map) or :data:`PERSONS` (the person ids).
+    """
 
     indices: np.ndarray
     old: np.ndarray
     new: np.ndarray
     what: str = ""
+    layer: str = LABELS
 
     @classmethod
-    def between(cls, before: np.ndarray, after: np.ndarray, what: str = "") -> Edit:
+    def between(cls, before: np.ndarray, after: np.ndarray, what: str = "", layer: str = LABELS) -> Edit:
         check_same_size(before, after)
         idx = np.flatnonzero(before != after)
         # int32 halves the memory of a history; label maps stay far below 2**31 pixels.
         idx = idx.astype(np.int32) if before.size < 2**31 else idx
-        return cls(idx, before.reshape(-1)[idx], after.reshape(-1)[idx], what)
+        return cls(idx, before.reshape(-1)[idx], after.reshape(-1)[idx], what, layer)
 
     @property
     def nbytes(self) -> int:
@@ -342,9 +350,18 @@ class History:
         """The edit the next undo takes back, if any."""
         return self._undo[-1] if self._undo else None
 
-    def record(self, before: np.ndarray, after: np.ndarray, what: str = "") -> Edit | None:
-        """Remember the change ``before -> after``; ``None`` (and nothing recorded) if nothing changed."""
-        edit = Edit.between(before, after, what)
+    @property
+    def next_redo(self) -> Edit | None:
+        """The edit the next redo applies again, if any."""
+        return self._redo[-1] if self._redo else None
+
+    def has_layer(self, layer: str) -> bool:
+        """Whether an edit that undo can still take back changed ``layer``."""
+        return any(e.layer == layer for e in self._undo)
+
+    def record(self, before: np.ndarray, after: np.ndarray, what: str = "", layer: str = LABELS) -> Edit | None:
+        """Remember the change ``before -> after`` of ``layer``; ``None`` (and nothing recorded) if nothing changed."""
+        edit = Edit.between(before, after, what, layer)
         if not len(edit):
             return None
         self._undo.append(edit)

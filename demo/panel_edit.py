@@ -6,9 +6,11 @@ the zoomed crop, and clicks on it are mapped back to working-image pixels before
 
 from __future__ import annotations
 
+import cv2
 import gradio as gr
 import numpy as np
 
+from ssfnet.data import correction_persons
 from ssfnet.io import atomic_write_bytes
 
 from . import editing
@@ -36,6 +38,13 @@ ZOOM_TOOL = "Zoom in"
 PICK_TOOL = "Pick label"
 DOT_TOOL = "Paint dot (brush size)"
 SUPERPIXEL_TOOL = "Superpixel"
+# The person tools edit the person ids beside the labels (demo.session.Session.persons), never the labels.
+PERSON_SPLIT_TOOL = "Person: new id"
+PERSON_MERGE_TOOL = "Person: merge (2 clicks)"
+PERSON_CUT_TOOL = "Person: cut (2 clicks)"
+PERSON_TOOLS = (PERSON_SPLIT_TOOL, PERSON_MERGE_TOOL, PERSON_CUT_TOOL)
+# Width in working pixels of a cut between two clicks.
+CUT_WIDTH = 3
 
 
 def _relabel_region(session, x: int, y: int, tolerance) -> np.ndarray:
@@ -76,7 +85,7 @@ MASK_TOOLS = {
     DOT_TOOL: _dot,
     SUPERPIXEL_TOOL: _superpixel,
 }
-TOOLS = (PICK_TOOL, *MASK_TOOLS, POLYGON_TOOL, ZOOM_TOOL)
+TOOLS = (PICK_TOOL, *MASK_TOOLS, POLYGON_TOOL, *PERSON_TOOLS, ZOOM_TOOL)
 # What each tool does, under the tool list (the superpixel tool's also says what its superpixels cost).
 TOOL_HINTS = {
     SUPERPIXEL_TOOL: (
@@ -87,6 +96,19 @@ TOOL_HINTS = {
     POLYGON_TOOL: (
         "Click the polygon's vertices on the overlay, then **Close polygon** (key Enter) to fill it with "
         "the label as one edit; **Cancel polygon** (key Esc) drops the vertices."
+    ),
+    PERSON_SPLIT_TOOL: (
+        "Click a part of a person (say, the hair of someone drawn touching a neighbour) to make it a new "
+        "person. Tick **Add to the last click's edit** (or hold Shift) and click that person's other parts "
+        "to add them to the same new person: one undo takes them all back. The labels do not change."
+    ),
+    PERSON_MERGE_TOOL: (
+        "Click a person, then click another: the second becomes part of the first (a person cut in two "
+        "by a pole or a table)."
+    ),
+    PERSON_CUT_TOOL: (
+        "Click on one side of two people drawn as one, then on the other side: the straight cut between "
+        "the clicks splits that person in two (draw it across the person, edge to edge)."
     ),
 }
 # The zoom choices as the page names them, and the values they stand for: strings, the type the
@@ -103,6 +125,11 @@ def segment_choice(value) -> int:
     if not MIN_SEGMENTS <= segments <= MAX_SEGMENTS:
         raise mistake(f"coarseness {segments}: choose between {MIN_SEGMENTS} and {MAX_SEGMENTS} superpixels")
     return segments
+
+
+def _said(message: str) -> str:
+    gr.Info(message)
+    return message
 
 
 def canvas_problem(editor_value, shape: tuple[int, int]) -> str | None:
@@ -187,6 +214,9 @@ class EditHandlers:
                 ui.editor: gr.ImageEditor(brush=brush(session.label_set, value, brush_size(session))),
                 ui.label: value,
             }
+        if tool in PERSON_TOOLS:
+            self.person_click(session, x, y, tool, bool(add))
+            return self.views(session, zoom, opacity, hidden)
         if tool not in MASK_TOOLS:
             raise mistake(f"unknown tool {tool!r}; choose one of {', '.join(TOOLS)}")
         value = label_of(session.label_set, label)
@@ -196,11 +226,63 @@ class EditHandlers:
             gr.Info("Nothing changed: that region already has this label.")
         return self.views(session, zoom, opacity, hidden)
 
+    def person_click(self, session, x: int, y: int, tool: str, add: bool = False) -> str:
+        """Apply a person tool at working pixel (x, y) (see :data:`TOOL_HINTS`); returns what it did, also in a toast.
+
+        Merge and cut take two clicks: the first is kept in ``session.person_pick`` (shown on the
+        overlay) until the second, with the same tool, comes.
+        """
+        person = session.person_at(x, y)
+        pick = session.person_pick if session.person_pick and session.person_pick[0] == tool else None
+        if tool == PERSON_SPLIT_TOOL:
+            if not person:
+                return _said(f"No person at ({x}, {y}): click a labelled part of someone.")
+            region = editing.connected_region(session.labels, x, y) & (session.person_ids() == person)
+            changed, given = session.split_person(region, f"new person at ({x}, {y})", add=add)
+            return _said(f"Person {given} now holds that region." if changed else "Nothing changed.")
+        if pick is None:
+            if tool == PERSON_MERGE_TOOL and not person:
+                return _said(f"No person at ({x}, {y}): click the person to merge into.")
+            session.person_pick = (tool, x, y)
+            if tool == PERSON_MERGE_TOOL:
+                return _said(f"Person {person} chosen: click the person to merge into it.")
+            return _said("Cut started: click on the other side of the people to cut them apart.")
+        session.person_pick = None
+        _, x0, y0 = pick
+        if tool == PERSON_MERGE_TOOL:
+            keep = session.person_at(x0, y0)
+            if not person or not keep or person == keep:
+                return _said("Nothing merged: click two different people.")
+            session.edit_persons(
+                correction_persons.merge_persons(session.person_ids(), keep, person),
+                f"merge person {person} into {keep}",
+            )
+            return _said(f"Person {person} merged into person {keep}.")
+        line = np.zeros(session.labels.shape, np.uint8)
+        cv2.line(line, (x0, y0), (x, y), 1, CUT_WIDTH)
+        ids = session.person_ids()
+        crossed = np.bincount(ids[line.astype(bool)], minlength=256)[1:]
+        if not crossed.any():
+            return _said("The cut crosses no person: click on either side of the people to cut apart.")
+        cut = int(crossed.argmax()) + 1
+        new, made = correction_persons.cut_person(ids, cut, line.astype(bool))
+        if not made:
+            return _said(f"The cut does not divide person {cut}: draw it across the person, edge to edge.")
+        session.edit_persons(new, f"cut person {cut} from ({x0}, {y0}) to ({x}, {y})")
+        return _said(f"Person {cut} cut: the other side is now person {', '.join(map(str, made))}.")
+
+    def show_persons(self, session, zoom, show, opacity, hidden) -> dict:
+        """The toggle of the people's outlines on the overlay."""
+        if session is None:
+            return gr.skip()
+        session.show_persons = bool(show)
+        return {self.app.ui.view: self.shown(session, zoom, opacity, hidden)}
+
     def click_in_browser(
         self, session, zoom, x, y, tool, label, tolerance, opacity, hidden, coarseness, add, editor_value
     ) -> dict:
         """A click on the overlay; an edit is refused while the editor holds strokes that its redraw would drop."""
-        edits = tool in MASK_TOOLS
+        edits = tool in MASK_TOOLS or tool in PERSON_TOOLS
         if edits and session is not None and pending_strokes(editor_value):
             gr.Warning(
                 "Unapplied strokes in Paint labels: Apply strokes (or erase them) first; "
@@ -253,6 +335,10 @@ class EditHandlers:
         hint = TOOL_HINTS.get(tool, "")
         if session is not None:
             session.show_superpixels = tool == SUPERPIXEL_TOOL
+            session.person_tool = tool in PERSON_TOOLS
+        if session is not None and tool in PERSON_TOOLS:
+            count = correction_persons.person_count(session.person_ids())
+            return f"{hint}\n\n{count} {'person' if count == 1 else 'people'} in this photo (outlined on the overlay)."
         if tool != SUPERPIXEL_TOOL or session is None:
             return hint
         try:

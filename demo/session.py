@@ -25,11 +25,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ssfnet.data.corrections import load_correction, save_correction
+from ssfnet.data import correction_persons
+from ssfnet.data.corrections import load_correction, load_persons, save_correction
 from ssfnet.io import MAX_IMAGE_PIXELS, ImageError, exif_orientation, frame_count, read_image, read_image_and_size
 from ssfnet.labels import LabelSet, get_label_set
 
-from .editing import Edit, History, resize_image, resize_labels
+from .editing import PERSONS, Edit, History, resize_image, resize_labels
 from .superpixels import SuperpixelCache
 
 # Below this many pixels on a side a photo cannot hold a person worth labelling.
@@ -157,6 +158,13 @@ class Session:
         superpixels: The photo's superpixels at the last coarseness used (computed on first use).
         polygon: The polygon tool's vertices so far, (x, y) working pixels; closing fills them.
         show_superpixels: Whether the overlay shows the superpixels' borders (the tool is chosen).
+        persons: H x W uint8 person ids beside the labels as last edited (0 = none); None until a
+            person is edited or the reopened record has them. What they mean is
+            :meth:`person_ids` (fitted to the current labels); edits of them undo like label edits.
+        show_persons: Whether the overlay outlines the people (the page's toggle or a person tool).
+        person_tool: Whether a person tool is chosen (the overlay then outlines the people too).
+        person_pick: The person tools' first click, ``(tool, x, y)`` in working pixels: the person to
+            merge into, or where a cut starts.
     """
 
     image: np.ndarray
@@ -176,6 +184,11 @@ class Session:
     superpixels: SuperpixelCache = field(default_factory=SuperpixelCache, repr=False, compare=False)
     polygon: list[tuple[int, int]] = field(default_factory=list)
     show_superpixels: bool = False
+    persons: np.ndarray | None = None
+    show_persons: bool = False
+    person_tool: bool = False
+    person_pick: tuple[str, int, int] | None = None
+    _last_person: _Relabel | None = field(default=None, repr=False, compare=False)
     _last_relabel: _Relabel | None = field(default=None, repr=False, compare=False)
 
     @classmethod
@@ -226,22 +239,75 @@ class Session:
         self.label_set.validate(labels)
         self.labels = labels.copy()
         self.parent = record_id
-        self.saved_digest = _digest(self.labels)
+        self.saved_digest = self.digest()
+
+    def digest(self) -> str:
+        """A digest of the labels and the person ids as edited (what saving keeps)."""
+        persons = self.persons if self.persons_edited else None
+        return _digest(self.labels) + ("" if persons is None else _digest(persons))
 
     @property
     def unsaved(self) -> bool:
-        """Whether the labels differ from what was last saved (always true before the first save)."""
-        return self.saved_digest != _digest(self.labels)
+        """Whether the labels (or edited person ids) differ from what was last saved (always, before a save)."""
+        return self.saved_digest != self.digest()
+
+    @property
+    def persons_edited(self) -> bool:
+        """Whether an edit that undo can still take back changed the person ids."""
+        return self.history.has_layer(PERSONS)
 
     @property
     def has_work(self) -> bool:
-        """Whether there are unsaved edits that a draft should keep (labels differ from the proposal)."""
-        return self.unsaved and self.changed_pixels > 0
+        """Whether there are unsaved edits that a draft should keep (labels off the proposal, or people edited)."""
+        return self.unsaved and (self.changed_pixels > 0 or self.persons_edited)
 
     @property
     def unreviewed(self) -> bool:
-        """Whether the labels are still exactly the model's proposal, never saved or accepted."""
-        return self.parent is None and self.changed_pixels == 0
+        """Whether the labels are still exactly the model's proposal, never saved or accepted, no person edited."""
+        return self.parent is None and self.changed_pixels == 0 and not self.persons_edited
+
+    def person_ids(self) -> np.ndarray:
+        """H x W uint8 person ids of the current labels: :attr:`persons` where they still fit, the rest
+        derived (:func:`ssfnet.data.correction_persons.fit_persons`)."""
+        return correction_persons.fit_persons(self.labels, self.persons)
+
+    def person_at(self, x: int, y: int) -> int:
+        """The person id at working pixel (x, y); 0 where no person is."""
+        return int(self.person_ids()[y, x])
+
+    def edit_persons(self, new_persons: np.ndarray, what: str = "") -> int:
+        """Make ``new_persons`` (H x W uint8) the person ids (undoable); returns how many pixels changed."""
+        if new_persons.shape != self.labels.shape or new_persons.dtype != np.uint8:
+            raise ValueError(
+                f"person ids of size {new_persons.shape} {new_persons.dtype} on labels {self.labels.shape}"
+            )
+        before = self.person_ids() if self.persons is None else self.persons
+        edit = self.history.record(before, new_persons, what, layer=PERSONS)
+        if edit is None:
+            return 0
+        self.persons = new_persons
+        self._last_relabel = None
+        return len(edit)
+
+    def split_person(self, mask: np.ndarray, what: str = "", *, add: bool = False) -> tuple[int, int]:
+        """Give the person pixels of ``mask`` (H x W bool) a new person id as one edit.
+
+        With ``add`` the last split, if it is still the last edit, takes this one in (one undo step,
+        one new person), as :meth:`relabel` does.
+
+        Returns:
+            How many pixels changed and the id given (0 when nothing changed).
+        """
+        last = self._last_person
+        person = None
+        if add and last is not None and self.history.last is last.edit:
+            self.undo()
+            mask = mask | last.mask
+            person, what = last.value, f"{last.what} + {what}"
+        new, person = correction_persons.new_person(self.person_ids(), mask, person)
+        changed = self.edit_persons(new, what)
+        self._last_person = _Relabel(self.history.last, mask, person, what) if changed else None
+        return changed, person if changed else 0
 
     @property
     def downscaled(self) -> bool:
@@ -277,13 +343,21 @@ class Session:
         return changed
 
     def undo(self) -> str | None:
-        """Undo the last edit; returns its description, ``None`` if there was nothing to undo."""
-        self.labels, edit = self.history.undo(self.labels)
+        """Undo the last edit (of the labels or of the person ids); returns its description, ``None`` if none."""
+        last = self.history.last
+        if last is not None and last.layer == PERSONS:
+            self.persons, edit = self.history.undo(self.persons)
+        else:
+            self.labels, edit = self.history.undo(self.labels)
         return None if edit is None else edit.what
 
     def redo(self) -> str | None:
         """Redo the last undone edit; returns its description, ``None`` if there was nothing to redo."""
-        self.labels, edit = self.history.redo(self.labels)
+        following = self.history.next_redo
+        if following is not None and following.layer == PERSONS:
+            self.persons, edit = self.history.redo(self.persons)
+        else:
+            self.labels, edit = self.history.redo(self.labels)
         return None if edit is None else edit.what
 
     def reset(self) -> int:
@@ -293,6 +367,10 @@ class Session:
     def full_labels(self) -> np.ndarray:
         """The label map at the full resolution of the original image."""
         return resize_labels(self.labels, self.source.size)
+
+    def full_persons(self) -> np.ndarray:
+        """The person ids (:meth:`person_ids`) at the full resolution of the original image."""
+        return resize_labels(self.person_ids(), self.source.size)
 
     def save(self, root: str | os.PathLike, *, accept_proposal: bool = False) -> str:
         """Write the image, the labels and the metadata as a new correction record.
@@ -332,6 +410,8 @@ class Session:
             "edited_from": "proposal" if self.proposal_record is None else f"record {self.proposal_record}",
             "review": review,
             "source_sha256": self.source.sha256,
+            # Whether a person checked the person ids (split or merged them) or they are derived.
+            "persons_edited": self.persons_edited or self.details.get("persons_edited", False),
         }
         record_id = save_correction(
             root,
@@ -345,9 +425,10 @@ class Session:
             image_ext=self.source.ext if self.source.keep_bytes else "png",
             parent=self.parent,
             extra=extra,
+            persons=self.full_persons(),
         )
         self.parent = record_id
-        self.saved_digest = _digest(self.labels)
+        self.saved_digest = self.digest()
         return record_id
 
 
@@ -391,12 +472,14 @@ def open_correction(root: str | os.PathLike, record_id: str, *, max_side: int) -
         data, keep, ext, size = _png(image), False, "png", image.shape[:2]
     source = Source(name=meta.get("source_name") or None, data=data, ext=ext, size=size, keep_bytes=keep)
     extra = meta.get("extra") if isinstance(meta.get("extra"), dict) else {}
-    details = {k: v for k, v in extra.items() if k in ("checkpoint", "multiscale", "flip", "device")}
+    details = {k: v for k, v in extra.items() if k in ("checkpoint", "multiscale", "flip", "device", "persons_edited")}
     session = Session.start(
         image, source, proposal, label_set, model=str(meta.get("model", "")), details=details, parent=record_id
     )
     session.proposal_record = record_id
-    session.saved_digest = _digest(session.labels)
+    # Records saved before person ids were kept have none: they are derived from the labels when needed.
+    session.persons = load_persons(root, record_id, proposal.shape)
+    session.saved_digest = session.digest()
     return session
 
 

@@ -300,6 +300,7 @@ def _overlay_tab(app: AppContext) -> None:
         ui.add_to_last = gr.Checkbox(False, label="Add to the last click's edit (Shift)", elem_id="add-to-last")
         ui.polygon_close_btn = gr.Button("Close polygon", size="sm", elem_id="polygon-close")
         ui.polygon_cancel_btn = gr.Button("Cancel polygon", size="sm", elem_id="polygon-cancel")
+        ui.show_persons = gr.Checkbox(False, label="Outline the people (person ids)", elem_id="show-persons")
     ui.tool_note = gr.Markdown("", label="Tool", elem_id="tool-note")
     with gr.Row():
         # Zoomed on the server (demo.zoom): the overlay shows an enlarged crop, so clicks stay exact.
@@ -454,6 +455,8 @@ def _wire_editing(demo: gr.Blocks, app: AppContext, edit: EditHandlers) -> None:
         api_name="close_polygon",
     )
     ui.polygon_cancel_btn.click(edit.cancel_polygon, view_inputs, ui.view, api_name="cancel_polygon")
+    persons_inputs = [ui.session, ui.zoom, ui.show_persons, ui.opacity, ui.hidden]
+    ui.show_persons.input(edit.show_persons, persons_inputs, ui.view, api_name="show_persons")
     # The superpixels are computed when the tool or the coarseness is chosen, or a photo opens with
     # the tool chosen, so that the first click finds them (the note says what they cost).
     # Then the overlay is redrawn with their borders (or without, for another tool); a redraw runs the

@@ -6,8 +6,10 @@ Layout of a corrections folder::
     labels/<id>.png     indexed PNG with the label set's palette; values = label ids
                         (coarse ids included), 255 = ignore
     meta/<id>.json      label set, image sha256, proposing model, time, edited pixels, ...
+    persons/<id>.png    (optional) 8-bit greyscale person ids, 0 = no person, 1, 2, ... one per person
+                        (:mod:`ssfnet.data.correction_persons`); records saved before it have none
 
-A record exists once its meta file exists: the image and label are written first, the meta
+A record exists once its meta file exists: the image, label and person ids are written first, the meta
 last, each to a temporary dot-file in the same folder and then renamed into place, so readers
 never see half-written files. Records are never overwritten; saving an edit of a record makes
 a new record whose meta names its ``parent``. Only a record's review (:mod:`ssfnet.data.review`)
@@ -57,9 +59,17 @@ ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")  # whole ids only: fullmat
 CLAIM_GRACE_S = 60.0
 
 
+PERSONS_DIR = "persons"
+
+
 def record_folders(root: Path) -> tuple[Path, Path, Path]:
     """The ``images/``, ``labels/`` and ``meta/`` folders of a corrections folder."""
     return root / "images", root / "labels", root / "meta"
+
+
+def persons_path(root: Path, record_id: str) -> Path:
+    """Where a record's person ids are (the file exists only for records saved with them)."""
+    return root / PERSONS_DIR / f"{record_id}.png"
 
 
 def check_id(record_id: str) -> str:
@@ -135,6 +145,7 @@ def claim_id(root: Path, digest: str, now: datetime) -> tuple[str, int]:
             os.unlink(meta / f".{record_id}.json.tmp")
             raise
         taken = (meta / f"{record_id}.json").exists() or (labels / f"{record_id}.png").exists()
+        taken = taken or persons_path(root, record_id).exists()
         taken = taken or any(images.glob(f"{record_id}.*"))
         if not taken:
             return record_id, fd
@@ -210,7 +221,7 @@ def sweep_corrections(root: str | os.PathLike) -> list[Path]:
             live.add(record_id)
         elif _unlink(claim):
             removed.append(claim)
-    for folder in (images, labels, meta_dir):
+    for folder in (images, labels, meta_dir, root / PERSONS_DIR):
         if not folder.is_dir():
             continue
         for path in folder.iterdir():

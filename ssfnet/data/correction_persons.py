@@ -126,6 +126,69 @@ def derive_persons(labels: np.ndarray) -> np.ndarray:
     return fit_persons(labels, None)
 
 
+def free_id(persons: np.ndarray) -> int:
+    """The lowest person id that ``persons`` does not use.
+
+    Raises:
+        ValueError: all :data:`MAX_PERSONS` ids are in use.
+    """
+    used = np.bincount(persons.reshape(-1), minlength=256)
+    free = np.flatnonzero(used[1 : MAX_PERSONS + 1] == 0)
+    if not free.size:
+        raise ValueError(f"all {MAX_PERSONS} person ids are in use")
+    return int(free[0]) + 1
+
+
+def merge_persons(persons: np.ndarray, keep: int, other: int) -> np.ndarray:
+    """``persons`` with every pixel of person ``other`` given to person ``keep``."""
+    return np.where(persons == other, np.uint8(keep), persons).astype(np.uint8)
+
+
+def new_person(persons: np.ndarray, mask: np.ndarray, person: int | None = None) -> tuple[np.ndarray, int]:
+    """``persons`` with the person pixels of ``mask`` (H x W bool) given to ``person`` (default: a new id).
+
+    Returns:
+        The new map and the id given.
+    """
+    person = free_id(persons) if person is None else person
+    out = persons.copy()
+    out[mask & (persons > 0)] = person
+    return out, person
+
+
+def cut_person(persons: np.ndarray, person: int, line: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """Cut person ``person`` along ``line`` (H x W bool, e.g. a drawn stroke) into people of their own.
+
+    The person's pixels off the line fall into 8-connected pieces: the largest keeps the id, every
+    other piece of at least 1 % of the person becomes a new person, and crumbs and the line's own
+    pixels join the nearest piece.
+
+    Returns:
+        The new map and the new ids (empty when the line does not divide the person).
+    """
+    body = persons == person
+    count, comp, areas = _components(body & ~line)
+    if count < 2:
+        return persons.copy(), []
+    order = sorted(range(1, count + 1), key=lambda c: -int(areas[c]))
+    big = [c for c in order if areas[c] >= 0.01 * body.sum()]
+    if len(big) < 2:
+        return persons.copy(), []
+    out = persons.copy()
+    out[body] = 0
+    new_ids = []
+    for k, c in enumerate(big):
+        pid = person if k == 0 else free_id(out)
+        out[comp == c] = pid
+        if k:
+            new_ids.append(pid)
+    rest = body & (out == 0)
+    # Nearest among this person's pieces only: the crumbs of a cut never go to a bystander.
+    pieces = np.where(body, out, 0)
+    out[rest] = _nearest_ids(pieces, rest)[rest]
+    return out, new_ids
+
+
 def person_count(persons: np.ndarray) -> int:
     """How many people a person id map holds."""
     return int(np.count_nonzero(np.bincount(persons.reshape(-1), minlength=256)[1:]))

@@ -1,7 +1,8 @@
 """The corrections store: label maps fixed by people in the app, read back for fine-tuning.
 
 A corrections folder holds one record per saved correction (``images/<id>.<ext>``,
-``labels/<id>.png``, ``meta/<id>.json``); the files and the protocol that writes them safely
+``labels/<id>.png``, ``meta/<id>.json`` and, for records saved with them, the person ids
+``persons/<id>.png``); the files and the protocol that writes them safely
 (id claims, temporaries renamed into place, sweeping what killed writers left) are
 :mod:`ssfnet.data.correction_files`. Here: saving a record, listing, reading, trashing and
 exporting records, and the store as a training dataset.
@@ -29,12 +30,14 @@ from ssfnet.data.correction_files import (
     FORMAT_VERSION,
     ID_PATTERN,
     IMAGE_FORMATS,
+    PERSONS_DIR,
     check_id,
     claim_id,
     displayed_size,
     encode_image,
     encode_labels,
     find_image,
+    persons_path,
     read_meta,
     record_folders,
     save_error,
@@ -43,6 +46,7 @@ from ssfnet.data.correction_files import (
     validate_record,
     write_temp,
 )
+from ssfnet.data.correction_persons import decode_persons, encode_persons, person_count, person_mask
 from ssfnet.geometry import resize_labels
 from ssfnet.io import json_safe, read_image_and_size
 from ssfnet.labels import LabelSet, get_label_set
@@ -58,6 +62,7 @@ __all__ = [
     "latest_ids",
     "list_corrections",
     "load_correction",
+    "load_persons",
     "save_correction",
     "sweep_corrections",
     "trash_correction",
@@ -80,6 +85,7 @@ def save_correction(
     image_ext: str = "png",
     parent: str | None = None,
     extra: dict | None = None,
+    persons: np.ndarray | None = None,
 ) -> str:
     """Store a corrected label map with its image as a new record.
 
@@ -99,6 +105,9 @@ def save_correction(
             ``image_bytes`` the image is encoded in that format (lossless only for png).
         parent: Id of the record this one was edited from.
         extra: Free-form JSON-serialisable details.
+        persons: H x W uint8 person ids of the labels (0 = no person), stored as
+            ``persons/<id>.png`` (ids outside the labels' person pixels are cleared); the meta's
+            ``persons`` says how many people it holds.
 
     Returns:
         The new record id: the first 12 hex digits of the stored image's sha256, ``-``, the
@@ -116,6 +125,16 @@ def save_correction(
     ext, image_bytes = _image_file(image, labels, label_set, image_bytes, image_ext)
     height, width = labels.shape
     label_bytes = encode_labels(np.ascontiguousarray(labels), label_set)
+    files = [(f".{ext}", image_bytes), (".png", label_bytes)]
+    if persons is not None:
+        persons = np.asarray(persons)
+        if persons.shape != labels.shape or persons.dtype != np.uint8:
+            raise ValueError(
+                f"person ids must be an H x W uint8 map of the labels' size {labels.shape}, "
+                f"got shape {persons.shape} dtype {persons.dtype}"
+            )
+        persons = np.where(person_mask(labels), persons, 0).astype(np.uint8)
+        files.append((".png", encode_persons(persons)))
     digest = hashlib.sha256(image_bytes).hexdigest()
     # Serialise the meta before touching the disk so an unserialisable ``extra`` writes nothing.
     meta_fields = {
@@ -130,6 +149,8 @@ def save_correction(
         "parent": parent,
         "extra": dict(extra) if extra else {},
     }
+    if persons is not None:
+        meta_fields["persons"] = person_count(persons)
     try:
         meta_fields = json_safe(meta_fields)  # NaN / inf become null: the meta stays strict JSON
         json.dumps(meta_fields, allow_nan=False)
@@ -140,7 +161,8 @@ def save_correction(
     images, labels_dir, meta_dir = record_folders(root)
     now = datetime.now(timezone.utc)
     try:
-        for folder in (images, labels_dir, meta_dir):
+        folders = [images, labels_dir, root / PERSONS_DIR][: len(files)]
+        for folder in (*folders, meta_dir):
             folder.mkdir(parents=True, exist_ok=True)
         record_id, claim_fd = claim_id(root, digest, now)
     except OSError as err:
@@ -150,7 +172,7 @@ def save_correction(
     temporaries = [claim]
     placed: list[Path] = []
     try:
-        for folder, suffix, data in ((images, f".{ext}", image_bytes), (labels_dir, ".png", label_bytes)):
+        for folder, (suffix, data) in zip(folders, files):
             temporary = write_temp(folder, record_id, suffix, data, temporaries)
             final = folder / f"{record_id}{suffix}"
             os.replace(temporary, final)
@@ -277,6 +299,43 @@ def load_correction(
     return image, resize_labels(labels, image.shape[:2]), meta
 
 
+def load_persons(
+    root: str | os.PathLike, record_id: str, size: tuple[int, int] | None = None
+) -> np.ndarray | None:
+    """A record's person ids (H x W uint8, 0 = no person), or None for a record saved without them.
+
+    Args:
+        root: Corrections folder.
+        record_id: The record.
+        size: ``(h, w)`` to scale them to (nearest neighbour, as :func:`load_correction` scales the
+            labels with ``max_side``); default: as stored, the label map's size.
+
+    Raises:
+        FileNotFoundError: no such record, or its meta names person ids whose file is gone.
+        ValueError: the file is not an 8-bit PNG of the label map's size.
+    """
+    root = Path(root)
+    check_id(record_id)
+    meta_path = root / "meta" / f"{record_id}.json"
+    meta = read_meta(meta_path) if meta_path.is_file() else None
+    if meta is None:
+        raise FileNotFoundError(f"no correction {record_id} in {root}")
+    path = persons_path(root, record_id)
+    if "persons" not in meta:
+        return None
+    if not path.is_file():
+        raise FileNotFoundError(f"correction {record_id} in {root} lacks its person ids ({path})")
+    persons = decode_persons(path.read_bytes())
+    with Image.open(root / "labels" / f"{record_id}.png") as im:
+        label_size = (im.height, im.width)
+    if persons.shape != label_size:
+        raise ValueError(
+            f"correction {record_id}: person ids are {persons.shape[1]}x{persons.shape[0]} "
+            f"but the label map is {label_size[1]}x{label_size[0]}"
+        )
+    return persons if size is None else resize_labels(persons, size)
+
+
 def photo_of(meta: dict[str, Any]) -> str:
     """The photo a correction record is of: its image's SHA-256 (the id's first 12 hex digits without one)."""
     digest = meta.get("image_sha256")
@@ -293,8 +352,8 @@ def latest_ids(records: Iterable[dict[str, Any]]) -> list[str]:
 def trash_correction(root: str | os.PathLike, record_id: str) -> Path:
     """Move a record into ``<root>/trash/`` (same sub-folders), where nothing reads it.
 
-    Recoverable: moving its three files back into ``images/``, ``labels/`` and ``meta/``
-    restores it. The meta goes first, so the record stops counting before its files move.
+    Recoverable: moving its files back into ``images/``, ``labels/``, ``meta/`` (and
+    ``persons/``) restores it. The meta goes first, so the record stops counting before its files move.
 
     Returns:
         The trash folder.
@@ -310,7 +369,7 @@ def trash_correction(root: str | os.PathLike, record_id: str) -> Path:
         raise FileNotFoundError(f"no correction {record_id} in {root}")
     image_path = find_image(root, record_id, meta)
     trash = root / "trash"
-    for path in (meta_path, root / "labels" / f"{record_id}.png", image_path):
+    for path in (meta_path, root / "labels" / f"{record_id}.png", persons_path(root, record_id), image_path):
         if path is not None and path.is_file():
             (trash / path.parent.name).mkdir(parents=True, exist_ok=True)
             os.replace(path, trash / path.parent.name / path.name)
@@ -344,6 +403,7 @@ EXPORT_README = """Corrections exported from the SSFNet app.
 images/<id>.<ext>  the photo (original bytes where possible)
 labels/<id>.png    indexed PNG of label ids (palette = label colours), 255 = ignore
 meta/<id>.json     label set, source file, model, review, parent record, ...
+persons/<id>.png   (records saved with them) 8-bit person ids, 0 = no person, 1, 2, ... one per person
 label_sets.json    names, ids and RGB colours of each label set used (coarse labels list their classes)
 id.txt             LIP-style list of ids: the latest version of each photo (superseded parents left out)
 list.txt           the same records as "images/<id>.<ext> labels/<id>.png" pairs
@@ -363,7 +423,7 @@ def correction_problem(root: str | os.PathLike, record_id: str) -> str | None:
 
 
 def export_zip(root: str | os.PathLike, dest_path: str | os.PathLike) -> Path:
-    """Zip the complete records (``images/``, ``labels/``, ``meta/``) into ``dest_path``.
+    """Zip the complete records (``images/``, ``labels/``, ``meta/``, ``persons/``) into ``dest_path``.
 
     The zip also carries ``label_sets.json`` (names and palette), LIP-style list files
     (``id.txt``, ``list.txt``: the latest record of each edit chain) and a ``README.txt``,
@@ -384,7 +444,9 @@ def export_zip(root: str | os.PathLike, dest_path: str | os.PathLike) -> Path:
             for meta in sorted(records, key=lambda m: m["id"]):
                 record_id = meta["id"]
                 image_path = find_image(root, record_id, meta)
-                for path in (image_path, root / "labels" / f"{record_id}.png", root / "meta" / f"{record_id}.json"):
+                persons = persons_path(root, record_id)
+                paths = [image_path, root / "labels" / f"{record_id}.png", root / "meta" / f"{record_id}.json"]
+                for path in paths + ([persons] if persons.is_file() else []):
                     archive.write(path, f"{path.parent.name}/{path.name}")
                 if record_id in latest:
                     pairs.append((record_id, f"images/{image_path.name} labels/{record_id}.png"))
