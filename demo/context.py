@@ -20,7 +20,8 @@ import gradio as gr
 import numpy as np
 
 from ssfnet.data.corrections import load_correction
-from ssfnet.io import atomic_write_bytes, overlay, png_bytes
+from ssfnet.files import atomic_write_bytes
+from ssfnet.io import overlay, png_bytes
 from ssfnet.labels import LabelSet, get_label_set
 
 from .access import Access

@@ -17,7 +17,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from ssfnet.io import atomic_write_bytes, label_png_bytes, overlay
+from ssfnet.files import atomic_write_bytes
+from ssfnet.io import label_png_bytes, overlay
 from ssfnet.labels import IGNORE_INDEX, LabelSet, voc_palette
 
 from .cleanup import make_temp_dir
