@@ -1,12 +1,16 @@
-"""Corrections that travel to and from other annotation tools: COCO, CVAT and Label Studio.
+"""Corrections that travel to and from other annotation tools: COCO, CVAT and Label Studio, and out as CIHP.
 
 Export (:func:`export_corrections`) writes records of a corrections folder as
 
 - ``coco``: COCO instance JSON with compressed RLE masks (:mod:`ssfnet.interop.coco`);
 - ``cvat``: CVAT's "Segmentation mask 1.1" zip of PNG masks and ``labelmap.txt`` (:mod:`ssfnet.interop.cvat`);
-- ``labelstudio``: Label Studio tasks JSON with brush RLE masks (:mod:`ssfnet.interop.labelstudio`).
+- ``labelstudio``: Label Studio tasks JSON with brush RLE masks (:mod:`ssfnet.interop.labelstudio`);
+- ``cihp``: a zip in CIHP's layout, part labels and person instances (:mod:`ssfnet.interop.cihp`; export only).
 
-Import (:func:`import_corrections`) reads the same formats back into a corrections folder as new
+COCO and CIHP carry the records' person ids (split and merged in the app, or derived from the labels
+for CIHP when a record has none): COCO as one annotation per person per label with a ``person_id``.
+
+Import (:func:`import_corrections`) reads the first three back into a corrections folder as new
 records, their labels mapped by name onto a label set; names the set lacks are reported and
 refuse the import unless they are to become unlabelled pixels. Command line: ``python -m
 ssfnet.interop export|import`` (``--help``).
@@ -19,12 +23,14 @@ from pathlib import Path
 
 from ssfnet.labels import LabelSet
 
-from . import coco, cvat, labelstudio
+from . import cihp, coco, cvat, labelstudio
 from .common import InteropError, import_items, records_to_export
 
-__all__ = ["FORMATS", "InteropError", "export_corrections", "import_corrections"]
+__all__ = ["FORMATS", "READABLE", "InteropError", "export_corrections", "import_corrections"]
 
-FORMATS = {"coco": coco, "cvat": cvat, "labelstudio": labelstudio}
+FORMATS = {"coco": coco, "cvat": cvat, "labelstudio": labelstudio, "cihp": cihp}
+# The formats that import reads.
+READABLE = tuple(name for name, module in FORMATS.items() if hasattr(module, "read"))
 
 
 def _module(fmt: str):
@@ -48,8 +54,8 @@ def export_corrections(
     Args:
         root: Corrections folder.
         fmt: ``coco`` (``out``: a JSON file, images copied into ``images/`` beside it),
-            ``cvat`` (``out``: a zip) or ``labelstudio`` (``out``: a JSON file, images beside it,
-            the labelling config in ``out`` with ``.xml``).
+            ``cvat`` (``out``: a zip), ``labelstudio`` (``out``: a JSON file, images beside it,
+            the labelling config in ``out`` with ``.xml``) or ``cihp`` (``out``: a zip).
         out: Where to write; written under a temporary name and renamed.
         ids: Only these records; default the latest record of each edit chain.
         all_versions: Also the records later ones were edited from.
@@ -98,6 +104,8 @@ def import_corrections(
         InteropError: unreadable or inconsistent input, or unknown names; nothing was written.
     """
     module = _module(fmt)
+    if fmt not in READABLE:
+        raise InteropError(f"{fmt} is written, not read: import one of {', '.join(READABLE)}")
     path = Path(path)
     if not path.exists():
         raise InteropError(f"{path} does not exist")

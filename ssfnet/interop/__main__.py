@@ -1,8 +1,9 @@
-"""``python -m ssfnet.interop export|import``: corrections to and from COCO, CVAT and Label Studio.
+"""``python -m ssfnet.interop export|import``: corrections to and from COCO, CVAT and Label Studio, and to CIHP.
 
     python -m ssfnet.interop export --corrections corrections --format coco --out out/coco.json
     python -m ssfnet.interop export --corrections corrections --format cvat --out out/cvat.zip
     python -m ssfnet.interop export --corrections corrections --format labelstudio --out out/tasks.json
+    python -m ssfnet.interop export --corrections corrections --format cihp --out out/cihp.zip
     python -m ssfnet.interop import --corrections corrections --format cvat --input task.zip --label-set lip-20
     python -m ssfnet.interop propose --checkpoint checkpoints/ssfnet_lite0-lip20 --photos new/ --format labelstudio \
         --out out/pre.json
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from ssfnet.checkpoint import CheckpointError
 
-from . import FORMATS, InteropError, export_corrections, import_corrections
+from . import FORMATS, READABLE, InteropError, export_corrections, import_corrections
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -34,7 +35,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--out",
         required=True,
         metavar="PATH",
-        help="coco / labelstudio: a .json file (images copied beside it); cvat: a .zip",
+        help="coco / labelstudio: a .json file (images copied beside it); cvat / cihp: a .zip",
     )
     export.add_argument(
         "--ids", nargs="+", metavar="ID", help="only these records (default: the latest of each edit chain)"
@@ -60,7 +61,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     propose.add_argument("--image-root", default=None, metavar="URL", help="labelstudio: as for export")
     imp = verbs.add_parser("import", help="add another tool's export to a corrections folder")
     imp.add_argument("--corrections", required=True, metavar="DIR", help="corrections folder to add records to")
-    imp.add_argument("--format", required=True, choices=list(FORMATS))
+    imp.add_argument("--format", required=True, choices=list(READABLE))
     imp.add_argument(
         "--input", required=True, metavar="PATH", help="coco / labelstudio: the .json; cvat: the .zip or its folder"
     )

@@ -5,6 +5,12 @@ JSON) and one annotation per label it holds: the label's whole region as one mas
 RLE ``{"size": [h, w], "counts": str}`` with ``iscrowd`` 0, its ``area`` and ``bbox``. Categories
 are the label names (background included, so every labelled pixel comes back); unlabelled pixels
 are in no annotation. Reading also takes uncompressed RLE and polygons, as other tools write them.
+
+A record saved with person ids (:mod:`ssfnet.data.correction_persons`) gets one annotation per
+person per label instead: the part instances of CIHP, each with ``"person_id"`` (1, 2, ... within
+the image; a key COCO readers pass over) so that a person's parts can be grouped; the background
+stays one annotation without it. Reading takes ``person_id`` back, so the record imported carries
+the same person ids.
 """
 
 from __future__ import annotations
@@ -29,20 +35,19 @@ def export(records: list[Record], out: Path) -> Path:
         images.append(
             {"id": image_id, "file_name": f"{IMAGES_DIR}/{record.file_name}", "width": width, "height": height}
         )
-        for name, mask in record.regions():
+        for name, person, mask in record.person_regions():
             category = categories.setdefault(name, len(categories) + 1)
             rle = mask_utils.encode(np.asfortranarray(mask, dtype=np.uint8))
-            annotations.append(
-                {
-                    "id": len(annotations) + 1,
-                    "image_id": image_id,
-                    "category_id": category,
-                    "segmentation": {"size": [height, width], "counts": rle["counts"].decode("ascii")},
-                    "area": int(mask_utils.area(rle)),
-                    "bbox": [float(v) for v in mask_utils.toBbox(rle)],
-                    "iscrowd": 0,
-                }
-            )
+            annotation = {
+                "id": len(annotations) + 1,
+                "image_id": image_id,
+                "category_id": category,
+                "segmentation": {"size": [height, width], "counts": rle["counts"].decode("ascii")},
+                "area": int(mask_utils.area(rle)),
+                "bbox": [float(v) for v in mask_utils.toBbox(rle)],
+                "iscrowd": 0,
+            }
+            annotations.append(annotation | ({"person_id": person} if person else {}))
     document = {
         "info": {"description": "SSFNet corrections", "version": "1.0"},
         "images": images,
@@ -97,5 +102,11 @@ def read(path: Path, images: Path | None = None) -> list[Imported]:
         name = categories.get(annotation.get("category_id"))
         if name is None:
             raise InteropError(f"{where} has category {annotation.get('category_id')!r}, which the file does not list")
-        item.regions.append((name, _mask(annotation.get("segmentation"), *item.size, where)))
+        mask = _mask(annotation.get("segmentation"), *item.size, where)
+        item.regions.append((name, mask))
+        person = annotation.get("person_id")
+        if person is not None:
+            if not isinstance(person, int) or isinstance(person, bool):
+                raise InteropError(f"{where} has person_id {person!r}, not a whole number")
+            item.persons.append((person, mask))
     return list(out.values())

@@ -14,7 +14,8 @@ import numpy as np
 from PIL import Image
 
 from ssfnet.data.correction_files import IMAGE_FORMATS, displayed_size, find_image
-from ssfnet.data.corrections import latest_ids, list_corrections, load_correction, save_correction
+from ssfnet.data.correction_persons import derive_persons, person_mask
+from ssfnet.data.corrections import latest_ids, list_corrections, load_correction, load_persons, save_correction
 from ssfnet.data.review import is_approved
 from ssfnet.labels import IGNORE_INDEX, LabelSet, get_label_set
 
@@ -28,13 +29,21 @@ class InteropError(ValueError):
 
 @dataclass
 class Record:
-    """A record to export: its id, image file, label map (H x W uint8, 255 = unlabelled) and label set."""
+    """A record to export: its id, image file, label map (H x W uint8, 255 = unlabelled) and label set.
+
+    ``persons`` are its person ids (H x W uint8, 0 = no person) when it was saved with them.
+    """
 
     record_id: str
     image_path: Path
     labels: np.ndarray
     label_set: LabelSet
     source_name: str | None = None
+    persons: np.ndarray | None = None
+
+    def person_ids(self) -> np.ndarray:
+        """The saved person ids, or (a record saved without them) those derived from the labels."""
+        return self.persons if self.persons is not None else derive_persons(self.labels)
 
     @property
     def file_name(self) -> str:
@@ -46,6 +55,16 @@ class Record:
         for value in np.unique(self.labels).tolist():
             if value != IGNORE_INDEX:
                 yield self.label_set.all_names[value], self.labels == value
+
+    def person_regions(self) -> Iterable[tuple[str, int, np.ndarray]]:
+        """(label name, person id, H x W bool mask): each label's region split by person where the record
+        has person ids (0: pixels of no person, e.g. the background), else whole with person 0."""
+        for name, mask in self.regions():
+            if self.persons is None:
+                yield name, 0, mask
+                continue
+            for person in np.unique(self.persons[mask]).tolist():
+                yield name, person, mask & (self.persons == person)
 
 
 def records_to_export(
@@ -90,10 +109,11 @@ def records_to_export(
             with Image.open(root / "labels" / f"{meta['id']}.png") as im:
                 labels = np.array(im)
             label_set = get_label_set(meta.get("label_set", ""))
+            persons = load_persons(root, meta["id"])
         except (OSError, ValueError, KeyError, SyntaxError) as err:
             raise InteropError(f"correction {meta['id']} in {root} cannot be read: {err}") from None
         image_path = find_image(root, meta["id"], meta)
-        out.append(Record(meta["id"], image_path, labels, label_set, meta.get("source_name")))
+        out.append(Record(meta["id"], image_path, labels, label_set, meta.get("source_name"), persons))
     return out
 
 
@@ -123,13 +143,26 @@ class Imported:
     """One image read from another tool's export: its bytes and its regions by label name.
 
     ``regions`` are (name, H x W bool mask) in the order the file gives them; a later region
-    wins where two overlap.
+    wins where two overlap. ``persons`` are (person id, H x W bool mask) where the export says whose
+    each region is (COCO's ``person_id``); an image with any is saved with person ids.
     """
 
     name: str
     image: bytes
     size: tuple[int, int]  # height, width of the masks
     regions: list[tuple[str, np.ndarray]] = field(default_factory=list)
+    persons: list[tuple[int, np.ndarray]] = field(default_factory=list)
+
+    def person_ids(self, labels: np.ndarray) -> np.ndarray | None:
+        """H x W uint8 person ids of ``persons`` on ``labels``' person pixels, or None without any."""
+        if not self.persons:
+            return None
+        ids = np.zeros(self.size, np.uint8)
+        for person, mask in self.persons:
+            if not 0 < person < 256:
+                raise InteropError(f"{self.name}: person id {person} is not between 1 and 255")
+            ids[mask] = person
+        return np.where(person_mask(labels), ids, 0).astype(np.uint8)
 
 
 def read_image_file(name: str, candidates: Iterable[Path]) -> bytes:
@@ -237,6 +270,7 @@ def import_items(
                 extra={"imported_from": source, "unknown_labels": sorted(unknown)}
                 if unknown
                 else {"imported_from": source},
+                persons=item.person_ids(labels),
             )  # fmt: skip
         )
     return {"imported": imported, "unknown": unknown, "label_set": label_set.name}

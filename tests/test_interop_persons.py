@@ -1,0 +1,125 @@
+"""Person ids in exports (issue 36 item 3): the CIHP layout, and COCO's one annotation per person per label.
+
+The files are read with Pillow and pycocotools, not with this project's reader; a COCO export
+imported again gives back the labels and the person ids pixel for pixel.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+from ssfnet.data.correction_persons import derive_persons
+from ssfnet.data.corrections import load_correction, load_persons, save_correction
+from ssfnet.interop import InteropError, export_corrections, import_corrections
+from ssfnet.interop.__main__ import main
+from ssfnet.interop.cihp import part_instances
+from ssfnet.labels import IGNORE_INDEX, get_label_set
+
+LIP = get_label_set("lip-20")
+HAIR, FACE, COAT = LIP.id_of("hair"), LIP.id_of("face"), LIP.id_of("coat")
+
+
+def people() -> tuple[np.ndarray, np.ndarray]:
+    """Labels of two touching people with a row of unlabelled pixels, and person ids that split them."""
+    labels = np.zeros((30, 40), np.uint8)
+    labels[2:8, 4:36] = HAIR
+    labels[8:14, 4:36] = FACE
+    labels[14:28, 4:36] = COAT
+    labels[20, :] = IGNORE_INDEX
+    persons = np.where((labels > 0) & (labels != IGNORE_INDEX), 1, 0).astype(np.uint8)
+    persons[:, 20:] *= 3  # the right half is person 3
+    return labels, persons
+
+
+@pytest.fixture
+def store(tmp_path):
+    """A record saved with person ids and an older one without (derived on export)."""
+    root = tmp_path / "store"
+    labels, persons = people()
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (*labels.shape, 3), dtype=np.uint8)
+    old = save_correction(root, image, labels, LIP)
+    with_persons = save_correction(root, image[::-1].copy(), labels, LIP, persons=persons)
+    return root, old, with_persons
+
+
+def read_png(archive: zipfile.ZipFile, name: str) -> np.ndarray:
+    with Image.open(io.BytesIO(archive.read(name))) as im:
+        return np.array(im)
+
+
+def test_cihp_export_holds_parts_persons_and_part_instances(store, tmp_path):
+    root, old, with_persons = store
+    out, count = export_corrections(root, "cihp", tmp_path / "cihp.zip", all_versions=True)
+    assert count == 2
+    labels, persons = people()
+    archive = zipfile.ZipFile(out)
+    names = set(archive.namelist())
+    for record in (old, with_persons):
+        for folder in ("Category_ids", "Categories", "Human_ids", "Humans", "Instance_ids", "Instances"):
+            assert f"Training/{folder}/{record}.png" in names
+        assert f"Training/Images/{record}.png" in names
+        assert np.array_equal(read_png(archive, f"Training/Category_ids/{record}.png"), labels)
+    assert np.array_equal(read_png(archive, f"Training/Human_ids/{with_persons}.png"), persons)
+    assert np.array_equal(read_png(archive, f"Training/Human_ids/{old}.png"), derive_persons(labels))
+    instances = read_png(archive, f"Training/Instance_ids/{with_persons}.png")
+    # Two people times three labels: six part instances, each within one person and one label.
+    assert sorted(np.unique(instances).tolist()) == list(range(7))
+    for k in range(1, 7):
+        assert np.unique(persons[instances == k]).size == 1 and np.unique(labels[instances == k]).size == 1
+    assert archive.read("Training/train_id.txt").decode().split() == [old, with_persons]
+    assert f"derived from the labels (not checked by a person) for: {old}" in archive.read("README.txt").decode()
+    assert "2 hair" in archive.read("labels.txt").decode()
+
+
+def test_part_instances_number_person_by_person():
+    labels = np.array([[0, HAIR, FACE, HAIR]], np.uint8)
+    persons = np.array([[0, 2, 2, 1]], np.uint8)
+    assert part_instances(labels, persons).tolist() == [[0, 2, 3, 1]]
+
+
+def test_cihp_refuses_mixed_label_sets_and_import(store, tmp_path):
+    root, _, with_persons = store
+    save_correction(root, np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4), np.uint8), "person-head-3")
+    with pytest.raises(InteropError, match="several label sets"):
+        export_corrections(root, "cihp", tmp_path / "mixed.zip", all_versions=True)
+    assert not (tmp_path / "mixed.zip").exists()
+    with pytest.raises(InteropError, match="cihp is written, not read"):
+        import_corrections(tmp_path / "mixed.zip", "cihp", tmp_path / "back")
+    command = ["export", "--corrections", str(root), "--format", "cihp", "--out", str(tmp_path / "one.zip")]
+    assert main([*command, "--ids", with_persons]) == 0 and (tmp_path / "one.zip").is_file()
+
+
+def test_coco_has_one_annotation_per_person_per_label_and_comes_back(store, tmp_path):
+    root, old, with_persons = store
+    out, _ = export_corrections(root, "coco", tmp_path / "coco" / "instances.json", ids=[with_persons, old])
+    document = json.loads(out.read_text())
+    labels, persons = people()
+    names = {c["id"]: c["name"] for c in document["categories"]}
+    first = [a for a in document["annotations"] if a["image_id"] == 1]
+    # Background once, hair / face / coat once per person; decoded by pycocotools.
+    assert sorted((names[a["category_id"]], a.get("person_id")) for a in first) == sorted(
+        [("background", None)] + [(n, p) for n in ("hair", "face", "coat") for p in (1, 3)]
+    )
+    for annotation in first:
+        mask = mask_utils.decode(annotation["segmentation"]).astype(bool)
+        value = LIP.id_of(names[annotation["category_id"]])
+        expected = labels == value
+        if "person_id" in annotation:
+            expected &= persons == annotation["person_id"]
+        assert np.array_equal(mask, expected)
+    # The record without person ids keeps one annotation per label, none with a person_id.
+    assert all("person_id" not in a for a in document["annotations"] if a["image_id"] == 2)
+    report = import_corrections(out, "coco", tmp_path / "back")
+    back = {load_correction(tmp_path / "back", i)[2]["source_name"]: i for i in report["imported"]}
+    again = back[f"{with_persons}.png"]
+    assert np.array_equal(load_correction(tmp_path / "back", again)[1], labels)
+    assert np.array_equal(load_persons(tmp_path / "back", again), persons)
+    assert load_persons(tmp_path / "back", back[f"{old}.png"]) is None
