@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import logging
+import shutil
+import zipfile
+from pathlib import Path
 
 import gradio as gr
 
 from ssfnet.data.corrections import export_zip, latest_ids, list_corrections, trash_correction
 from ssfnet.data.review import APPROVED, REVIEW_STATUSES, set_review
+from ssfnet.interop import InteropError, export_corrections
 
 from .context import AppContext, status_text
 from .paths import page_roots, shown_path, shown_text
@@ -19,6 +24,16 @@ from .widgets import mistake, require, selected_index
 logger = logging.getLogger(__name__)
 
 GALLERY_SIZE = 48
+# The export choices as the page names them -> the format (demo.panel_gallery.GalleryHandlers.export_as).
+EXPORT_FORMATS = {
+    "This app's zip (images, labels, meta, person ids)": "store",
+    "COCO instances JSON (RLE masks, one per person and label)": "coco",
+    "CVAT Segmentation mask 1.1": "cvat",
+    "Label Studio tasks JSON (brush RLE)": "labelstudio",
+    "CIHP (part labels + person ids)": "cihp",
+}
+# Where the exports that are a JSON file with the images beside it are written, inside their zip.
+_JSON_EXPORTS = {"coco": "instances.json", "labelstudio": "tasks.json"}
 
 
 class GalleryHandlers:
@@ -165,6 +180,69 @@ class GalleryHandlers:
         if kept:
             message += f" Note: {kept}."
         return app.opened(reopened, opacity, hidden, label, message)
+
+    def export_as(self, choice, all_versions=False) -> dict:
+        """Export the corrections store in the format ``choice`` (a key or value of :data:`EXPORT_FORMATS`)
+        as one zip to download: the latest record of each edit chain, or every record with ``all_versions``.
+
+        The store is only read; the zip is written in the app's scratch folder under a temporary name
+        and renamed, and a failed export (an empty store, a full disk, a record that cannot be read)
+        removes what it wrote and says why on the page, the download left as it was.
+        """
+        ui = self.app.ui
+        fmt = EXPORT_FORMATS.get(choice, choice)
+        if fmt not in EXPORT_FORMATS.values():
+            raise mistake(f"unknown export format {choice!r}: choose one of {', '.join(EXPORT_FORMATS)}")
+        root = self.app.corrections_dir
+        shown_root = shown_path(root, self.roots)
+        if not list_corrections(root):
+            message = f"No saved corrections in {shown_root} yet: save a correction first, then export."
+            gr.Warning(message)
+            return {ui.export_file: gr.skip(), ui.message: f"**Nothing to export.** {message}"}
+        folder = self.app.scratch.new()
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        dest = folder / f"corrections-{fmt}-{stamp}.zip"
+        try:
+            count = self._export(root, fmt, dest, bool(all_versions))
+        except (InteropError, OSError) as err:
+            shutil.rmtree(folder, ignore_errors=True)
+            if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+                problem = (
+                    f"the disk of the app's scratch folder is full ({shown_path(folder.parent, self.roots)}). "
+                    "Free some space and export again"
+                )
+            else:
+                problem = shown_text(str(err.args[0] if isinstance(err, InteropError) else err), self.roots)
+            gr.Warning(f"Export failed: {problem}")
+            return {
+                ui.export_file: gr.skip(),
+                ui.message: f"**Export failed:** {problem}. The corrections in {shown_root} are unchanged.",
+            }
+        what = "record" if count == 1 else "records"
+        return {ui.export_file: str(dest), ui.message: f"Exported {count} {what} as {choice}: `{dest.name}`."}
+
+    @staticmethod
+    def _export(root: Path, fmt: str, dest: Path, all_versions: bool) -> int:
+        """Write the zip ``dest`` of ``root``'s records in format ``fmt``; returns how many records it holds."""
+        if fmt == "store":  # every record, its id.txt naming the latest of each chain
+            export_zip(root, dest)
+            return len(list_corrections(root))
+        if fmt not in _JSON_EXPORTS:
+            return export_corrections(root, fmt, dest, all_versions=all_versions)[1]
+        # A JSON with its images beside it: written in a folder of its own, then zipped.
+        inside = dest.parent / f".{dest.stem}"
+        _, count = export_corrections(root, fmt, inside / _JSON_EXPORTS[fmt], all_versions=all_versions)
+        temporary = dest.with_name(f".{dest.name}.tmp")
+        try:
+            with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+                for path in sorted(inside.rglob("*")):
+                    if path.is_file():
+                        archive.write(path, path.relative_to(inside).as_posix())
+            temporary.replace(dest)
+        finally:
+            temporary.unlink(missing_ok=True)
+            shutil.rmtree(inside, ignore_errors=True)
+        return count
 
     def export(self):
         """Zip the corrections (images/, labels/, meta/, label_sets.json, LIP-style id.txt and list.txt)."""

@@ -28,7 +28,7 @@ from .memory import expire_closed_sessions, start_trimmer
 from .models import Predictors, set_model_threads
 from .panel_edit import TOOLS, ZOOM_CHOICES, EditHandlers
 from .panel_finetune import FinetuneHandlers
-from .panel_gallery import GalleryHandlers
+from .panel_gallery import EXPORT_FORMATS, GalleryHandlers
 from .panel_models import ModelHandlers
 from .panel_photo import PhotoHandlers
 from .paths import page_roots, shown_path
@@ -338,6 +338,14 @@ def _saved_panel(app: AppContext) -> None:
             ui.show_old = gr.Checkbox(False, label="Show superseded versions")
         with gr.Row():
             ui.export_btn = gr.Button("Export all as zip")
+            ui.export_format = gr.Dropdown(
+                list(EXPORT_FORMATS),
+                value=next(iter(EXPORT_FORMATS)),
+                label="Export format",
+                info="The latest record of each edit chain; every record while superseded versions are shown.",
+                elem_id="export-format",
+            )
+            ui.export_as_btn = gr.Button("Export in this format", elem_id="export-as")
             ui.export_file = gr.File(label="Zip of the corrections folder", interactive=False)
 
 
@@ -566,6 +574,9 @@ def _wire_saved(demo: gr.Blocks, app: AppContext, handlers: Handlers, queue_pane
     ui.drafts_refresh_btn.click(photo.draft_choices, ui.draft_dd, ui.draft_dd, api_name="drafts")
     demo.load(photo.draft_choices, None, ui.draft_dd, api_visibility="private")
     ui.export_btn.click(gallery.export, None, ui.export_file, api_name="export_zip")
+    ui.export_as_btn.click(
+        gallery.export_as, [ui.export_format, ui.show_old], [ui.export_file, ui.message], api_name="export_corrections"
+    )
     ui.review_btn.click(
         gallery.set_review,
         [ui.session, ui.review_status, ui.review_note, ui.show_old],

@@ -299,9 +299,7 @@ def load_correction(
     return image, resize_labels(labels, image.shape[:2]), meta
 
 
-def load_persons(
-    root: str | os.PathLike, record_id: str, size: tuple[int, int] | None = None
-) -> np.ndarray | None:
+def load_persons(root: str | os.PathLike, record_id: str, size: tuple[int, int] | None = None) -> np.ndarray | None:
     """A record's person ids (H x W uint8, 0 = no person), or None for a record saved without them.
 
     Args:
