@@ -24,7 +24,7 @@ from .widgets import mistake, require, selected_index
 logger = logging.getLogger(__name__)
 
 GALLERY_SIZE = 48
-# The export choices as the page names them -> the format (demo.panel_gallery.GalleryHandlers.export_as).
+# The export choices as the page names them -> the format, the value the API takes (GalleryHandlers.export_as).
 EXPORT_FORMATS = {
     "This app's zip (images, labels, meta, person ids)": "store",
     "COCO instances JSON (RLE masks, one per person and label)": "coco",
@@ -219,7 +219,8 @@ class GalleryHandlers:
                 ui.message: f"**Export failed:** {problem}. The corrections in {shown_root} are unchanged.",
             }
         what = "record" if count == 1 else "records"
-        return {ui.export_file: str(dest), ui.message: f"Exported {count} {what} as {choice}: `{dest.name}`."}
+        named = next(label for label, value in EXPORT_FORMATS.items() if value == fmt)
+        return {ui.export_file: str(dest), ui.message: f"Exported {count} {what} as {named}: `{dest.name}`."}
 
     @staticmethod
     def _export(root: Path, fmt: str, dest: Path, all_versions: bool) -> int:

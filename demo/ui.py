@@ -339,8 +339,8 @@ def _saved_panel(app: AppContext) -> None:
         with gr.Row():
             ui.export_btn = gr.Button("Export all as zip")
             ui.export_format = gr.Dropdown(
-                list(EXPORT_FORMATS),
-                value=next(iter(EXPORT_FORMATS)),
+                list(EXPORT_FORMATS.items()),
+                value="store",
                 label="Export format",
                 info="The latest record of each edit chain; every record while superseded versions are shown.",
                 elem_id="export-format",

@@ -10,13 +10,18 @@ from types import SimpleNamespace
 import gradio as gr
 import numpy as np
 import pytest
+import torch
+from gradio_client import Client, handle_file
+from helpers import app_settings, launched_app
 from PIL import Image
 
 from demo.drafts import Drafts
+from demo.keys import POLYGON_TOOL
 from demo.panel_edit import PERSON_CUT_TOOL, PERSON_MERGE_TOOL, PERSON_SPLIT_TOOL, TOOLS, EditHandlers
 from demo.render import draw_persons
 from demo.session import Session, Source, open_correction
 from demo.zoom import window
+from ssfnet import build_model, save_checkpoint
 from ssfnet.data import correction_persons as cp
 from ssfnet.data.corrections import (
     export_zip,
@@ -239,3 +244,38 @@ def _png(image: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    root = tmp_path_factory.mktemp("persons")
+    torch.manual_seed(0)
+    model = build_model("ssfnet_lite", LIP.num_classes)
+    save_checkpoint(model, root / "checkpoints" / "tiny", variant="ssfnet_lite", label_set="lip-20")
+    settings = app_settings(root)
+    with launched_app(settings) as demo:
+        yield settings, f"http://127.0.0.1:{settings.port}/", demo
+
+
+def test_person_tools_save_and_export_through_the_api(app, tmp_path):
+    settings, url, _ = app
+    client = Client(url, verbose=False, analytics_enabled=False)
+    photo = tmp_path / "plain.png"
+    Image.fromarray(np.full((64, 96, 3), 150, np.uint8)).save(photo)
+    client.predict(handle_file(str(photo)), None, False, False, *VIEW, api_name="/parse")
+    for x, y in [(0, 0), (95, 0), (95, 63), (0, 63)]:  # the whole photo background first
+        client.predict(x, y, POLYGON_TOOL, "0", 24, *VIEW, api_name="/apply_click")
+    client.predict("0", *VIEW, api_name="/close_polygon")
+    for left in (5, 60):  # two people: a face each
+        for x, y in [(left, 10), (left + 30, 10), (left + 30, 50), (left, 50)]:
+            client.predict(x, y, POLYGON_TOOL, str(FACE), 24, *VIEW, api_name="/apply_click")
+        client.predict(str(FACE), *VIEW, api_name="/close_polygon")
+    client.predict(20, 30, PERSON_MERGE_TOOL, str(FACE), 24, *VIEW, 200, False, api_name="/apply_click")
+    client.predict(70, 30, PERSON_MERGE_TOOL, str(FACE), 24, *VIEW, 200, False, api_name="/apply_click")
+    client.predict(True, *VIEW, api_name="/show_persons")
+    client.predict(api_name="/save")
+    (record,) = [m["id"] for m in list_corrections(settings.corrections_dir)]
+    persons = load_persons(settings.corrections_dir, record)
+    assert persons is not None and cp.person_count(persons) == 1  # merged into one
+    archive = client.predict("cihp", False, api_name="/export_corrections")[0]
+    assert f"Training/Human_ids/{record}.png" in zipfile.ZipFile(archive).namelist()
