@@ -196,6 +196,75 @@ class LoopContext:
     native_loss: bool = True
 
 
+def _epoch_bar(loader: torch.utils.data.DataLoader, ctx: LoopContext) -> tqdm:
+    """The epoch's progress bar (shown by the main process only)."""
+    state = ctx.state
+    return tqdm(
+        total=len(loader) + state.step_in_epoch,
+        initial=state.step_in_epoch,
+        disable=not ctx.dist.is_main,
+        desc=f"epoch {state.epoch}",
+        dynamic_ncols=True,
+        leave=False,
+        # On a time budget the epoch's ETA means nothing (the run ends with the budget): show time left.
+        bar_format="{desc}: {n_fmt}/{total_fmt} [{elapsed}{postfix}]" if ctx.schedule.budget_s is not None else None,
+    )
+
+
+def _agree(ctx: LoopContext) -> tuple[float, float, float]:
+    """The schedule's progress, whether to stop and whether a checkpoint is due, agreed by every process."""
+    state = ctx.state
+    stop_local = ctx.stop.requested() or (
+        ctx.stop_after_iters is not None and state.iteration - ctx.session_start_iteration >= ctx.stop_after_iters
+    )
+    save_local = time.perf_counter() - ctx.last_save >= ctx.checkpoint_every_s
+    local = [ctx.schedule.progress(state), float(stop_local), float(save_local)]
+    progress, stop, save = all_reduce_max(local, ctx.dist)
+    return progress, stop, save
+
+
+def _optimizer_step(
+    model: nn.Module,
+    criterion: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    ctx: LoopContext,
+) -> tuple[float, dict[str, float]]:
+    """One step on a batch (B x 3 x H x W images, B x H x W labels): the loss and its parts.
+
+    Raises:
+        FloatingPointError: the loss is not finite.
+    """
+    images = images.to(ctx.device, non_blocking=True)
+    targets = targets.to(ctx.device, non_blocking=True)
+    if ctx.gpu_augment is not None:
+        images = ctx.gpu_augment(images, ctx.state.iteration)
+    if ctx.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    with autocast_for(ctx.device, ctx.amp):
+        # Logits at the heads' own resolutions: the loss brings the labels down to them.
+        outputs = model(images, aux=True, native=ctx.native_loss)
+    # The loss in fp32: the partial-label log-sum-exp is not bf16-safe.
+    loss, parts = criterion({k: v.float() for k, v in outputs.items()}, targets)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    loss_value = float(loss.detach())
+    if not math.isfinite(loss_value):
+        raise FloatingPointError(f"loss is {loss_value} at iteration {ctx.state.iteration}; lower --lr")
+    return loss_value, parts
+
+
+def _log_step(ctx: LoopContext, record: dict, parts: dict[str, float]) -> None:
+    """Write a step's record to the run's log and TensorBoard."""
+    if ctx.log is not None:
+        ctx.log.write(record)
+    if ctx.tensorboard is not None:
+        for key in ("loss", "lr", *parts):
+            ctx.tensorboard.add_scalar(f"train/{key}", record[key], ctx.state.iteration)
+
+
 def train_one_epoch(
     model: nn.Module,
     criterion: nn.Module,
@@ -216,30 +285,14 @@ def train_one_epoch(
     set_train_mode(model, ctx.frozen_backbone, ctx.frozen_bn)
     show = ctx.dist.is_main
     on_time = ctx.schedule.budget_s is not None
-    bar = tqdm(
-        total=len(loader) + state.step_in_epoch,
-        initial=state.step_in_epoch,
-        disable=not show,
-        desc=f"epoch {state.epoch}",
-        dynamic_ncols=True,
-        leave=False,
-        # On a time budget the epoch's ETA means nothing (the run ends with the budget): show time left.
-        bar_format="{desc}: {n_fmt}/{total_fmt} [{elapsed}{postfix}]" if on_time else None,
-    )
+    bar = _epoch_bar(loader, ctx)
     end = time.perf_counter()
     first_step = True
     try:
         for images, targets in loader:
             wait = time.perf_counter() - end
             state.elapsed = ctx.clock()
-            stop_local = ctx.stop.requested() or (
-                ctx.stop_after_iters is not None
-                and state.iteration - ctx.session_start_iteration >= ctx.stop_after_iters
-            )
-            save_local = time.perf_counter() - ctx.last_save >= ctx.checkpoint_every_s
-            progress, stop, save = all_reduce_max(
-                [ctx.schedule.progress(state), float(stop_local), float(save_local)], ctx.dist
-            )
+            progress, stop, save = _agree(ctx)
             if stop:
                 return "stopped"
             if progress >= 1.0:
@@ -250,24 +303,7 @@ def train_one_epoch(
                 end += time.perf_counter() - began  # a checkpoint is not part of the step's time
             lr = ctx.schedule.lr(progress)
             set_lr(optimizer, lr)
-
-            images = images.to(ctx.device, non_blocking=True)
-            targets = targets.to(ctx.device, non_blocking=True)
-            if ctx.gpu_augment is not None:
-                images = ctx.gpu_augment(images, state.iteration)
-            if ctx.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            with autocast_for(ctx.device, ctx.amp):
-                # Logits at the heads' own resolutions: the loss brings the labels down to them.
-                outputs = model(images, aux=True, native=ctx.native_loss)
-            # The loss in fp32: the partial-label log-sum-exp is not bf16-safe.
-            loss, parts = criterion({k: v.float() for k, v in outputs.items()}, targets)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_value = float(loss.detach())
-            if not math.isfinite(loss_value):
-                raise FloatingPointError(f"loss is {loss_value} at iteration {state.iteration}; lower --lr")
+            loss_value, parts = _optimizer_step(model, criterion, optimizer, images, targets, ctx)
             state.iteration += 1
             state.step_in_epoch += 1
             step = time.perf_counter() - end
@@ -293,11 +329,7 @@ def train_one_epoch(
                 "images_per_s": round(images.shape[0] * ctx.dist.world_size / max(step, 1e-9), 2),
                 "elapsed_s": round(ctx.clock(), 2),
             }
-            if ctx.log is not None:
-                ctx.log.write(record)
-            if ctx.tensorboard is not None:
-                for key in ("loss", "lr", *parts):
-                    ctx.tensorboard.add_scalar(f"train/{key}", record[key], state.iteration)
+            _log_step(ctx, record, parts)
             bar.update(1)
             if show and state.iteration % ctx.print_freq == 0:
                 left = {"left": f"{max(0.0, ctx.schedule.budget_s - ctx.clock()) / 60:.1f} min"} if on_time else {}

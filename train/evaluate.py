@@ -382,6 +382,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def score_fields(metrics: dict, names: tuple[str, ...]) -> dict:
+    """The scores a result records: mIoU (over all classes and over those present), accuracies, per class."""
+    return {
+        "miou": metrics["miou"],
+        "miou_present": metrics["miou_present"],
+        "pixel_acc": metrics["pixel_acc"],
+        "mean_acc": metrics["mean_acc"],
+        **{key: metrics[key] for key, _ in SUMMARY_IOUS if key in metrics},
+        "per_class": per_class_table(metrics, names),
+    }
+
+
+def _report(result: dict, metrics: dict, names: tuple[str, ...], seconds: float, out: str | Path | None) -> None:
+    """Print the table of ``result``; with ``out``, write ``metrics.json`` and ``confusion.png`` there."""
+    print(format_table(metrics, names))
+    print(f"{result['images']} images in {seconds:.1f} s")
+    if not out:
+        return
+    out = Path(out)
+    write_json(out / "metrics.json", result)
+    mode = {(True, True): "multi-scale + flip", (True, False): "multi-scale", (False, True): "single-scale + flip"}
+    plot_results(
+        np.asarray(result["matrix"]),
+        metrics,
+        names,
+        out / "confusion.png",
+        title=f"{Path(result['checkpoint']).name} on {', '.join(result['data'])} "
+        f"({mode.get((result['multiscale'], result['flip']), 'single-scale')})",
+    )
+    print(f"wrote {out / 'metrics.json'} and {out / 'confusion.png'}")
+
+
 def evaluate_checkpoint(
     checkpoint: str | Path,
     data: list[str],
@@ -424,10 +456,8 @@ def evaluate_checkpoint(
     Returns:
         mIoU, pixel and mean accuracy, per-class IoU, the confusion matrix and what was scored.
     """
-    kwargs = {"scales": tuple(scales)}
-    if input_size:
-        kwargs["input_size"] = input_size
-    predictor = load_predictor(checkpoint, device, precision=precision, **kwargs)
+    sized = {"input_size": input_size} if input_size else {}
+    predictor = load_predictor(checkpoint, device, precision=precision, scales=tuple(scales), **sized)
     model_set = predictor.label_set
     gt_set = get_label_set(gt_label_set) if gt_label_set else model_set
     mapping = None if gt_set is model_set else eval_mapping(model_set, gt_set)
@@ -459,31 +489,11 @@ def evaluate_checkpoint(
         "input_size": predictor.input_size,
         "device": str(predictor.device),
         "seconds": round(seconds, 2),
-        "miou": metrics["miou"],
-        "miou_present": metrics["miou_present"],
-        "pixel_acc": metrics["pixel_acc"],
-        "mean_acc": metrics["mean_acc"],
-        **{key: metrics[key] for key, _ in SUMMARY_IOUS if key in metrics},
-        "per_class": per_class_table(metrics, gt_set.names),
+        **score_fields(metrics, gt_set.names),
         "matrix": total.matrix.tolist(),
     }
-    print(format_table(metrics, gt_set.names))
-    print(f"{images} images in {seconds:.1f} s")
-    if out:
-        out = Path(out)
-        write_json(out / "metrics.json", result)
-        mode = {(True, True): "multi-scale + flip", (True, False): "multi-scale", (False, True): "single-scale + flip"}
-        plot_results(
-            total.matrix,
-            metrics,
-            gt_set.names,
-            out / "confusion.png",
-            title=f"{Path(checkpoint).name} on {', '.join(data)} ({mode.get((multiscale, flip), 'single-scale')})",
-        )
-        print(f"wrote {out / 'metrics.json'} and {out / 'confusion.png'}")
-    if matrices is not None:
-        result["per_image"] = matrices
-    return result
+    _report(result, metrics, gt_set.names, seconds, out)
+    return result if matrices is None else {**result, "per_image": matrices}
 
 
 def main(argv: list[str] | None = None) -> dict:

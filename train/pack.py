@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ssfnet.data import open_source, parse_source
+from ssfnet.data import ParsingDataset, open_source, parse_source
 from ssfnet.data.packs import INDEX, PACK_FORMAT
 from ssfnet.geometry import resize_long_side
 from ssfnet.io import label_png_bytes
@@ -134,6 +134,32 @@ class _PackWriter:
         self._zip = None
 
 
+def _fill(
+    writer: _PackWriter,
+    dataset: ParsingDataset,
+    order: np.ndarray,
+    name: str,
+    share: int | None,
+    *,
+    max_side: int | None,
+    quality: int,
+    progress: bool,
+) -> None:
+    """Add ``dataset``'s samples in ``order`` to ``writer`` while they fit in ``share`` bytes (None: all); close it."""
+    written_bytes = 0
+    for index in tqdm(order, desc=name, disable=not progress):
+        image, label = dataset.load(int(index))
+        jpeg, png, size = encode_sample(image, label, writer.label_set, max_side=max_side, quality=quality)
+        sample_id = str(dataset.ids[int(index)])
+        cost = writer.cost(sample_id, name, jpeg, png, size)
+        # Each pack file also carries an index header and the zip's end records.
+        if share is not None and written_bytes + cost + _PACK_OVERHEAD * (len(writer.written) + 1) > share:
+            break
+        writer.add(sample_id, name, jpeg, png, size)
+        written_bytes += cost
+    writer.close()
+
+
 def write_packs(
     sources: Iterable[str],
     out: str | Path,
@@ -194,18 +220,7 @@ def write_packs(
         writer = _PackWriter(
             out / name, ls, pack_bytes, {"source": {"kind": spec.kind, "path": str(spec.path), "split": spec.split}}
         )
-        written_bytes = 0
-        for index in tqdm(order, desc=name, disable=not progress):
-            image, label = dataset.load(int(index))
-            jpeg, png, size = encode_sample(image, label, ls, max_side=max_side, quality=quality)
-            sample_id = str(dataset.ids[int(index)])
-            cost = writer.cost(sample_id, name, jpeg, png, size)
-            # Each pack file also carries an index header and the zip's end records.
-            if share is not None and written_bytes + cost + _PACK_OVERHEAD * (len(writer.written) + 1) > share:
-                break
-            writer.add(sample_id, name, jpeg, png, size)
-            written_bytes += cost
-        writer.close()
+        _fill(writer, dataset, order, name, share, max_side=max_side, quality=quality, progress=progress)
         total += sum(p["bytes"] for p in writer.written)
         manifest["sources"].append(
             {

@@ -255,6 +255,101 @@ def score_run(
     return scores, score_sources(predictor, split, specs, multiscale=True, flip=True, limit=multiscale_limit or limit)
 
 
+def training_history(run: Path, out: Path, meta: dict, config: dict, size: int, scores: dict[str, dict]) -> list[dict]:
+    """The shipped checkpoint's training history with ``run``'s entry last: where and how it trained, what it scored."""
+    minutes = run_minutes(run)
+    prior_minutes, history = prior_training(run, out)
+    resolved = config.get("resolved", {})
+    entry = {
+        "run": run.name,
+        "label_set": meta["label_set"],
+        "hardware": resolved.get("hardware") or hardware(),  # runs trained before it was recorded: here
+        "precision": "bf16 autocast" if resolved.get("amp_bf16") else "fp32",
+        "minutes": round(minutes, 1),
+        "cumulative_minutes": round(prior_minutes + minutes, 1),
+        "iteration": meta.get("iteration"),
+        # The scores below are at this inference size; a later run may ship at another one.
+        "input_size": size,
+        "scores": {k: {"label_set": v["label_set"], "main": v["main"]} for k, v in scores.items()},
+        # Runs warm-started from one another may change the recipe (a lower learning rate, say):
+        # each entry keeps its own, the top-level ``recipe`` is the latest run's.
+        "recipe": {key: config.get(key) for key in RECIPE_KEYS},
+    }
+    return [*history, entry]
+
+
+def shipped_metadata(out: Path) -> dict:
+    """The metadata of the checkpoint ``out`` holds; empty when there is none or it is unreadable."""
+    if not out.is_dir():
+        return {}
+    try:
+        return read_metadata(out)
+    except CheckpointError:
+        return {}
+
+
+def data_terms(specs: list[str]) -> list[str]:
+    """The terms of use of the datasets ``specs`` name, in their order."""
+    return [TERMS[kind] for kind in (parse_source(s).kind for s in specs) if kind in TERMS]
+
+
+def training_record(config: dict, meta: dict, history: list[dict], unreleased: list[dict]) -> dict:
+    """The checkpoint's ``training`` metadata; ``history`` ends with this run's entry."""
+    return {
+        "data": list(config["data"]),
+        "data_terms": data_terms(config["data"]),
+        "recipe": history[-1]["recipe"],
+        "precision": summary(history, "precision"),
+        "hardware": summary(history, "hardware"),
+        "cumulative_minutes": history[-1]["cumulative_minutes"],
+        "init_checkpoint": config.get("init_checkpoint"),
+        "runs": len(history),
+        "history": history,
+        "unreleased": unreleased,
+        "iteration": meta.get("iteration"),
+    }
+
+
+def metrics_record(config: dict, scores: dict, scores_ms: dict | None, extra: dict) -> dict:
+    """The checkpoint's ``metrics``: the held-out scores (multi-scale + flip too, if scored) and ``extra``."""
+    return {
+        "split": "held-out photos of each source (split.json of the run, seed "
+        f"{config.get('split_seed')}, fraction {config.get('val_fraction')})",
+        "sources": scores,
+        **({"sources_multiscale_flip": scores_ms} if scores_ms else {}),
+        **extra,
+    }
+
+
+def shipped_baseline(
+    out: Path, old_meta: dict, run: Path, specs: list[str], size: int, device: str, limit: int | None, *, force: bool
+) -> tuple[dict | None, bool]:
+    """The scores the run must beat (None: nothing shipped), and whether they were scored here.
+
+    When the shipped weights parse at another size than ``size``, they are re-scored at ``size`` on
+    ``run``'s held-out photos: comparing like with like keeps what the size alone changes from being
+    credited to the run (or held against it).
+    """
+    old_scores = old_meta.get("metrics", {}).get("sources")
+    old_size = old_meta.get("input_size")
+    if old_scores is None or force or old_size is None or int(old_size) == size:
+        return old_scores, False
+    model, meta = load_checkpoint(out)
+    shipped = Predictor(model, meta["label_set"], device=device, input_size=size, name=out.name)
+    return score_sources(shipped, run / "split.json", specs, limit=limit), True
+
+
+def plot_training(training: dict, path: str | Path, name: str) -> None:
+    """The model card's curve: each run's validation score (released or not) by cumulative CPU minutes."""
+    plot_history(
+        training["history"],
+        path,
+        MAIN_FIGURE,
+        title=f"{name}: validation by CPU minutes",
+        unreleased=training.get("unreleased", []),
+    )
+
+
 def release(
     run: str | Path,
     out: str | Path,
@@ -301,83 +396,27 @@ def release(
     specs = list(config["data"])
     scores, scores_ms = score_run(predictor, run, specs, multiscale, limit, multiscale_limit)
     extra = extra_figures(predictor, run, specs, None if data_root is None else Path(data_root), limit)
-    minutes = run_minutes(run)
-    prior_minutes, history = prior_training(run, out)
-    cumulative = round(prior_minutes + minutes, 1)
-    resolved = config.get("resolved", {})
-    entry = {
-        "run": run.name,
-        "label_set": meta["label_set"],
-        "hardware": resolved.get("hardware") or hardware(),  # runs trained before it was recorded: here
-        "precision": "bf16 autocast" if resolved.get("amp_bf16") else "fp32",
-        "minutes": round(minutes, 1),
-        "cumulative_minutes": cumulative,
-        "iteration": meta.get("iteration"),
-        # The scores below are at this inference size; a later run may ship at another one.
-        "input_size": size,
-        "scores": {k: {"label_set": v["label_set"], "main": v["main"]} for k, v in scores.items()},
-        # Runs warm-started from one another may change the recipe (a lower learning rate, say):
-        # each entry keeps its own, the top-level ``recipe`` is the latest run's.
-        "recipe": {key: config.get(key) for key in RECIPE_KEYS},
-    }
-    old_meta: dict = {}
-    if out.is_dir():
-        try:
-            old_meta = read_metadata(out)
-        except CheckpointError:
-            old_meta = {}
-    old_scores = old_meta.get("metrics", {}).get("sources")
+    history = training_history(run, out, meta, config, size, scores)
+    old_meta = shipped_metadata(out)
     unreleased = [u for u in old_meta.get("training", {}).get("unreleased", []) if u.get("run") != run.name]
-    baseline, rescored = old_scores, False
-    old_size = old_meta.get("input_size")
-    if old_scores is not None and not force and old_size is not None and int(old_size) != size:
-        # The shipped weights parse at another size: compare like with like, re-scoring them at this
-        # one, so that what the size alone changes is not credited to the run (or held against it).
-        shipped_model, shipped_meta = load_checkpoint(out)
-        shipped = Predictor(shipped_model, shipped_meta["label_set"], device=device, input_size=size, name=out.name)
-        baseline, rescored = score_sources(shipped, run / "split.json", specs, limit=limit), True
-    published = force or old_scores is None or better(scores, baseline)
-    kinds = [parse_source(s).kind for s in specs]
+    baseline, rescored = shipped_baseline(out, old_meta, run, specs, size, device, limit, force=force)
+    published = force or baseline is None or better(scores, baseline)
     metadata = {
         "input_size": size,
         **({"part_gate": part_gate} if getattr(model, "part_head", None) is not None else {}),
-        "training": {
-            "data": specs,
-            "data_terms": [TERMS[k] for k in kinds if k in TERMS],
-            "recipe": entry["recipe"],
-            "precision": summary(history + [entry], "precision"),
-            "hardware": summary(history + [entry], "hardware"),
-            "cumulative_minutes": cumulative,
-            "init_checkpoint": config.get("init_checkpoint"),
-            "runs": len(history) + 1,
-            "history": history + [entry],
-            "unreleased": unreleased,
-            "iteration": meta.get("iteration"),
-        },
-        "metrics": {
-            "split": "held-out photos of each source (split.json of the run, seed "
-            f"{config.get('split_seed')}, fraction {config.get('val_fraction')})",
-            "sources": scores,
-            **({"sources_multiscale_flip": scores_ms} if scores_ms else {}),
-            **extra,
-        },
-        "data_terms": "; ".join(TERMS[k] for k in kinds if k in TERMS),
+        "training": training_record(config, meta, history, unreleased),
+        "metrics": metrics_record(config, scores, scores_ms, extra),
+        "data_terms": "; ".join(data_terms(config["data"])),
     }
     if published:
         write_shipped(model, out, meta, metadata, torch.float16)
         shipped = metadata["training"]
     else:
         against = {k: v.get("main") for k, v in baseline.items()}
-        lost = {**entry, "published": False, "scored_against": against, "scored_against_input_size": size}
+        lost = {**history[-1], "published": False, "scored_against": against, "scored_against_input_size": size}
         shipped = record_unreleased(out, unreleased + [lost])
     if plot:
-        plot_history(
-            shipped["history"],
-            plot,
-            MAIN_FIGURE,
-            title=f"{out.name}: validation by CPU minutes",
-            unreleased=shipped.get("unreleased", []),
-        )
+        plot_training(shipped, plot, out.name)
     return {
         "published": published,
         "scores": scores,

@@ -374,6 +374,59 @@ def _checkpoint_metadata(config: TrainConfig, out: Path) -> dict:
     return metadata
 
 
+def _schedule(config: TrainConfig, batches_per_epoch: int) -> Schedule:
+    """The learning-rate schedule: over ``--max-minutes`` of training where given, else over ``--epochs``."""
+    schedule = Schedule(config.lr, config.lr_power)
+    if config.max_minutes is not None:
+        schedule.budget_s = config.max_minutes * 60
+    else:
+        schedule.total_iters = config.epochs * batches_per_epoch
+    return schedule
+
+
+def _training_module(model: nn.Module, config: TrainConfig, info: DistInfo, device: torch.device) -> nn.Module:
+    """``model`` as the loop calls it: wrapped in DistributedDataParallel when distributed, compiled if asked."""
+    train_model = model
+    if info.distributed:
+        train_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    if config.compile:
+        train_model = torch.compile(train_model)
+    return train_model
+
+
+def _loop_context(hooks: Hooks, schedule: Schedule, stop: StopControl) -> LoopContext:
+    """What the training loop needs of the run, its callbacks (``hooks``) included."""
+    config, data, state, folder = hooks.config, hooks.data, hooks.state, hooks.folder
+    ctx = LoopContext(
+        device=hooks.device,
+        dist=hooks.info,
+        schedule=schedule,
+        state=state,
+        clock=hooks.clock,
+        stop=stop,
+        log=folder.log,
+        amp=hooks.amp,
+        channels_last=hooks.channels_last,
+        frozen_backbone=config.freeze_backbone,
+        frozen_bn=config.freeze_bn,
+        checkpoint_every_s=config.checkpoint_minutes * 60,
+        save=hooks.save_last,
+        stop_after_iters=config.stop_after_iters,
+        print_freq=config.print_freq,
+        tensorboard=folder.tensorboard,
+        session_start_iteration=state.iteration,
+        last_save=time.perf_counter(),
+        native_loss=config.loss_at == "native",
+    )
+    if data.gpu_augment:
+        ctx.gpu_augment = lambda images, iteration: data.photometric(images, batch_generator(config.seed, iteration))
+    if schedule.budget_s is not None:
+        ctx.estimate_reserve = hooks.reserve
+    return ctx
+
+
 def _run(config: TrainConfig, info: DistInfo, device: torch.device, out: Path, cancel: threading.Event | None) -> dict:
     # The budget of --max-minutes covers the setup too, so the whole command ends on time.
     clock = Stopwatch()
@@ -399,18 +452,8 @@ def _run(config: TrainConfig, info: DistInfo, device: torch.device, out: Path, c
         if rng is not None:
             restore_rng_state(*rng)
         _print(info, f"resumed from {resume_from} at epoch {state.epoch}, iteration {state.iteration}")
-    schedule = Schedule(config.lr, config.lr_power)
-    if config.max_minutes is not None:
-        schedule.budget_s = config.max_minutes * 60
-    else:
-        schedule.total_iters = config.epochs * data.batches_per_epoch
-    train_model: nn.Module = model
-    if info.distributed:
-        train_model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    if config.compile:
-        train_model = torch.compile(train_model)
+    schedule = _schedule(config, data.batches_per_epoch)
+    train_model = _training_module(model, config, info, device)
 
     # The run folder
     folder = RunFolder(
@@ -459,31 +502,7 @@ def _run(config: TrainConfig, info: DistInfo, device: torch.device, out: Path, c
 
     # The epoch loop
     hooks = Hooks(config, info, device, model, optimizer, state, clock, folder, data, label_set, amp, channels_last)
-    ctx = hooks.ctx = LoopContext(
-        device=device,
-        dist=info,
-        schedule=schedule,
-        state=state,
-        clock=clock,
-        stop=stop,
-        log=folder.log,
-        amp=amp,
-        channels_last=channels_last,
-        frozen_backbone=config.freeze_backbone,
-        frozen_bn=config.freeze_bn,
-        checkpoint_every_s=config.checkpoint_minutes * 60,
-        save=hooks.save_last,
-        stop_after_iters=config.stop_after_iters,
-        print_freq=config.print_freq,
-        tensorboard=folder.tensorboard,
-        session_start_iteration=state.iteration,
-        last_save=time.perf_counter(),
-        native_loss=config.loss_at == "native",
-    )
-    if data.gpu_augment:
-        ctx.gpu_augment = lambda images, iteration: data.photometric(images, batch_generator(config.seed, iteration))
-    if schedule.budget_s is not None:
-        ctx.estimate_reserve = hooks.reserve
+    ctx = hooks.ctx = _loop_context(hooks, schedule, stop)
     times = StepTimes()
     session_start = time.perf_counter()
     status = _epochs(config, train_model, criterion, optimizer, data, ctx, hooks, times)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from ..build import MODELS, ModelConfig, list_models
@@ -78,27 +79,11 @@ def _option_errors(variant: str, options: dict) -> str | None:
     return None
 
 
-def validate_metadata(meta: object, source: str = METADATA_FILE) -> dict:
-    """Check every field of a checkpoint's metadata that loading relies on.
+Complaint = Callable[[str, str], CheckpointError]
 
-    Args:
-        meta: The parsed ``metadata.json``.
-        source: What to name in messages (the file's path).
 
-    Returns:
-        ``meta`` itself.
-
-    Raises:
-        CheckpointError: naming the first field that is missing, of the wrong type or out of range.
-    """
-
-    def bad(field: str, why: str) -> CheckpointError:
-        return CheckpointError(f"{source}: field {field!r} {why}")
-
-    if not isinstance(meta, dict):
-        raise CheckpointError(f"{source} must hold a JSON object, got {type(meta).__name__}")
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{source} is not an SSFNet checkpoint (format={meta.get('format')!r})")
+def _check_model(meta: dict, bad: Complaint) -> None:
+    """The fields that say what to build: format version, variant and options, classes, label set, dtype."""
     for key in ("format_version", "variant", "num_classes", "label_set", "dtype", "shards"):
         if key not in meta:
             raise bad(key, "is missing")
@@ -129,6 +114,10 @@ def validate_metadata(meta: object, source: str = METADATA_FILE) -> dict:
         )
     if not isinstance(meta["dtype"], str) or meta["dtype"] not in _FLOAT_DTYPES:
         raise bad("dtype", f"must be one of {sorted(_FLOAT_DTYPES)}, got {meta['dtype']!r}")
+
+
+def _check_record(meta: dict, bad: Complaint) -> None:
+    """The descriptive fields: name, date, training, metrics, fine-tune, lineage, sizes."""
     for key in ("name", "created"):
         if key in meta and not isinstance(meta[key], str):
             raise bad(key, f"must be a string, got {meta[key]!r}")
@@ -150,6 +139,10 @@ def validate_metadata(meta: object, source: str = METADATA_FILE) -> dict:
     for key, low, high in (("input_size", 16, 8192), ("parameters", 0, 10**12)):
         if key in meta and (not _is_int(meta[key]) or not low <= meta[key] <= high):
             raise bad(key, f"must be an integer from {low} to {high}, got {meta[key]!r}")
+
+
+def _check_shards(meta: dict, bad: Complaint) -> None:
+    """The shard files (plain names in the folder, each once, with its SHA-256) and the tensors split across them."""
     shards = meta["shards"]
     if not isinstance(shards, list) or not shards:
         raise bad("shards", f"must be a non-empty list, got {type(shards).__name__}")
@@ -181,4 +174,30 @@ def validate_metadata(meta: object, source: str = METADATA_FILE) -> dict:
             raise bad(f"{field}.parts", f"must be a positive integer, got {parts!r}")
         if not isinstance(shape, list) or len(shape) > 8 or not all(_is_int(d) and d >= 0 for d in shape):
             raise bad(f"{field}.shape", f"must be a list of at most 8 non-negative integers, got {shape!r}")
+
+
+def validate_metadata(meta: object, source: str = METADATA_FILE) -> dict:
+    """Check every field of a checkpoint's metadata that loading relies on.
+
+    Args:
+        meta: The parsed ``metadata.json``.
+        source: What to name in messages (the file's path).
+
+    Returns:
+        ``meta`` itself.
+
+    Raises:
+        CheckpointError: naming the first field that is missing, of the wrong type or out of range.
+    """
+
+    def bad(field: str, why: str) -> CheckpointError:
+        return CheckpointError(f"{source}: field {field!r} {why}")
+
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{source} must hold a JSON object, got {type(meta).__name__}")
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{source} is not an SSFNet checkpoint (format={meta.get('format')!r})")
+    _check_model(meta, bad)
+    _check_record(meta, bad)
+    _check_shards(meta, bad)
     return meta

@@ -148,6 +148,71 @@ def _disk_full(err: BaseException) -> bool:
     return "No space left" in str(err) or "Disk quota" in str(err)  # safetensors wraps the OS error
 
 
+def _new_metadata(
+    net: nn.Module,
+    state: dict[str, torch.Tensor],
+    directory: Path,
+    variant: str,
+    label_set: str,
+    options: dict | None,
+    metadata: dict | None,
+    dtype: torch.dtype | None,
+) -> dict:
+    """The metadata a checkpoint of ``net`` records, checked as the loader would (the shards are set on writing).
+
+    Raises:
+        ValueError: the metadata would not load.
+    """
+    first_float = next((v.dtype for v in state.values() if v.is_floating_point()), torch.float32)
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "name": directory.name,
+        "variant": variant,
+        "options": options or {},
+        "num_classes": int(getattr(net, "num_classes", 0)),
+        "label_set": label_set,
+        "dtype": str(dtype or first_float).replace("torch.", ""),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "parameters": int(sum(p.numel() for p in net.parameters())),
+        **json_safe(metadata or {}),
+        "shards": [{"file": "model-00001-of-00001.safetensors", "sha256": "0" * 64}],  # checked here, set on writing
+        "split_tensors": {},
+    }
+    try:
+        validate_metadata(meta, f"metadata for {directory}")
+    except CheckpointError as err:
+        raise ValueError(str(err)) from None
+    return meta
+
+
+def _no_space(directory: Path, needed: int) -> OSError:
+    """The error of a checkpoint that does not fit: the folder, the space it needs and the space free."""
+    free = shutil.disk_usage(directory.parent).free
+    return OSError(
+        errno.ENOSPC,
+        f"no space left to write checkpoint {directory}: it needs about {needed / 1e6:.1f} MB, "
+        f"{free / 1e6:.1f} MB are free in {directory.parent}"
+        + ("; the existing checkpoint is unchanged" if directory.exists() else ""),
+    )
+
+
+def _write_files(folder: Path, shards: list[dict[str, torch.Tensor]], split: dict, meta: dict, mode: int) -> None:
+    """Write the shards and ``metadata.json`` (``meta`` with the shards' names, sizes and hashes) into ``folder``."""
+    shard_info = []
+    for i, shard in enumerate(shards, 1):
+        name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
+        save_file(shard, str(folder / name), metadata={"format": "pt"})
+        os.chmod(folder / name, mode & 0o666)
+        shard_info.append({"file": name, "sha256": sha256_file(folder / name), "bytes": (folder / name).stat().st_size})
+    meta["shards"], meta["split_tensors"] = shard_info, split
+    with open(folder / METADATA_FILE, "w") as f:
+        json.dump(meta, f, indent=2, sort_keys=False, allow_nan=False)
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(folder / METADATA_FILE, mode & 0o666)
+
+
 def save_checkpoint(
     model: nn.Module,
     directory: str | Path,
@@ -196,63 +261,23 @@ def save_checkpoint(
     state = clean_state_dict(net.state_dict())
     if dtype is not None:
         state = OrderedDict((k, v.to(dtype) if v.is_floating_point() else v) for k, v in state.items())
-    first_float = next((v.dtype for v in state.values() if v.is_floating_point()), torch.float32)
-    meta = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "name": directory.name,
-        "variant": variant,
-        "options": options or {},
-        "num_classes": int(getattr(net, "num_classes", 0)),
-        "label_set": label_set,
-        "dtype": str(dtype or first_float).replace("torch.", ""),
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "parameters": int(sum(p.numel() for p in net.parameters())),
-        **json_safe(metadata or {}),
-        "shards": [{"file": "model-00001-of-00001.safetensors", "sha256": "0" * 64}],  # checked below, then set
-        "split_tensors": {},
-    }
-    try:
-        validate_metadata(meta, f"metadata for {directory}")
-    except CheckpointError as err:
-        raise ValueError(str(err)) from None
+    meta = _new_metadata(net, state, directory, variant, label_set, options, metadata, dtype)
     shards, split = _split_into_shards(state, max_shard_bytes)
     needed = sum(v.numel() * v.element_size() for s in shards for v in s.values()) + 65536 * len(shards)
     directory.parent.mkdir(parents=True, exist_ok=True)
     recover_checkpoints(directory.parent)  # leftovers of dead writers take space too
-
-    def no_space(err: BaseException | None) -> OSError:
-        free = shutil.disk_usage(directory.parent).free
-        return OSError(
-            errno.ENOSPC,
-            f"no space left to write checkpoint {directory}: it needs about {needed / 1e6:.1f} MB, "
-            f"{free / 1e6:.1f} MB are free in {directory.parent}"
-            + ("; the existing checkpoint is unchanged" if directory.exists() else ""),
-        )
-
     if shutil.disk_usage(directory.parent).free < needed:
-        raise no_space(None)
+        raise _no_space(directory, needed)
     mode = 0o777 & ~current_umask()
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-{os.getpid()}-", dir=directory.parent))
     try:
-        shard_info = []
-        for i, shard in enumerate(shards, 1):
-            name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
-            save_file(shard, str(tmp / name), metadata={"format": "pt"})
-            os.chmod(tmp / name, mode & 0o666)
-            shard_info.append({"file": name, "sha256": sha256_file(tmp / name), "bytes": (tmp / name).stat().st_size})
-        meta["shards"], meta["split_tensors"] = shard_info, split
-        with open(tmp / METADATA_FILE, "w") as f:
-            json.dump(meta, f, indent=2, sort_keys=False, allow_nan=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp / METADATA_FILE, mode & 0o666)
+        _write_files(tmp, shards, split, meta, mode)
         os.chmod(tmp, mode)  # mkdtemp makes it 0700
         replace_dir(tmp, directory)
     except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
         if _disk_full(err):
-            raise no_space(err) from err
+            raise _no_space(directory, needed) from err
         if isinstance(err, SafetensorError):
             raise OSError(f"could not write checkpoint {directory}: {err}") from err
         raise

@@ -89,6 +89,93 @@ def lineage_entries(base: Path, base_meta: dict, home: Path) -> list[dict]:
     return entries
 
 
+def finetune_record(config: FinetuneConfig, plan: Plan, base: Path, run_dir: Path, outcome: Outcome) -> dict:
+    """The new checkpoint's ``finetune`` metadata: base, corrections (ids trained on and held out), recipe, scores.
+
+    Paths are relative to the folder the checkpoint is published in.
+    """
+    home = Path(config.checkpoints_dir)
+    corrections, summary, trainer = plan.corrections, outcome.summary, outcome.trainer
+    return {
+        "base": dict(plan.record["base"], path=relative_path(base, home)),
+        "corrections": [
+            {"root": relative_path(c["root"], home), "ids": c["train_ids"], "held_out_ids": c["held_out_ids"]}
+            for c in corrections
+        ],
+        "held_out_ids": sorted(i for c in corrections for i in c["held_out_ids"]),
+        "holdout": config.holdout,
+        "holdout_seed": config.train.seed,
+        "corrections_share": plan.share,
+        "lr": trainer.lr,
+        "freeze_backbone": trainer.freeze_backbone,
+        "blend": config.blend,
+        "iterations": summary["iteration"],
+        "train_seconds": summary["elapsed_s"],
+        "metrics": {"before": outcome.before, "after": outcome.after},
+        "run": relative_path(run_dir, home),
+    }
+
+
+def checkpoint_metadata(
+    config: FinetuneConfig, plan: Plan, base: Path, base_meta: dict, run_dir: Path, outcome: Outcome
+) -> dict:
+    """The new checkpoint's metadata: its training data and splits, the fine-tune, its lineage and scores."""
+    home = Path(config.checkpoints_dir)  # the new checkpoint's parent: the metadata's paths start there
+    originals, train_cfg, after = plan.originals, config.train, outcome.after
+    metadata = {
+        "input_size": plan.input_size,
+        "training": {
+            "data": [o["spec"] for o in originals],
+            "splits": [
+                {"spec": o["spec"], "val_fraction": o["val_fraction"], "split_seed": o["split_seed"]} for o in originals
+            ],
+            "val_fraction": train_cfg.val_fraction,
+            "split_seed": train_cfg.split_seed,
+            "init_checkpoint": relative_path(base, home),
+            "run": relative_path(run_dir, home),
+        },
+        "finetune": finetune_record(config, plan, base, run_dir, outcome),
+        "lineage": lineage_entries(base, base_meta, home),
+        "metrics": {
+            "held_out_corrections_miou": (after["held_out_corrections"] or {}).get("miou"),
+            "val_miou": (after["original_val"] or {}).get("miou"),
+        },
+    }
+    terms = base_meta.get("data_terms")
+    if terms or any(parse_source(o["spec"]).kind == "viton" for o in originals):
+        metadata["data_terms"] = terms or "trained on VITON (research use only)"
+    return metadata
+
+
+def publish_unless_worse(
+    config: FinetuneConfig, base: Path, run_dir: Path, stamp: str, outcome: Outcome, metadata: dict, worse: list[dict]
+) -> tuple[Path | None, str]:
+    """The published checkpoint folder (None: not published, being ``worse`` than the base) and a note saying why."""
+    if worse and not config.publish_anyway:
+        note = (
+            f"not published: the fine-tuned model scores lower than its base on {losses_text(worse)}; "
+            f"the trained weights stay in {run_dir / 'last'} (--publish-anyway publishes such a run)"
+        )
+        return None, note
+    name = config.name or default_name(base)
+    checkpoint = publish(
+        outcome.model,
+        Path(config.checkpoints_dir),
+        name,
+        stamp,
+        base=base,
+        meta=outcome.trained_meta,
+        metadata=metadata,
+        dtype=outcome.dtype,
+    )
+    note = ""
+    if worse:
+        note = f"published as asked, although it scores lower than its base on {losses_text(worse)}"
+    if not config.keep_run_checkpoint:
+        shutil.rmtree(run_dir / "last", ignore_errors=True)
+    return checkpoint, note
+
+
 def publish_run(
     config: FinetuneConfig,
     plan: Plan,
@@ -107,75 +194,11 @@ def publish_run(
     ``clock`` is the time budget's, which ``began`` was read from.
     """
     progress.enter("publish", f"writing the checkpoint to {config.checkpoints_dir}")
-    before, after, summary, trainer = outcome.before, outcome.after, outcome.summary, outcome.trainer
-    model, trained_meta = outcome.model, outcome.trained_meta
-    corrections, originals, train_cfg = plan.corrections, plan.originals, config.train
-    home = Path(config.checkpoints_dir)  # the new checkpoint's parent: the metadata's paths start there
-    metrics = {"before": before, "after": after}
-    finetune = {
-        "base": dict(plan.record["base"], path=relative_path(base, home)),
-        "corrections": [
-            {"root": relative_path(c["root"], home), "ids": c["train_ids"], "held_out_ids": c["held_out_ids"]}
-            for c in corrections
-        ],
-        "held_out_ids": sorted(i for c in corrections for i in c["held_out_ids"]),
-        "holdout": config.holdout,
-        "holdout_seed": train_cfg.seed,
-        "corrections_share": plan.share,
-        "lr": trainer.lr,
-        "freeze_backbone": trainer.freeze_backbone,
-        "blend": config.blend,
-        "iterations": summary["iteration"],
-        "train_seconds": summary["elapsed_s"],
-        "metrics": metrics,
-        "run": relative_path(run_dir, home),
-    }
-    metadata = {
-        "input_size": plan.input_size,
-        "training": {
-            "data": [o["spec"] for o in originals],
-            "splits": [
-                {"spec": o["spec"], "val_fraction": o["val_fraction"], "split_seed": o["split_seed"]} for o in originals
-            ],
-            "val_fraction": train_cfg.val_fraction,
-            "split_seed": train_cfg.split_seed,
-            "init_checkpoint": relative_path(base, home),
-            "run": relative_path(run_dir, home),
-        },
-        "finetune": finetune,
-        "lineage": lineage_entries(base, base_meta, home),
-        "metrics": {
-            "held_out_corrections_miou": (after["held_out_corrections"] or {}).get("miou"),
-            "val_miou": (after["original_val"] or {}).get("miou"),
-        },
-    }
-    terms = base_meta.get("data_terms")
-    if terms or any(parse_source(o["spec"]).kind == "viton" for o in originals):
-        metadata["data_terms"] = terms or "trained on VITON (research use only)"
+    before, after, summary = outcome.before, outcome.after, outcome.summary
+    metadata = checkpoint_metadata(config, plan, base, base_meta, run_dir, outcome)
     progress.check()  # the last moment a stop prevents publishing; the write itself is atomic
     worse = losses(before, after)
-    checkpoint, note = None, ""
-    if worse and not config.publish_anyway:
-        note = (
-            f"not published: the fine-tuned model scores lower than its base on {losses_text(worse)}; "
-            f"the trained weights stay in {run_dir / 'last'} (--publish-anyway publishes such a run)"
-        )
-    else:
-        name = config.name or default_name(base)
-        checkpoint = publish(
-            model,
-            Path(config.checkpoints_dir),
-            name,
-            stamp,
-            base=base,
-            meta=trained_meta,
-            metadata=metadata,
-            dtype=outcome.dtype,
-        )
-        if worse:
-            note = f"published as asked, although it scores lower than its base on {losses_text(worse)}"
-        if not config.keep_run_checkpoint:
-            shutil.rmtree(run_dir / "last", ignore_errors=True)
+    checkpoint, note = publish_unless_worse(config, base, run_dir, stamp, outcome, metadata, worse)
     report = {
         "status": "finished",
         "checkpoint": str(checkpoint.resolve()) if checkpoint is not None else None,
@@ -184,12 +207,12 @@ def publish_run(
         "note": note,
         "base": str(base.resolve()),
         "run": str(run_dir.resolve()),
-        "metrics": metrics,
+        "metrics": {"before": before, "after": after},
         "delta_miou": {
             n: round(after[n]["miou"] - before[n]["miou"], 3) for n in EVAL_SETS if before.get(n) and after.get(n)
         },
-        "held_out_ids": finetune["held_out_ids"],
-        "skipped_corrections": [dict(s, root=c["root"]) for c in corrections for s in c["skipped"]],
+        "held_out_ids": metadata["finetune"]["held_out_ids"],
+        "skipped_corrections": [dict(s, root=c["root"]) for c in plan.corrections for s in c["skipped"]],
         "iterations": summary["iteration"],
         # What the budget bought: the images of each set scored (before and after alike, out of those
         # there were) and the training time.
@@ -199,8 +222,8 @@ def publish_run(
             "seconds_before": None if outcome.eval_s is None else round(outcome.eval_s, 1),
         },
         "training": {
-            "budget_minutes": train_cfg.max_minutes,
-            "minutes": trainer.max_minutes,
+            "budget_minutes": config.train.max_minutes,
+            "minutes": outcome.trainer.max_minutes,
             "seconds": summary.get("elapsed_s"),
         },
         "elapsed_s": round(clock() - began, 1),
