@@ -97,14 +97,7 @@ class PhotoHandlers:
         kept = app.leave(session)
         session = Session.start(image, source, proposal, label_set, model=model, details=details)
         session.owner = app.draft_owner(request)
-        continued = app.continue_draft(session)
-        if continued is None and record:
-            continued = app.continue_saved(session, record)
-        elif continued is None and (saved := app.photo_queue.latest_record(source.sha256)):
-            continued = (
-                f"this photo was saved before as `{saved}`: this is the model's proposal; **Reopen** the record "
-                "under Saved corrections (or open the photo from the queue) to continue from its labels"
-            )
+        continued = self._continue(session, record)
         for note in (continued, kept):
             if note:
                 notes.append(note)
@@ -112,6 +105,23 @@ class PhotoHandlers:
         if notes:
             message += " Notes: " + "; ".join(notes) + "."
         return app.opened(session, opacity, hidden, label, message)
+
+    def _continue(self, session: Session, record: str | None) -> str | None:
+        """Continue a new ``session`` from its photo's draft, else from the saved ``record``; what to tell the user.
+
+        A photo saved before without a ``record`` to continue keeps the model's proposal, and the note says how
+        to continue from the saved labels instead.
+        """
+        app = self.app
+        continued = app.continue_draft(session)
+        if continued is None and record:
+            return app.continue_saved(session, record)
+        if continued is None and (saved := app.photo_queue.latest_record(session.source.sha256)):
+            return (
+                f"this photo was saved before as `{saved}`: this is the model's proposal; **Reopen** the record "
+                "under Saved corrections (or open the photo from the queue) to continue from its labels"
+            )
+        return continued
 
     # Gradio finds the progress tracker by this default value, hence the call in the signature.
     def parse(

@@ -429,10 +429,24 @@ def _wire_opening(app: AppContext, handlers: Handlers, queue_panel: QueuePanel) 
 
 
 def _wire_editing(demo: gr.Blocks, app: AppContext, edit: EditHandlers) -> None:
-    """The overlay's redraws, the click tools, the label and brush, the strokes and undo / redo."""
+    """The overlay's redraws, the click tools, the zoom, the label and brush, the strokes and undo / redo."""
     ui = app.ui
     # The zoom (a State) is no parameter of the API: every redraw keeps it.
     view_inputs = [ui.session, ui.zoom, ui.opacity, ui.hidden]
+    _wire_clicks(app, edit, view_inputs)
+    _wire_zoom(app, edit)
+    _wire_label_and_brush(demo, app, edit)
+    paint_inputs = [ui.session, ui.zoom, ui.editor, ui.opacity, ui.hidden]
+    ui.apply_btn.click(edit.apply_strokes, paint_inputs, ui.view_outputs, api_name="apply_strokes")
+    ui.snap_btn.click(edit.snap_strokes, paint_inputs, ui.view_outputs, api_name="snap_strokes")
+    ui.undo_btn.click(edit.undo, view_inputs, ui.view_outputs, api_name="undo")
+    ui.redo_btn.click(edit.redo, view_inputs, ui.view_outputs, api_name="redo")
+    ui.reset_btn.click(edit.reset, view_inputs, ui.view_outputs, api_name="reset")
+
+
+def _wire_clicks(app: AppContext, edit: EditHandlers, view_inputs: list) -> None:
+    """The overlay's redraws (opacity, hidden classes) and the click tools (polygon, persons, superpixels)."""
+    ui = app.ui
     # Change, not release: typing a value in the slider's box (Enter) releases nothing. Dragging
     # changes it many times: always_last runs the latest value once the running redraw ends.
     ui.opacity.change(
@@ -484,6 +498,11 @@ def _wire_editing(demo: gr.Blocks, app: AppContext, edit: EditHandlers) -> None:
         event.then(edit.tool_view, view_inputs, ui.view, api_visibility="private", show_progress="hidden")
     ui.view.change(edit.tool_note, note_inputs, ui.tool_note, api_visibility="private", show_progress="hidden")
 
+
+def _wire_zoom(app: AppContext, edit: EditHandlers) -> None:
+    """The overlay's zoom: a level, in, out, and the choice following what the overlay shows."""
+    ui = app.ui
+    point = [ui.click_x, ui.click_y]
     zoom_view = [ui.opacity, ui.hidden]
     zoomed = [ui.zoom, ui.view]
     ui.zoom_level.input(edit.zoom_to, [ui.session, ui.zoom, ui.zoom_level, *point, *zoom_view], zoomed, api_name="zoom")
@@ -494,6 +513,10 @@ def _wire_editing(demo: gr.Blocks, app: AppContext, edit: EditHandlers) -> None:
         edit.zoom_shown, [ui.session, ui.zoom], ui.zoom_level, api_visibility="private", show_progress="hidden"
     )
 
+
+def _wire_label_and_brush(demo: gr.Blocks, app: AppContext, edit: EditHandlers) -> None:
+    """The label (typed, keys, the painting chip) and the brush (size, steps, the paint tab)."""
+    ui = app.ui
     ui.label.input(
         edit.label_typed, [ui.session, ui.label, ui.label_last], [ui.label, ui.editor], api_visibility="private"
     )
@@ -537,12 +560,6 @@ def _wire_editing(demo: gr.Blocks, app: AppContext, edit: EditHandlers) -> None:
         api_visibility="private",
         show_progress="hidden",
     )
-    paint_inputs = [ui.session, ui.zoom, ui.editor, ui.opacity, ui.hidden]
-    ui.apply_btn.click(edit.apply_strokes, paint_inputs, ui.view_outputs, api_name="apply_strokes")
-    ui.snap_btn.click(edit.snap_strokes, paint_inputs, ui.view_outputs, api_name="snap_strokes")
-    ui.undo_btn.click(edit.undo, view_inputs, ui.view_outputs, api_name="undo")
-    ui.redo_btn.click(edit.redo, view_inputs, ui.view_outputs, api_name="redo")
-    ui.reset_btn.click(edit.reset, view_inputs, ui.view_outputs, api_name="reset")
 
 
 def _wire_saved(demo: gr.Blocks, app: AppContext, handlers: Handlers, queue_panel: QueuePanel) -> list:
