@@ -189,6 +189,9 @@ class Session:
     person_tool: bool = False
     person_pick: tuple[str, int, int] | None = None
     _last_person: _Relabel | None = field(default=None, repr=False, compare=False)
+    # (labels, persons, their fitted person ids): every redraw with the people shown asks for them,
+    # and edits replace the arrays (never change them in place), so the same two arrays give the same ids.
+    _fitted: tuple | None = field(default=None, repr=False, compare=False)
     _last_relabel: _Relabel | None = field(default=None, repr=False, compare=False)
 
     @classmethod
@@ -268,8 +271,14 @@ class Session:
 
     def person_ids(self) -> np.ndarray:
         """H x W uint8 person ids of the current labels: :attr:`persons` where they still fit, the rest
-        derived (:func:`ssfnet.data.correction_persons.fit_persons`)."""
-        return correction_persons.fit_persons(self.labels, self.persons)
+        derived (:func:`ssfnet.data.correction_persons.fit_persons`); read-only, computed once per edit."""
+        fitted = self._fitted
+        if fitted is not None and fitted[0] is self.labels and fitted[1] is self.persons:
+            return fitted[2]
+        ids = correction_persons.fit_persons(self.labels, self.persons)
+        ids.flags.writeable = False
+        self._fitted = (self.labels, self.persons, ids)
+        return ids
 
     def person_at(self, x: int, y: int) -> int:
         """The person id at working pixel (x, y); 0 where no person is."""

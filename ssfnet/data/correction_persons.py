@@ -35,14 +35,26 @@ def person_mask(labels: np.ndarray) -> np.ndarray:
     return (labels != BACKGROUND) & (labels != IGNORE_INDEX)
 
 
+def _nearest(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distance to the nearest pixel with an id, that pixel's id) of every pixel; ``ids`` has some.
+
+    OpenCV's 5 x 5 distance (within a few per cent of Euclidean; 4x faster than SciPy's exact one on
+    a 1600 px map), so where two people are about equally near a pixel may go to either.
+    """
+    known = ids > 0
+    distance, pixel = cv2.distanceTransformWithLabels(
+        (~known).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
+    )
+    # With DIST_LABEL_PIXEL the pixels with an id are numbered 1, 2, ... in row-major order.
+    return distance, np.concatenate([[0], ids[known]]).astype(np.uint8)[pixel]
+
+
 def _nearest_ids(ids: np.ndarray, where: np.ndarray) -> np.ndarray:
     """``ids`` with the pixels of ``where`` given the id of the nearest pixel that has one (ids > 0)."""
-    known = ids > 0
-    if not known.any() or not where.any():
+    if not (ids > 0).any() or not where.any():
         return ids
-    _, (rows, cols) = ndimage.distance_transform_edt(~known, return_indices=True)
     out = ids.copy()
-    out[where] = ids[rows[where], cols[where]]
+    out[where] = _nearest(ids)[1][where]
     return out
 
 
@@ -109,13 +121,13 @@ def fit_persons(labels: np.ndarray, persons: np.ndarray | None = None) -> np.nda
 
 def _join_fragments(ids: np.ndarray, comp: np.ndarray, fragments: list[int], free: list[int]) -> np.ndarray:
     """Fragments near a person join it (later, by nearest id); those far from everyone become people."""
-    distance, (rows, cols) = ndimage.distance_transform_edt(ids == 0, return_indices=True)
+    distance, nearest = _nearest(ids)
     sizes = np.bincount(ids.reshape(-1), minlength=256)
     gaps = ndimage.minimum(distance, comp, fragments)
     where = ndimage.minimum_position(distance, comp, fragments)
     new_id = np.zeros(int(comp.max()) + 1, np.uint8)
     for c, gap, (y, x) in zip(fragments, np.atleast_1d(gaps), where):
-        neighbour = ids[rows[y, x], cols[y, x]]
+        neighbour = nearest[y, x]
         if gap > FRAGMENT_REACH * np.sqrt(sizes[neighbour]) and free:
             new_id[c] = free.pop(0)
     return np.where(new_id[comp] > 0, new_id[comp], ids).astype(np.uint8)
