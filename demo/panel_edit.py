@@ -289,7 +289,7 @@ class EditHandlers:
                 f"the {tool.lower()} click would have discarded them, so it was not applied."
             )
             return gr.skip()
-        if edits and session is not None:
+        if tool in MASK_TOOLS and session is not None:
             # A label typed that names none is said in a toast: an error would mark every output of
             # the click (the overlay, the label box, the status) as failed until they next change.
             try:

@@ -401,7 +401,8 @@ class Session:
             raise ValueError(
                 "these are the model's labels, unedited: correct them first, or accept the proposal as correct"
             )
-        review = "accepted proposal" if self.unreviewed else ("corrected" if self.changed_pixels else "re-saved")
+        edited = self.changed_pixels or self.persons_edited
+        review = "accepted proposal" if self.unreviewed else ("corrected" if edited else "re-saved")
         full_labels = self.full_labels()
         # Kept bytes are stored as uploaded: the full-resolution pixels are decoded only to
         # encode an upload that cannot be kept (alpha, CMYK, 16-bit).

@@ -148,6 +148,12 @@ def test_split_merge_and_cut_with_undo():
     assert np.array_equal(session.labels, touching_people()) and cp.person_count(session.person_ids()) == 2
 
 
+def test_a_person_click_is_not_refused_for_a_label_it_does_not_use(quiet_toasts):
+    edit, session = handlers(), session_on(touching_people())
+    out = edit.click_in_browser(session, None, 40, 5, PERSON_SPLIT_TOOL, "no such label", 24, *VIEW, None, False, None)
+    assert out == {"view": "redrawn"} and cp.person_count(session.person_ids()) == 2
+
+
 def test_person_clicks_that_do_nothing_say_so(quiet_toasts):
     edit, session = handlers(), session_on(two_people())
     click(edit, session, 30, 1, PERSON_SPLIT_TOOL)
@@ -194,6 +200,7 @@ def test_saved_persons_come_back_pixel_for_pixel_and_old_records_still_load(tmp_
     record = session.save(tmp_path)
     meta = json.loads((tmp_path / "meta" / f"{record}.json").read_text())
     assert meta["persons"] == 2 and meta["extra"]["persons_edited"] is True
+    assert meta["extra"]["review"] == "corrected"  # people split on the model's labels: a correction
     assert np.array_equal(load_persons(tmp_path, record), session.person_ids())
     reopened = open_correction(tmp_path, record, max_side=1600)
     assert np.array_equal(reopened.person_ids(), session.person_ids()) and not reopened.unsaved
