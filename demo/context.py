@@ -19,7 +19,7 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from ssfnet.data.corrections import load_correction
+from ssfnet.data.corrections import load_correction, load_persons
 from ssfnet.files import atomic_write_bytes
 from ssfnet.io import overlay, png_bytes
 from ssfnet.labels import LabelSet, get_label_set
@@ -438,7 +438,8 @@ class AppContext:
             _, labels, meta = load_correction(self.corrections_dir, record_id, max_side=self.settings.max_side)
             if meta.get("label_set") != session.label_set.name:
                 raise ValueError(f"it holds {meta.get('label_set')} labels, the model {session.label_set.name}")
-            session.continue_saved(labels, record_id)
+            persons = load_persons(self.corrections_dir, record_id, labels.shape)
+            session.continue_saved(labels, record_id, persons)
         except (FileNotFoundError, ValueError, OSError) as err:
             logger.warning("could not continue %s from correction %s: %s", session.source.name, record_id, err)
             return (

@@ -231,16 +231,18 @@ class Session:
             return f"the reopened record {self.proposal_record}"
         return "the model's proposal" if self.model else "the blank start"
 
-    def continue_saved(self, labels: np.ndarray, record_id: str) -> None:
+    def continue_saved(self, labels: np.ndarray, record_id: str, persons: np.ndarray | None = None) -> None:
         """Start from the labels saved as ``record_id`` (same size), the model's proposal kept as the proposal.
 
         The session then continues that record: saving writes a record whose parent it is, and
-        :attr:`changed_pixels` counts from the model's proposal, not from the record.
+        :attr:`changed_pixels` counts from the model's proposal, not from the record. ``persons``:
+        the record's person ids at the same size, if it has them.
         """
         if labels.shape != self.labels.shape:
             raise ValueError(f"saved labels of size {labels.shape} on a photo of size {self.labels.shape}")
         self.label_set.validate(labels)
         self.labels = labels.copy()
+        self.persons = None if persons is None or persons.shape != labels.shape else persons.copy()
         self.parent = record_id
         self.saved_digest = self.digest()
 

@@ -205,6 +205,10 @@ def test_saved_persons_come_back_pixel_for_pixel_and_old_records_still_load(tmp_
     reopened = open_correction(tmp_path, record, max_side=1600)
     assert np.array_equal(reopened.person_ids(), session.person_ids()) and not reopened.unsaved
     assert cp.person_count(open_correction(tmp_path, old, max_side=1600).person_ids()) == 1
+    # The same photo opened again (queue, upload) continues from the record, its people included.
+    again = session_on(labels)
+    again.continue_saved(labels, record, load_persons(tmp_path, record, labels.shape))
+    assert np.array_equal(again.person_ids(), session.person_ids()) and not again.unsaved
     assert {m["id"] for m in list_corrections(tmp_path)} == {old, record}
     names = zipfile.ZipFile(export_zip(tmp_path, tmp_path / "out.zip")).namelist()
     assert f"persons/{record}.png" in names and f"persons/{old}.png" not in names
