@@ -119,6 +119,16 @@ def test_run_resumed_from_another_runs_last_counts_both_runs(tmp_path, sources):
     assert training["cumulative_minutes"] == pytest.approx(15.0)
     assert [h["run"] for h in training["history"]] == ["run1", "run2"]
     assert training["init_checkpoint"] == "runs/run1/last"
+    # A run continued from an unreleased run's last weights: that run has its entry too, unscored.
+    race = fake_run(work / "runs" / "race", sources, elapsed_s=120, init=str(out), seed=3)
+    shutil.copytree(race / "best", race / "last")
+    onward = fake_run(work / "runs" / "onward", sources, elapsed_s=180, init="runs/race/last", seed=4)
+    training = release(onward, out, force=True)["metadata"]["training"]
+    assert [h["run"] for h in training["history"]] == ["run1", "run2", "race", "onward"]
+    assert training["cumulative_minutes"] == pytest.approx(20.0)
+    race_entry = training["history"][2]
+    assert race_entry["released"] is False and race_entry["scores"] == {}
+    assert race_entry["minutes"] == pytest.approx(2.0) and race_entry["cumulative_minutes"] == pytest.approx(17.0)
     third = fake_run(work / "runs" / "run3", sources, elapsed_s=60, init="runs/missing/last", seed=2)
     with pytest.raises(FileNotFoundError, match="runs/missing/last"):
         release(third, out, force=True)

@@ -205,11 +205,28 @@ def prior_training(run: Path, out: Path | None = None) -> tuple[float, list[dict
             released = with_machine(training)
             names = [h.get("run") for h in released]
             if parent_run.name in names:
-                history = released[: names.index(parent_run.name) + 1]
-        return minutes, history
+                return minutes, released[: names.index(parent_run.name) + 1]
+        # A run never released (a race run continued by this one) still trained these weights.
+        return minutes, [*history, unreleased_entry(parent_run, minutes)]
     meta = read_metadata(path)
     training = meta.get("training", {})
     return float(training.get("cumulative_minutes", 0.0)), with_machine(training)
+
+
+def unreleased_entry(run: Path, cumulative: float) -> dict:
+    """A history entry for a run that was never released: where and how long it trained, no scores."""
+    config = json.loads((run / "config.json").read_text())
+    resolved = config.get("resolved", {})
+    return {
+        "run": run.name,
+        "released": False,
+        "hardware": resolved.get("hardware") or "not recorded",
+        "precision": "bf16 autocast" if resolved.get("amp_bf16") else "fp32",
+        "minutes": round(run_minutes(run), 1),
+        "cumulative_minutes": round(cumulative, 1),
+        "scores": {},
+        "recipe": {key: config.get(key) for key in RECIPE_KEYS},
+    }
 
 
 def with_machine(training: dict) -> list[dict]:
