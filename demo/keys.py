@@ -20,7 +20,8 @@ SHORTCUTS_MD = """\
 | `+` / `-` | zoom the overlay in (around the last click) / out |
 | `[` / `]` | brush (and dot tool) smaller / larger |
 | `Enter` / `Esc` | with the polygon tool: close the polygon (fill it with the label) / cancel it |
-| `Shift` held while clicking | add the click to the last click's edit (superpixels: one undo step) |
+| `Shift` held while clicking | add the click to the last click's edit (superpixels, a new person: one undo step) |
+| `O` | outline the people (person ids) on the overlay, or stop |
 | `N` / `P` | next / previous photo of the queue |
 | `A` | accept the proposal as correct (unedited photos only) |
 """
@@ -84,6 +85,10 @@ KEYS_JS = """
     else if (key === "n") click("queue-next");
     else if (key === "p") click("queue-prev");
     else if (key === "a") click("accept");
+    else if (key === "o") {
+      const box = document.querySelector("#show-persons input[type=checkbox]");
+      if (box) box.click();
+    }
   });
   return [];
 }

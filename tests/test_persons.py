@@ -16,7 +16,7 @@ from helpers import app_settings, launched_app
 from PIL import Image
 
 from demo.drafts import Drafts
-from demo.keys import POLYGON_TOOL
+from demo.keys import KEYS_JS, POLYGON_TOOL, SHORTCUTS_MD
 from demo.panel_edit import PERSON_CUT_TOOL, PERSON_MERGE_TOOL, PERSON_SPLIT_TOOL, TOOLS, EditHandlers
 from demo.render import draw_persons
 from demo.session import Session, Source, open_correction
@@ -178,6 +178,7 @@ def test_person_clicks_that_do_nothing_say_so(quiet_toasts):
 
 
 def test_the_tools_are_offered_and_outlined(quiet_toasts):
+    assert "#show-persons" in KEYS_JS and "`O`" in SHORTCUTS_MD
     edit, session = handlers(), session_on(two_people())
     assert {PERSON_SPLIT_TOOL, PERSON_MERGE_TOOL, PERSON_CUT_TOOL} <= set(TOOLS)
     assert "2 people in this photo" in edit.tool_note(session, PERSON_MERGE_TOOL, 200)
