@@ -343,7 +343,7 @@ def main(argv: list[str] | None = None) -> dict:
         )
 
     before = score_all(Path(args.base), "before")
-    ft_report = finetune.main(finetune_config(args, data, corrections_dir, out))
+    ft_report = finetune.run_finetune(finetune_config(args, data, corrections_dir, out))
     if ft_report["status"] != "finished":
         raise RuntimeError(f"fine-tuning ended with status {ft_report['status']}")
     fine_tuned = Path(ft_report["checkpoint"])

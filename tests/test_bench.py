@@ -10,7 +10,7 @@ from torch import nn
 
 from ssfnet import precision
 from train.bench.kernels import KERNEL_SHAPES
-from train.bench.speed import format_model_tables, format_table, lite_checks, main
+from train.bench.speed import bench, format_model_tables, format_table, lite_checks, parse_args
 from train.bench.timing import TRAIN_REFERENCE, forward_flops, fp16_megabytes
 
 MODELS = ("ssfnet_lite0", "lraspp_mobilenet_v3_large", "deeplabv3_resnet50")
@@ -21,7 +21,7 @@ def test_quick_cpu_run_writes_tables_and_json(tmp_path, capsys):
     argv = ["--quick", "--device", "cpu", "--size", "64", "--cpu-train-size", "64", "48", "--cpu-train-batch", "2"]
     # The peers' training steps are covered by the fp32-only run below: first calls dominate here.
     argv += ["--variants", *MODELS, "--skip-train", *MODELS[1:], "--out", str(out)]
-    rows = main(argv)
+    rows = bench(parse_args(argv))
     by_name = {r["variant"]: r for r in rows}
     assert list(by_name) == [*MODELS, TRAIN_REFERENCE]
     yardstick = by_name.pop(TRAIN_REFERENCE)
@@ -84,7 +84,9 @@ def test_without_native_bf16_the_bf16_columns_read_na(tmp_path, monkeypatch):
     monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: False)
     out = tmp_path / "b.md"
     argv = ["--quick", "--device", "cpu", "--size", "32", "--cpu-train-size", "32", "32", "--cpu-train-batch", "1"]
-    rows = main([*argv, "--variants", "lraspp_mobilenet_v3_large", "--no-train-reference", "--out", str(out)])
+    rows = bench(
+        parse_args([*argv, "--variants", "lraspp_mobilenet_v3_large", "--no-train-reference", "--out", str(out)])
+    )
     assert len(rows) == 1
     row = rows[0]
     assert row["cpu_fp32_ms"] > 0 and row["train_fp32_ips"] > 0
@@ -97,7 +99,7 @@ def test_without_native_bf16_the_bf16_columns_read_na(tmp_path, monkeypatch):
 
 def test_kernels_quick_writes_its_table(tmp_path):
     out = tmp_path / "kernels.md"
-    rows = main(["--kernels", "--quick", "--kernel-batch", "1", "--out", str(out)])
+    rows = bench(parse_args(["--kernels", "--quick", "--kernel-batch", "1", "--out", str(out)]))
     assert len(rows) == 2 * len(KERNEL_SHAPES)
     assert [r["kind"] for r in rows[:2]] == ["depthwise", "pointwise"]
     assert rows[0]["conv"] == "96ch 3x3 s2" and rows[0]["input"] == "1 x 96 x 128 x 96"
@@ -189,22 +191,24 @@ def test_table_formatting():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_quick_cuda_columns(tmp_path):
-    rows = main(
-        [
-            "--quick",
-            "--device",
-            "cuda",
-            "--size",
-            "64",
-            "--variants",
-            "ssfnet_lite0",
-            "--batch",
-            "2",
-            "--train-batch",
-            "2",
-            "--out",
-            str(tmp_path / "b.md"),
-        ]
+    rows = bench(
+        parse_args(
+            [
+                "--quick",
+                "--device",
+                "cuda",
+                "--size",
+                "64",
+                "--variants",
+                "ssfnet_lite0",
+                "--batch",
+                "2",
+                "--train-batch",
+                "2",
+                "--out",
+                str(tmp_path / "b.md"),
+            ]
+        )
     )
     row = rows[0]
     for key in ("cuda_b1_fp32_ms", "cuda_b1_bf16_ms", "cuda_b16_fp32_ips", "cuda_b16_bf16_ips", "cuda_train_ips"):

@@ -32,8 +32,7 @@ def test_help_shows_the_python_m_command(name, monkeypatch, capsys):
         module = importlib.import_module(f"{name}.__main__")
     # As under `python -m`: argv[0] is the module's file, which argparse would name the program by.
     monkeypatch.setattr(sys, "argv", [module.__file__, "--help"])
-    entry = getattr(module, "cli", None) or module.main
     with pytest.raises(SystemExit) as exit_info:
-        entry(["--help"])
+        module.main(["--help"])
     assert exit_info.value.code == 0
     assert capsys.readouterr().out.startswith(f"usage: python -m {name} ")

@@ -15,11 +15,13 @@ from ssfnet import build_model, get_label_set, save_checkpoint
 from ssfnet.build import model_options
 from ssfnet.labels import conversion_lut, eval_mapping
 from train.evaluate import (
+    evaluate_args,
     evaluate_dataset,
     held_out_ids,
     main,
     matrix_score,
     paired_bootstrap,
+    parse_args,
     pooled_paired_bootstrap,
 )
 from train.plots import plot_results
@@ -234,24 +236,26 @@ def checkpoint(tmp_path_factory) -> Path:
 def test_cli_writes_json_table_and_plot(checkpoint, tmp_path, capsys):
     ccp = write_ccp(tmp_path / "ccp")
     out = tmp_path / "eval"
-    result = main(
-        [
-            "--checkpoint",
-            str(checkpoint),
-            "--data",
-            f"ccp:{ccp}",
-            "--gt-label-set",
-            "fashion-17",
-            "--multiscale",
-            "--flip",
-            "--scales",
-            "0.5",
-            "1.0",
-            "--device",
-            "cpu",
-            "--out",
-            str(out),
-        ]
+    result = evaluate_args(
+        parse_args(
+            [
+                "--checkpoint",
+                str(checkpoint),
+                "--data",
+                f"ccp:{ccp}",
+                "--gt-label-set",
+                "fashion-17",
+                "--multiscale",
+                "--flip",
+                "--scales",
+                "0.5",
+                "1.0",
+                "--device",
+                "cpu",
+                "--out",
+                str(out),
+            ]
+        )
     )
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["miou"] == pytest.approx(result["miou"])
@@ -324,7 +328,7 @@ def test_cli_scores_pascal_person_part_as_person_and_head(checkpoint, tmp_path, 
     pascal = write_pascal(tmp_path / "pascal")
     out = tmp_path / "eval"
     args = ["--checkpoint", str(checkpoint), "--data", f"pascal-person-part:{pascal}"]
-    result = main([*args, "--gt-label-set", "person-head-3", "--device", "cpu", "--out", str(out)])
+    result = evaluate_args(parse_args([*args, "--gt-label-set", "person-head-3", "--device", "cpu", "--out", str(out)]))
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["mapping"] == "lip-20 -> person-head-3" and saved["images"] == 2
     assert [row["class"] for row in saved["per_class"]] == ["background", "head", "body"]

@@ -169,7 +169,7 @@ def tiny_config(world: dict[str, Path], out: Path, **overrides) -> FinetuneConfi
 def test_finetune_raises_agreement_records_lineage_and_keeps_the_base(world, tmp_path):
     base_files = digest_tree(world["base"])
     before_listing = {p.name for p in world["base"].parent.iterdir()}
-    report = finetune.main(tiny_config(world, tmp_path / "run"))
+    report = finetune.run_finetune(tiny_config(world, tmp_path / "run"))
     assert report["status"] == "finished"
 
     new = Path(report["checkpoint"])
@@ -233,7 +233,7 @@ def test_finetune_raises_agreement_records_lineage_and_keeps_the_base(world, tmp
 
 
 def test_blend_publishes_the_base_plus_a_share_of_the_change(world, tmp_path):
-    report = finetune.main(tiny_config(world, tmp_path / "run", blend=0.5, keep_run_checkpoint=True))
+    report = finetune.run_finetune(tiny_config(world, tmp_path / "run", blend=0.5, keep_run_checkpoint=True))
     published, meta = load_checkpoint(report["checkpoint"])
     trained, _ = load_checkpoint(tmp_path / "run" / "last")
     base, _ = load_checkpoint(world["base"])
@@ -290,7 +290,7 @@ def test_cancelled_run_publishes_nothing(world, tmp_path):
     watcher = threading.Thread(target=cancel_after_two_steps)
     watcher.start()
     config = tiny_config(world, run, checkpoints_dir=str(checkpoints), train={"epochs": 50})
-    report = finetune.main(config, cancel=cancel)
+    report = finetune.run_finetune(config, cancel=cancel)
     cancel.set()
     watcher.join()
     assert report["status"] == "cancelled" and report["checkpoint"] is None and report["phase"] == "train"
@@ -305,7 +305,7 @@ def test_stop_file_before_training_cancels(world, tmp_path):
     run.mkdir()
     (run / "STOP").touch()
     checkpoints = tmp_path / "checkpoints"
-    report = finetune.main(tiny_config(world, run, checkpoints_dir=str(checkpoints)))
+    report = finetune.run_finetune(tiny_config(world, run, checkpoints_dir=str(checkpoints)))
     assert report["status"] == "cancelled" and report["phase"] == "setup"
     assert not checkpoints.exists() or list_checkpoints(checkpoints) == []
 
@@ -328,7 +328,7 @@ def test_original_data_default_to_the_base_training_data_and_its_validation_spli
     )
     config = tiny_config(world, tmp_path / "run", base=str(base), checkpoints_dir=str(base.parent))
     config.train.data, config.train.epoch_size, config.train.epochs = [], 8, 1
-    report = finetune.main(config)
+    report = finetune.run_finetune(config)
     (original,) = json.loads((tmp_path / "run" / "finetune.json").read_text())["originals"]
     assert original["spec"] == training["data"][0] and original["split_from"] == "base"
     assert (original["val_fraction"], original["split_seed"]) == (0.5, 3)
@@ -343,7 +343,7 @@ def test_the_new_checkpoint_inherits_the_base_input_size_and_is_scored_at_it(wor
     base = write_base(tmp_path / "checkpoints" / "small", input_size=48)
     config = tiny_config(world, tmp_path / "run", base=str(base), checkpoints_dir=str(base.parent))
     config.train.epoch_size, config.train.epochs = 8, 1
-    report = finetune.main(config)
+    report = finetune.run_finetune(config)
     _, meta = load_checkpoint(report["checkpoint"])
     assert meta["input_size"] == 48
     assert load_predictor(report["checkpoint"], device="cpu").input_size == 48
@@ -360,7 +360,7 @@ def test_a_budget_under_a_minute_is_refused_before_anything_starts(world, tmp_pa
     checkpoints = tmp_path / "checkpoints"
     config = tiny_config(world, tmp_path / "run", checkpoints_dir=str(checkpoints), train={"max_minutes": 0.5})
     with pytest.raises(ValueError, match="must be at least 1 minute"):
-        finetune.main(config)
+        finetune.run_finetune(config)
     assert not (tmp_path / "run").exists() and not checkpoints.exists()
 
 
@@ -369,7 +369,7 @@ def test_a_run_of_no_iteration_publishes_nothing(world, tmp_path, monkeypatch):
     summary = {"status": "finished", "iteration": 0, "stop_reason": None, "elapsed_s": 1.0}
     monkeypatch.setattr(finetune, "train_main", lambda config, cancel=None: summary)
     with pytest.raises(finetune.NothingTrained, match="no training iteration ran"):
-        finetune.main(tiny_config(world, tmp_path / "run", checkpoints_dir=str(checkpoints)))
+        finetune.run_finetune(tiny_config(world, tmp_path / "run", checkpoints_dir=str(checkpoints)))
     assert not checkpoints.exists() or list(checkpoints.iterdir()) == []
     assert json.loads((tmp_path / "run" / "report.json").read_text())["status"] == "failed"
 
@@ -416,7 +416,7 @@ def test_the_time_budget_covers_the_whole_run(world, tmp_path, monkeypatch):
     config = tiny_config(world, tmp_path / "run", checkpoints_dir=str(tmp_path / "checkpoints"))
     config.train.max_minutes, config.train.epochs = budget_s / 60, 1000
     began = fake.now
-    report = finetune.main(config, began=began)
+    report = finetune.run_finetune(config, began=began)
     took = fake.now - began
     assert report["status"] == "finished" and report["iterations"] > 0
     assert took <= budget_s, f"{took:.1f} s for a {budget_s} s budget"
@@ -456,7 +456,7 @@ def test_the_budget_belongs_to_training_and_the_evaluations_score_what_fits(worl
         train={"data": [f"folder:{original}"], "val_fraction": 0.5, "max_minutes": budget_s / 60, "epochs": 1000},
     )
     began = fake.now
-    report = finetune.main(config, began=began)
+    report = finetune.run_finetune(config, began=began)
     assert report["status"] == "finished" and report["iterations"] > 0
     assert fake.now - began <= budget_s
 
@@ -553,8 +553,8 @@ def test_command_line_has_finetune_defaults_and_every_trainer_option(tmp_path, c
 def test_missing_default_base_says_to_pass_base(monkeypatch, tmp_path):
     monkeypatch.setattr(finetune, "DEFAULT_BASE", tmp_path / "ssfnet_lite-lip20")
     with pytest.raises(FileNotFoundError, match="--base"):
-        finetune.main(FinetuneConfig(corrections=[str(tmp_path)]))
-    assert finetune.cli(["--corrections", str(tmp_path), "--out", str(tmp_path / "run")]) == 2
+        finetune.run_finetune(FinetuneConfig(corrections=[str(tmp_path)]))
+    assert finetune.main(["--corrections", str(tmp_path), "--out", str(tmp_path / "run")]) == 2
     assert not (tmp_path / "run").exists()
 
 
@@ -607,7 +607,7 @@ def test_a_fine_tune_goes_on_with_the_base_recipe_unless_told_otherwise(world, t
     )  # fmt: skip
     config = tiny_config(world, tmp_path / "run", base=str(base), checkpoints_dir=str(base.parent), given=("lr",))
     config.train.epoch_size, config.train.epochs = 8, 1
-    report = finetune.main(config)
+    report = finetune.run_finetune(config)
     used = json.loads((tmp_path / "run" / "finetune.json").read_text())["config"]["train"]
     assert (used["optimizer"], used["crop_size"], used["head_lr_mult"], used["lr"]) == ("adamw", 48, 2.0, 0.05)
     assert report["checkpoint"]
@@ -667,7 +667,7 @@ def test_a_fine_tune_that_loses_is_not_published_unless_asked(world, tmp_path, m
     checkpoints = tmp_path / "checkpoints"
     config = tiny_config(world, tmp_path / "run", checkpoints_dir=str(checkpoints), publish_anyway=False)
     config.train.epoch_size, config.train.epochs = 8, 1
-    report = finetune.main(config)
+    report = finetune.run_finetune(config)
     assert report["status"] == "finished" and report["checkpoint"] is None and not report["published"]
     assert [w["set"] for w in report["worse"]] == [worse_on]
     assert "not published" in report["note"] and "78.00 -> 65.40" in report["note"]
@@ -684,7 +684,7 @@ def test_a_fine_tune_that_loses_is_not_published_unless_asked(world, tmp_path, m
     calls.clear()
     config = tiny_config(world, tmp_path / "run2", checkpoints_dir=str(checkpoints), publish_anyway=True)
     config.train.epoch_size, config.train.epochs = 8, 1
-    report = finetune.main(config)
+    report = finetune.run_finetune(config)
     assert report["published"] and Path(report["checkpoint"]).is_dir() and "although" in report["note"]
     progress = read_progress(tmp_path / "run2")
     assert "warning" in progress["message"]
@@ -706,7 +706,7 @@ def test_the_command_line_exits_4_and_publishes_nothing_when_worse(world, tmp_pa
             "--epochs", "1", "--max-minutes", "0", "--workers", "0", "--checkpoints-dir", str(checkpoints),
             "--out", str(tmp_path / "run"), "--no-augment-grid"]  # fmt: skip
     assert parse_args(argv).publish_anyway is False and parse_args([*argv, "--publish-anyway"]).publish_anyway
-    assert finetune.cli(argv) == finetune.EXIT_NOT_PUBLISHED
+    assert finetune.main(argv) == finetune.EXIT_NOT_PUBLISHED
     assert not checkpoints.exists() or list(checkpoints.iterdir()) == []
 
 
@@ -748,7 +748,7 @@ def test_the_checkpoint_list_shows_only_comparable_figures(world, tmp_path):
     config = tiny_config(world, tmp_path / "run", base=str(checkpoints / "tiny"), publish_anyway=True,
                          checkpoints_dir=str(checkpoints / "finetuned"))  # fmt: skip
     config.train.epoch_size, config.train.epochs = 8, 1
-    report = finetune.main(config)
+    report = finetune.run_finetune(config)
     labels = dict((name, label) for label, name in Predictors(checkpoints, checkpoint=checkpoints / "tiny").choices())
     child = f"finetuned/{Path(report['checkpoint']).name}"
     assert set(labels) == {"tiny", child}

@@ -462,9 +462,9 @@ def test_training_on_a_full_disk_keeps_last_and_says_why(tmp_path, monkeypatch, 
     resumed, _, _ = engine.load_run_checkpoint(tmp_path / "last", _tiny(), None, DistInfo())
     assert resumed.iteration == 1
 
-    monkeypatch.setattr(trainer, "main", lambda config: engine.save_run_checkpoint(
+    monkeypatch.setattr(trainer, "run_training", lambda config: engine.save_run_checkpoint(
         tmp_path, model, optimizer, state, [({}, {})], **kwargs))  # fmt: skip
-    assert trainer.cli(["--data", "folder:x", "--out", str(tmp_path)]) == 1
+    assert trainer.main(["--data", "folder:x", "--out", str(tmp_path)]) == 1
     message = capsys.readouterr().err.strip()
     assert message.startswith("error: no space left") and "\n" not in message and "Traceback" not in message
 

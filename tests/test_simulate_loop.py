@@ -204,7 +204,7 @@ def test_the_loop_can_correct_the_images_the_base_parses_worst(dataset_dir, tmp_
     def stop(config):  # the loop up to its fine-tune: what it corrects and what it holds out
         return {"status": "failed"}
 
-    monkeypatch.setattr(finetune, "main", stop)
+    monkeypatch.setattr(finetune, "run_finetune", stop)
     with pytest.raises(RuntimeError, match="status failed"):
         simulate_loop.main([
             "--base", str(base), "--split", str(split), "--ccp", str(ccp), "--viton", str(viton), "--corrections",

@@ -19,7 +19,7 @@ from ssfnet.checkpoint import CheckpointError, load_state_dict
 from train.augment import CopyPaste, Photometric, TrainDataset, remove_people, synthetic_texture
 from train.config import TrainConfig, parse_args
 from train.engine import Schedule, TrainState, poly_factor
-from train.train import build, main, resolve_model, transferred_state
+from train.train import build, resolve_model, run_training, transferred_state
 from train.utils import Stopwatch
 
 # Narrow decoder widths: the whole model trains a step in a fraction of a second at 64 px.
@@ -56,7 +56,9 @@ def losses(run: Path) -> list[float]:
 
 def test_tiny_run_writes_loadable_checkpoints_logs_and_plots(viton, tmp_path):
     out = tmp_path / "run"
-    summary = main(tiny_config(viton, out, copy_paste=0.5, colour_jitter=0.5, blur=0.3, jpeg=0.3, class_balance=0.5))
+    summary = run_training(
+        tiny_config(viton, out, copy_paste=0.5, colour_jitter=0.5, blur=0.3, jpeg=0.3, class_balance=0.5)
+    )
     assert summary["status"] == "finished"
     resolved = json.loads((out / "config.json").read_text())["resolved"]
     assert "cores" in resolved["hardware"]  # the machine it trained on, for the release's history
@@ -88,20 +90,20 @@ def test_tiny_run_writes_loadable_checkpoints_logs_and_plots(viton, tmp_path):
 
 def test_existing_run_needs_resume(viton, tmp_path):
     out = tmp_path / "run"
-    main(tiny_config(viton, out, epochs=1, augment_grid=False))
+    run_training(tiny_config(viton, out, epochs=1, augment_grid=False))
     with pytest.raises(FileExistsError, match="--resume"):
-        main(tiny_config(viton, out, epochs=1, augment_grid=False))
+        run_training(tiny_config(viton, out, epochs=1, augment_grid=False))
 
 
 def test_resume_reproduces_the_uninterrupted_run(viton, tmp_path):
     # Batch-level photometric augmentation (as on a GPU) must replay exactly as well.
     settings = dict(epochs=2, copy_paste=0.5, colour_jitter=0.5, jpeg=0.5, gpu_augment="on", augment_grid=False)
-    whole = main(tiny_config(viton, tmp_path / "whole", **settings))
-    first = main(tiny_config(viton, tmp_path / "split", stop_after_iters=4, **settings))
+    whole = run_training(tiny_config(viton, tmp_path / "whole", **settings))
+    first = run_training(tiny_config(viton, tmp_path / "split", stop_after_iters=4, **settings))
     assert first["status"] == "stopped" and first["iteration"] == 4
     state = json.loads((tmp_path / "split" / "last" / "training_state.json").read_text())
     assert state["state"]["iteration"] == 4 and state["state"]["step_in_epoch"] == 1
-    second = main(tiny_config(viton, tmp_path / "split", resume=True, **settings))
+    second = run_training(tiny_config(viton, tmp_path / "split", resume=True, **settings))
     assert second["status"] == whole["status"] == "finished"
     assert losses(tmp_path / "split") == losses(tmp_path / "whole")
     a, _ = load_state_dict(tmp_path / "whole" / "last")
@@ -111,10 +113,10 @@ def test_resume_reproduces_the_uninterrupted_run(viton, tmp_path):
 
 def test_adamw_runs_and_resumes_exactly(viton, tmp_path):
     settings = dict(epochs=2, optimizer="adamw", lr=1e-3, weight_decay=0.01, head_lr_mult=5.0, augment_grid=False)
-    whole = main(tiny_config(viton, tmp_path / "whole", **settings))
+    whole = run_training(tiny_config(viton, tmp_path / "whole", **settings))
     assert json.loads((tmp_path / "whole" / "config.json").read_text())["optimizer"] == "adamw"
-    main(tiny_config(viton, tmp_path / "split", stop_after_iters=4, **settings))
-    second = main(tiny_config(viton, tmp_path / "split", resume=True, **settings))
+    run_training(tiny_config(viton, tmp_path / "split", stop_after_iters=4, **settings))
+    second = run_training(tiny_config(viton, tmp_path / "split", resume=True, **settings))
     assert second["status"] == whole["status"] == "finished"
     # The moment estimates came back with the weights: the resumed steps are the uninterrupted ones.
     assert losses(tmp_path / "split") == losses(tmp_path / "whole")
@@ -165,7 +167,7 @@ def test_time_budget_drives_the_poly_schedule(viton, tmp_path, monkeypatch):
         val_fraction=0.0,
         augment_grid=False,
     )
-    summary = main(config)
+    summary = run_training(config)
     assert summary["status"] == "finished"
     assert summary["iteration"] >= 2 and summary["epoch"] >= 2
     records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
@@ -205,7 +207,7 @@ def test_stop_file_stops_cleanly_with_a_complete_checkpoint(viton, tmp_path):
 
     watcher = threading.Thread(target=request_stop)
     watcher.start()
-    summary = main(tiny_config(viton, out, epochs=50, stop_file=str(stop_file), augment_grid=False))
+    summary = run_training(tiny_config(viton, out, epochs=50, stop_file=str(stop_file), augment_grid=False))
     watcher.join()
     assert summary["status"] == "stopped" and "stop file" in summary["stop_reason"]
     assert 2 <= summary["iteration"] < 150
@@ -217,14 +219,14 @@ def test_stop_file_stops_cleanly_with_a_complete_checkpoint(viton, tmp_path):
 def test_cancel_event_stops_before_the_first_step(viton, tmp_path):
     cancel = threading.Event()
     cancel.set()
-    summary = main(tiny_config(viton, tmp_path / "run", augment_grid=False), cancel=cancel)
+    summary = run_training(tiny_config(viton, tmp_path / "run", augment_grid=False), cancel=cancel)
     assert summary["status"] == "stopped" and summary["iteration"] == 0
 
 
 def test_init_checkpoint_with_frozen_backbone_trains_only_the_decoder(viton, tmp_path):
-    main(tiny_config(viton, tmp_path / "base", epochs=1, augment_grid=False))
+    run_training(tiny_config(viton, tmp_path / "base", epochs=1, augment_grid=False))
     base, _ = load_state_dict(tmp_path / "base" / "last")
-    summary = main(
+    summary = run_training(
         tiny_config(
             viton,
             tmp_path / "tuned",
@@ -246,9 +248,9 @@ def test_init_checkpoint_with_frozen_backbone_trains_only_the_decoder(viton, tmp
 
 
 def test_freeze_bn_keeps_every_running_statistic_and_still_trains_the_weights(viton, tmp_path):
-    main(tiny_config(viton, tmp_path / "base", epochs=1, augment_grid=False))
+    run_training(tiny_config(viton, tmp_path / "base", epochs=1, augment_grid=False))
     base, _ = load_state_dict(tmp_path / "base" / "last")
-    main(tiny_config(viton, tmp_path / "tuned", variant=None, model_options={}, epochs=1, lr=0.05,
+    run_training(tiny_config(viton, tmp_path / "tuned", variant=None, model_options={}, epochs=1, lr=0.05,
                      init_checkpoint=str(tmp_path / "base" / "last"), freeze_bn=True, augment_grid=False))  # fmt: skip
     tuned, _ = load_state_dict(tmp_path / "tuned" / "last")
     stats = [k for k in base if k.endswith(("running_mean", "running_var"))]
@@ -257,7 +259,7 @@ def test_freeze_bn_keeps_every_running_statistic_and_still_trains_the_weights(vi
 
 
 def test_init_checkpoint_of_another_label_set_keeps_all_but_the_class_outputs(viton, tmp_path):
-    main(tiny_config(viton, tmp_path / "base", epochs=1, augment_grid=False))
+    run_training(tiny_config(viton, tmp_path / "base", epochs=1, augment_grid=False))
     base, _ = load_state_dict(tmp_path / "base" / "last")
     config = tiny_config(
         viton,
@@ -281,7 +283,7 @@ def test_init_checkpoint_of_another_label_set_keeps_all_but_the_class_outputs(vi
 
 
 def test_init_checkpoint_of_another_label_set_still_needs_the_same_network(viton, tmp_path):
-    main(tiny_config(viton, tmp_path / "base", epochs=1, augment_grid=False))
+    run_training(tiny_config(viton, tmp_path / "base", epochs=1, augment_grid=False))
     wider = dict(TINY, high_channels=TINY["high_channels"] + 8)
     config = tiny_config(
         viton,
@@ -296,7 +298,7 @@ def test_init_checkpoint_of_another_label_set_still_needs_the_same_network(viton
 
 
 def test_torchvision_peer_trains_through_the_same_loop(viton, tmp_path):
-    summary = main(
+    summary = run_training(
         tiny_config(
             viton,
             tmp_path / "run",

@@ -19,7 +19,7 @@ from ssfnet import ABLATIONS, MODELS, list_models
 
 @dataclass
 class TrainConfig:
-    """Everything a training run needs; :func:`train.train.main` takes one of these.
+    """Everything a training run needs; :func:`train.train.run_training` takes one of these.
 
     The defaults are the paper's recipe (Sec. 4.1): SGD with momentum 0.9 and weight decay 5e-4, a
     poly learning rate (base 0.01, power 0.9), batch 8, 473 x 473 crops, random scale 0.5-1.5,

@@ -496,9 +496,8 @@ def evaluate_checkpoint(
     return result if matrices is None else {**result, "per_image": matrices}
 
 
-def main(argv: list[str] | None = None) -> dict:
-    """Run the evaluation described by ``argv`` (:func:`evaluate_checkpoint`)."""
-    args = parse_args(argv)
+def evaluate_args(args: argparse.Namespace) -> dict:
+    """:func:`evaluate_checkpoint` as the command line ``args`` describe it; its result."""
     return evaluate_checkpoint(
         args.checkpoint,
         args.data,
@@ -516,6 +515,11 @@ def main(argv: list[str] | None = None) -> dict:
     )
 
 
+def main(argv: list[str] | None = None) -> int:
+    """``python -m train.evaluate``: score the checkpoint ``argv`` names; the exit status."""
+    evaluate_args(parse_args(argv))
+    return 0
+
+
 if __name__ == "__main__":
-    main()
-    sys.exit(0)
+    sys.exit(main())

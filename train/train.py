@@ -10,7 +10,7 @@ The run folder holds ``config.json``, ``split.json`` (the held-out ids), ``augme
 ``summary.json`` and two checkpoints: ``last/`` (with the training state, for ``--resume``) and
 ``best/`` (best validation mIoU). Both load with :func:`ssfnet.load_checkpoint`.
 
-:func:`main` is the recipe; the data live in :mod:`train.data`, the run folder's files in
+:func:`run_training` is the recipe; the data live in :mod:`train.data`, the run folder's files in
 :mod:`train.run_folder`, the epoch loop in :mod:`train.engine`.
 """
 
@@ -37,7 +37,8 @@ from ssfnet.precision import choose_bf16, use_bf16
 
 from .augment import batch_generator, save_augment_grid
 from .balance import mixture_value_weights
-from .config import TrainConfig, parse_args
+from .config import TrainConfig
+from .config import parse_args as parse_config
 from .data import TrainData, build_datasets, build_train_dataset, make_data, pad_collate
 from .engine import (
     LoopContext,
@@ -71,8 +72,10 @@ __all__ = [
     "build_train_dataset",
     "main",
     "pad_collate",
+    "parse_args",
     "plot_curves",
     "resolve_model",
+    "run_training",
     "transferred_state",
 ]
 
@@ -266,7 +269,7 @@ def _print(info: DistInfo, *message: object) -> None:
 # Main
 
 
-def main(config: TrainConfig, *, cancel: threading.Event | None = None) -> dict:
+def run_training(config: TrainConfig, *, cancel: threading.Event | None = None) -> dict:
     """Run (or resume) training as configured; returns the summary also written to ``summary.json``.
 
     Args:
@@ -580,10 +583,16 @@ def _finish(config, info, variant, label_set, state, clock, stop, folder, times,
     return summary
 
 
-def cli(argv: list[str] | None = None) -> int:
-    config = parse_args(argv, prog="python -m train.train")
+def parse_args(argv: list[str] | None = None) -> TrainConfig:
+    """The command line of ``python -m train.train`` (``--config FILE`` holds options too)."""
+    return parse_config(argv, prog="python -m train.train")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m train.train``: train as ``argv`` says; the exit status (0: finished or stopped)."""
+    config = parse_args(argv)
     try:
-        summary = main(config)
+        summary = run_training(config)
     except OSError as err:
         if err.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
@@ -594,4 +603,4 @@ def cli(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    sys.exit(main())

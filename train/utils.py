@@ -215,7 +215,7 @@ class StopControl:
 
     A stop is requested by creating ``stop_file``, by SIGTERM / SIGINT (installed only when
     constructed in the main thread; a second SIGINT raises KeyboardInterrupt as usual), or by a
-    caller's ``threading.Event`` (e.g. a UI thread that runs :func:`train.train.main`).
+    caller's ``threading.Event`` (e.g. a UI thread that runs :func:`train.train.run_training`).
 
     Use as a context manager: the previous signal handlers are restored on exit.
     """

@@ -273,6 +273,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             if args.device == "cpu"
             else "runs/bench.md"
         )
+    # The command the tables say they were made by.
+    args.command = shlex.join(["python", "-m", "train.bench", *(sys.argv[1:] if argv is None else argv)])
     return args
 
 
@@ -447,10 +449,9 @@ def cuda_device(choice: str) -> torch.device | None:
     return None
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
-    """Run the benchmark; returns the model rows (``--kernels``: the kernel rows)."""
-    args = parse_args(argv)
-    command = shlex.join(["python", "-m", "train.bench", *(sys.argv[1:] if argv is None else argv)])
+def bench(args: argparse.Namespace) -> list[dict]:
+    """Run the benchmark ``args`` (of :func:`parse_args`) describe; the model rows (``--kernels``: the kernel rows)."""
+    command = args.command
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.kernels:
@@ -476,3 +477,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     env = run_environment(args, peaks, cuda, cuda_peak)
     write_outputs(args, text, {"env": env, "command": command, "header": header, "rows": rows, "checks": checks})
     return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m train.bench``: the speed tables ``argv`` asks for; the exit status."""
+    bench(parse_args(argv))
+    return 0

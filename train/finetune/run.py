@@ -45,7 +45,7 @@ and the app say how many images of each set were scored and how long training go
 a minute is refused; none is refused for lack of time. 0 runs ``--epochs`` instead, of
 ``--epoch-size`` samples (default: the training samples, but at least :data:`MIN_EPOCH_BATCHES`
 batches), and scores every image. SIGTERM, Ctrl-C, the run's ``STOP`` file (``--stop-file``) or
-the ``cancel`` event of :func:`main` stop it without publishing anything; the exit status is then 3.
+the ``cancel`` event of :func:`run_finetune` stop it without publishing anything; the exit status is then 3.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ from ssfnet.predictor import DEFAULT_CHECKPOINT
 from ..config import TrainConfig, load_config_file
 from ..config import get_args_parser as get_train_args_parser
 from ..config import parse_args as parse_train_args
-from ..train import main as train_main
+from ..train import run_training as train_main
 from ..utils import write_json
 from .budget import Timing, before_deadline_s, budget_problem, training_s, write_timing
 from .config import FINETUNE_DEFAULTS, INHERITED, LR_SHARE, FinetuneConfig
@@ -263,7 +263,7 @@ def process_age_s() -> float:
         return 0.0
 
 
-def main(config: FinetuneConfig, *, cancel: threading.Event | None = None, began: float | None = None) -> dict:
+def run_finetune(config: FinetuneConfig, *, cancel: threading.Event | None = None, began: float | None = None) -> dict:
     """Fine-tune as configured; returns the report also written to ``report.json``.
 
     Args:
@@ -519,11 +519,11 @@ def _train(
     return summary, trainer
 
 
-def cli(argv: list[str] | None = None, *, began: float | None = None) -> int:
-    """The command line; ``began`` as for :func:`main`."""
+def main(argv: list[str] | None = None, *, began: float | None = None) -> int:
+    """``python -m train.finetune``: the exit status; ``began`` as for :func:`run_finetune`."""
     config = parse_args(argv)
     try:
-        report = main(config, began=began)
+        report = run_finetune(config, began=began)
     except (FileNotFoundError, FileExistsError, ValueError, CheckpointError) as err:
         print(f"python -m train.finetune: error: {err}", file=sys.stderr)
         return 2
