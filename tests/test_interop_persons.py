@@ -123,3 +123,83 @@ def test_coco_has_one_annotation_per_person_per_label_and_comes_back(store, tmp_
     assert np.array_equal(load_correction(tmp_path / "back", again)[1], labels)
     assert np.array_equal(load_persons(tmp_path / "back", again), persons)
     assert load_persons(tmp_path / "back", back[f"{old}.png"]) is None
+
+
+def voc_numbers(rgb: np.ndarray) -> np.ndarray:
+    """H x W: the Pascal VOC palette index of each pixel's colour (the object number), read independently."""
+    palette = np.zeros((256, 3), np.uint8)
+    for k in range(256):  # Pascal VOC's colour map, bit by bit
+        c, r, g, b = k, 0, 0, 0
+        for shift in range(7, -1, -1):
+            r, g, b = r | (c & 1) << shift, g | (c >> 1 & 1) << shift, b | (c >> 2 & 1) << shift
+            c >>= 3
+        palette[k] = r, g, b
+    lookup = {tuple(c): k for k, c in enumerate(palette.tolist())}
+    return np.array([lookup[tuple(c)] for c in rgb.reshape(-1, 3).tolist()]).reshape(rgb.shape[:2])
+
+
+def test_cvat_objects_are_one_per_person_per_label_and_come_back(store, tmp_path):
+    root, old, with_persons = store
+    out, _ = export_corrections(root, "cvat", tmp_path / "task.zip", ids=[with_persons, old])
+    labels, persons = people()
+    archive = zipfile.ZipFile(out)
+    owners = json.loads(archive.read("ssfnet_persons.json"))["images"]
+    assert list(owners) == [with_persons]  # the record without person ids is not listed
+    objects = voc_numbers(read_png(archive, f"SegmentationObject/{with_persons}.png"))
+    # Background once, hair / face / coat once per person; unlabelled pixels void (255).
+    assert sorted(np.unique(objects).tolist()) == [*range(1, 8), 255]
+    assert np.array_equal(objects == 255, labels == IGNORE_INDEX)
+    for k in range(1, 8):
+        inside = objects == k
+        assert np.unique(labels[inside]).size == 1 and np.unique(persons[inside]).tolist() == [
+            owners[with_persons][str(k)]
+        ]
+    assert {p for p in owners[with_persons].values()} == {0, 1, 3}
+    # The record without person ids keeps one object per label.
+    assert sorted(np.unique(voc_numbers(read_png(archive, f"SegmentationObject/{old}.png"))).tolist()) == [
+        1,
+        2,
+        3,
+        4,
+        255,
+    ]
+
+    report = import_corrections(out, "cvat", tmp_path / "back")
+    back = {load_correction(tmp_path / "back", i)[2]["source_name"]: i for i in report["imported"]}
+    again = back[f"{with_persons}.png"]
+    assert np.array_equal(load_correction(tmp_path / "back", again)[1], labels)
+    assert np.array_equal(load_persons(tmp_path / "back", again), persons)
+    assert load_persons(tmp_path / "back", back[f"{old}.png"]) is None
+
+
+def test_cvat_objects_the_persons_file_misses_get_ids_and_a_zip_without_it_none(store, tmp_path):
+    root, _, with_persons = store
+    out, _ = export_corrections(root, "cvat", tmp_path / "task.zip", ids=[with_persons])
+    labels, persons = people()
+    archive = zipfile.ZipFile(out)
+    owners = json.loads(archive.read("ssfnet_persons.json"))
+    objects = voc_numbers(read_png(archive, f"SegmentationObject/{with_persons}.png"))
+    # Person 3's hair, as if drawn in CVAT after the export: the store gives it ids again.
+    hair_of_3 = next(
+        k for k, p in owners["images"][with_persons].items() if p == 3 and (labels[objects == int(k)] == HAIR).all()
+    )
+    del owners["images"][with_persons][hair_of_3]
+    edited, bare = tmp_path / "edited.zip", tmp_path / "bare.zip"
+    with zipfile.ZipFile(edited, "w") as e, zipfile.ZipFile(bare, "w") as b:
+        for name in archive.namelist():
+            e.writestr(name, json.dumps(owners) if name == "ssfnet_persons.json" else archive.read(name))
+            if name != "ssfnet_persons.json":
+                b.writestr(name, archive.read(name))
+    (record,) = import_corrections(edited, "cvat", tmp_path / "edited")["imported"]
+    again, missed = load_persons(tmp_path / "edited", record), objects == int(hair_of_3)
+    assert np.array_equal(again[~missed], persons[~missed])
+    # Each pixel of it takes the id of the nearest person: 3's face below, or 1's hair beside it.
+    assert set(np.unique(again[missed]).tolist()) <= {1, 3} and (again[missed][-15:] == 3).all()
+    (record,) = import_corrections(bare, "cvat", tmp_path / "bare")["imported"]
+    assert load_persons(tmp_path / "bare", record) is None
+    owners["images"][with_persons]["1"] = 300
+    with zipfile.ZipFile(tmp_path / "bad.zip", "w") as bad:
+        for name in archive.namelist():
+            bad.writestr(name, json.dumps(owners) if name == "ssfnet_persons.json" else archive.read(name))
+    with pytest.raises(InteropError, match="person id 300, not between 0 and 255"):
+        import_corrections(tmp_path / "bad.zip", "cvat", tmp_path / "bad")

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from ssfnet.data.correction_files import IMAGE_FORMATS, displayed_size, find_image
-from ssfnet.data.correction_persons import derive_persons, person_mask
+from ssfnet.data.correction_persons import derive_persons, fit_persons
 from ssfnet.data.corrections import latest_ids, list_corrections, load_correction, load_persons, save_correction
 from ssfnet.data.review import is_approved
 from ssfnet.labels import IGNORE_INDEX, LabelSet, get_label_set
@@ -144,7 +144,9 @@ class Imported:
 
     ``regions`` are (name, H x W bool mask) in the order the file gives them; a later region
     wins where two overlap. ``persons`` are (person id, H x W bool mask) where the export says whose
-    each region is (COCO's ``person_id``); an image with any is saved with person ids.
+    each region is (COCO's ``person_id``, CVAT's object persons, a Label Studio region's
+    ``meta.person``, CIHP's ``Human_ids``); an image with any, or with ``with_persons`` set (its
+    export says it was saved with person ids, even if it holds no person), is saved with person ids.
     """
 
     name: str
@@ -152,17 +154,28 @@ class Imported:
     size: tuple[int, int]  # height, width of the masks
     regions: list[tuple[str, np.ndarray]] = field(default_factory=list)
     persons: list[tuple[int, np.ndarray]] = field(default_factory=list)
+    with_persons: bool = False
 
     def person_ids(self, labels: np.ndarray) -> np.ndarray | None:
-        """H x W uint8 person ids of ``persons`` on ``labels``' person pixels, or None without any."""
-        if not self.persons:
+        """H x W uint8 person ids of ``persons`` on ``labels``' person pixels, or None without any.
+
+        Person pixels that no region gives a person (drawn in the other tool after the export) are
+        given ids as the app gives them (:func:`ssfnet.data.correction_persons.fit_persons`).
+        """
+        if not self.persons and not self.with_persons:
             return None
         ids = np.zeros(self.size, np.uint8)
         for person, mask in self.persons:
             if not 0 < person < 256:
                 raise InteropError(f"{self.name}: person id {person} is not between 1 and 255")
+            if mask.shape != self.size:
+                raise InteropError(f"{self.name}: a person's mask is {mask.shape[1]}x{mask.shape[0]}, "
+                                   f"not {self.size[1]}x{self.size[0]}")  # fmt: skip
             ids[mask] = person
-        return np.where(person_mask(labels), ids, 0).astype(np.uint8)
+        try:
+            return fit_persons(labels, ids)
+        except ValueError as err:
+            raise InteropError(f"{self.name}: {err}") from None
 
 
 def read_image_file(name: str, candidates: Iterable[Path]) -> bytes:
