@@ -1,7 +1,9 @@
-"""Person ids in exports (issue 36 item 3): the CIHP layout, and COCO's one annotation per person per label.
+"""Person ids in exports and imports (issue 36 item 3): CIHP's layout, COCO's ``person_id``, CVAT's
+objects and Label Studio's regions, one per person per label.
 
-The files are read with Pillow and pycocotools, not with this project's reader; a COCO export
-imported again gives back the labels and the person ids pixel for pixel.
+The files are read with Pillow, pycocotools and the Label Studio converter, not with this project's
+reader; every export imported again gives back the labels and the person ids pixel for pixel, and
+records saved without person ids come back without them (CIHP, which always holds them, excepted).
 """
 
 from __future__ import annotations
@@ -85,14 +87,15 @@ def test_part_instances_number_person_by_person():
     assert part_instances(labels, persons).tolist() == [[0, 2, 3, 1]]
 
 
-def test_cihp_refuses_mixed_label_sets_and_import(store, tmp_path):
+def test_cihp_refuses_mixed_label_sets(store, tmp_path):
     root, _, with_persons = store
     save_correction(root, np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4), np.uint8), "person-head-3")
     with pytest.raises(InteropError, match="several label sets"):
         export_corrections(root, "cihp", tmp_path / "mixed.zip", all_versions=True)
     assert not (tmp_path / "mixed.zip").exists()
-    with pytest.raises(InteropError, match="cihp is written, not read"):
-        import_corrections(tmp_path / "mixed.zip", "cihp", tmp_path / "back")
+    (tmp_path / "torn.zip").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(InteropError, match="is not a zip of the CIHP layout"):
+        import_corrections(tmp_path / "torn.zip", "cihp", tmp_path / "back")
     command = ["export", "--corrections", str(root), "--format", "cihp", "--out", str(tmp_path / "one.zip")]
     assert main([*command, "--ids", with_persons]) == 0 and (tmp_path / "one.zip").is_file()
 
@@ -203,3 +206,58 @@ def test_cvat_objects_the_persons_file_misses_get_ids_and_a_zip_without_it_none(
             bad.writestr(name, json.dumps(owners) if name == "ssfnet_persons.json" else archive.read(name))
     with pytest.raises(InteropError, match="person id 300, not between 0 and 255"):
         import_corrections(tmp_path / "bad.zip", "cvat", tmp_path / "bad")
+
+
+def test_cihp_round_trip_gives_back_labels_and_person_ids(store, tmp_path):
+    root, old, with_persons = store
+    out, _ = export_corrections(root, "cihp", tmp_path / "cihp.zip", ids=[with_persons, old])
+    report = import_corrections(out, "cihp", tmp_path / "back")
+    assert report["unknown"] == {} and len(report["imported"]) == 2
+    labels, persons = people()
+    back = {load_correction(tmp_path / "back", i)[2]["source_name"]: i for i in report["imported"]}
+    for record, ids in ((with_persons, persons), (old, derive_persons(labels))):  # CIHP always holds ids
+        image, again, meta = load_correction(tmp_path / "back", back[f"{record}.png"])
+        assert np.array_equal(again, labels) and meta["model"] == "import:cihp"
+        assert np.array_equal(image, load_correction(root, record)[0])
+        assert np.array_equal(load_persons(tmp_path / "back", back[f"{record}.png"]), ids)
+
+
+def write_png(path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+
+
+def test_cihp_dataset_folder_imports_by_cihps_names_and_reports_unknown_ids(tmp_path):
+    """CIHP as distributed: splits, JPEG photos, no labels.txt, Instance_ids and colour folders beside."""
+    top = tmp_path / "instance-level_human_parsing"
+    labels, persons = people()
+    photo = np.random.default_rng(3).integers(0, 255, (*labels.shape, 3), dtype=np.uint8)
+    for split, stem in (("Training", "0000006"), ("Validation", "0000001")):
+        (top / split / "Images").mkdir(parents=True)
+        Image.fromarray(photo).save(top / split / "Images" / f"{stem}.jpg")
+        write_png(top / split / "Category_ids" / f"{stem}.png", labels)
+        write_png(top / split / "Instance_ids" / f"{stem}.png", part_instances(labels, persons))
+        write_png(top / split / "Categories" / f"{stem}.png", LIP.colourise(labels))
+    write_png(top / "Training" / "Human_ids" / "0000006.png", persons)  # the other image has none
+    report = import_corrections(top, "cihp", tmp_path / "back")
+    back = {load_correction(tmp_path / "back", i)[2]["source_name"]: i for i in report["imported"]}
+    assert sorted(back) == ["0000001.jpg", "0000006.jpg"]
+    for record in back.values():
+        assert np.array_equal(load_correction(tmp_path / "back", record)[1], labels)
+    assert np.array_equal(load_persons(tmp_path / "back", back["0000006.jpg"]), persons)
+    assert load_persons(tmp_path / "back", back["0000001.jpg"]) is None
+
+    odd = labels.copy()
+    odd[0, :3] = 37
+    write_png(top / "Training" / "Category_ids" / "0000006.png", odd)
+    with pytest.raises(InteropError, match=r"labels not in lip-20: 'category id 37' \(1 region\)"):
+        import_corrections(top, "cihp", tmp_path / "refused")
+    assert not (tmp_path / "refused").exists() or not list((tmp_path / "refused").rglob("*.png"))
+    report = import_corrections(top, "cihp", tmp_path / "kept", keep_unknown=True)
+    assert report["unknown"] == {"category id 37": 1}
+    write_png(top / "Training" / "Human_ids" / "0000006.png", persons[:-1])
+    with pytest.raises(InteropError, match="Human_ids/0000006.png is 40x29 but"):
+        import_corrections(top, "cihp", tmp_path / "other")
+    write_png(top / "Training" / "Category_ids" / "0000006.png", LIP.colourise(labels))
+    with pytest.raises(InteropError, match="is a RGB image, not 8-bit ids"):
+        import_corrections(top, "cihp", tmp_path / "other")

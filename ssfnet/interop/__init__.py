@@ -1,17 +1,19 @@
-"""Corrections that travel to and from other annotation tools: COCO, CVAT and Label Studio, and out as CIHP.
+"""Corrections that travel to and from other annotation tools: COCO, CVAT, Label Studio and CIHP.
 
 Export (:func:`export_corrections`) writes records of a corrections folder as
 
 - ``coco``: COCO instance JSON with compressed RLE masks (:mod:`ssfnet.interop.coco`);
 - ``cvat``: CVAT's "Segmentation mask 1.1" zip of PNG masks and ``labelmap.txt`` (:mod:`ssfnet.interop.cvat`);
 - ``labelstudio``: Label Studio tasks JSON with brush RLE masks (:mod:`ssfnet.interop.labelstudio`);
-- ``cihp``: a zip in CIHP's layout, part labels and person instances (:mod:`ssfnet.interop.cihp`; export only).
+- ``cihp``: a zip in CIHP's layout, part labels and person instances (:mod:`ssfnet.interop.cihp`).
 
-COCO and CIHP carry the records' person ids (split and merged in the app, or derived from the labels
-for CIHP when a record has none): COCO as one annotation per person per label with a ``person_id``.
+Every format carries the records' person ids (split and merged in the app): COCO as one annotation
+per person per label with a ``person_id``, CVAT as one object per person per label with the objects'
+persons in ``ssfnet_persons.json``, Label Studio as one brush region per person per label with
+``meta.person``, CIHP as ``Human_ids`` (derived from the labels for a record saved without them).
 
-Import (:func:`import_corrections`) reads the first three back into a corrections folder as new
-records, their labels mapped by name onto a label set; names the set lacks are reported and
+Import (:func:`import_corrections`) reads them all back into a corrections folder as new
+records, person ids included, their labels mapped by name onto a label set; names the set lacks are reported and
 refuse the import unless they are to become unlabelled pixels. Command line: ``python -m
 ssfnet.interop export|import`` (``--help``).
 """
@@ -89,8 +91,8 @@ def import_corrections(
     """Import another tool's export ``path`` (format ``fmt``) into the corrections folder ``root``.
 
     Args:
-        path: The export: a JSON file (``coco``, ``labelstudio``) or a zip or its folder (``cvat``).
-        fmt: ``coco``, ``cvat`` or ``labelstudio``.
+        path: The export: a JSON file (``coco``, ``labelstudio``) or a zip or its folder (``cvat``, ``cihp``).
+        fmt: ``coco``, ``cvat``, ``labelstudio`` or ``cihp``.
         root: Corrections folder to add records to.
         label_set: The label set the names are mapped onto (case, spaces, ``-`` and ``_`` ignored).
         images: Folder of the image files the export names (default: beside the export, or inside the zip).

@@ -1,10 +1,11 @@
-"""``python -m ssfnet.interop export|import``: corrections to and from COCO, CVAT and Label Studio, and to CIHP.
+"""``python -m ssfnet.interop export|import``: corrections to and from COCO, CVAT, Label Studio and CIHP.
 
     python -m ssfnet.interop export --corrections corrections --format coco --out out/coco.json
     python -m ssfnet.interop export --corrections corrections --format cvat --out out/cvat.zip
     python -m ssfnet.interop export --corrections corrections --format labelstudio --out out/tasks.json
     python -m ssfnet.interop export --corrections corrections --format cihp --out out/cihp.zip
     python -m ssfnet.interop import --corrections corrections --format cvat --input task.zip --label-set lip-20
+    python -m ssfnet.interop import --corrections corrections --format cihp --input CIHP/instance-level_human_parsing
     python -m ssfnet.interop propose --checkpoint checkpoints/ssfnet_lite0-lip20 --photos new/ --format labelstudio \
         --out out/pre.json
 
@@ -63,7 +64,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     imp.add_argument("--corrections", required=True, metavar="DIR", help="corrections folder to add records to")
     imp.add_argument("--format", required=True, choices=list(READABLE))
     imp.add_argument(
-        "--input", required=True, metavar="PATH", help="coco / labelstudio: the .json; cvat: the .zip or its folder"
+        "--input",
+        required=True,
+        metavar="PATH",
+        help="coco / labelstudio: the .json; cvat / cihp: the .zip or its folder",
     )
     imp.add_argument("--images", metavar="DIR", help="folder of the images the export names (default: beside it)")
     imp.add_argument("--label-set", default="lip-20", help="label set the names are mapped onto (default: lip-20)")

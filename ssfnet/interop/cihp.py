@@ -1,4 +1,4 @@
-"""The CIHP layout (Crowd Instance-level Human Parsing): part labels and person instances, written as a zip.
+"""The CIHP layout (Crowd Instance-level Human Parsing): part labels and person instances, written and read.
 
 The zip holds, as CIHP's ``Training/`` folder does::
 
@@ -17,20 +17,29 @@ The zip holds, as CIHP's ``Training/`` folder does::
 Person ids are the record's own (split and merged by a person in the app) or, for a record saved
 without them, derived from its labels (:func:`ssfnet.data.correction_persons.derive_persons`).
 All records must share one label set: CIHP's category ids mean one list of labels.
+
+Reading (:func:`read`) takes such a zip or folder, or CIHP itself (any split: ``Training/``,
+``Validation/``, ...): each ``Category_ids/<id>.png`` with its photo ``Images/<id>.*`` from the same
+split folder and, when there is one, its ``Human_ids/<id>.png`` as the person ids. The category ids
+are named by a ``labels.txt`` ("<id> <name>" lines, as written here) or, without one, as CIHP names
+them (LIP's 20 classes, the ``cihp-20`` label set); an id that neither names is reported as an
+unknown label ``category id <n>``. ``Instance_ids`` and the colour folders are not read: the part
+instances follow from the part labels and the person ids. An image without ``Human_ids`` is imported
+without person ids (the store derives them when it needs them).
 """
 
 from __future__ import annotations
 
 import io
 import zipfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 from PIL import Image
 
-from ssfnet.labels import voc_palette
+from ssfnet.labels import IGNORE_INDEX, get_label_set, voc_palette
 
-from .common import InteropError, Record, atomic_output
+from .common import Imported, InteropError, Record, Source, atomic_output, read_image_file
 
 SPLIT = "Training"
 
@@ -101,3 +110,72 @@ def _readme(label_set: str, derived: list[str]) -> str:
     )
     head = f"Corrections exported from the SSFNet app in the CIHP layout; labels of {label_set}.\n\n"
     return f"{head}The zip holds{text}{note}"
+
+
+def _names(source: Source) -> dict[int, str]:
+    """Label names by category id: from ``labels.txt`` when the export has one, else CIHP's own."""
+    found = [n for n in source.names if PurePosixPath(n).name == "labels.txt"]
+    if not found:
+        cihp = get_label_set("cihp-20")
+        return dict(enumerate(cihp.all_names[: cihp.num_classes]))
+    names = {}
+    for number, line in enumerate(source.read(found[0]).decode("utf-8", errors="replace").splitlines(), start=1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        value, _, name = line.strip().partition(" ")
+        if not value.isdigit() or not name.strip() or int(value) > 255:
+            raise InteropError(f"{source.path}: {found[0]}, line {number} {line!r}: not '<id 0-255> <name>'")
+        names[int(value)] = name.strip()
+    return names
+
+
+def _ids(source: Source, name: str) -> np.ndarray:
+    """The H x W uint8 values of the 8-bit PNG ``name``."""
+    try:
+        with Image.open(io.BytesIO(source.read(name))) as im:
+            if im.mode not in ("L", "P"):
+                raise InteropError(f"{source.path}: {name} is a {im.mode} image, not 8-bit ids (grey or palette)")
+            return np.array(im)
+    except (OSError, SyntaxError, ValueError) as err:
+        raise InteropError(f"{source.path}: {name} is not a readable PNG: {err}") from None
+
+
+def read(path: Path, images: Path | None = None) -> list[Imported]:
+    """The photos, part labels and person ids of a CIHP-layout zip or folder (see the module docstring).
+
+    Photos come from each split's ``Images/``, else from ``images`` (default: beside the zip, or the folder).
+    """
+    source = Source(path, "the CIHP layout")
+    names = _names(source)
+    masks = source.find("Category_ids")
+    masks = [n for n in masks if n.endswith(".png")]
+    if not masks:
+        raise InteropError(f"{path} has no Category_ids/*.png: not the CIHP layout")
+    out = []
+    for mask_name in masks:
+        split, stem = PurePosixPath(mask_name).parent.parent, PurePosixPath(mask_name).stem
+        labels = _ids(source, mask_name)
+        regions = [
+            (names.get(value, f"category id {value}"), labels == value)
+            for value in np.unique(labels).tolist()
+            if value != IGNORE_INDEX
+        ]
+        persons = []
+        humans = [n for n in source.find("Human_ids", stem) if PurePosixPath(n).parent.parent == split]
+        if humans:
+            ids = _ids(source, humans[0])
+            if ids.shape != labels.shape:
+                raise InteropError(
+                    f"{path}: {humans[0]} is {ids.shape[1]}x{ids.shape[0]} but {mask_name} "
+                    f"{labels.shape[1]}x{labels.shape[0]}"
+                )
+            persons = [(person, ids == person) for person in np.unique(ids).tolist() if person]
+        photos = [n for n in source.find("Images", stem) if PurePosixPath(n).parent.parent == split]
+        if photos:
+            name, data = PurePosixPath(photos[0]).name, source.read(photos[0])
+        else:
+            folder = images or (path if path.is_dir() else path.parent)
+            found = sorted(folder.glob(f"{stem}.*"))[:1] or [folder / f"{stem}.jpg"]
+            name, data = found[0].name, read_image_file(f"{split}/Images/{stem}.*", found)
+        out.append(Imported(name, data, labels.shape, regions, persons, with_persons=bool(humans)))
+    return out

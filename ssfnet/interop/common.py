@@ -6,9 +6,10 @@ import contextlib
 import io
 import os
 import secrets
+import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 from PIL import Image
@@ -176,6 +177,41 @@ class Imported:
             return fit_persons(labels, ids)
         except ValueError as err:
             raise InteropError(f"{self.name}: {err}") from None
+
+
+class Source:
+    """The files of a zip or of its unpacked folder, by their paths inside.
+
+    Args:
+        path: The zip or the folder.
+        what: The format it should hold, for the message when ``path`` is not a zip.
+    """
+
+    def __init__(self, path: Path, what: str) -> None:
+        self.path = path
+        if path.is_dir():
+            self.names = [p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()]
+            self.archive = None
+        else:
+            try:
+                self.archive = zipfile.ZipFile(path)
+                self.names = self.archive.namelist()
+            except (OSError, zipfile.BadZipFile) as err:
+                raise InteropError(f"{path} is not a zip of {what}: {err}") from None
+
+    def read(self, name: str) -> bytes:
+        try:
+            return self.archive.read(name) if self.archive else (self.path / name).read_bytes()
+        except (OSError, KeyError, zipfile.BadZipFile, EOFError) as err:
+            raise InteropError(f"{self.path}: cannot read {name}: {err}") from None
+
+    def find(self, folder: str, stem: str | None = None) -> list[str]:
+        """Names directly in ``folder`` (at any depth of the zip: some tools wrap it in a top folder)."""
+        return sorted(
+            n
+            for n in self.names
+            if PurePosixPath(n).parent.name == folder and (stem is None or PurePosixPath(n).stem == stem)
+        )
 
 
 def read_image_file(name: str, candidates: Iterable[Path]) -> bytes:

@@ -36,7 +36,7 @@ from PIL import Image
 
 from ssfnet.labels import IGNORE_INDEX, voc_palette
 
-from .common import Imported, InteropError, Record, atomic_output
+from .common import Imported, InteropError, Record, Source, atomic_output
 
 VOID = (224, 224, 192)
 PERSONS_FILE = "ssfnet_persons.json"
@@ -121,36 +121,6 @@ def export(records: list[Record], out: Path) -> Path:
     return atomic_output(out, write)
 
 
-class _Source:
-    """The files of a zip or of its unpacked folder, by their paths inside."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        if path.is_dir():
-            self.names = [p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()]
-            self.archive = None
-        else:
-            try:
-                self.archive = zipfile.ZipFile(path)
-                self.names = self.archive.namelist()
-            except (OSError, zipfile.BadZipFile) as err:
-                raise InteropError(f"{path} is not a zip of CVAT's Segmentation mask format: {err}") from None
-
-    def read(self, name: str) -> bytes:
-        try:
-            return self.archive.read(name) if self.archive else (self.path / name).read_bytes()
-        except (OSError, KeyError, zipfile.BadZipFile, EOFError) as err:
-            raise InteropError(f"{self.path}: cannot read {name}: {err}") from None
-
-    def find(self, folder: str, stem: str | None = None) -> list[str]:
-        """Names directly in ``folder`` (at any depth of the zip: some tools wrap it in a top folder)."""
-        return sorted(
-            n
-            for n in self.names
-            if PurePosixPath(n).parent.name == folder and (stem is None or PurePosixPath(n).stem == stem)
-        )
-
-
 def _labelmap(text: str, where: str) -> dict[tuple[int, int, int], str]:
     names: dict[tuple[int, int, int], str] = {}
     for number, line in enumerate(text.splitlines(), start=1):
@@ -172,7 +142,7 @@ def _labelmap(text: str, where: str) -> dict[tuple[int, int, int], str]:
     return names
 
 
-def _rgb(source: _Source, name: str) -> np.ndarray:
+def _rgb(source: Source, name: str) -> np.ndarray:
     """The H x W x 3 uint8 pixels of the PNG ``name`` of ``source``."""
     try:
         with Image.open(io.BytesIO(source.read(name))) as im:
@@ -186,7 +156,7 @@ def _keys(rgb: np.ndarray) -> np.ndarray:
     return rgb[..., 0].astype(np.int32) << 16 | rgb[..., 1].astype(np.int32) << 8 | rgb[..., 2]
 
 
-def _owners(source: _Source) -> dict[str, dict[int, int]]:
+def _owners(source: Source) -> dict[str, dict[int, int]]:
     """The person of each object by image name, from :data:`PERSONS_FILE` (empty without one)."""
     found = [n for n in source.names if PurePosixPath(n).name == PERSONS_FILE]
     if not found:
@@ -204,7 +174,7 @@ def _owners(source: _Source) -> dict[str, dict[int, int]]:
     return owners
 
 
-def _object_persons(source: _Source, stem: str, owners: dict[int, int], size: tuple[int, int]):
+def _object_persons(source: Source, stem: str, owners: dict[int, int], size: tuple[int, int]):
     """(person, H x W bool mask) of each object of ``stem`` that ``owners`` gives a person."""
     found = source.find("SegmentationObject", stem)
     if not found:
@@ -232,7 +202,7 @@ def read(path: Path, images: Path | None = None) -> list[Imported]:
 
     Images come from its ``JPEGImages/``, else from ``images`` (default: beside it).
     """
-    source = _Source(path)
+    source = Source(path, "CVAT's Segmentation mask format")
     maps = [n for n in source.names if PurePosixPath(n).name == "labelmap.txt"]
     if not maps:
         raise InteropError(f"{path} has no labelmap.txt: not CVAT's Segmentation mask format")
