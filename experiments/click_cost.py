@@ -199,7 +199,7 @@ def table(results: dict[str, list[Outcome]]) -> str:
     return "\n".join(rows)
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m experiments.click_cost", description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", choices=("ccp", "viton"), default="ccp")
     parser.add_argument("--root", type=Path, help="the dataset folder (default ../shared/datasets/<dataset>)")
@@ -211,7 +211,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--patience", type=int, default=3, help="failed steps in a row before the annotator stops")
     parser.add_argument("--checkpoint", help="default: ssfnet.load_predictor()'s")
     parser.add_argument("--out", type=Path, help="write the markdown here (default: print it)")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
 
     import torch
 
@@ -259,7 +263,8 @@ def main(argv: list[str] | None = None) -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)
     print(text)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -349,10 +349,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None) -> int:
+    """``python -m experiments.compare``: run the suite ``argv`` names (:func:`run_suite`); the exit status."""
     args = parse_args(argv)
     suite = SUITES[args.suite]
-    return run_suite(
+    run_suite(
         suite,
         args.out or f"runs/{suite.name}",
         minutes=args.minutes,
@@ -362,7 +363,8 @@ def main(argv: list[str] | None = None) -> dict:
         dry_run=args.dry_run,
         results_file=args.results,
     )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

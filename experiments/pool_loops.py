@@ -255,8 +255,11 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    args = parse_args(argv)
+def pool_loops(args: argparse.Namespace) -> dict:
+    """Pool the loops ``args`` name, print the table and write it to ``--out``; the pooled result.
+
+    Exits with a message (SystemExit) when a loop folder or its scores are missing.
+    """
     loops = [Path(loop) for loop in args.loops]
     missing = [str(loop) for loop in loops if not (loop / "report.json").is_file()]
     if missing:
@@ -279,5 +282,11 @@ def main(argv: list[str] | None = None) -> dict:
     return result
 
 
+def main(argv: list[str] | None = None) -> int:
+    """``python -m experiments.pool_loops``: the exit status."""
+    pool_loops(parse_args(argv))
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

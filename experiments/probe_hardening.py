@@ -19,6 +19,7 @@ import random
 import resource
 import shutil
 import signal
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -211,14 +212,18 @@ def tamper_loop(root: Path, rounds: int, rng: random.Random) -> dict:
     return stats
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m experiments.probe_hardening", description=__doc__.split("\n\n")[0])
     parser.add_argument("--kills", type=int, default=20, help="kills during save_checkpoint(overwrite=True)")
     parser.add_argument("--corrections-kills", type=int, default=40, help="kills during save_correction")
     parser.add_argument("--swap-pause", type=float, default=0.3, help="seconds between the renames in the 2nd loop")
     parser.add_argument("--tamper", type=int, default=300, help="random changes to a checkpoint, each loaded")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     logging.basicConfig(level=logging.ERROR)  # the recoveries' own warnings would drown the table
     torch.set_num_threads(1)  # forked children must not inherit a started OpenMP pool
     rng = random.Random(args.seed)
@@ -253,7 +258,8 @@ def main(argv: list[str] | None = None) -> None:
     for line in ta["other"][:10]:
         print(f"    {line}")
     print(f"  slowest load / peak RSS of the probe       {ta['slowest_s']:.2f} s / {ta['max_rss_mb']:.0f} MB")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -86,12 +86,16 @@ def make_files(folder: Path) -> dict[str, Path]:
     return files
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m experiments.probe_memory", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, help="also write the table to this Markdown file")
     parser.add_argument("--sessions", type=int, default=40, help="sessions of the retention round")
     parser.add_argument("--sessions-only", action="store_true", help="only the retention rounds")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
 
     from gradio_client import Client, handle_file
 
@@ -245,4 +249,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

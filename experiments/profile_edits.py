@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -122,12 +123,16 @@ def parts(photo: Path, repeats: int, folder: Path) -> None:
         print(f"  {name:48s} {median_ms(step, repeats):7.0f} ms")
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m experiments.profile_edits", description=__doc__.splitlines()[0])
     parser.add_argument("--photo", type=Path, default=Path("assets/examples/ccp_0313.jpg"))
     parser.add_argument("--sides", type=int, nargs="+", default=[817, 1600], help="photo heights to time")
     parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     with tempfile.TemporaryDirectory() as tmp:
         for side in args.sides:
@@ -138,7 +143,8 @@ def main(argv: list[str] | None = None) -> None:
             im.resize((round(im.width * side / im.height), side), Image.Resampling.LANCZOS).save(photo, quality=92)
             parts(photo, args.repeats, folder)
             end_to_end(photo, args.repeats, folder)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -82,14 +82,18 @@ def take_screenshot(photo: Path, out: Path, checkpoint: Path, *, width: int = 14
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m experiments.screenshot", description=__doc__.splitlines()[0])
     p.add_argument("--photo", required=True, type=Path)
     p.add_argument("--out", default=Path("assets/screenshot.png"), type=Path)
     p.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, type=Path)
     p.add_argument("--width", type=int, default=1400)
     p.add_argument("--height", type=int, default=1100)
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     try:
         path = take_screenshot(args.photo, args.out, args.checkpoint, width=args.width, height=args.height)
     except FileNotFoundError as err:

@@ -137,7 +137,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
     p.add_argument("--out", default="runs/simulate-loop")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    # The command the report says it was made by.
+    args.command = "python -m experiments.simulate_loop " + " ".join(sys.argv[1:] if argv is None else argv)
+    return args
 
 
 def score(
@@ -285,8 +288,8 @@ def original_data(args: argparse.Namespace, scored: dict[str, set[str]]) -> list
     return specs
 
 
-def main(argv: list[str] | None = None) -> dict:
-    args = parse_args(argv)
+def simulate(args: argparse.Namespace) -> dict:
+    """Run the loop ``args`` describe; the report also written to ``--out``."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     ccp_spec, viton_spec = f"ccp:{args.ccp}", f"viton:{args.viton}"
@@ -360,7 +363,7 @@ def main(argv: list[str] | None = None) -> dict:
     shutil.rmtree(out / "finetune-run" / "last", ignore_errors=True)  # kept for the blends only
     change = ccp_change("after")
     report = {
-        "command": "python -m experiments.simulate_loop " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": args.command,
         "base": str(args.base),
         "fine_tuned": ft_report["checkpoint"],
         "blend": args.blend,
@@ -411,5 +414,11 @@ def main(argv: list[str] | None = None) -> dict:
     return report
 
 
+def main(argv: list[str] | None = None) -> int:
+    """``python -m experiments.simulate_loop``: the exit status."""
+    simulate(parse_args(argv))
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,4 +1,5 @@
-"""Every ``python -m train.X`` (and ``experiments.X``) names itself that way in its usage (not ``X.py``)."""
+"""Every ``python -m train.X`` (and ``experiments.X``) has ``parse_args(argv)`` and ``main(argv)``, and names itself
+that way in its usage (not ``X.py``)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ def test_help_shows_the_python_m_command(name, monkeypatch, capsys):
         module = importlib.import_module(f"{name}.__main__")
     # As under `python -m`: argv[0] is the module's file, which argparse would name the program by.
     monkeypatch.setattr(sys, "argv", [module.__file__, "--help"])
+    assert callable(getattr(module, "parse_args", None)), f"{name} has no parse_args(argv)"
     with pytest.raises(SystemExit) as exit_info:
         module.main(["--help"])
     assert exit_info.value.code == 0

@@ -38,11 +38,11 @@ def test_loop_writes_corrections_fine_tunes_on_the_base_data_and_scores(dataset_
     base = released_base(tmp_path / "base", [f"ccp:{ccp}", f"viton:{viton}:0.5"], fraction)
     split = write_split(tmp_path / "split.json", [("ccp", ccp), ("viton", viton)], fraction)
     out = tmp_path / "loop"
-    report = simulate_loop.main([
+    report = simulate_loop.simulate(simulate_loop.parse_args([
         "--base", str(base), "--split", str(split), "--ccp", str(ccp), "--viton", str(viton),
         "--corrections", "2", "--viton-limit", "2", "--max-minutes", "1", "--val-max-images", "4",
         "--crop-size", "64", "--device", "cpu", "--out", str(out), "--also-blend", "0.5",
-    ])  # fmt: skip
+    ]))  # fmt: skip
     assert len(report["corrections"]) == 2
     assert len(list((out / "corrections" / "meta").glob("*.json"))) == 2
     # The fine-tune mixed in the base's own training data, and none of the photos the loop holds out.
@@ -83,7 +83,8 @@ def test_loop_writes_corrections_fine_tunes_on_the_base_data_and_scores(dataset_
     assert f"| {published:g} |" in text and "| 0.5 |" in text  # the published share and the other blend
 
     # Pooling: the loop's own changes, from its saved per-photo matrices or scored again without them.
-    pooled = pool_loops.main([str(out), str(out), "--out", str(tmp_path / "pooled"), "--draws", "50"])
+    argv = [str(out), str(out), "--out", str(tmp_path / "pooled"), "--draws", "50"]
+    pooled = pool_loops.pool_loops(pool_loops.parse_args(argv))
     rows = {row["share"]: row for row in pooled["rows"]}
     assert sorted(rows) == sorted({published, 0.5})
     full, halfway = rows[published], rows[0.5]
@@ -93,7 +94,7 @@ def test_loop_writes_corrections_fine_tunes_on_the_base_data_and_scores(dataset_
     assert "| 0.5 |" in (tmp_path / "pooled" / "pooled.md").read_text()
     saved = np.load(out / simulate_loop.PER_IMAGE_FILE)
     (out / simulate_loop.PER_IMAGE_FILE).unlink()
-    again = pool_loops.main([str(out), "--draws", "50", "--device", "cpu"])
+    again = pool_loops.pool_loops(pool_loops.parse_args([str(out), "--draws", "50", "--device", "cpu"]))
     assert {row["share"]: row["changes"] for row in again["rows"]}[published] == [full["changes"][0]]
     with np.load(out / simulate_loop.PER_IMAGE_FILE) as rescored:
         for tag in ("before", "after", "blend-0.5"):
@@ -111,17 +112,18 @@ def test_loop_writes_corrections_fine_tunes_on_the_base_data_and_scores(dataset_
     split_data["sources"][0]["val_ids"] = split_data["sources"][0]["val_ids"][1:]
     (odd / "eval_split.json").write_text(json.dumps(split_data))
     with pytest.raises(SystemExit, match="per-photo matrices for"):
-        pool_loops.main([str(out), str(odd), "--draws", "10"])
+        pool_loops.pool_loops(pool_loops.parse_args([str(out), str(odd), "--draws", "10"]))
     # Against a control loop: the loop minus itself is nothing, from its own matrices, or, for a
     # control that held out other photos, from the control's models scored again on the loop's.
-    versus = pool_loops.main([str(out), "--against", str(out), "--draws", "10"])
+    versus = pool_loops.pool_loops(pool_loops.parse_args([str(out), "--against", str(out), "--draws", "10"]))
     assert {row["share"] for row in versus["against"]["rows"]} == {published, 0.5}
     assert all(c == 0 for row in versus["against"]["rows"] for c in row["changes"])
-    versus = pool_loops.main([str(out), "--against", str(odd), "--draws", "10", "--device", "cpu"])
+    argv = [str(out), "--against", str(odd), "--draws", "10", "--device", "cpu"]
+    versus = pool_loops.pool_loops(pool_loops.parse_args(argv))
     assert all(c == 0 for row in versus["against"]["rows"] for c in row["changes"])
     assert (out / "against-odd-loop.npz").is_file()
     with pytest.raises(SystemExit, match="one per loop"):
-        pool_loops.main([str(out), "--against", str(out), str(out)])
+        pool_loops.pool_loops(pool_loops.parse_args([str(out), "--against", str(out), str(out)]))
 
 
 def test_the_loop_refuses_a_fine_tune_that_would_train_on_the_photos_it_scores(dataset_dir, tmp_path):
@@ -135,7 +137,7 @@ def test_the_loop_refuses_a_fine_tune_that_would_train_on_the_photos_it_scores(d
     args = ["--base", str(base), "--split", str(split), "--ccp", str(ccp), "--viton", str(viton), "--corrections",
             "2", "--max-minutes", "0.5", "--device", "cpu", "--out", str(tmp_path / "loop")]  # fmt: skip
     with pytest.raises(ValueError, match="would train on photos the loop scores"):
-        simulate_loop.main(args)
+        simulate_loop.simulate(simulate_loop.parse_args(args))
     assert not (tmp_path / "loop" / "corrections").exists()
     # Sources that leave the held-out photos out are accepted, a subset of the training ids among them.
     held = {s["kind"]: s["val_ids"] for s in json.loads(split.read_text())["sources"]}
@@ -206,10 +208,10 @@ def test_the_loop_can_correct_the_images_the_base_parses_worst(dataset_dir, tmp_
 
     monkeypatch.setattr(finetune, "run_finetune", stop)
     with pytest.raises(RuntimeError, match="status failed"):
-        simulate_loop.main([
+        simulate_loop.simulate(simulate_loop.parse_args([
             "--base", str(base), "--split", str(split), "--ccp", str(ccp), "--viton", str(viton), "--corrections",
             "2", "--pick", "worst", "--viton-limit", "1", "--device", "cpu", "--out", str(out),
-        ])  # fmt: skip
+        ]))  # fmt: skip
     # The corrections are one of each of the two worst pairs of the base's ranking; the rest is scored.
     held = sorted([s["val_ids"] for s in json.loads(split.read_text())["sources"] if s["kind"] == "ccp"][0])
     args = simulate_loop.parse_args(["--base", str(base), "--split", str(split), "--ccp", str(ccp), "--device", "cpu"])

@@ -135,7 +135,7 @@ def before_after(
     return render_grid(rows, first.label_set, out, captions=(Path(before).name, Path(after).name))
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m train.showcase",
         description="Draw a checkpoint's predictions on held-out photos of every source.",
@@ -152,7 +152,11 @@ def main(argv: list[str] | None = None) -> int:
         help="instead: draw this checkpoint's parses beside --checkpoint's on --per-source held-out photos of the "
         "first --data source (default PASCAL-Person-Part)",
     )
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     try:
         if args.before:
             data = (args.data or ["pascal-person-part:../shared/datasets/pascal-person-part"])[0]
