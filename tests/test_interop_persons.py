@@ -19,7 +19,7 @@ from pycocotools import mask as mask_utils
 
 from ssfnet.data.correction_persons import derive_persons
 from ssfnet.data.corrections import load_correction, load_persons, save_correction
-from ssfnet.interop import InteropError, export_corrections, import_corrections
+from ssfnet.interop import InteropError, brush_rle, export_corrections, import_corrections
 from ssfnet.interop.__main__ import main
 from ssfnet.interop.cihp import part_instances
 from ssfnet.labels import IGNORE_INDEX, get_label_set
@@ -261,3 +261,52 @@ def test_cihp_dataset_folder_imports_by_cihps_names_and_reports_unknown_ids(tmp_
     write_png(top / "Training" / "Category_ids" / "0000006.png", LIP.colourise(labels))
     with pytest.raises(InteropError, match="is a RGB image, not 8-bit ids"):
         import_corrections(top, "cihp", tmp_path / "other")
+
+
+def test_label_studio_regions_are_one_per_person_per_label_and_come_back(store, tmp_path):
+    brush = pytest.importorskip("label_studio_converter.brush")
+    root, old, with_persons = store
+    out, _ = export_corrections(root, "labelstudio", tmp_path / "ls" / "tasks.json", ids=[with_persons, old])
+    tasks = json.loads(out.read_text())
+    labels, persons = people()
+    first, second = tasks
+    assert first["data"]["persons"] is True and "persons" not in second["data"]
+    seen = []
+    for result in first["annotations"][0]["result"]:
+        # Decoded by the converter: RGBA, the mask in every channel.
+        mask = brush.decode_rle(result["value"]["rle"]).reshape(*labels.shape, 4)[..., 3] == 255
+        (name,) = result["value"]["brushlabels"]
+        person = result.get("meta", {}).get("person")
+        expected = labels == LIP.id_of(name)
+        if person is not None:
+            assert result["meta"]["text"] == [f"person {person}"]
+            expected &= persons == person
+        assert np.array_equal(mask, expected)
+        seen.append((name, person))
+    assert sorted(seen, key=str) == sorted(
+        [("background", None)] + [(n, p) for n in ("hair", "face", "coat") for p in (1, 3)], key=str
+    )
+    assert all("meta" not in r for r in second["annotations"][0]["result"])  # no person ids: one region per label
+
+    report = import_corrections(out, "labelstudio", tmp_path / "back")
+    back = {load_correction(tmp_path / "back", i)[2]["source_name"]: i for i in report["imported"]}
+    again = back[f"{with_persons}.png"]
+    assert np.array_equal(load_correction(tmp_path / "back", again)[1], labels)
+    assert np.array_equal(load_persons(tmp_path / "back", again), persons)
+    assert load_persons(tmp_path / "back", back[f"{old}.png"]) is None
+
+    # As Label Studio may keep it: the person in the meta text only; a region without one gets ids again.
+    for result in first["annotations"][0]["result"]:
+        if "meta" in result:
+            del result["meta"]["person"]
+    plain = first["annotations"][0]["result"][-1]
+    del plain["meta"]
+    out.write_text(json.dumps([first]))
+    (record,) = import_corrections(out, "labelstudio", tmp_path / "edited")["imported"]
+    again = load_persons(tmp_path / "edited", record)
+    missed = brush_rle.decode(plain["value"]["rle"], *labels.shape)
+    assert np.array_equal(again[~missed], persons[~missed]) and (again[missed] > 0).all()
+    plain["meta"] = {"person": "three"}
+    out.write_text(json.dumps([first]))
+    with pytest.raises(InteropError, match="person 'three' is not a whole number 0-255"):
+        import_corrections(out, "labelstudio", tmp_path / "bad")

@@ -6,11 +6,21 @@ for model proposals, prediction) holds one ``brushlabels`` result per label: the
 region, RLE-coded as :mod:`ssfnet.interop.brush_rle` describes. A labelling config that matches
 is written beside it (``<name>.xml``). Background is a label like the others, so every labelled
 pixel comes back; unlabelled pixels are in no result.
+
+A record saved with person ids (:mod:`ssfnet.data.correction_persons`) has one result per person
+per label instead (CIHP's part instances; the background one result), each with its person in the
+region's ``meta``: ``{"person": 3, "text": ["person 3"]}`` (the text is what Label Studio shows as
+the region's meta and keeps when the region is edited), and ``data.persons`` is true. Reading
+takes the person from ``meta.person``, else from a meta text ``person <n>``; a task with
+``data.persons`` or any such region is imported with person ids, person pixels of regions without
+one (drawn in Label Studio) given ids by the store's derivation
+(:func:`ssfnet.data.correction_persons.fit_persons`).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 from xml.sax.saxutils import quoteattr
@@ -30,24 +40,26 @@ def export(records: list[Record], out: Path, *, image_root: str = IMAGES_DIR, pr
     for record in records:
         height, width = record.labels.shape
         results = []
-        for name, mask in record.regions():
+        for name, person, mask in record.person_regions():
             names.setdefault(name, None)
-            results.append(
-                {
-                    "id": f"{record.record_id}-{len(results)}",
-                    "type": "brushlabels",
-                    "from_name": FROM_NAME,
-                    "to_name": TO_NAME,
-                    "original_width": width,
-                    "original_height": height,
-                    "image_rotation": 0,
-                    "value": {"format": "rle", "rle": brush_rle.encode(mask), "brushlabels": [name]},
-                }
-            )
+            result = {
+                "id": f"{record.record_id}-{len(results)}",
+                "type": "brushlabels",
+                "from_name": FROM_NAME,
+                "to_name": TO_NAME,
+                "original_width": width,
+                "original_height": height,
+                "image_rotation": 0,
+                "value": {"format": "rle", "rle": brush_rle.encode(mask), "brushlabels": [name]},
+            }
+            if person:
+                result["meta"] = {"person": person, "text": [f"person {person}"]}
+            results.append(result)
         key = "predictions" if predictions else "annotations"
+        data = {"image": f"{image_root.rstrip('/')}/{record.file_name}", "record_id": record.record_id}
         tasks.append(
             {
-                "data": {"image": f"{image_root.rstrip('/')}/{record.file_name}", "record_id": record.record_id},
+                "data": data | ({"persons": True} if record.persons is not None else {}),
                 key: [{"result": results, **({"model_version": "ssfnet"} if predictions else {})}],
             }
         )
@@ -66,6 +78,22 @@ def _image_name(url: str) -> str:
     parsed = urlparse(url)
     local = parse_qs(parsed.query).get("d")
     return unquote(local[0] if local else parsed.path)
+
+
+def _person(result: dict, where: str) -> int | None:
+    """The person of a brush result: its ``meta.person``, else a meta text ``person <n>``; None without."""
+    meta = result.get("meta")
+    if not isinstance(meta, dict):
+        return None
+    person = meta.get("person")
+    if person is None:
+        texts = meta.get("text")
+        texts = [texts] if isinstance(texts, str) else texts if isinstance(texts, list) else []
+        found = [m for t in texts if (m := re.fullmatch(r"\s*person\s+(\d+)\s*", str(t), re.IGNORECASE))]
+        person = int(found[0].group(1)) if found else None
+    if person is not None and (not isinstance(person, int) or isinstance(person, bool) or not 0 <= person <= 255):
+        raise InteropError(f"{where}, result {result.get('id')}: person {person!r} is not a whole number 0-255")
+    return person or None
 
 
 def read(path: Path, images: Path | None = None) -> list[Imported]:
@@ -96,7 +124,7 @@ def read(path: Path, images: Path | None = None) -> list[Imported]:
         candidates = [folder / name.lstrip("/"), folder / Path(name).name, folder / IMAGES_DIR / Path(name).name]
         data = read_image_file(name, candidates)
         size = None
-        regions = []
+        regions, persons = [], []
         for result in results:
             try:
                 height, width = int(result["original_height"]), int(result["original_width"])
@@ -113,11 +141,15 @@ def read(path: Path, images: Path | None = None) -> list[Imported]:
                 raise InteropError(f"{where}: results of different sizes ({size} and {(height, width)})")
             size = (height, width)
             regions += [(str(label), mask) for label in labels]
+            person = _person(result, where)
+            if person:
+                persons.append((person, mask))
         if size is None:  # no brush result: the image's own size, nothing labelled
             try:
                 width, height = displayed_size(data)
             except (OSError, SyntaxError, ValueError) as err:
                 raise InteropError(f"{where}: {name} is not a readable image: {err}") from None
             size = (height, width)
-        out.append(Imported(Path(name).name, data, size, regions))
+        with_persons = task["data"].get("persons") is True
+        out.append(Imported(Path(name).name, data, size, regions, persons, with_persons=with_persons))
     return out
