@@ -1,4 +1,4 @@
-"""Corrections to and from COCO, CVAT and Label Studio (issue 36 item 5).
+"""Corrections to and from COCO, CVAT, Label Studio and CIHP (issue 36 item 5).
 
 Round trips must give back every label pixel and the image bytes; the exported files are also read
 with the libraries those tools use (pycocotools; the Label Studio converter's brush decoder), and
@@ -26,7 +26,7 @@ from ssfnet.labels import IGNORE_INDEX, get_label_set
 REPO = Path(__file__).resolve().parents[1]
 PHOTO = REPO / "assets" / "examples" / "ccp_0046.jpg"
 LIP = get_label_set("lip-20")
-OUT = {"coco": "coco/instances.json", "cvat": "cvat/task.zip", "labelstudio": "ls/tasks.json"}
+OUT = {"coco": "coco/instances.json", "cvat": "cvat/task.zip", "labelstudio": "ls/tasks.json", "cihp": "cihp.zip"}
 
 
 def label_map(height: int, width: int, seed: int) -> np.ndarray:
