@@ -23,7 +23,7 @@ from ..config import TrainConfig
 from ..utils import write_json
 from .config import FinetuneConfig
 from .score import prefix_spread, spread_items
-from .status import PLAN_FILE
+from .status import PLAN_FILE, Progress
 
 # The inference size of a checkpoint whose metadata names none (as ssfnet.load_predictor assumes).
 DEFAULT_INPUT_SIZE = 473
@@ -231,6 +231,22 @@ def source_name(text: str) -> str:
     spec = parse_source(text)
     folder = Path(spec.path).name
     return spec.kind if folder in ("", spec.kind) else f"{spec.kind} ({folder})"
+
+
+@dataclass
+class FinetuneRun:
+    """One fine-tune under way: its options, the base it starts from, its run folder and UTC stamp, its progress.
+
+    ``began`` is the time budget's clock reading when the command started.
+    """
+
+    config: FinetuneConfig
+    base: Path
+    base_meta: dict
+    run_dir: Path
+    stamp: str
+    progress: Progress
+    began: float
 
 
 @dataclass

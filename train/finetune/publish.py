@@ -27,10 +27,9 @@ from ssfnet.data import parse_source
 from ..config import TrainConfig
 from ..plots import plot_report
 from ..utils import write_json
-from .config import FinetuneConfig
-from .data import Plan
+from .data import FinetuneRun, Plan
 from .score import EVAL_SETS
-from .status import REPORT_FILE, Progress
+from .status import REPORT_FILE
 
 PLOT_FILE = "finetune.png"
 # The sets a fine-tune must not lose on to be published (each scored before and after on the same
@@ -89,11 +88,12 @@ def lineage_entries(base: Path, base_meta: dict, home: Path) -> list[dict]:
     return entries
 
 
-def finetune_record(config: FinetuneConfig, plan: Plan, base: Path, run_dir: Path, outcome: Outcome) -> dict:
+def finetune_record(run: FinetuneRun, plan: Plan, outcome: Outcome) -> dict:
     """The new checkpoint's ``finetune`` metadata: base, corrections (ids trained on and held out), recipe, scores.
 
     Paths are relative to the folder the checkpoint is published in.
     """
+    config, base, run_dir = run.config, run.base, run.run_dir
     home = Path(config.checkpoints_dir)
     corrections, summary, trainer = plan.corrections, outcome.summary, outcome.trainer
     return {
@@ -116,10 +116,9 @@ def finetune_record(config: FinetuneConfig, plan: Plan, base: Path, run_dir: Pat
     }
 
 
-def checkpoint_metadata(
-    config: FinetuneConfig, plan: Plan, base: Path, base_meta: dict, run_dir: Path, outcome: Outcome
-) -> dict:
+def checkpoint_metadata(run: FinetuneRun, plan: Plan, outcome: Outcome) -> dict:
     """The new checkpoint's metadata: its training data and splits, the fine-tune, its lineage and scores."""
+    config, base, base_meta, run_dir = run.config, run.base, run.base_meta, run.run_dir
     home = Path(config.checkpoints_dir)  # the new checkpoint's parent: the metadata's paths start there
     originals, train_cfg, after = plan.originals, config.train, outcome.after
     metadata = {
@@ -134,7 +133,7 @@ def checkpoint_metadata(
             "init_checkpoint": relative_path(base, home),
             "run": relative_path(run_dir, home),
         },
-        "finetune": finetune_record(config, plan, base, run_dir, outcome),
+        "finetune": finetune_record(run, plan, outcome),
         "lineage": lineage_entries(base, base_meta, home),
         "metrics": {
             "held_out_corrections_miou": (after["held_out_corrections"] or {}).get("miou"),
@@ -148,9 +147,10 @@ def checkpoint_metadata(
 
 
 def publish_unless_worse(
-    config: FinetuneConfig, base: Path, run_dir: Path, stamp: str, outcome: Outcome, metadata: dict, worse: list[dict]
+    run: FinetuneRun, outcome: Outcome, metadata: dict, worse: list[dict]
 ) -> tuple[Path | None, str]:
     """The published checkpoint folder (None: not published, being ``worse`` than the base) and a note saying why."""
+    config, base, run_dir = run.config, run.base, run.run_dir
     if worse and not config.publish_anyway:
         note = (
             f"not published: the fine-tuned model scores lower than its base on {losses_text(worse)}; "
@@ -162,7 +162,7 @@ def publish_unless_worse(
         outcome.model,
         Path(config.checkpoints_dir),
         name,
-        stamp,
+        run.stamp,
         base=base,
         meta=outcome.trained_meta,
         metadata=metadata,
@@ -177,28 +177,19 @@ def publish_unless_worse(
 
 
 def publish_run(
-    config: FinetuneConfig,
-    plan: Plan,
-    base: Path,
-    base_meta: dict,
-    run_dir: Path,
-    stamp: str,
-    progress: Progress,
-    began: float,
-    outcome: Outcome,
-    *,
-    clock: Callable[[], float] = time.perf_counter,
+    run: FinetuneRun, plan: Plan, outcome: Outcome, *, clock: Callable[[], float] = time.perf_counter
 ) -> dict:
     """Publish the fine-tuned model with its lineage and scores; write ``report.json`` and the plot.
 
-    ``clock`` is the time budget's, which ``began`` was read from.
+    ``clock`` is the time budget's, which ``run.began`` was read from.
     """
+    config, base, run_dir, progress = run.config, run.base, run.run_dir, run.progress
     progress.enter("publish", f"writing the checkpoint to {config.checkpoints_dir}")
     before, after, summary = outcome.before, outcome.after, outcome.summary
-    metadata = checkpoint_metadata(config, plan, base, base_meta, run_dir, outcome)
+    metadata = checkpoint_metadata(run, plan, outcome)
     progress.check()  # the last moment a stop prevents publishing; the write itself is atomic
     worse = losses(before, after)
-    checkpoint, note = publish_unless_worse(config, base, run_dir, stamp, outcome, metadata, worse)
+    checkpoint, note = publish_unless_worse(run, outcome, metadata, worse)
     report = {
         "status": "finished",
         "checkpoint": str(checkpoint.resolve()) if checkpoint is not None else None,
@@ -226,7 +217,7 @@ def publish_run(
             "minutes": outcome.trainer.max_minutes,
             "seconds": summary.get("elapsed_s"),
         },
-        "elapsed_s": round(clock() - began, 1),
+        "elapsed_s": round(clock() - run.began, 1),
         "train_summary": summary,
     }
     write_json(run_dir / REPORT_FILE, report)

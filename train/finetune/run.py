@@ -79,7 +79,7 @@ from ..train import run_training as train_main
 from ..utils import write_json
 from .budget import Timing, before_deadline_s, budget_problem, training_s, write_timing
 from .config import FINETUNE_DEFAULTS, INHERITED, LR_SHARE, FinetuneConfig
-from .data import Plan, make_plan
+from .data import FinetuneRun, Plan, make_plan
 from .publish import Outcome, publish_run
 from .score import evaluate_sets, scored_counts, summary_line
 from .status import REPORT_FILE, Cancelled, Progress, signals_cancel, utc_stamp
@@ -304,21 +304,12 @@ def run_finetune(config: FinetuneConfig, *, cancel: threading.Event | None = Non
     cancel = cancel or threading.Event()
     stop_file = Path(config.train.stop_file) if config.train.stop_file else run_dir / "STOP"
     progress = Progress(run_dir, stop_file, cancel)
+    run = FinetuneRun(config, base, base_meta, run_dir, stamp, progress, began)
     with signals_cancel(cancel):
         try:
-            report = _finetune(config, base, base_meta, run_dir, stamp, progress, began)
+            report = _finetune(run)
         except Cancelled:
-            report = {
-                "status": "cancelled",
-                "checkpoint": None,
-                "base": str(base),
-                "run": str(run_dir),
-                "phase": progress.phase,
-                "elapsed_s": round(clock() - began, 1),
-            }
-            write_json(run_dir / REPORT_FILE, report)
-            progress.finish("cancelled", f"cancelled during {progress.phase}; no checkpoint was written")
-            return report
+            return _cancelled(run)
         except NothingTrained as err:
             # Not a crash: the message alone says what happened and what to change.
             write_json(
@@ -345,32 +336,41 @@ def run_finetune(config: FinetuneConfig, *, cancel: threading.Event | None = Non
     return report
 
 
-def _finetune(
-    config: FinetuneConfig,
-    base: Path,
-    base_meta: dict,
-    run_dir: Path,
-    stamp: str,
-    progress: Progress,
-    began: float,
-) -> dict:
+def _cancelled(run: FinetuneRun) -> dict:
+    """The report of a run stopped before publishing, written and said in its status."""
+    progress = run.progress
+    report = {
+        "status": "cancelled",
+        "checkpoint": None,
+        "base": str(run.base),
+        "run": str(run.run_dir),
+        "phase": progress.phase,
+        "elapsed_s": round(clock() - run.began, 1),
+    }
+    write_json(run.run_dir / REPORT_FILE, report)
+    progress.finish("cancelled", f"cancelled during {progress.phase}; no checkpoint was written")
+    return report
+
+
+def _finetune(run: FinetuneRun) -> dict:
     """The four phases: plan, score the base, train, score and publish the result."""
+    config, base, progress = run.config, run.base, run.progress
     progress.enter("setup", f"base {base.name}; reading the corrections and sources")
-    plan = make_plan(config, base, base_meta, run_dir, _say)
+    plan = make_plan(config, base, run.base_meta, run.run_dir, _say)
     device = resolve_device(config.train.device)
-    before, eval_s = _score_base(config, plan, base, device, progress, began)
+    before, eval_s = _score_base(run, plan, device)
     # The evaluation after scores the images the one before did: each set's first (a budget's sample).
     scored = scored_counts(before)
     plan = dataclasses.replace(plan, eval_sets={n: items[: scored[n]] for n, items in plan.eval_sets.items()})
-    summary, trainer = _train(config, plan, base, run_dir, progress, began, eval_s)
+    summary, trainer = _train(run, plan, eval_s)
     progress.enter("evaluate-after", f"scoring the fine-tuned model ({summary['iteration']} iterations)")
-    model, trained_meta = load_checkpoint(run_dir / "last", device=device)
+    model, trained_meta = load_checkpoint(run.run_dir / "last", device=device)
     if config.blend < 1.0:
         base_model, _ = load_checkpoint(base, device=device)
         blend_weights(model, base_model.state_dict(), config.blend)
         del base_model
         _say(f"published weights: the base plus {config.blend:g} of the fine-tune's change")
-    wanted = storage_dtype(base_meta)
+    wanted = storage_dtype(run.base_meta)
     dtype = fitting_dtype(model, wanted)
     if dtype != wanted:
         _say(f"a weight exceeds {wanted}'s range: the new checkpoint is stored in float32")
@@ -386,7 +386,7 @@ def _finetune(
     )
     _say(f"after:  {summary_line(after)}")
     outcome = Outcome(before, after, summary, trainer, model, trained_meta, dtype, eval_s)
-    return publish_run(config, plan, base, base_meta, run_dir, stamp, progress, began, outcome, clock=clock)
+    return publish_run(run, plan, outcome, clock=clock)
 
 
 def blend_weights(model: torch.nn.Module, base_state: dict[str, torch.Tensor], keep: float) -> None:
@@ -416,15 +416,14 @@ def _say(text: str) -> None:
     print(f"[finetune] {text}", flush=True)
 
 
-def _score_base(
-    config: FinetuneConfig, plan: Plan, base: Path, device: torch.device, progress: Progress, began: float
-) -> tuple[dict, float]:
+def _score_base(run: FinetuneRun, plan: Plan, device: torch.device) -> tuple[dict, float]:
     """The base's scores on the evaluation sets, and how long scoring took (reserved for the second).
 
     On a time budget it scores as many images as fit in its share (:func:`train.finetune.budget.before_deadline_s`).
     What the start-up and the evaluation took is recorded in the run's ``timing.json``, so that the
     app can tell what the next run's budget buys before starting it (see :mod:`train.finetune.budget`).
     """
+    config, base, progress, began = run.config, run.base, run.progress, run.began
     available = sum(plan.available.values())
     max_minutes = config.train.max_minutes
     eval_began = clock()
@@ -479,11 +478,10 @@ def scored_text(images: dict[str, int], available: dict[str, int]) -> str:
     )
 
 
-def _train(
-    config: FinetuneConfig, plan: Plan, base: Path, run_dir: Path, progress: Progress, began: float, eval_s: float
-) -> tuple[dict, TrainConfig]:
+def _train(run: FinetuneRun, plan: Plan, eval_s: float) -> tuple[dict, TrainConfig]:
     """The trainer from the base on the plan's mix, for the time the budget leaves; its summary and config."""
-    train_cfg = config.train
+    base, run_dir, progress, began = run.base, run.run_dir, run.progress, run.began
+    train_cfg = run.config.train
     max_minutes = None
     if train_cfg.max_minutes is not None:
         spent = clock() - began
