@@ -505,16 +505,16 @@ def _run(config: TrainConfig, info: DistInfo, device: torch.device, out: Path, c
 
     # The epoch loop
     hooks = Hooks(config, info, device, model, optimizer, state, clock, folder, data, label_set, amp, channels_last)
-    ctx = hooks.ctx = _loop_context(hooks, schedule, stop)
+    hooks.ctx = _loop_context(hooks, schedule, stop)
     times = StepTimes()
     session_start = time.perf_counter()
-    status = _epochs(config, train_model, criterion, optimizer, data, ctx, hooks, times)
-    return _finish(config, info, setup.variant, label_set, state, clock, stop, folder, times, status, session_start)
+    status = _epochs(hooks, train_model, criterion, times)
+    return _finish(hooks, setup.variant, times, status, session_start)
 
 
-def _epochs(config, train_model, criterion, optimizer, data, ctx, hooks, times) -> str:
+def _epochs(hooks: Hooks, train_model: nn.Module, criterion: nn.Module, times: StepTimes) -> str:
     """Epochs until the schedule ends ("done") or the run is stopped; validates and saves between them."""
-    state = hooks.state
+    config, data, ctx, state = hooks.config, hooks.data, hooks.ctx, hooks.state
     status = "done" if state.finished else "epoch"
     validated_at = -1
     with ctx.stop:
@@ -523,7 +523,7 @@ def _epochs(config, train_model, criterion, optimizer, data, ctx, hooks, times) 
                 status = "done"
                 break
             loader = data.epoch_loader(state, config)
-            status = train_one_epoch(train_model, criterion, optimizer, loader, ctx, times)
+            status = train_one_epoch(train_model, criterion, hooks.optimizer, loader, ctx, times)
             if status != "epoch":
                 break
             state.epoch += 1
@@ -541,9 +541,10 @@ def _epochs(config, train_model, criterion, optimizer, data, ctx, hooks, times) 
     return status
 
 
-def _finish(config, info, variant, label_set, state, clock, stop, folder, times, status, session_start) -> dict:
+def _finish(hooks: Hooks, variant: str, times: StepTimes, status: str, session_start: float) -> dict:
     """The summary, written to ``summary.json`` with the curves, and the closing line."""
-    out = folder.out
+    config, info, state, clock, folder = hooks.config, hooks.info, hooks.state, hooks.clock, hooks.folder
+    stop, label_set, out = hooks.ctx.stop, hooks.label_set, folder.out
     summary = {
         "status": {"done": "finished", "stopped": "stopped"}.get(status, status),
         "stop_reason": stop.reason,
