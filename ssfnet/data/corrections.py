@@ -123,20 +123,12 @@ def save_correction(
     if parent is not None:
         check_id(parent)
     ext, image_bytes = _image_file(image, labels, label_set, image_bytes, image_ext)
-    height, width = labels.shape
-    label_bytes = encode_labels(np.ascontiguousarray(labels), label_set)
-    files = [(f".{ext}", image_bytes), (".png", label_bytes)]
+    files = [(f".{ext}", image_bytes), (".png", encode_labels(np.ascontiguousarray(labels), label_set))]
+    persons = _checked_persons(persons, labels)
     if persons is not None:
-        persons = np.asarray(persons)
-        if persons.shape != labels.shape or persons.dtype != np.uint8:
-            raise ValueError(
-                f"person ids must be an H x W uint8 map of the labels' size {labels.shape}, "
-                f"got shape {persons.shape} dtype {persons.dtype}"
-            )
-        persons = np.where(person_mask(labels), persons, 0).astype(np.uint8)
         files.append((".png", encode_persons(persons)))
     digest = hashlib.sha256(image_bytes).hexdigest()
-    # Serialise the meta before touching the disk so an unserialisable ``extra`` writes nothing.
+    height, width = labels.shape
     meta_fields = {
         "format_version": FORMAT_VERSION,
         "label_set": label_set.name,
@@ -151,28 +143,92 @@ def save_correction(
     }
     if persons is not None:
         meta_fields["persons"] = person_count(persons)
+    # Serialise the meta before touching the disk so an unserialisable ``extra`` writes nothing.
+    meta_fields = _strict_json(meta_fields)
+    root = Path(root)
+    now = datetime.now(timezone.utc)
+    folders = [*record_folders(root)[:2], root / PERSONS_DIR][: len(files)]
+    record_id, claim_fd = _claim_record(root, folders, digest, now)
+    meta_fields = {"id": record_id, **meta_fields, "created": now.isoformat()}
+    _write_record(root, record_id, claim_fd, list(zip(folders, files)), meta_fields)
+    return record_id
+
+
+def _checked_persons(persons: np.ndarray | None, labels: np.ndarray) -> np.ndarray | None:
+    """``persons`` as an H x W uint8 map cleared outside the labels' person pixels (None stays None).
+
+    Raises:
+        ValueError: ``persons`` is not a uint8 map of the labels' size.
+    """
+    if persons is None:
+        return None
+    persons = np.asarray(persons)
+    if persons.shape != labels.shape or persons.dtype != np.uint8:
+        raise ValueError(
+            f"person ids must be an H x W uint8 map of the labels' size {labels.shape}, "
+            f"got shape {persons.shape} dtype {persons.dtype}"
+        )
+    return np.where(person_mask(labels), persons, 0).astype(np.uint8)
+
+
+def _strict_json(meta_fields: dict[str, Any]) -> dict[str, Any]:
+    """``meta_fields`` with NaN / inf as null, so the meta stays strict JSON.
+
+    Raises:
+        ValueError: Something in it (in practice ``extra``) is not JSON-serialisable.
+    """
     try:
-        meta_fields = json_safe(meta_fields)  # NaN / inf become null: the meta stays strict JSON
+        meta_fields = json_safe(meta_fields)
         json.dumps(meta_fields, allow_nan=False)
     except (TypeError, ValueError) as err:
         raise ValueError(f"extra must be JSON-serialisable: {err}") from None
+    return meta_fields
 
-    root = Path(root)
-    images, labels_dir, meta_dir = record_folders(root)
-    now = datetime.now(timezone.utc)
+
+def _claim_record(root: Path, folders: list[Path], digest: str, now: datetime) -> tuple[str, int]:
+    """Create the record's folders and claim a new id: ``(record_id, claim file descriptor)``.
+
+    Raises:
+        OSError: The folders could not be created or no id could be claimed.
+    """
+    meta_dir = record_folders(root)[2]
     try:
-        folders = [images, labels_dir, root / PERSONS_DIR][: len(files)]
         for folder in (*folders, meta_dir):
             folder.mkdir(parents=True, exist_ok=True)
-        record_id, claim_fd = claim_id(root, digest, now)
+        return claim_id(root, digest, now)
     except OSError as err:
         raise save_error(err, f"could not prepare {root} for a new correction") from err
-    meta_fields = {"id": record_id, **meta_fields, "created": now.isoformat()}
+
+
+def _write_record(
+    root: Path,
+    record_id: str,
+    claim_fd: int,
+    files: list[tuple[Path, tuple[str, bytes]]],
+    meta_fields: dict[str, Any],
+) -> None:
+    """Place a claimed record's files, its meta last, then release the claim.
+
+    Each file is written to a temporary and renamed into place; the meta goes last because a
+    record without one does not count, so a writer killed half-way leaves only debris that
+    :func:`sweep_corrections` removes.
+
+    Args:
+        root: Corrections folder.
+        record_id: The id claimed by :func:`claim_id`.
+        claim_fd: Its claim's open file descriptor (closed here).
+        files: ``(folder, (suffix, bytes))`` of the image, labels and, if any, person ids.
+        meta_fields: The record's meta.
+
+    Raises:
+        OSError: Writing failed; the temporaries, the files placed so far and the claim are removed.
+    """
+    meta_dir = record_folders(root)[2]
     claim = meta_dir / f".{record_id}.json.tmp"
     temporaries = [claim]
     placed: list[Path] = []
     try:
-        for folder, (suffix, data) in zip(folders, files):
+        for folder, (suffix, data) in files:
             temporary = write_temp(folder, record_id, suffix, data, temporaries)
             final = folder / f"{record_id}{suffix}"
             os.replace(temporary, final)
@@ -193,7 +249,6 @@ def save_correction(
     os.close(claim_fd)
     with contextlib.suppress(OSError):
         claim.unlink()
-    return record_id
 
 
 def _image_file(
