@@ -32,7 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ssfnet.io import atomic_write_bytes, read_image
+from ssfnet.files import atomic_write_bytes
+from ssfnet.io import read_image
 from ssfnet.labels import get_label_set
 
 from .session import Session, Source

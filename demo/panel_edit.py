@@ -11,7 +11,7 @@ import gradio as gr
 import numpy as np
 
 from ssfnet.data import correction_persons
-from ssfnet.io import atomic_write_bytes
+from ssfnet.files import atomic_write_bytes
 
 from . import editing
 from .context import AppContext

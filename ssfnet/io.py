@@ -9,9 +9,6 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-# Re-exported for the modules that still import these from here (demo/drafts.py, demo/panel_edit.py,
-# ssfnet/data/corrections.py, ssfnet/data/correction_files.py); new code imports them from ssfnet.files.
-from .files import atomic_write_bytes, json_safe, writer_alive  # noqa: F401
 from .geometry import long_side_size
 from .labels import LabelSet
 

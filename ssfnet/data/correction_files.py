@@ -39,7 +39,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ssfnet.io import oriented_size, writer_alive
+from ssfnet.files import writer_alive
+from ssfnet.io import oriented_size
 from ssfnet.labels import LabelSet
 
 logger = logging.getLogger(__name__)

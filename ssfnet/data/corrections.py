@@ -47,8 +47,9 @@ from ssfnet.data.correction_files import (
     write_temp,
 )
 from ssfnet.data.correction_persons import decode_persons, encode_persons, person_count, person_mask
+from ssfnet.files import json_safe
 from ssfnet.geometry import resize_labels
-from ssfnet.io import json_safe, read_image_and_size
+from ssfnet.io import read_image_and_size
 from ssfnet.labels import LabelSet, get_label_set
 
 logger = logging.getLogger(__name__)
