@@ -33,7 +33,7 @@ import torch
 
 from ssfnet.labels import LabelSet
 from ssfnet.metrics import ConfusionMatrix
-from train.finetune.defaults import BLEND, CORRECTIONS_SHARE, FINETUNED_DIR, HOLDOUT, lower_priority
+from train.finetune.defaults import FINETUNED_DIR, HOLDOUT, lower_priority
 from train.finetune.status import REPORT_FILE, read_json, read_progress, utc_stamp
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -62,10 +62,11 @@ class FinetuneRequest:
         minutes: Budget of the whole fine-tune, evaluations included.
         lr: Base learning rate; None: the fine-tune's own choice (for a released base, a tenth
             of the rate it was trained at, with its optimizer).
-        corrections_share: Share of every epoch drawn from the corrections.
+        corrections_share: Share of every epoch drawn from the corrections; None: the fine-tune
+            chooses it from how the base parses the corrections.
         holdout: Share of the corrections held out to score before and after.
         freeze_backbone: Train only the decoder.
-        blend: Share of the fine-tune's change the published weights keep.
+        blend: Share of the fine-tune's change the published weights keep; None: chosen with the share.
         publish_anyway: Publish even a result that scores lower than its base on the corrections
             it trained on or on the held-out ones (by default such a run publishes nothing).
         approved_only: Train and score on the approved corrections only (``--approved-only``).
@@ -74,10 +75,10 @@ class FinetuneRequest:
     base: str
     minutes: float = 10.0
     lr: float | None = None
-    corrections_share: float = CORRECTIONS_SHARE
+    corrections_share: float | None = None
     holdout: float = HOLDOUT
     freeze_backbone: bool = False
-    blend: float = BLEND
+    blend: float | None = None
     publish_anyway: bool = False
     approved_only: bool = False
 
@@ -86,11 +87,14 @@ class FinetuneRequest:
             (0 < self.minutes <= 24 * 60, f"the time budget must be between 0 and 1440 minutes, got {self.minutes}"),
             (self.lr is None or 0 < self.lr < 1, f"the learning rate must be between 0 and 1, got {self.lr}"),
             (
-                0 < self.corrections_share <= 1.0,
+                self.corrections_share is None or 0 < self.corrections_share <= 1.0,
                 f"the corrections' share must be in (0, 1], got {self.corrections_share}",
             ),
             (0 <= self.holdout < 1, f"the held-out share must be in [0, 1), got {self.holdout}"),
-            (0 < self.blend <= 1.0, f"the share of the change kept must be in (0, 1], got {self.blend}"),
+            (
+                self.blend is None or 0 < self.blend <= 1.0,
+                f"the share of the change kept must be in (0, 1], got {self.blend}",
+            ),
         )
         for ok, message in checks:
             if not ok:
@@ -103,13 +107,11 @@ class FinetuneRequest:
             "--max-minutes",
             f"{self.minutes:g}",
             *(["--lr", f"{self.lr:g}"] if self.lr is not None else []),
-            "--corrections-share",
-            f"{self.corrections_share:g}",
+            *(["--corrections-share", f"{self.corrections_share:g}"] if self.corrections_share is not None else []),
             "--holdout",
             f"{self.holdout:g}",
             "--freeze-backbone" if self.freeze_backbone else "--no-freeze-backbone",
-            "--blend",
-            f"{self.blend:g}",
+            *(["--blend", f"{self.blend:g}"] if self.blend is not None else []),
             *(["--publish-anyway"] if self.publish_anyway else []),
             *(["--approved-only"] if self.approved_only else []),
         ]
@@ -388,6 +390,9 @@ def figures_html(report: dict) -> str:
             rows.append(row + (f"<ul>{''.join(sources)}</ul>" if sources else "") + "</li>")
         elif there:
             rows.append(f"<li>{label}: none of {there} scored (the budget's share for scoring ran out)</li>")
+    settings = report.get("settings") or {}
+    if settings.get("reason"):
+        rows.insert(0, f"<li>Settings: {html.escape(str(settings['reason']))}</li>")
     training = report.get("training") or {}
     if training.get("seconds") is not None:
         budget = training.get("budget_minutes")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from ssfnet.data.corrections import list_corrections
-from train.finetune.defaults import BLEND, CORRECTIONS_SHARE, HOLDOUT
+from train.finetune.defaults import HOLDOUT
 
 from .context import AppContext
 from .finetune_budget import budget_label, form_forecast
@@ -49,11 +49,16 @@ def finetune_panel(app: AppContext) -> None:
                 elem_id="finetune-lr",
             )
         with gr.Row():
-            ui.finetune_share = gr.Slider(0.01, 1.0, value=CORRECTIONS_SHARE, step=0.01, label="Corrections' share")
+            # 0 (the default) leaves the share and the blend to the fine-tune: it chooses them from how the
+            # base parses the corrections (train.finetune.adapt) and says what it chose and why.
+            ui.finetune_share = gr.Slider(
+                0.0, 1.0, value=0.0, step=0.01, label="Corrections' share (0: chosen from how the base parses them)"
+            )
             ui.finetune_holdout = gr.Slider(0.0, 0.5, value=HOLDOUT, step=0.05, label="Held out")
             ui.finetune_blend = gr.Slider(
-                0.05, 1.0, value=BLEND, step=0.05,
-                label="Share of the change kept (1: the trained weights; less: nearer the base)",
+                0.0, 1.0, value=0.0, step=0.05,
+                label="Share of the change kept (1: the trained weights; less: nearer the base; 0: chosen "
+                "with the share)",
             )  # fmt: skip
             ui.finetune_freeze = gr.Checkbox(False, label="Freeze the backbone (faster, less forgetting)")
             ui.finetune_anyway = gr.Checkbox(

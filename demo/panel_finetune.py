@@ -161,10 +161,11 @@ class FinetuneHandlers:
                 "corrections only*)."
             )
         try:
-            # An empty (or zero) learning rate leaves the choice to the fine-tune (see FinetuneRequest).
+            # An empty (or zero) learning rate, share or blend leaves the choice to the fine-tune (see FinetuneRequest).
             options = FinetuneRequest(
-                str(app.predictors.folder(base)), float(minutes), float(lr) if lr else None, float(share),
-                float(holdout), bool(freeze), float(blend), bool(anyway), bool(approved_only),
+                str(app.predictors.folder(base)), float(minutes), float(lr) if lr else None,
+                float(share) if share else None, float(holdout), bool(freeze), float(blend) if blend else None,
+                bool(anyway), bool(approved_only),
             )  # fmt: skip
         except (FileNotFoundError, TypeError, ValueError) as err:
             raise mistake(self._shown(str(err))) from None

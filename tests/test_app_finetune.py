@@ -398,3 +398,14 @@ def test_a_start_right_after_done_waits_for_the_ended_process_to_exit(tmp_path):
     second = runner.start(FinetuneRequest(base=str(tmp_path / "base")))
     assert second is not first and not first.running and runner.job is second
     runner.shutdown()
+
+
+def test_share_and_blend_left_to_the_fine_tune_unless_chosen():
+    from demo.finetune_runner import FinetuneRequest, figures_html
+
+    args = FinetuneRequest(base="b").args()
+    assert "--corrections-share" not in args and "--blend" not in args
+    args = FinetuneRequest(base="b", corrections_share=0.3, blend=0.5).args()
+    assert args[args.index("--corrections-share") + 1] == "0.3" and args[args.index("--blend") + 1] == "0.5"
+    reason = "corrections parse at 14 mIoU against the base's 55: new kind of photo -> corrections 50% of each batch"
+    assert "new kind of photo" in figures_html({"settings": {"reason": reason}})

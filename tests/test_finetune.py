@@ -531,7 +531,8 @@ def test_command_line_has_finetune_defaults_and_every_trainer_option(tmp_path, c
     config = parse_args(["--base", "b", "--corrections", "c1", "--corrections", "c2", "--holdout", "0.3"])
     assert config.base == "b" and config.corrections == ["c1", "c2"] and config.holdout == 0.3
     assert config.train.lr == 1e-3 and config.train.max_minutes == 10.0
-    assert config.corrections_share == CORRECTIONS_SHARE == 0.05
+    # Neither the share nor the blend given: the fine-tune chooses them (today's defaults in the base's domain).
+    assert config.corrections_share is None and config.blend is None and CORRECTIONS_SHARE == 0.05
     assert config.train.batch_size == 8 and config.train.momentum == 0.9  # the trainer's recipe otherwise
     assert config.train.out == "runs/finetune-{timestamp}" and config.holdout == 0.3
     config = parse_args(["--lr", "0.01", "--freeze-backbone", "--max-minutes", "0", "--data", "ccp:/x:0.5"])
@@ -755,3 +756,87 @@ def test_the_checkpoint_list_shows_only_comparable_figures(world, tmp_path):
     before = report["metrics"]["before"]["held_out_corrections"]["miou"]
     after = report["metrics"]["after"]["held_out_corrections"]["miou"]
     assert f"mIoU against tiny: held-out corrections {before:.1f} → {after:.1f}" in labels[child]
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings chosen from how the base parses the corrections
+
+
+def test_settings_follow_the_domain_shift_and_the_user_wins():
+    from train.finetune import defaults as d
+
+    def chosen(miou, **kwargs):
+        return d.choose_settings(miou, 50.0, corrections=40, originals=10_000, **kwargs)
+
+    near = chosen(48.0)  # shift 0.04: the base's own kind of photo
+    assert (near.corrections_share, near.blend) == (d.CORRECTIONS_SHARE, d.BLEND) == (0.05, 0.25)
+    assert chosen(50.0 * (1 - d.SHIFT_IN_DOMAIN)).blend == d.BLEND
+    far = chosen(10.0)  # shift 0.8
+    assert (far.corrections_share, far.blend) == (d.FAR_CORRECTIONS_SHARE, d.FAR_BLEND) == (0.5, 1.0)
+    assert "new kind of photo" in far.reason and "10 mIoU against the base's 50" in far.reason
+    steps = [chosen(50.0 * (1 - shift / 20)) for shift in range(21)]
+    shares, blends = [c.corrections_share for c in steps], [c.blend for c in steps]
+    assert shares == sorted(shares) and blends == sorted(blends)
+    between = chosen(50.0 * (1 - (d.SHIFT_IN_DOMAIN + d.SHIFT_FAR) / 2))
+    assert 0.05 < between.corrections_share < 0.5 and 0.25 < between.blend < 1.0
+    given = chosen(10.0, share=0.1, blend=0.3)
+    assert (given.corrections_share, given.blend, given.share_given, given.blend_given) == (0.1, 0.3, True, True)
+    assert chosen(10.0, blend=0.4).corrections_share == 0.5  # the other one is still chosen
+    # Many corrections are never drawn less often than the original photos; no measure: today's defaults.
+    assert d.choose_settings(48.0, 50.0, corrections=600, originals=1_400).corrections_share == pytest.approx(0.3)
+    unknown = d.choose_settings(None, 50.0, corrections=5, originals=100)
+    assert (unknown.shift, unknown.corrections_share, unknown.blend) == (None, 0.05, 0.25)
+    assert d.domain_shift(80.0, 50.0) == 0.0 and d.domain_shift(0.0, 50.0) == 1.0
+
+
+def test_reference_is_the_validation_miou_of_sources_in_the_base_label_set():
+    from train.finetune.defaults import reference_miou
+
+    sources = {
+        "viton": {"label_set": "lip-20", "miou": 40.0, "main": 40.0},
+        "ccp": {"label_set": "fashion-17", "miou": 50.0, "main": 50.0},
+        "pascal-person-part": {"label_set": "person-head-3", "miou": 80.0, "main": 70.0},
+    }
+    assert reference_miou({"label_set": "lip-20", "metrics": {"sources": sources}})[0] == 40.0
+    assert reference_miou({"label_set": "atr-18", "metrics": {"sources": sources}})[0] == pytest.approx(160 / 3)
+    assert reference_miou({"label_set": "lip-20", "metrics": {"val_miou": 33.0}})[0] == 33.0
+    assert reference_miou({"label_set": "lip-20"}) == (None, "")
+
+
+def test_finetune_chooses_and_records_the_settings(world, tmp_path, capsys):
+    """A base whose metadata says it parses its own photos at 99 mIoU: the toy corrections are a new kind of photo."""
+    model, meta = load_checkpoint(world["base"])
+    metrics = {"sources": {"viton": {"label_set": "lip-20", "miou": 99.0, "main": 99.0}}}
+    base = save_checkpoint(
+        model, tmp_path / "checkpoints" / "proud", variant="ssfnet_lite", label_set="lip-20", options=TINY,
+        dtype=torch.float16, metadata={"input_size": 64, "metrics": metrics},
+    )  # fmt: skip
+    config = tiny_config(
+        world, tmp_path / "run", base=str(base), checkpoints_dir=str(base.parent), corrections_share=None, blend=None,
+        train={"epochs": 1, "epoch_size": 8},
+    )  # fmt: skip
+    report = finetune.run_finetune(config)
+    settings = report["settings"]
+    assert settings["base_miou"] == 99.0 and settings["reference"] == "viton validation mIoU"
+    assert settings["shift"] > 0.6 and (settings["corrections_share"], settings["blend"]) == (0.5, 1.0)
+    assert not settings["share_given"] and not settings["blend_given"]
+    assert "new kind of photo" in capsys.readouterr().out
+    _, meta = load_checkpoint(report["checkpoint"])
+    assert meta["finetune"]["settings"] == settings and meta["finetune"]["blend"] == 1.0
+    assert meta["finetune"]["corrections_share"] == pytest.approx(0.5)
+    plan = json.loads((tmp_path / "run" / "finetune.json").read_text())
+    assert plan["settings"] == settings and plan["mix"]["corrections_share"] == pytest.approx(0.5)
+    assert "new kind of photo" in read_progress(tmp_path / "run")["report"]["settings"]["reason"]
+
+    # Given on the command line (here: in the config), the user's values stand.
+    report = finetune.run_finetune(
+        dataclasses_replace(config, corrections_share=0.2, blend=0.5, train_out=tmp_path / "r2")
+    )
+    assert (report["settings"]["corrections_share"], report["settings"]["blend"]) == (0.2, 0.5)
+    assert report["settings"]["share_given"] and report["settings"]["blend_given"]
+    assert load_checkpoint(report["checkpoint"])[1]["finetune"]["blend"] == 0.5
+
+
+def dataclasses_replace(config: FinetuneConfig, *, train_out: Path, **changes) -> FinetuneConfig:
+    train = finetune.dataclasses.replace(config.train, out=str(train_out))
+    return finetune.dataclasses.replace(config, train=train, **changes)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from ssfnet.predictor import CHECKPOINTS_DIR
 
 from ..config import TrainConfig
-from .defaults import BLEND, CORRECTIONS_SHARE, FINETUNED_DIR, HOLDOUT
+from .defaults import FINETUNED_DIR, HOLDOUT
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -53,7 +53,9 @@ class FinetuneConfig:
             held-out choice, ``max_minutes`` is the whole command's budget (None: ``epochs``).
         base: Checkpoint folder to start from; None = the embedded default checkpoint.
         corrections: Corrections folders (as the app writes them).
-        corrections_share: Share of every epoch's samples drawn from the corrections.
+        corrections_share: Share of every epoch's samples drawn from the corrections; None: chosen
+            by the fine-tune from how its base parses the corrections
+            (:func:`~train.finetune.defaults.choose_settings`).
         holdout: Expected share of each corrections folder held out for scoring (at least one
             record is held out when a folder has two or more).
         name: Name of the new checkpoint (a UTC timestamp is appended); default: the base's + ``-ft``.
@@ -63,7 +65,7 @@ class FinetuneConfig:
             publishing; by default it is removed, the published checkpoint has the same weights.
         blend: Share of the fine-tune's change kept: the published weights (BatchNorm statistics
             included) are ``base + blend * (trained - base)``; 1 publishes the trained weights.
-            Default :data:`BLEND`.
+            None: chosen with ``corrections_share``.
         publish_anyway: Publish even when the fine-tuned model scores lower than its base on the
             corrections it trained on or on the held-out ones (by default such a run publishes
             nothing and says so).
@@ -76,22 +78,22 @@ class FinetuneConfig:
     train: TrainConfig = field(default_factory=lambda: dataclasses.replace(FINETUNE_DEFAULTS, data=[]))
     base: str | None = None
     corrections: list[str] = field(default_factory=lambda: ["corrections"])
-    corrections_share: float = CORRECTIONS_SHARE
+    corrections_share: float | None = None
     holdout: float = HOLDOUT
     name: str | None = None
     checkpoints_dir: str = str(CHECKPOINTS_DIR / FINETUNED_DIR)
     keep_run_checkpoint: bool = False
-    blend: float = BLEND
+    blend: float | None = None
     publish_anyway: bool = False
     approved_only: bool = False
     given: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.corrections_share <= 1.0:
+        if self.corrections_share is not None and not 0.0 < self.corrections_share <= 1.0:
             raise ValueError(f"corrections_share must be in (0, 1], got {self.corrections_share}")
         if not 0.0 <= self.holdout < 1.0:
             raise ValueError(f"holdout must be in [0, 1), got {self.holdout}")
-        if not 0.0 < self.blend <= 1.0:
+        if self.blend is not None and not 0.0 < self.blend <= 1.0:
             raise ValueError(f"blend must be in (0, 1], got {self.blend}")
         if not self.corrections:
             raise ValueError("at least one corrections folder is needed")

@@ -22,6 +22,7 @@ from ssfnet.labels import LabelSet, get_label_set
 from ..config import TrainConfig
 from ..utils import write_json
 from .config import FinetuneConfig
+from .defaults import CORRECTIONS_SHARE
 from .score import prefix_spread, spread_items
 from .status import PLAN_FILE, Progress
 
@@ -286,7 +287,10 @@ def make_plan(config: FinetuneConfig, base: Path, base_meta: dict, run_dir: Path
     originals = select_originals(original_specs(train_cfg.data, base_meta, say), base_meta, label_set, train_cfg, say)
     if not originals:
         say("no original data: fine-tuning on the corrections only (forgetting is not measured)")
-    data, share = trainer_data(corrections, originals, config.corrections_share, run_dir / "sources")
+    # Without a share given, the mix starts at the default one: the fine-tune may change it once it
+    # has scored the corrections with the base (train.finetune.run.adapt_settings).
+    share = CORRECTIONS_SHARE if config.corrections_share is None else config.corrections_share
+    data, share = trainer_data(corrections, originals, share, run_dir / "sources")
     samples = sum(len(c["train_ids"]) for c in corrections) + sum(len(o["train_ids"]) for o in originals)
     record = {
         "base": {

@@ -109,6 +109,8 @@ def finetune_record(run: FinetuneRun, plan: Plan, outcome: Outcome) -> dict:
         "lr": trainer.lr,
         "freeze_backbone": trainer.freeze_backbone,
         "blend": config.blend,
+        # How the share and the blend were chosen (train.finetune.adapt): the domain shift measured and why.
+        "settings": plan.record.get("settings"),
         "iterations": summary["iteration"],
         "train_seconds": summary["elapsed_s"],
         "metrics": {"before": outcome.before, "after": outcome.after},
@@ -205,6 +207,7 @@ def publish_run(
         "held_out_ids": metadata["finetune"]["held_out_ids"],
         "skipped_corrections": [dict(s, root=c["root"]) for c in plan.corrections for s in c["skipped"]],
         "iterations": summary["iteration"],
+        "settings": plan.record.get("settings"),
         # What the budget bought: the images of each set scored (before and after alike, out of those
         # there were) and the training time.
         "evaluation": {

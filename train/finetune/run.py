@@ -77,6 +77,7 @@ from ..config import get_args_parser as get_train_args_parser
 from ..config import parse_args as parse_train_args
 from ..train import run_training as train_main
 from ..utils import write_json
+from .adapt import adapt_settings
 from .budget import Timing, before_deadline_s, budget_problem, training_s, write_timing
 from .config import FINETUNE_DEFAULTS, INHERITED, LR_SHARE, FinetuneConfig
 from .data import FinetuneRun, Plan, make_plan
@@ -121,7 +122,8 @@ def _add_finetune_options(parser: argparse.ArgumentParser | argparse._ArgumentGr
         type=float,
         default=d.corrections_share,
         help="share of every epoch drawn from the corrections (they are oversampled: a few corrections "
-        "among thousands of original images would otherwise hardly be seen)",
+        "among thousands of original images would otherwise hardly be seen); default: chosen from how the base "
+        "parses the corrections, 0.05 for photos like its own up to 0.5 for a new kind of photo",
     )
     parser.add_argument(
         "--holdout",
@@ -134,7 +136,8 @@ def _add_finetune_options(parser: argparse.ArgumentParser | argparse._ArgumentGr
         type=float,
         default=d.blend,
         help="share of the fine-tune's change kept: publish base + BLEND x (trained - base), BatchNorm statistics "
-        "too (weight-space ensembling; 1: the trained weights)",
+        "too (weight-space ensembling; 1: the trained weights); default: chosen with the share, 0.25 for photos "
+        "like the base's own up to 1 for a new kind of photo",
     )
     parser.add_argument("--name", default=None, help="name of the new checkpoint (default: the base's + '-ft')")
     parser.add_argument(
@@ -359,10 +362,12 @@ def _finetune(run: FinetuneRun) -> dict:
     plan = make_plan(config, base, run.base_meta, run.run_dir, _say)
     device = resolve_device(config.train.device)
     before, eval_s = _score_base(run, plan, device)
+    run, plan, choice = adapt_settings(run, plan, before, _say)
+    config = run.config
     # The evaluation after scores the images the one before did: each set's first (a budget's sample).
     scored = scored_counts(before)
     plan = dataclasses.replace(plan, eval_sets={n: items[: scored[n]] for n, items in plan.eval_sets.items()})
-    summary, trainer = _train(run, plan, eval_s)
+    summary, trainer = _train(run, plan, eval_s, choice.reason)
     progress.enter("evaluate-after", f"scoring the fine-tuned model ({summary['iteration']} iterations)")
     model, trained_meta = load_checkpoint(run.run_dir / "last", device=device)
     if config.blend < 1.0:
@@ -478,8 +483,11 @@ def scored_text(images: dict[str, int], available: dict[str, int]) -> str:
     )
 
 
-def _train(run: FinetuneRun, plan: Plan, eval_s: float) -> tuple[dict, TrainConfig]:
-    """The trainer from the base on the plan's mix, for the time the budget leaves; its summary and config."""
+def _train(run: FinetuneRun, plan: Plan, eval_s: float, settings: str = "") -> tuple[dict, TrainConfig]:
+    """The trainer from the base on the plan's mix, for the time the budget leaves; its summary and config.
+
+    ``settings`` says how the mix and the blend were chosen (the training phase's message shows it).
+    """
     base, run_dir, progress, began = run.base, run.run_dir, run.progress, run.began
     train_cfg = run.config.train
     max_minutes = None
@@ -502,7 +510,8 @@ def _train(run: FinetuneRun, plan: Plan, eval_s: float) -> tuple[dict, TrainConf
         stop_file=str(progress.stop_file),
     )
     plan_text = f"{max_minutes:.1f} minutes" if max_minutes is not None else f"{trainer.epochs} epochs"
-    progress.enter("train", f"lr {trainer.lr:g} for {plan_text}, corrections {plan.share:.0%} of the samples")
+    said = f"{settings}; " if settings else ""
+    progress.enter("train", f"{said}lr {trainer.lr:g} for {plan_text}, corrections {plan.share:.0%} of the samples")
     summary = train_main(trainer, cancel=progress.cancel)
     # --stop-after-iters caps the steps of a fine-tune (tests, quick trials): reaching it is the
     # end of training, not a cancel, and the run is scored and published as usual.
