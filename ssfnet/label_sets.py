@@ -226,6 +226,15 @@ LIP_20 = LabelSet(
     ),
 )
 
+# CIHP's 20 classes: LIP's, but for id 10, which CIHP names torso-skin where LIP has jumpsuits. Its
+# ground truth holds classes only, so no coarse labels; how it scores a LIP-20 model is in ssfnet.labels.
+CIHP_20 = LabelSet(
+    name="cihp-20",
+    names=(*LIP_20.names[:10], "torso-skin", *LIP_20.names[11:]),
+    palette=LIP_PALETTE,
+    flip_pairs=LIP_20.flip_pairs,
+)
+
 ATR_18 = LabelSet(
     name="atr-18",
     names=(
@@ -354,9 +363,8 @@ PERSON_HEAD_3 = LabelSet(
 )
 
 LABEL_SETS: dict[str, LabelSet] = {
-    s.name: s for s in (LIP_20, ATR_18, PASCAL_PERSON_PART_7, PPSS_8, CCP_59, FASHION_17, PERSON_HEAD_3)
+    s.name: s for s in (LIP_20, CIHP_20, ATR_18, PASCAL_PERSON_PART_7, PPSS_8, CCP_59, FASHION_17, PERSON_HEAD_3)
 }
-LABEL_SETS["cihp-20"] = LIP_20  # CIHP uses LIP's 20 classes.
 
 
 def get_label_set(name: str | LabelSet) -> LabelSet:

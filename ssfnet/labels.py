@@ -16,6 +16,7 @@ from ssfnet.label_sets import (
     ATR_18,
     CCP_59,
     CCP_NAMES,
+    CIHP_20,
     FASHION_17,
     FASHION_GROUPS,
     IGNORE_INDEX,
@@ -35,6 +36,7 @@ __all__ = [
     "ATR_18",
     "CCP_59",
     "CCP_NAMES",
+    "CIHP_20",
     "FASHION_17",
     "FASHION_GROUPS",
     "IGNORE_INDEX",
@@ -95,6 +97,14 @@ def _lip_to_fashion() -> dict[str, int]:
     }  # fmt: skip
 
 
+def _cihp_to_lip() -> dict[str, int | None]:
+    # Same ids but torso-skin, which no LIP-20 class (nor coarse label) covers: ignored, so neither
+    # trained on nor scored. LIP-20's jumpsuits never occurs in CIHP's ground truth.
+    mapping: dict[str, int | None] = {name: LIP_20.id_of(name) for name in CIHP_20.names if name in LIP_20.names}
+    mapping["torso-skin"] = None
+    return mapping
+
+
 def _pascal_to_lip() -> dict[str, int]:
     # Each part becomes LIP-20's coarse label of the same name (PART_MEMBERS).
     return {name: LIP_20.id_of(name) for name in PASCAL_PERSON_PART_7.names}
@@ -125,6 +135,7 @@ def _lip_to_person_head() -> dict[str, int | None]:
 _CONVERSIONS = {
     ("ccp-59", "fashion-17"): lambda: _lut(CCP_59, _ccp_to_fashion()),
     ("ccp-59", "lip-20"): lambda: _lut(CCP_59, _ccp_to_lip()),
+    ("cihp-20", "lip-20"): lambda: _lut(CIHP_20, _cihp_to_lip()),
     ("lip-20", "fashion-17"): lambda: _lut(LIP_20, _lip_to_fashion()),
     ("lip-20", "person-head-3"): lambda: _lut(LIP_20, _lip_to_person_head()),
     ("pascal-person-part-7", "lip-20"): lambda: _lut(PASCAL_PERSON_PART_7, _pascal_to_lip()),
@@ -138,6 +149,7 @@ def conversion_lut(source: str | LabelSet, target: str | LabelSet) -> np.ndarray
     The identity (source == target) keeps every value. CCP -> LIP-20 produces
     coarse LIP values (``skin``, ``shoes``) where CCP has no finer label, and
     PASCAL-Person-Part -> LIP-20 the coarse part labels (``head``, ``torso``, ...).
+    CIHP -> LIP-20 keeps every id but CIHP's ``torso-skin`` (10), which becomes ignore.
     ``person-head-3`` is reachable from PASCAL-Person-Part and from LIP-20.
     """
     src, dst = get_label_set(source), get_label_set(target)
@@ -189,7 +201,10 @@ def eval_mapping(prediction: str | LabelSet, target: str | LabelSet) -> EvalMapp
     accessories are not scored); LIP-20 -> person-head-3 (hat, hair, sunglasses
     and face -> head, every other class but background -> body), to score a
     LIP-20 model on PASCAL-Person-Part; pascal-person-part-7 -> person-head-3
-    (torso and limbs -> body), to score a body-part model on the same scale.
+    (torso and limbs -> body), to score a body-part model on the same scale;
+    LIP-20 -> cihp-20 (the same ids; CIHP's torso-skin, which LIP-20 has no class for, is not
+    scored, and a predicted jumpsuits, which CIHP has no class for, lands on it and so is always
+    wrong). Loading CIHP in LIP-20 (:func:`conversion_lut`) ignores torso-skin the same way.
     """
     pred, tgt = get_label_set(prediction), get_label_set(target)
     if pred is tgt:
@@ -197,6 +212,9 @@ def eval_mapping(prediction: str | LabelSet, target: str | LabelSet) -> EvalMapp
     if (pred.name, tgt.name) == ("lip-20", "fashion-17"):
         f = FASHION_17.id_of
         return EvalMapping(pred, tgt, conversion_lut(pred, tgt), (f("bag"), f("belt"), f("accessories")))
+    if (pred.name, tgt.name) == ("lip-20", "cihp-20"):
+        # Same ids: predicted jumpsuits (10) counts as torso-skin, which is not scored.
+        return EvalMapping(pred, tgt, conversion_lut(pred, pred), (tgt.id_of("torso-skin"),))
     if (pred.name, tgt.name) in (("lip-20", "person-head-3"), ("pascal-person-part-7", "person-head-3")):
         return EvalMapping(pred, tgt, conversion_lut(pred, tgt))
     raise KeyError(f"no evaluation mapping {pred.name} -> {tgt.name}")

@@ -133,6 +133,18 @@ def test_lip_and_cihp_layouts(tmp_path):
     assert CIHPDataset(cihp).ids == ["0002"]
 
 
+def test_cihp_torso_skin_is_ignore_in_lip_20_and_kept_in_cihp_20(tmp_path):
+    written = _write_folder(tmp_path, "Training/Images", "Training/Category_ids", ["0001"], shape=(4, 5))
+    stored = np.arange(20, dtype=np.uint8).reshape(4, 5)  # every CIHP class, torso-skin (10) among them
+    Image.fromarray(stored).save(tmp_path / "Training" / "Category_ids" / "0001.png")
+    image, lip = CIHPDataset(tmp_path).load(0)
+    np.testing.assert_array_equal(image, written["0001"][0])
+    np.testing.assert_array_equal(lip, np.where(stored == 10, IGNORE_INDEX, stored))
+    cihp = CIHPDataset(tmp_path, "cihp-20")
+    assert cihp.label_set.names[10] == "torso-skin"
+    np.testing.assert_array_equal(cihp.load(0)[1], stored)
+
+
 def test_atr_sample(dataset_dir):
     ds = ATRDataset(dataset_dir("samples", "atr"))
     assert ds.ids == ["2500_1899"]

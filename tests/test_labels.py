@@ -5,6 +5,7 @@ import pytest
 
 from ssfnet.labels import (
     CCP_59,
+    CIHP_20,
     FASHION_17,
     IGNORE_INDEX,
     LABEL_SETS,
@@ -15,6 +16,7 @@ from ssfnet.labels import (
     eval_mapping,
     get_label_set,
 )
+from ssfnet.metrics import ConfusionMatrix
 
 # The LIP-20 classes each PASCAL-Person-Part part may hold, as documented in ssfnet.labels.
 PART_SETS = {
@@ -156,3 +158,35 @@ def test_person_head_conversions_and_eval_mapping():
     # A body-part model is scored on the same person / head scale as the LIP-20 default.
     parts = eval_mapping("pascal-person-part-7", "person-head-3")
     assert parts.scored_classes == (0, 1, 2) and parts.pred_lut[:7].tolist() == pascal[:7].tolist()
+
+
+def test_cihp_names_id_10_torso_skin_and_lip_20_ignores_it():
+    assert get_label_set("cihp-20") is CIHP_20 and CIHP_20.num_ids == 20  # classes only, no coarse labels
+    torso_skin = CIHP_20.id_of("torso-skin")
+    assert torso_skin == 10 and LIP_20.names[10] == "jumpsuits"
+    assert [n for i, n in enumerate(CIHP_20.names) if i != 10] == [n for i, n in enumerate(LIP_20.names) if i != 10]
+    assert CIHP_20.palette == LIP_20.palette and CIHP_20.flip_pairs == LIP_20.flip_pairs
+    # CIHP loaded as LIP-20 (training or scoring a LIP-20 model): torso-skin has no class, so ignore.
+    lut = conversion_lut("cihp-20", "lip-20")
+    assert lut[:20].tolist() == [IGNORE_INDEX if c == torso_skin else c for c in range(20)]
+    assert lut[20] == IGNORE_INDEX and lut[IGNORE_INDEX] == IGNORE_INDEX
+
+
+def test_eval_mapping_lip_on_cihp_leaves_torso_skin_unscored_and_jumpsuits_wrong():
+    m = eval_mapping("lip-20", "cihp-20")
+    torso_skin, upper = CIHP_20.id_of("torso-skin"), CIHP_20.id_of("upper-clothes")
+    assert m.target is CIHP_20 and m.pred_lut[:20].tolist() == list(range(20))
+    assert m.gt_lut[torso_skin] == IGNORE_INDEX and m.gt_lut[upper] == upper
+    assert torso_skin not in m.scored_classes and len(m.scored_classes) == 19
+    cm = ConfusionMatrix(CIHP_20.num_classes, mapping=m, label_set=CIHP_20)
+    jumpsuits = LIP_20.id_of("jumpsuits")
+    # Ground truth: two torso-skin pixels (not scored whatever is predicted) and two upper-clothes
+    # pixels, one of them predicted as jumpsuits, a class CIHP has not: a miss.
+    cm.update(np.array([[upper, jumpsuits, jumpsuits, upper]]), np.array([[torso_skin, torso_skin, upper, upper]]))
+    assert cm.matrix.sum() == 2 and cm.matrix[upper, upper] == 1 and cm.matrix[upper, torso_skin] == 1
+    assert cm.compute()["iou"][upper] == 50.0
+    # Without --gt-label-set the same ground truth, loaded as LIP-20, scores upper-clothes alike.
+    plain = ConfusionMatrix(LIP_20.num_classes, label_set=LIP_20)
+    gt = conversion_lut("cihp-20", "lip-20")[np.array([[torso_skin, torso_skin, upper, upper]])]
+    plain.update(np.array([[upper, jumpsuits, jumpsuits, upper]]), gt)
+    assert plain.compute()["iou"][upper] == 50.0

@@ -14,7 +14,10 @@ through :func:`ssfnet.labels.eval_mapping`:
   accessories are not scored);
 - ``person-head-3``: a LIP-20 model against PASCAL-Person-Part, whose parts are body regions
   rather than clothes (hat, hair, sunglasses and face count as head, every other class as body);
-  person IoU (head and body against background) and head IoU are reported too.
+  person IoU (head and body against background) and head IoU are reported too;
+- ``cihp-20``: a LIP-20 model against CIHP in CIHP's ids (its torso-skin is not scored and a
+  predicted jumpsuits counts as wrong; without the option, CIHP loaded as LIP-20 ignores
+  torso-skin the same way).
 
 ``--split runs/X/split.json`` restricts each source to the ids a training run held out.
 """

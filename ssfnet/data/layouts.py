@@ -82,7 +82,8 @@ class CIHPDataset(FolderDataset):
     """CIHP: ``<split>/Images/*.jpg``, ``<split>/Category_ids/*.png`` and an id file if present.
 
     The id file is ``<split>/train_id.txt`` for ``Training`` and ``<split>/val_id.txt`` for
-    ``Validation``. CIHP uses LIP's 20 classes.
+    ``Validation``. CIHP's classes are LIP's but for id 10, ``torso-skin`` (label set
+    ``cihp-20``), which LIP-20 has no class for: returned in LIP-20 it is ignore.
 
     Takes :class:`FolderDataset`'s arguments (``root`` holds ``Training/`` and
     ``Validation/``; label set LIP-20 by default) and the layout option ``split``:
