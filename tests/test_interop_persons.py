@@ -263,6 +263,26 @@ def test_cihp_dataset_folder_imports_by_cihps_names_and_reports_unknown_ids(tmp_
         import_corrections(top, "cihp", tmp_path / "other")
 
 
+def test_cihp_label_10_is_torso_skin_unknown_to_lip_20_and_kept_in_cihp_20(tmp_path):
+    """CIHP's id 10 is torso-skin (LIP's jumpsuits): a LIP-20 store has no such label."""
+    top = tmp_path / "instance-level_human_parsing"
+    labels, persons = people()
+    labels[24:28, 4:12] = 10  # bare skin of the torso
+    (top / "Validation" / "Images").mkdir(parents=True)
+    Image.fromarray(np.full((*labels.shape, 3), 128, np.uint8)).save(top / "Validation" / "Images" / "0000002.jpg")
+    write_png(top / "Validation" / "Category_ids" / "0000002.png", labels)
+    write_png(top / "Validation" / "Human_ids" / "0000002.png", persons)
+    with pytest.raises(InteropError, match=r"labels not in lip-20: 'torso-skin' \(1 region\)"):
+        import_corrections(top, "cihp", tmp_path / "refused")
+    report = import_corrections(top, "cihp", tmp_path / "lip", keep_unknown=True)
+    assert report["unknown"] == {"torso-skin": 1}
+    lip_labels = load_correction(tmp_path / "lip", report["imported"][0])[1]
+    assert np.array_equal(lip_labels, np.where(labels == 10, IGNORE_INDEX, labels))
+    report = import_corrections(top, "cihp", tmp_path / "cihp", label_set="cihp-20")
+    assert report["unknown"] == {} and report["label_set"] == "cihp-20"
+    assert np.array_equal(load_correction(tmp_path / "cihp", report["imported"][0])[1], labels)
+
+
 def test_label_studio_regions_are_one_per_person_per_label_and_come_back(store, tmp_path):
     brush = pytest.importorskip("label_studio_converter.brush")
     root, old, with_persons = store

@@ -22,10 +22,11 @@ Reading (:func:`read`) takes such a zip or folder, or CIHP itself (any split: ``
 ``Validation/``, ...): each ``Category_ids/<id>.png`` with its photo ``Images/<id>.*`` from the same
 split folder and, when there is one, its ``Human_ids/<id>.png`` as the person ids. The category ids
 are named by a ``labels.txt`` ("<id> <name>" lines, as written here) or, without one, as CIHP names
-them (LIP's 20 classes, the ``cihp-20`` label set); an id that neither names is reported as an
-unknown label ``category id <n>``. ``Instance_ids`` and the colour folders are not read: the part
-instances follow from the part labels and the person ids. An image without ``Human_ids`` is imported
-without person ids (the store derives them when it needs them).
+them (the ``cihp-20`` label set: LIP's 20 classes but id 10 ``torso-skin`` where LIP has
+``jumpsuits``, so importing into a LIP-20 store reports torso-skin as an unknown label); an id that
+neither names is reported as an unknown label ``category id <n>``. ``Instance_ids`` and the colour
+folders are not read: the part instances follow from the part labels and the person ids. An image
+without ``Human_ids`` is imported without person ids (the store derives them when it needs them).
 """
 
 from __future__ import annotations
