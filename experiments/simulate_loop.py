@@ -12,6 +12,13 @@ refuses to start when the fine-tune would train on any photo it scores::
     python -m experiments.simulate_loop --base runs/base/best --split runs/base/split.json \\
         --ccp ../shared/datasets/ccp --viton ../shared/datasets/viton --corrections 50 --max-minutes 10
 
+A base that never trained on CCP (its ``--split`` lists no CCP source) works too: then every CCP
+photo is in the pool, the corrections are drawn from all of them and the others scored
+(``--ccp-limit`` of them, spread evenly, so that scoring stays affordable). Where the split lists
+PASCAL-Person-Part, its held-out photos are scored as well (person and head IoU through the
+``person-head-3`` ground truth, as ``train.evaluate`` and ``train.release`` score them): forgetting
+on both of the base's sources. :mod:`experiments.simulate_shift` runs this loop over counts and seeds.
+
 By default the corrections are the first ``--corrections`` images of a seeded pseudo-random
 order; ``--pick worst`` takes them among the images the base parses worst, as annotators who
 correct the worst masks first would (one of each neighbouring pair of that ranking, the other held
@@ -38,12 +45,14 @@ from ssfnet.checkpoint import fitting_dtype, load_checkpoint, read_metadata, sav
 from ssfnet.data import CCPDataset, parse_source
 from ssfnet.data.corrections import save_correction
 from ssfnet.labels import LIP_20
-from train.evaluate import evaluate_checkpoint, held_out_ids, matrix_score, paired_bootstrap
+from train.evaluate import evaluate_checkpoint, held_out_ids, matrix_score, paired_bootstrap, spread
 from train.finetune import run as finetune
 from train.finetune.data import original_specs, select_originals
 from train.utils import write_json
 
 CCP_KEY = "ccp_other_val (lip-20 -> ccp-coarse)"
+VITON_KEY = "viton_val (lip-20)"
+PASCAL_KEY = "pascal_val (lip-20 -> person-head-3)"
 # The held-out CCP photos' per-image confusion matrices, one array per scored model ("before", "after", "blend-S").
 PER_IMAGE_FILE = "ccp_per_image.npz"
 
@@ -97,7 +106,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "order; 'worst', those the base parses worst (the ranking cut into neighbouring pairs, one of each of "
         "the worst pairs corrected and the other held out, so that the scored images keep their share of hard ones)",
     )
+    p.add_argument("--pascal", default="../shared/datasets/pascal-person-part")
     p.add_argument("--viton-limit", type=int, default=300, help="VITON validation images scored (spread evenly)")
+    p.add_argument(
+        "--pascal-limit",
+        type=int,
+        default=250,
+        help="PASCAL-Person-Part validation images scored (spread evenly), where the split lists that source",
+    )
+    p.add_argument(
+        "--ccp-limit",
+        type=int,
+        default=None,
+        help="held-out CCP photos scored at most (spread evenly over those not corrected; default: all)",
+    )
     p.add_argument("--max-minutes", type=float, default=10.0, help="fine-tuning budget (whole command)")
     p.add_argument("--lr", type=float, default=None, help="fine-tuning learning rate (default: train.finetune's)")
     p.add_argument("--crop-size", type=int, default=None, help="fine-tuning crop size (default: train.finetune's)")
@@ -118,13 +140,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--corrections-share",
         type=float,
         default=finetune.FinetuneConfig().corrections_share,
-        help="share of every fine-tuning epoch drawn from the corrections",
+        help="share of every fine-tuning epoch drawn from the corrections (default: the fine-tune's choice, as "
+        "in the app: from how the base parses the corrections)",
     )
     p.add_argument(
         "--blend",
         type=float,
         default=finetune.FinetuneConfig().blend,
-        help="share of the fine-tune's change the published weights keep (train.finetune --blend)",
+        help="share of the fine-tune's change the published weights keep (train.finetune --blend; default: the "
+        "fine-tune's choice)",
     )
     p.add_argument(
         "--also-blend",
@@ -159,7 +183,34 @@ def score(
         "miou_present": round(result["miou_present"], 2),
         "pixel_acc": round(result["pixel_acc"], 2),
         "images": result["images"],
+        # person-head-3 ground truth (PASCAL-Person-Part): person-vs-background and head IoU.
+        **{key: round(result[key], 2) for key in ("person_iou", "head_iou") if result.get(key) is not None},
     }
+
+
+def split_lists(split: str | Path, spec: str) -> bool:
+    """Whether the run's ``split.json`` lists the source ``spec`` (the base trained on it)."""
+    try:
+        held_out_ids(split, spec)
+    except ValueError:
+        return False
+    return True
+
+
+def ccp_pool(args: argparse.Namespace, ccp_spec: str) -> tuple[list[str], bool]:
+    """The CCP photos corrections are drawn from and scored on, and whether the base trained on CCP.
+
+    A base that trained on CCP: the photos its split held out. One that never did: every CCP photo.
+    """
+    if split_lists(args.split, ccp_spec):
+        return held_out_ids(args.split, ccp_spec), True
+    return list(CCPDataset(args.ccp, "lip-20").ids), False
+
+
+def capped(ids: list[str], limit: int | None) -> list[str]:
+    """At most ``limit`` of the sorted ``ids``, spread evenly (all of them without a limit)."""
+    ids = sorted(ids)
+    return [ids[k] for k in spread(len(ids), limit)]
 
 
 def split_entry(kind: str, folder: str, ids: list[str]) -> dict:
@@ -276,7 +327,8 @@ def original_data(args: argparse.Namespace, scored: dict[str, set[str]]) -> list
     base_meta = read_metadata(Path(args.base))
     specs = original_specs(args.data, base_meta, lambda text: print(f"[loop] {text}"))
     if not specs:
-        specs = [f"viton:{args.viton}", f"ccp:{args.ccp}"]
+        trained_ccp = split_lists(args.split, f"ccp:{args.ccp}")
+        specs = [f"viton:{args.viton}"] + ([f"ccp:{args.ccp}"] if trained_ccp else [])
     config = dataclasses.replace(finetune.FINETUNE_DEFAULTS, data=specs)
     leaks = leaked_ids(select_originals(specs, base_meta, LIP_20, config, lambda text: None), scored)
     if leaks:
@@ -288,62 +340,87 @@ def original_data(args: argparse.Namespace, scored: dict[str, set[str]]) -> list
     return specs
 
 
+def pick_corrections(args: argparse.Namespace, ccp_spec: str, pool: list[str], out: Path) -> tuple[list, list, dict]:
+    """The corrected photos, the scored ones (at most ``--ccp-limit``), per-photo base scores (``--pick worst``)."""
+    if len(pool) <= args.corrections:
+        raise ValueError(f"the pool holds {len(pool)} CCP images; need more than {args.corrections}")
+    base_scores = None
+    if args.pick == "worst":
+        base_scores = rank_images(args, ccp_spec, sorted(pool), out)
+        corrected = sorted(worst_pick(list(base_scores), list(base_scores.values()), args.corrections, args.seed))
+        rest = sorted(set(pool) - set(corrected))
+    else:
+        corrected, rest = sorted(pool[: args.corrections]), sorted(pool[args.corrections :])
+    return corrected, capped(rest, args.ccp_limit), base_scores
+
+
+def save_corrections(args: argparse.Namespace, corrected: list[str], folder: Path) -> None:
+    """The simulated annotators: true CCP labels as LIP-20 (coarse skin/shoes), saved as the app saves."""
+    if folder.exists():
+        return
+    dataset = CCPDataset(args.ccp, "lip-20", ids=corrected)
+    for i, sample_id in enumerate(dataset.ids):
+        image, label = dataset.load(i)
+        save_correction(
+            folder, image, label, LIP_20, model="ground truth (simulated annotator)", source_name=f"ccp/{sample_id}.jpg"
+        )
+
+
+class Scorer:
+    """Scores checkpoints on the loop's held-out sets; keeps each model's per-photo CCP matrices."""
+
+    def __init__(self, args: argparse.Namespace, eval_split: Path, out: Path, pascal_ids: list[str] | None) -> None:
+        self.args, self.eval_split, self.out, self.pascal = args, eval_split, out, pascal_ids is not None
+        self.ccp_images: dict[str, list] = {}
+
+    def __call__(self, checkpoint: Path, tag: str) -> dict:
+        args, split, out = self.args, self.eval_split, self.out
+        self.ccp_images[tag] = []
+        scores = {
+            CCP_KEY: score(
+                checkpoint, f"ccp:{args.ccp}", split, out / f"{tag}-ccp", gt_label_set="fashion-17", args=args,
+                per_image=self.ccp_images[tag],
+            ),
+            VITON_KEY: score(
+                checkpoint, f"viton:{args.viton}", split, out / f"{tag}-viton", gt_label_set="lip-20", args=args,
+                limit=args.viton_limit,
+            ),
+        }  # fmt: skip
+        if self.pascal:
+            scores[PASCAL_KEY] = score(
+                checkpoint, f"pascal-person-part:{args.pascal}", split, out / f"{tag}-pascal",
+                gt_label_set="person-head-3", args=args, limit=args.pascal_limit,
+            )  # fmt: skip
+        return scores
+
+    def change(self, tag: str) -> dict:
+        """``tag``'s held-out CCP change against the base: more than the luck of which photos were held out?"""
+        one = matrix_score("lip-20", "fashion-17")
+        return paired_bootstrap(self.ccp_images["before"], self.ccp_images[tag], one, seed=self.args.seed)
+
+
 def simulate(args: argparse.Namespace) -> dict:
     """Run the loop ``args`` describe; the report also written to ``--out``."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    ccp_spec, viton_spec = f"ccp:{args.ccp}", f"viton:{args.viton}"
-    ccp_val = ordered(held_out_ids(args.split, ccp_spec), args.seed)
+    ccp_spec, viton_spec, pascal_spec = f"ccp:{args.ccp}", f"viton:{args.viton}", f"pascal-person-part:{args.pascal}"
+    pool, trained_ccp = ccp_pool(args, ccp_spec)
+    pool = ordered(pool, args.seed)
     viton_val = held_out_ids(args.split, viton_spec)
-    if len(ccp_val) <= args.corrections:
-        raise ValueError(f"the split holds {len(ccp_val)} CCP validation images; need more than {args.corrections}")
-    base_scores = None
-    if args.pick == "worst":
-        base_scores = rank_images(args, ccp_spec, sorted(ccp_val), out)
-        corrected = sorted(worst_pick(list(base_scores), list(base_scores.values()), args.corrections, args.seed))
-        rest = sorted(set(ccp_val) - set(corrected))
-    else:
-        corrected, rest = sorted(ccp_val[: args.corrections]), sorted(ccp_val[args.corrections :])
+    pascal_val = held_out_ids(args.split, pascal_spec) if split_lists(args.split, pascal_spec) else None
+    corrected, rest, base_scores = pick_corrections(args, ccp_spec, pool, out)
     # The originals may train on neither the scored photos nor the corrections (they come as corrections).
-    scored = {str(Path(args.ccp).resolve()): set(ccp_val), str(Path(args.viton).resolve()): set(viton_val)}
+    scored = {str(Path(args.ccp).resolve()): set(pool), str(Path(args.viton).resolve()): set(viton_val)}
+    if pascal_val is not None:
+        scored[str(Path(args.pascal).resolve())] = set(pascal_val)
     data = original_data(args, scored)
-
-    # The simulated annotators: true CCP labels as LIP-20 (coarse skin/shoes), saved as the app saves.
     corrections_dir = out / "corrections"
-    if not corrections_dir.exists():
-        dataset = CCPDataset(args.ccp, "lip-20", ids=corrected)
-        for i, sample_id in enumerate(dataset.ids):
-            image, label = dataset.load(i)
-            save_correction(
-                corrections_dir, image, label, LIP_20, model="ground truth (simulated annotator)",
-                source_name=f"ccp/{sample_id}.jpg",
-            )  # fmt: skip
-    eval_split = out / "eval_split.json"
-    write_json(
-        eval_split,
-        {"sources": [split_entry("ccp", args.ccp, rest), split_entry("viton", args.viton, viton_val)]},
-    )
-
-    ccp_images: dict[str, list] = {}
-
-    def score_all(checkpoint: Path, tag: str) -> dict:
-        ccp_images[tag] = []
-        return {
-            CCP_KEY: score(
-                checkpoint, ccp_spec, eval_split, out / f"{tag}-ccp", gt_label_set="fashion-17", args=args,
-                per_image=ccp_images[tag],
-            ),
-            "viton_val (lip-20)": score(
-                checkpoint, viton_spec, eval_split, out / f"{tag}-viton", gt_label_set="lip-20", args=args,
-                limit=args.viton_limit,
-            ),
-        }  # fmt: skip
-
-    def ccp_change(tag: str) -> dict:
-        # Is the held-out CCP change more than the luck of which photos were held out?
-        return paired_bootstrap(
-            ccp_images["before"], ccp_images[tag], matrix_score("lip-20", "fashion-17"), seed=args.seed
-        )
+    save_corrections(args, corrected, corrections_dir)
+    sources = [split_entry("ccp", args.ccp, rest), split_entry("viton", args.viton, viton_val)]
+    if pascal_val is not None:
+        sources.append(split_entry("pascal-person-part", args.pascal, pascal_val))
+    eval_split = write_json(out / "eval_split.json", {"sources": sources})
+    score_all = Scorer(args, eval_split, out, pascal_val)
 
     before = score_all(Path(args.base), "before")
     ft_report = finetune.run_finetune(finetune_config(args, data, corrections_dir, out))
@@ -356,17 +433,18 @@ def simulate(args: argparse.Namespace) -> dict:
         tag = f"blend-{share:g}"
         blended = blended_checkpoint(Path(args.base), fine_tuned, share, out / tag, out / "finetune-run" / "last")
         blends[f"{share:g}"] = {
-            "checkpoint": str(blended.resolve()),
-            "after": score_all(blended, tag),
-            "ccp_change": ccp_change(tag),
-        }
+            "checkpoint": str(blended.resolve()), "after": score_all(blended, tag), "ccp_change": score_all.change(tag),
+        }  # fmt: skip
     shutil.rmtree(out / "finetune-run" / "last", ignore_errors=True)  # kept for the blends only
-    change = ccp_change("after")
+    settings = ft_report.get("settings") or {}
     report = {
         "command": args.command,
         "base": str(args.base),
+        "base_trained_on_ccp": trained_ccp,
         "fine_tuned": ft_report["checkpoint"],
-        "blend": args.blend,
+        # The share of the change the published fine-tune kept: given, or the fine-tune's choice.
+        "blend": args.blend if args.blend is not None else settings.get("blend"),
+        "settings": settings,
         "corrections": corrected,
         "pick": {"rule": args.pick, **({"base_miou_per_image": base_scores} if base_scores else {})},
         "original_data": data,
@@ -374,12 +452,21 @@ def simulate(args: argparse.Namespace) -> dict:
         "finetune_seconds": ft_report["elapsed_s"],
         "before": before,
         "after": after,
-        "ccp_change": change,
+        "ccp_change": score_all.change("after"),
         "blends": blends,
     }
     write_json(out / "report.json", report)
     # Every scored CCP photo's confusion matrix, per model: what experiments.pool_loops pools over seeds.
-    np.savez_compressed(out / PER_IMAGE_FILE, **{tag: np.asarray(m, dtype=np.int64) for tag, m in ccp_images.items()})
+    np.savez_compressed(
+        out / PER_IMAGE_FILE, **{tag: np.asarray(m, dtype=np.int64) for tag, m in score_all.ccp_images.items()}
+    )
+    write_markdown(report, rest, out)
+    return report
+
+
+def write_markdown(report: dict, rest: list[str], out: Path) -> None:
+    """``report.md``: the scores before and after, the held-out CCP change and the blends."""
+    before, after, change, blends = report["before"], report["after"], report["ccp_change"], report["blends"]
     lines = [
         "| validation set | images | mIoU before | mIoU after | mIoU, classes in the ground truth: before | after "
         "| pixel acc. before | pixel acc. after |",
@@ -394,24 +481,31 @@ def simulate(args: argparse.Namespace) -> dict:
         "(mIoU counts a class predicted on a few pixels but absent from every ground-truth map as 0; the",
         "classes-in-the-ground-truth mIoU leaves such classes out.)",
     ]
-    lines.append("")
-    lines.append(f"Held-out CCP mIoU change: {change_text(change)}")
+    if PASCAL_KEY in before:
+        b, a = before[PASCAL_KEY], after[PASCAL_KEY]
+        lines += ["", f"PASCAL-Person-Part: person IoU {b.get('person_iou', 0):.2f} -> {a.get('person_iou', 0):.2f}, "
+                      f"head IoU {b.get('head_iou', 0):.2f} -> {a.get('head_iou', 0):.2f}"]  # fmt: skip
+    lines += ["", f"Held-out CCP mIoU change: {change_text(change)}"]
+    if report["settings"].get("reason"):
+        lines += ["", f"Fine-tune settings: {report['settings']['reason']}"]
     if blends:
         lines += ["", "| share of the fine-tune's change kept | held-out CCP mIoU | change (95 % interval; rose in) | "
                   "VITON mIoU | VITON mIoU, classes in the ground truth |", "|---|---|---|---|---|"]  # fmt: skip
-        rows = [(args.blend, after, change)] + [(float(k), v["after"], v["ccp_change"]) for k, v in blends.items()]
+        rows = [(report["blend"], after, change)]
+        rows += [(float(k), v["after"], v["ccp_change"]) for k, v in blends.items()]
         for share, scores, delta in sorted(rows, key=lambda row: -row[0]):
             lines.append(
                 f"| {share:g} | {scores[CCP_KEY]['miou']:.2f} | {delta['delta']:+.2f} ({delta['low']:+.2f} to "
-                f"{delta['high']:+.2f}; {delta['p_gain']:.0%}) | {scores['viton_val (lip-20)']['miou']:.2f} | "
-                f"{scores['viton_val (lip-20)']['miou_present']:.2f} |"
+                f"{delta['high']:+.2f}; {delta['p_gain']:.0%}) | {scores[VITON_KEY]['miou']:.2f} | "
+                f"{scores[VITON_KEY]['miou_present']:.2f} |"
             )
-    rule = {"order": "in a seeded pseudo-random order", "worst": "among those the base parses worst"}[args.pick]
-    lines += ["", f"Corrections: {len(corrected)} CCP validation images, picked {rule}; {len(rest)} held out, scored."]
+    rule = {"order": "in a seeded pseudo-random order", "worst": "among those the base parses worst"}
+    pool = "CCP validation images" if report["base_trained_on_ccp"] else "CCP images (the base never saw CCP)"
+    lines += ["", f"Corrections: {len(report['corrections'])} {pool}, picked {rule[report['pick']['rule']]}; "
+                  f"{len(rest)} others scored."]  # fmt: skip
     table = "\n".join(lines)
     (out / "report.md").write_text(table + "\n")
     print(table)
-    return report
 
 
 def main(argv: list[str] | None = None) -> int:

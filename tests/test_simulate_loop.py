@@ -8,9 +8,10 @@ import pytest
 import torch
 from helpers import TINY
 
-from experiments import pool_loops, simulate_loop
+from experiments import pool_loops, simulate_loop, simulate_shift
 from ssfnet import build_model, load_checkpoint, save_checkpoint
 from ssfnet.data import open_source, split_ids
+from train.evaluate import evaluate_checkpoint
 from train.finetune import run as finetune
 
 
@@ -69,9 +70,9 @@ def test_loop_writes_corrections_fine_tunes_on_the_base_data_and_scores(dataset_
     half = report["blends"]["0.5"]
     blended, blended_meta = load_checkpoint(half["checkpoint"])
     assert blended_meta["finetune"]["blend"] == 0.5 and blended_meta["input_size"] == meta["input_size"]
-    # The published fine-tune keeps its own share of the change (the default --blend).
+    # The published fine-tune keeps its own share of the change (no --blend: the fine-tune's choice).
     published = meta["finetune"]["blend"]
-    assert published == report["blend"] == finetune.FinetuneConfig().blend
+    assert published == report["blend"] == report["settings"]["blend"] and report["settings"]["reason"]
     base_state, tuned_state = load_checkpoint(base)[0].state_dict(), model.state_dict()
     for name, tensor in blended.state_dict().items():
         if tensor.is_floating_point():
@@ -222,3 +223,102 @@ def test_the_loop_can_correct_the_images_the_base_parses_worst(dataset_dir, tmp_
     assert saved == [f"ccp/{i}.jpg" for i in expected]
     eval_split = json.loads((out / "eval_split.json").read_text())["sources"]
     assert [s["val_ids"] for s in eval_split if s["kind"] == "ccp"][0] == sorted(set(held) - set(expected))
+
+
+def no_training(seen: list):
+    """``run_finetune`` without training: the loop's fine-tuned model is its base (every change is 0)."""
+
+    def run(config):
+        seen.append(config)
+        settings = {"reason": "as told", "shift": 0.5, "corrections_share": 0.3, "blend": 0.6}
+        return {
+            "status": "finished",
+            "checkpoint": config.base,
+            "iterations": 0,
+            "elapsed_s": 0.0,
+            "settings": settings,
+        }
+
+    return run
+
+
+def test_a_base_that_never_saw_ccp_corrects_any_ccp_photo_and_forgetting_covers_pascal(
+    dataset_dir, tmp_path, monkeypatch
+):
+    ccp, viton, pascal = dataset_dir("ccp"), dataset_dir("viton"), dataset_dir("pascal-person-part")
+    fraction = 0.005
+    base = released_base(tmp_path / "base", [f"viton:{viton}:0.5", f"pascal-person-part:{pascal}:0.5"], fraction)
+    split = write_split(tmp_path / "split.json", [("viton", viton), ("pascal-person-part", pascal)], fraction)
+    seen: list = []
+    monkeypatch.setattr(finetune, "run_finetune", no_training(seen))
+    out = tmp_path / "loop"
+    report = simulate_loop.simulate(simulate_loop.parse_args([
+        "--base", str(base), "--split", str(split), "--ccp", str(ccp), "--viton", str(viton), "--pascal", str(pascal),
+        "--corrections", "2", "--ccp-limit", "3", "--viton-limit", "2", "--pascal-limit", "2", "--device", "cpu",
+        "--out", str(out),
+    ]))  # fmt: skip
+    # Every CCP photo is in the pool: two corrected, three others (spread evenly) scored, none of both.
+    assert report["base_trained_on_ccp"] is False and len(report["corrections"]) == 2
+    all_ccp = set(open_source(f"ccp:{ccp}", "lip-20").ids)
+    held = json.loads(split.read_text())["sources"]
+    assert set(report["corrections"]) <= all_ccp and not any(
+        set(report["corrections"]) & set(s["val_ids"]) for s in held
+    )
+    eval_split = {s["kind"]: s["val_ids"] for s in json.loads((out / "eval_split.json").read_text())["sources"]}
+    assert len(eval_split["ccp"]) == 3 and not set(eval_split["ccp"]) & set(report["corrections"])
+    assert report["ccp_change"]["images"] == 3 and report["ccp_change"]["delta"] == 0
+    # The fine-tune mixes the base's own sources (no CCP), with the fine-tune's own choice of share and blend.
+    (config,) = seen
+    assert config.train.data == [f"viton:{viton}:0.5", f"pascal-person-part:{pascal}:0.5"]
+    assert config.corrections_share is None and config.blend is None and report["blend"] == 0.6
+    # PASCAL forgetting: person and head IoU through person-head-3, as train.evaluate scores them.
+    key = simulate_loop.PASCAL_KEY
+    assert eval_split["pascal-person-part"] == [s["val_ids"] for s in held if s["kind"] == "pascal-person-part"][0]
+    expected = evaluate_checkpoint(base, [f"pascal-person-part:{pascal}"], gt_label_set="person-head-3",
+                                   split=out / "eval_split.json", limit=2, device="cpu", progress=False)  # fmt: skip
+    for when in ("before", "after"):
+        assert report[when][key]["images"] == 2
+        assert report[when][key]["person_iou"] == round(expected["person_iou"], 2)
+        assert report[when][key]["head_iou"] == round(expected["head_iou"], 2)
+    text = (out / "report.md").read_text()
+    assert "PASCAL-Person-Part: person IoU" in text and "the base never saw CCP" in text
+
+
+def test_shift_grid_runs_each_count_and_seed_of_both_cases_and_pools_them(dataset_dir, tmp_path, monkeypatch):
+    ccp, viton, pascal = dataset_dir("ccp"), dataset_dir("viton"), dataset_dir("pascal-person-part")
+    fraction = 0.005
+    base = released_base(tmp_path / "noccp", [f"viton:{viton}:0.5", f"pascal-person-part:{pascal}:0.5"], fraction)
+    write_split(tmp_path / "split.json", [("viton", viton), ("pascal-person-part", pascal)], fraction)
+    default = released_base(tmp_path / "default", [f"ccp:{ccp}", f"viton:{viton}:0.5"], fraction)
+    default_split = write_split(tmp_path / "default-split.json", [("ccp", ccp), ("viton", viton)], fraction)
+    monkeypatch.setattr(finetune, "run_finetune", no_training([]))
+    argv = [
+        "--base", str(base), "--in-domain-base", str(default), "--in-domain-split", str(default_split),
+        "--corrections", "1", "2", "--seeds", "0", "1", "--ccp-limit", "3", "--viton-limit", "1",
+        "--pascal-limit", "1", "--draws", "20", "--device", "cpu", "--ccp", str(ccp), "--viton", str(viton),
+        "--pascal", str(pascal), "--out", str(tmp_path / "shift"),
+    ]  # fmt: skip
+    result = simulate_shift.simulate_shift(simulate_shift.parse_args(argv))
+    assert list(result["cases"]) == ["shift", "in-domain"]
+    shift, in_domain = result["cases"]["shift"], result["cases"]["in-domain"]
+    assert shift["split"] == str((tmp_path / "split.json").resolve())  # the split beside the base by default
+    for name, case in (("shift", shift), ("in-domain", in_domain)):
+        assert list(case["counts"]) == [1, 2]
+        for count, row in case["counts"].items():
+            assert row["loops"] == [str(tmp_path / "shift" / name / f"c{count}-s{seed}") for seed in (0, 1)]
+            assert row["ccp_pooled"]["delta"] == 0 and row["ccp_pooled"]["runs"] == 2 and row["viton_change"] == 0
+            assert row["blend"] == [0.6, 0.6] and row["shift"] == [0.5, 0.5]
+    assert shift["counts"][2]["pascal_person_change"] == 0 and in_domain["counts"][2]["pascal_person_change"] is None
+    saved = json.loads((tmp_path / "shift" / "report.json").read_text())
+    assert set(saved["cases"]) == {"shift", "in-domain"} and saved["cases"]["shift"]["counts"]["2"]["viton_change"] == 0
+    text = (tmp_path / "shift" / "report.md").read_text()
+    assert (
+        text.count("| corrections | held-out CCP mIoU change") == 2 and "| 2 | +0.00 (+0.00 to +0.00; 0 of 2) |" in text
+    )
+
+    # Loops already done are not run again: the grid goes on where it stopped.
+    monkeypatch.setattr(simulate_loop, "simulate", lambda args: pytest.fail(f"ran {args.out} again"))
+    again = simulate_shift.simulate_shift(simulate_shift.parse_args(argv))
+    assert json.loads(json.dumps(again["cases"])) == saved["cases"]
+    with pytest.raises(SystemExit):
+        simulate_shift.parse_args(["--base", str(base), "--in-domain-base", str(default)])
