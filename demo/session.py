@@ -437,7 +437,10 @@ class Session:
             image_ext=self.source.ext if self.source.keep_bytes else "png",
             parent=self.parent,
             extra=extra,
-            persons=self.full_persons(),
+            # Ids a person split, merged or reopened are stored; ids nobody touched are derived
+            # again from the labels wherever they are needed (exports, reopening), so a large
+            # photo costs no second full-size map and its temporaries on every save.
+            persons=None if self.persons is None else self.full_persons(),
         )
         self.parent = record_id
         self.saved_digest = self.digest()
