@@ -80,6 +80,24 @@ def worst_pick(ids: list[str], scores: list[float], count: int, seed: int) -> li
     return [ordered(ranked[2 * k : 2 * k + 2], seed)[0] for k in range(count)]
 
 
+def add_scoring_options(p: argparse.ArgumentParser) -> None:
+    """Where PASCAL-Person-Part is, and how many photos of each held-out set the loop scores."""
+    p.add_argument("--pascal", default="../shared/datasets/pascal-person-part")
+    p.add_argument("--viton-limit", type=int, default=300, help="VITON validation images scored (spread evenly)")
+    p.add_argument(
+        "--pascal-limit",
+        type=int,
+        default=250,
+        help="PASCAL-Person-Part validation images scored (spread evenly), where the split lists that source",
+    )
+    p.add_argument(
+        "--ccp-limit",
+        type=int,
+        default=None,
+        help="held-out CCP photos scored at most (spread evenly over those not corrected; default: all)",
+    )
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m experiments.simulate_loop",
@@ -106,20 +124,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "order; 'worst', those the base parses worst (the ranking cut into neighbouring pairs, one of each of "
         "the worst pairs corrected and the other held out, so that the scored images keep their share of hard ones)",
     )
-    p.add_argument("--pascal", default="../shared/datasets/pascal-person-part")
-    p.add_argument("--viton-limit", type=int, default=300, help="VITON validation images scored (spread evenly)")
-    p.add_argument(
-        "--pascal-limit",
-        type=int,
-        default=250,
-        help="PASCAL-Person-Part validation images scored (spread evenly), where the split lists that source",
-    )
-    p.add_argument(
-        "--ccp-limit",
-        type=int,
-        default=None,
-        help="held-out CCP photos scored at most (spread evenly over those not corrected; default: all)",
-    )
+    add_scoring_options(p)
     p.add_argument("--max-minutes", type=float, default=10.0, help="fine-tuning budget (whole command)")
     p.add_argument("--lr", type=float, default=None, help="fine-tuning learning rate (default: train.finetune's)")
     p.add_argument("--crop-size", type=int, default=None, help="fine-tuning crop size (default: train.finetune's)")
