@@ -39,7 +39,7 @@ FAR_BLEND = 1.0
 # which a fine-tune keeps CORRECTIONS_SHARE and BLEND, and from which it takes the far settings;
 # between the two it moves smoothly from one to the other. CCP corrections of the default checkpoint
 # (a source it trained on) parse at or above its own validation figure (12 CCP photos saved as
-# corrections: 56.4 mIoU against VITON's 47.75, a shift of 0): they keep the settings measured
+# corrections: 56.4 mIoU against run 12's VITON 47.75, a shift of 0): they keep the settings measured
 # there (+0.36). The everyday photos above had a shift of about 0.7. Both
 # thresholds rest on these two cases alone: ``python -m experiments.simulate_shift`` (a base that
 # never saw CCP, 10 / 25 / 50 corrections) is the measurement that calibrates them.
