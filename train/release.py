@@ -216,16 +216,26 @@ def prior_training(run: Path, out: Path | None = None) -> tuple[float, list[dict
 def unreleased_entry(run: Path, cumulative: float) -> dict:
     """A history entry for a run that was never released: where and how long it trained, no scores."""
     config = json.loads((run / "config.json").read_text())
-    resolved = config.get("resolved", {})
+    machine = run_machine(config, "not recorded")
     return {
         "run": run.name,
         "released": False,
-        "hardware": resolved.get("hardware") or "not recorded",
-        "precision": "bf16 autocast" if resolved.get("amp_bf16") else "fp32",
+        "hardware": machine["hardware"],
+        "precision": machine["precision"],
         "minutes": round(run_minutes(run), 1),
         "cumulative_minutes": round(cumulative, 1),
         "scores": {},
         "recipe": {key: config.get(key) for key in RECIPE_KEYS},
+    }
+
+
+def run_machine(config: dict, unrecorded: str) -> dict:
+    """The hardware and precision a run's ``config.json`` records (``unrecorded`` for runs from
+    before the trainer recorded its machine)."""
+    resolved = config.get("resolved", {})
+    return {
+        "hardware": resolved.get("hardware") or unrecorded,
+        "precision": "bf16 autocast" if resolved.get("amp_bf16") else "fp32",
     }
 
 
@@ -276,12 +286,11 @@ def training_history(run: Path, out: Path, meta: dict, config: dict, size: int, 
     """The shipped checkpoint's training history with ``run``'s entry last: where and how it trained, what it scored."""
     minutes = run_minutes(run)
     prior_minutes, history = prior_training(run, out)
-    resolved = config.get("resolved", {})
+    machine = run_machine(config, hardware())  # runs trained before it was recorded: here
     entry = {
         "run": run.name,
         "label_set": meta["label_set"],
-        "hardware": resolved.get("hardware") or hardware(),  # runs trained before it was recorded: here
-        "precision": "bf16 autocast" if resolved.get("amp_bf16") else "fp32",
+        **machine,
         "minutes": round(minutes, 1),
         "cumulative_minutes": round(prior_minutes + minutes, 1),
         "iteration": meta.get("iteration"),
