@@ -51,6 +51,25 @@ def test_the_teachers_bias_is_taken_out_and_only_admitted_classes_are_chosen():
     np.testing.assert_array_equal(unsure, label)
 
 
+def test_a_teacher_sure_of_a_shoe_but_not_of_its_side_names_the_shoe_on_the_persons_side():
+    left_shoe, right_shoe = LIP_20.id_of("left-shoe"), LIP_20.id_of("right-shoe")
+    label = np.full((1, 4), LOWER_LEG, np.uint8)
+    prob = np.full((K, 1, 4), 0.01, np.float32)
+    prob[left_shoe], prob[right_shoe] = 0.33, 0.31  # 0.64 a shoe, but neither side reaches 0.5
+    prob[PANTS] = 0.2
+    prob[left_shoe, 0, 3], prob[right_shoe, 0, 3] = 0.62, 0.02  # here the teacher is sure of the side
+    admits, flat = region_admission(), np.where(np.arange(K) > 0, 1.0, 0.0)
+    persons_left = np.array([[False, False, True, True]])  # the photo's right of the torso
+    fine = pseudo_label(prob, label, admits, flat, min_confidence=0.5, persons_left=persons_left)
+    assert fine.tolist() == [[right_shoe, right_shoe, left_shoe, left_shoe]]
+    prob[left_shoe, 0, 0], prob[right_shoe, 0, 0] = 0.02, 0.62
+    fine = pseudo_label(prob, label, admits, flat, min_confidence=0.5, persons_left=~persons_left)
+    assert fine.tolist() == [[right_shoe, left_shoe, right_shoe, left_shoe]]
+    # Without the torso's side the teacher's larger side is taken; unsure pixels keep the region.
+    assert pseudo_label(prob, label, admits, flat, min_confidence=0.5)[0, 1] == left_shoe
+    assert (pseudo_label(prob, label, admits, flat, min_confidence=0.9) == LOWER_LEG).all()
+
+
 @pytest.fixture(scope="module")
 def pascal(tmp_path_factory):
     root = tmp_path_factory.mktemp("pascal")

@@ -7,7 +7,9 @@ pixel, the class a teacher finds most likely among those the region admits, afte
 teacher's own bias (each class's probability divided by the teacher's mean probability of it over
 PASCAL's person pixels, and multiplied by the class's share of person pixels in fine ground
 truth). Pixels where the choice is not clear keep their region's value, so the set loss still
-covers them; background stays background.
+covers them; background stays background. A left and right pair (arms, legs, shoes) is one class
+for that choice, and its side is the side of the person's torso the pixel lies on: a teacher that
+splits a foot between its two shoes is still sure it is a shoe.
 
 The teacher alone never names a limb: on PASCAL's photos it gives bare arms and legs a few per
 cent of its probability (the shortcut it was trained out of is still in its features), so no
@@ -116,8 +118,14 @@ def pseudo_label(
     weights: np.ndarray,
     *,
     min_confidence: float = MIN_CONFIDENCE,
+    persons_left: np.ndarray | None = None,
 ) -> np.ndarray:
     """LIP-20 pseudo-labels for one photo.
+
+    A left and right pair (arms, legs, shoes) counts as one class for the confidence: a teacher
+    sure of a shoe but split over which is still sure of a shoe. The side then comes from
+    ``persons_left`` unless the teacher favours one side :data:`SIDE_RATIO` times over the other
+    (from the teacher alone where ``persons_left`` is not given).
 
     Args:
         prob: K x H x W teacher probabilities.
@@ -125,10 +133,15 @@ def pseudo_label(
         admits: :func:`region_admission`.
         weights: K vector multiplying the teacher's probabilities (prior / teacher's marginal).
         min_confidence: Below this renormalised probability a pixel keeps its region value.
+        persons_left: H x W bool, True where a pixel lies on its person's left (see :func:`_columns`).
 
     Returns:
         H x W uint8: the chosen class where sure, else the input label.
     """
+    k = prob.shape[0]
+    partner = np.arange(k)
+    for a, b in LIP_20.flip_pairs:
+        partner[a], partner[b] = b, a
     out = label.copy()
     for value, allowed in admits.items():
         where = label == value
@@ -136,8 +149,20 @@ def pseudo_label(
             continue
         p = prob[:, where] * (weights * allowed)[:, None]
         total = p.sum(0)
-        best = p.argmax(0)
-        confidence = p.max(0) / np.maximum(total, 1e-12)
+        merged = p + np.where((partner != np.arange(k))[:, None], p[partner], 0.0)
+        best = merged.argmax(0)
+        confidence = merged.max(0) / np.maximum(total, 1e-12)
+        paired = partner[best] != best
+        if paired.any():
+            cols = np.flatnonzero(paired)
+            left, right = np.minimum(best, partner[best])[cols], np.maximum(best, partner[best])[cols]
+            to_left, to_right = p[left, cols], p[right, cols]
+            side = np.where(to_left >= to_right, left, right)
+            if persons_left is not None:
+                side = np.where(persons_left[where][cols], left, right)
+                side = np.where(to_left > SIDE_RATIO * to_right, left, side)
+                side = np.where(to_right > SIDE_RATIO * to_left, right, side)
+            best[cols] = side
         sure = (confidence >= min_confidence) & (total > 0)
         chosen = out[where]
         chosen[sure] = best[sure]
@@ -272,7 +297,9 @@ def make_pseudo_labels(
         sample_id = dataset.ids[int(i)]
         image, label = dataset.load(int(i))
         prob = _at(predictor.predict_proba(image), label.shape)
-        fine = pseudo_label(prob, label, admits, weights, min_confidence=min_confidence)
+        xs, middle = _columns(label)
+        # Facing the camera, a person's left is on the photo's right of their torso.
+        fine = pseudo_label(prob, label, admits, weights, min_confidence=min_confidence, persons_left=xs > middle)
         if skin:
             fine = label_skin(fine, label, prob, image)
         region = label >= k
