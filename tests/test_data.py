@@ -27,7 +27,7 @@ from ssfnet.data import (
     register_source,
     split_ids,
 )
-from ssfnet.data.sources import SOURCE_KINDS
+from ssfnet.data.sources import SOURCE_KINDS, SubsetSpec, as_source, source_record
 from ssfnet.labels import (
     CCP_59,
     FASHION_17,
@@ -493,6 +493,26 @@ def test_open_source_real_and_registered_kinds(dataset_dir, tmp_path):
         assert len(ds) == 3 and calls == [("test-kind", Path("/somewhere"), "lip-20", ["a"])]
     finally:
         del SOURCE_KINDS["test-kind"]
+
+
+def test_source_text_and_subset_records_round_trip(dataset_dir, tmp_path):
+    for text in ("lip@val:/data/LIP:2", "viton:/data/viton", "folder:/mnt/a:b"):
+        assert parse_source(parse_source(text).to_text()) == parse_source(text)
+    ccp = parse_source(f"ccp:{dataset_dir('ccp')}")
+    subset = SubsetSpec(ccp, ["0002", "0003"], 0.25)
+    # Held in memory: a JSON record that reads back as the same subset, opened without any file.
+    assert as_source(source_record(subset)) == subset and subset.kind == "subset"
+    dataset = open_source(subset, "fashion-17")
+    assert isinstance(dataset, CCPDataset) and dataset.ids == ["0002", "0003"]
+    assert open_source(subset, "fashion-17", ids=["0003"]).ids == ["0003"]
+    with pytest.raises(ValueError, match="not in the subset"):
+        open_source(subset, "fashion-17", ids=["0004"])
+    # Recorded in a file: its text names the file, and the file opens as the same samples.
+    plan = tmp_path / "00.json"
+    plan.write_text(f'{{"source": "{ccp.to_text()}", "ids": ["0002", "0003"]}}')
+    recorded = SubsetSpec(ccp, ("0002", "0003"), 0.25, plan)
+    assert source_record(recorded) == f"subset:{plan}:0.25"
+    assert open_source(source_record(recorded), "fashion-17").ids == dataset.ids
 
 
 def test_open_source_folder_split(tmp_path):

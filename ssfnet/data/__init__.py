@@ -22,7 +22,17 @@ from ssfnet.data.layouts import (
 )
 from ssfnet.data.mixed import MixedDataset, holdout_split, mix_weights, split_ids
 from ssfnet.data.packs import PackDataset
-from ssfnet.data.sources import SOURCE_KINDS, SourceSpec, open_source, parse_source, register_source
+from ssfnet.data.sources import (
+    SOURCE_KINDS,
+    Source,
+    SourceSpec,
+    SubsetSpec,
+    as_source,
+    open_source,
+    parse_source,
+    register_source,
+    source_record,
+)
 from ssfnet.data.transforms import EvalTransform, TrainTransform, flip_sample, to_tensors
 from ssfnet.geometry import resize_long_side
 
@@ -39,9 +49,12 @@ __all__ = [
     "ParsingDataset",
     "PascalPersonPartDataset",
     "SOURCE_KINDS",
+    "Source",
     "SourceSpec",
+    "SubsetSpec",
     "TrainTransform",
     "VitonDataset",
+    "as_source",
     "export_zip",
     "flip_sample",
     "holdout_split",
@@ -56,6 +69,7 @@ __all__ = [
     "register_source",
     "resize_long_side",
     "save_correction",
+    "source_record",
     "split_ids",
     "to_tensors",
 ]

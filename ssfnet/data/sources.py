@@ -1,4 +1,4 @@
-"""Training-source specs (``kind[@split]:path[:weight]``) and the kind -> dataset registry."""
+"""Training-source specs (``kind[@split]:path[:weight]``), subsets of a source, and the kind -> dataset registry."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from torch.utils.data import Dataset
 
@@ -40,6 +41,79 @@ class SourceSpec:
     path: Path
     weight: float = 1.0
     split: str | None = None
+
+    def to_text(self) -> str:
+        """The spec as :func:`parse_source` reads it (the weight written where it is not 1 or the path has a ``:``)."""
+        kind = f"{self.kind}@{self.split}" if self.split else self.kind
+        weight = f":{self.weight!r}" if self.weight != 1.0 or ":" in str(self.path) else ""
+        return f"{kind}:{self.path}{weight}"
+
+
+@dataclass(frozen=True)
+class SubsetSpec:
+    """Some samples of one source, with a sampling weight: the typed form of ``subset:FILE.json[:weight]``.
+
+    A program that chose the samples itself (the fine-tune: its training corrections, the original
+    sources' training split) hands the trainer these, not files to read back.
+
+    Args:
+        source: The source the ids belong to (its own weight is not used).
+        ids: The samples to use, by id.
+        weight: Sampling weight in a mix.
+        path: A subset file (``{"source": TEXT, "ids": [...]}``) recording the same samples, which the
+            text form names; None for a subset held only in memory (its record is then a dict).
+    """
+
+    source: SourceSpec
+    ids: tuple[str, ...]
+    weight: float = 1.0
+    path: Path | None = None
+    kind: ClassVar[str] = "subset"
+    split: ClassVar[str | None] = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ids", tuple(str(i) for i in self.ids))
+        if not math.isfinite(self.weight) or self.weight < 0:
+            raise ValueError(f"subset of {self.source.to_text()}: weight must be a finite number >= 0")
+
+    def to_record(self) -> str | dict:
+        """``subset:PATH:WEIGHT`` where a file records it, else ``{"source", "ids", "weight"}`` (JSON-safe)."""
+        if self.path is not None:
+            return f"subset:{self.path}:{self.weight:.6g}"
+        return {"source": self.source.to_text(), "ids": list(self.ids), "weight": self.weight}
+
+    @classmethod
+    def from_record(cls, record: dict) -> SubsetSpec:
+        """The subset a ``{"source", "ids"[, "weight"]}`` record (:meth:`to_record`'s dict) names."""
+        try:
+            source = parse_source(record["source"])
+            return cls(source, tuple(record["ids"]), float(record.get("weight", 1.0)))
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"a subset record needs 'source' and 'ids', got {record!r}") from err
+
+
+# What a training config lists as its data: a spec's text, a typed spec or a subset.
+Source = SourceSpec | SubsetSpec
+
+
+def as_source(item: Source | str | dict) -> Source:
+    """The typed source of a config's data entry: text (:func:`parse_source`), a subset record, or a typed one."""
+    if isinstance(item, (SourceSpec, SubsetSpec)):
+        return item
+    if isinstance(item, str):
+        return parse_source(item)
+    if isinstance(item, dict):
+        return SubsetSpec.from_record(item)
+    raise TypeError(f"a source is a spec's text, a SourceSpec or a SubsetSpec, not {type(item).__name__}")
+
+
+def source_record(item: Source | str | dict) -> str | dict:
+    """The JSON form of a data entry: text as given, a spec's text, a subset's text or record."""
+    if isinstance(item, (str, dict)):
+        return item
+    if isinstance(item, SubsetSpec):
+        return item.to_record()
+    return item.to_text()
 
 
 SourceFactory = Callable[[SourceSpec, LabelSet | str, list[str] | None, Transform | None], Dataset]
@@ -83,13 +157,22 @@ def _subset(spec: SourceSpec, label_set: LabelSet | str, ids: list[str] | None, 
     if spec.split is not None:
         raise ValueError("source kind 'subset' has no splits")
     plan = json.loads(Path(spec.path).read_text())
-    allowed = [str(i) for i in plan["ids"]]
+    subset = SubsetSpec(parse_source(plan["source"]), plan["ids"], spec.weight, Path(spec.path))
+    return _open_subset(subset, label_set, ids, transform)
+
+
+def _open_subset(
+    subset: SubsetSpec, label_set: LabelSet | str, ids: list[str] | None, transform: Transform | None
+) -> Dataset:
+    """The subset's samples of its source (``ids``, if given, must be among them)."""
+    allowed = list(subset.ids)
     if ids is not None:
         outside = sorted(set(ids) - set(allowed))
         if outside:
-            raise ValueError(f"{spec.path}: ids {outside[:5]} are not in the subset")
+            where = subset.path if subset.path is not None else f"subset of {subset.source.to_text()}"
+            raise ValueError(f"{where}: ids {outside[:5]} are not in the subset")
         allowed = list(ids)
-    return open_source(plan["source"], label_set, ids=allowed, transform=transform)
+    return open_source(subset.source, label_set, ids=allowed, transform=transform)
 
 
 # kind -> factory(spec, label_set, ids, transform). Add kinds with register_source().
@@ -155,7 +238,7 @@ def parse_source(text: str) -> SourceSpec:
 
 
 def open_source(
-    spec: SourceSpec | str,
+    spec: Source | str,
     label_set: LabelSet | str,
     ids: list[str] | None = None,
     transform: Transform | None = None,
@@ -163,13 +246,15 @@ def open_source(
     """Build the dataset a spec names, returning labels in ``label_set``.
 
     Args:
-        spec: A :class:`SourceSpec` or its text form.
+        spec: A :class:`SourceSpec` or its text form, or a :class:`SubsetSpec`.
         label_set: Label set of the returned label maps.
         ids: Subset of sample ids.
         transform: Called as ``transform(image, label)`` by the dataset's ``__getitem__``.
     """
     if isinstance(spec, str):
         spec = parse_source(spec)
+    if isinstance(spec, SubsetSpec):
+        return _open_subset(spec, label_set, ids, transform)
     try:
         factory = SOURCE_KINDS[spec.kind]
     except KeyError:
