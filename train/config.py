@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from ssfnet import ABLATIONS, MODELS, list_models
+from ssfnet.data.sources import Source, SubsetSpec, source_record
 
 
 @dataclass
@@ -24,10 +25,14 @@ class TrainConfig:
     The defaults are the paper's recipe (Sec. 4.1): SGD with momentum 0.9 and weight decay 5e-4, a
     poly learning rate (base 0.01, power 0.9), batch 8, 473 x 473 crops, random scale 0.5-1.5,
     flips that swap left/right classes and the loss weights 0.6 / 0.5 / 0.4.
+
+    ``data`` lists sources as the command line gives them (``kind[@split]:path[:weight]``) or typed
+    (:class:`~ssfnet.data.SourceSpec`, :class:`~ssfnet.data.SubsetSpec`: a program that chose the
+    samples itself hands them over so); a config file's ``{"source", "ids", "weight"}`` is a subset.
     """
 
     # Data
-    data: list[str] = field(default_factory=list)
+    data: list[str | Source] = field(default_factory=list)
     label_set: str | None = None
     val_fraction: float = 0.02
     val_max_images: int | None = 500
@@ -87,6 +92,7 @@ class TrainConfig:
     augment_grid: bool = True
 
     def __post_init__(self) -> None:
+        self.data = [SubsetSpec.from_record(d) if isinstance(d, dict) else d for d in self.data]
         self.loss_weights = tuple(float(w) for w in self.loss_weights)
         self.scale_range = tuple(float(s) for s in self.scale_range)
         if len(self.loss_weights) != 3 or len(self.scale_range) != 2:
@@ -114,7 +120,10 @@ class TrainConfig:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The fields as JSON-ready values (typed sources in their text or record form)."""
+        values = dataclasses.asdict(self)
+        values["data"] = [source_record(d) for d in self.data]
+        return values
 
 
 def load_config_file(path: str | Path) -> dict:

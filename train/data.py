@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler, Sampler, Subset
 
-from ssfnet.data import EvalTransform, MixedDataset, TrainTransform, open_source, parse_source, split_ids
+from ssfnet.data import EvalTransform, MixedDataset, TrainTransform, as_source, open_source, source_record, split_ids
 from ssfnet.data.transforms import MEAN_COLOUR
 from ssfnet.labels import IGNORE_INDEX, LabelSet
 
@@ -81,12 +81,12 @@ def build_datasets(
         raise ValueError("no training data: pass --data KIND:PATH[:WEIGHT] (e.g. viton:../shared/datasets/viton)")
     val_size = config.val_size or config.crop_size
     train_sources, val_sets, record = [], [], []
-    for text in config.data:
-        spec = parse_source(text)
+    for entry in config.data:
+        spec, text = as_source(entry), source_record(entry)
         everything = open_source(spec, label_set)
         train_ids, val_ids = split_ids(everything.ids, config.val_fraction, config.split_seed)
         if not train_ids:
-            raise ValueError(f"source {text} has no training samples left after the validation split")
+            raise ValueError(f"source {spec_name(text)} has no training samples left after the validation split")
         train_sources.append((open_source(spec, label_set, ids=train_ids), spec.weight))
         if val_ids:
             val_sets.append(open_source(spec, label_set, ids=val_ids, transform=EvalTransform(val_size, label_set)))
@@ -94,7 +94,7 @@ def build_datasets(
             {
                 "spec": text,
                 "kind": spec.kind,
-                "path": str(Path(spec.path).resolve()),
+                "path": str(Path(spec.path).resolve()) if spec.path is not None else None,
                 "split": spec.split,
                 "weight": spec.weight,
                 "train_count": len(train_ids),
@@ -114,6 +114,11 @@ def build_datasets(
         "sources": record,
     }
     return train_sources, val_set, split
+
+
+def spec_name(record: str | dict) -> str:
+    """A data entry in a message: its text, or the source of a subset held in memory."""
+    return record if isinstance(record, str) else f"subset of {record['source']}"
 
 
 def build_train_dataset(
