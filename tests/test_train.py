@@ -16,6 +16,7 @@ from PIL import Image
 import train.train as train_module
 from ssfnet import get_label_set, load_checkpoint
 from ssfnet.checkpoint import CheckpointError, load_state_dict
+from ssfnet.data import SubsetSpec, open_source, parse_source
 from train.augment import CopyPaste, Photometric, TrainDataset, remove_people, synthetic_texture
 from train.config import TrainConfig, parse_args
 from train.engine import Schedule, TrainState, poly_factor
@@ -86,6 +87,28 @@ def test_tiny_run_writes_loadable_checkpoints_logs_and_plots(viton, tmp_path):
     for png in ("augment_grid.png", "curves.png"):
         assert Image.open(out / png).size[0] > 100
     assert 0.0 <= summary["data_wait_fraction"] < 1.0
+
+
+def test_typed_subset_trains_on_its_ids_and_is_recorded_as_json(viton, tmp_path):
+    spec = parse_source(f"viton:{viton}")
+    ids = open_source(spec, LIP).ids[:8]
+    out = tmp_path / "run"
+    data = [SubsetSpec(spec, ids, 0.5)]
+    config = tiny_config(viton, out, val_fraction=0.0, epochs=1, augment_grid=False)
+    config.data = data
+    assert run_training(config)["status"] == "finished"
+    # The run's records name it in text, by the subset file the run wrote, as the fine-tune's do.
+    plan = (out / "subsets" / "00.json").resolve()
+    assert json.loads(plan.read_text()) == {"source": spec.to_text(), "ids": ids}
+    recorded = json.loads((out / "config.json").read_text())["data"]
+    assert recorded == [f"subset:{plan}:0.5"]
+    assert load_checkpoint(out / "last")[1]["training"]["data"] == recorded
+    (source,) = json.loads((out / "split.json").read_text())["sources"]
+    assert source["kind"] == "subset" and source["train_count"] == 8 and source["spec"] == recorded[0]
+    # A config file may give a subset as a record: it reads back as the same typed source.
+    config_file = tmp_path / "again.json"
+    config_file.write_text(json.dumps({"data": [data[0].to_record()]}))
+    assert parse_args(["--config", str(config_file)]).data == data
 
 
 def test_existing_run_needs_resume(viton, tmp_path):

@@ -16,7 +16,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -170,8 +170,59 @@ def autocast_for(device: torch.device, amp: bool):
 
 
 @dataclass
+class StepSettings:
+    """How each step runs: bf16 autocast, memory format, where the loss is taken, frozen parts, GPU augmentation.
+
+    ``gpu_augment(images, iteration)`` augments a batch on the device (None: the loader did).
+    """
+
+    amp: bool = False
+    channels_last: bool = False
+    native_loss: bool = True
+    frozen_backbone: bool = False
+    frozen_bn: bool = False
+    gpu_augment: Callable[[torch.Tensor, int], torch.Tensor] | None = None
+
+
+@dataclass
+class StepReport:
+    """Where each step is reported: the run's log, TensorBoard, and a console line every ``print_freq`` steps."""
+
+    log: JsonlWriter | None = None
+    tensorboard: object | None = None
+    print_freq: int = 20
+
+
+@dataclass
+class Saving:
+    """Periodic saves of ``last/``: ``save()`` once ``every_s`` seconds have passed since ``last`` (a perf_counter)."""
+
+    save: Callable[[], None] | None = None
+    every_s: float = 600.0
+    last: float = 0.0
+
+    def due(self) -> bool:
+        return time.perf_counter() - self.last >= self.every_s
+
+
+@dataclass
+class SessionCap:
+    """Stop as if asked to after ``iterations`` steps of this session (None: no cap), counted from ``start``."""
+
+    iterations: int | None = None
+    start: int = 0
+
+    def reached(self, iteration: int) -> bool:
+        return self.iterations is not None and iteration - self.start >= self.iterations
+
+
+@dataclass
 class LoopContext:
-    """What the loop needs beyond the model, loss, optimizer and data."""
+    """What the loop needs beyond the model, loss, optimizer and data.
+
+    ``estimate_reserve(times)``, on a time budget, says how many seconds the final validation and
+    checkpoint will take; the schedule ends that much before the budget.
+    """
 
     device: torch.device
     dist: DistInfo
@@ -179,21 +230,11 @@ class LoopContext:
     state: TrainState
     clock: Stopwatch
     stop: StopControl
-    log: JsonlWriter | None = None
-    amp: bool = False
-    channels_last: bool = False
-    frozen_backbone: bool = False
-    frozen_bn: bool = False
-    gpu_augment: Callable[[torch.Tensor, int], torch.Tensor] | None = None
-    checkpoint_every_s: float = 600.0
-    save: Callable[[], None] | None = None
-    stop_after_iters: int | None = None
-    print_freq: int = 20
-    tensorboard: object | None = None
-    session_start_iteration: int = 0
-    last_save: float = 0.0
+    step: StepSettings = field(default_factory=StepSettings)
+    report: StepReport = field(default_factory=StepReport)
+    saving: Saving = field(default_factory=Saving)
+    cap: SessionCap = field(default_factory=SessionCap)
     estimate_reserve: Callable[[StepTimes], float] | None = None
-    native_loss: bool = True
 
 
 def _epoch_bar(loader: torch.utils.data.DataLoader, ctx: LoopContext) -> tqdm:
@@ -214,10 +255,8 @@ def _epoch_bar(loader: torch.utils.data.DataLoader, ctx: LoopContext) -> tqdm:
 def _agree(ctx: LoopContext) -> tuple[float, float, float]:
     """The schedule's progress, whether to stop and whether a checkpoint is due, agreed by every process."""
     state = ctx.state
-    stop_local = ctx.stop.requested() or (
-        ctx.stop_after_iters is not None and state.iteration - ctx.session_start_iteration >= ctx.stop_after_iters
-    )
-    save_local = time.perf_counter() - ctx.last_save >= ctx.checkpoint_every_s
+    stop_local = ctx.stop.requested() or ctx.cap.reached(state.iteration)
+    save_local = ctx.saving.due()
     local = [ctx.schedule.progress(state), float(stop_local), float(save_local)]
     progress, stop, save = all_reduce_max(local, ctx.dist)
     return progress, stop, save
@@ -236,15 +275,16 @@ def _optimizer_step(
     Raises:
         FloatingPointError: the loss is not finite.
     """
+    settings = ctx.step
     images = images.to(ctx.device, non_blocking=True)
     targets = targets.to(ctx.device, non_blocking=True)
-    if ctx.gpu_augment is not None:
-        images = ctx.gpu_augment(images, ctx.state.iteration)
-    if ctx.channels_last:
+    if settings.gpu_augment is not None:
+        images = settings.gpu_augment(images, ctx.state.iteration)
+    if settings.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
-    with autocast_for(ctx.device, ctx.amp):
+    with autocast_for(ctx.device, settings.amp):
         # Logits at the heads' own resolutions: the loss brings the labels down to them.
-        outputs = model(images, aux=True, native=ctx.native_loss)
+        outputs = model(images, aux=True, native=settings.native_loss)
     # The loss in fp32: the partial-label log-sum-exp is not bf16-safe.
     loss, parts = criterion({k: v.float() for k, v in outputs.items()}, targets)
     optimizer.zero_grad(set_to_none=True)
@@ -258,11 +298,12 @@ def _optimizer_step(
 
 def _log_step(ctx: LoopContext, record: dict, parts: dict[str, float]) -> None:
     """Write a step's record to the run's log and TensorBoard."""
-    if ctx.log is not None:
-        ctx.log.write(record)
-    if ctx.tensorboard is not None:
+    report = ctx.report
+    if report.log is not None:
+        report.log.write(record)
+    if report.tensorboard is not None:
         for key in ("loss", "lr", *parts):
-            ctx.tensorboard.add_scalar(f"train/{key}", record[key], ctx.state.iteration)
+            report.tensorboard.add_scalar(f"train/{key}", record[key], ctx.state.iteration)
 
 
 def train_one_epoch(
@@ -282,7 +323,7 @@ def train_one_epoch(
         ``"epoch"`` (the loader ran out), ``"done"`` (schedule complete) or ``"stopped"``.
     """
     state = ctx.state
-    set_train_mode(model, ctx.frozen_backbone, ctx.frozen_bn)
+    set_train_mode(model, ctx.step.frozen_backbone, ctx.step.frozen_bn)
     show = ctx.dist.is_main
     on_time = ctx.schedule.budget_s is not None
     bar = _epoch_bar(loader, ctx)
@@ -297,9 +338,9 @@ def train_one_epoch(
                 return "stopped"
             if progress >= 1.0:
                 return "done"
-            if save and ctx.save is not None:
+            if save and ctx.saving.save is not None:
                 began = time.perf_counter()
-                ctx.save()
+                ctx.saving.save()
                 end += time.perf_counter() - began  # a checkpoint is not part of the step's time
             lr = ctx.schedule.lr(progress)
             set_lr(optimizer, lr)
@@ -331,7 +372,7 @@ def train_one_epoch(
             }
             _log_step(ctx, record, parts)
             bar.update(1)
-            if show and state.iteration % ctx.print_freq == 0:
+            if show and state.iteration % ctx.report.print_freq == 0:
                 left = {"left": f"{max(0.0, ctx.schedule.budget_s - ctx.clock()) / 60:.1f} min"} if on_time else {}
                 bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.2e}", wait=f"{times.wait_fraction:.0%}", **left)
                 tqdm.write(

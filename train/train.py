@@ -29,7 +29,7 @@ from torch import nn
 from ssfnet import ABLATIONS, get_label_set
 from ssfnet.build import build_model, get_model_spec, model_options
 from ssfnet.checkpoint import load_into, load_state_dict
-from ssfnet.data import parse_source
+from ssfnet.data import SubsetSpec, as_source, source_record
 from ssfnet.labels import LabelSet
 from ssfnet.losses import ParsingLoss
 from ssfnet.parts import part_targets, region_membership, region_values
@@ -42,7 +42,11 @@ from .config import parse_args as parse_config
 from .data import TrainData, build_datasets, build_train_dataset, make_data, pad_collate
 from .engine import (
     LoopContext,
+    Saving,
     Schedule,
+    SessionCap,
+    StepReport,
+    StepSettings,
     StepTimes,
     TrainState,
     evaluate,
@@ -65,6 +69,7 @@ from .utils import (
     init_distributed,
     restore_rng_state,
     seed_everything,
+    write_json,
 )
 
 __all__ = [
@@ -182,52 +187,68 @@ def build(setup: ModelSetup, config: TrainConfig) -> nn.Module:
 
 
 @dataclasses.dataclass
-class Hooks:
-    """What the epoch loop calls back: save ``last/``, validate (and write ``best/``), time to reserve."""
+class RunContext:
+    """One training run under way: its options and processes, model, optimizer, data, state, clock and folder.
+
+    ``amp`` (bf16 autocast) and ``channels_last`` are what was chosen for ``device``.
+    """
 
     config: TrainConfig
     info: DistInfo
     device: torch.device
+    setup: ModelSetup
     model: nn.Module
     optimizer: torch.optim.Optimizer
     state: TrainState
     clock: Stopwatch
     folder: RunFolder
     data: TrainData
-    label_set: LabelSet
     amp: bool
     channels_last: bool
+
+    @property
+    def label_set(self) -> LabelSet:
+        return self.setup.label_set
+
+
+@dataclasses.dataclass
+class Hooks:
+    """What the epoch loop calls back: save ``last/``, validate (and write ``best/``), time to reserve."""
+
+    run: RunContext
     ctx: LoopContext | None = None
     save_seconds: list[float] = dataclasses.field(default_factory=list)
     val_seconds: list[float] = dataclasses.field(default_factory=list)
 
     def save_last(self) -> None:
+        run = self.run
         began = time.perf_counter()
-        rng_states = gather_rng_states(self.info)
-        if self.info.is_main:
-            self.state.elapsed = self.clock()
-        self.folder.save_last(self.model, self.optimizer, self.state, rng_states)
-        barrier(self.info)
-        self.ctx.last_save = time.perf_counter()
-        self.save_seconds.append(self.ctx.last_save - began)
+        rng_states = gather_rng_states(run.info)
+        if run.info.is_main:
+            run.state.elapsed = run.clock()
+        run.folder.save_last(run.model, run.optimizer, run.state, rng_states)
+        barrier(run.info)
+        self.ctx.saving.last = time.perf_counter()
+        self.save_seconds.append(self.ctx.saving.last - began)
 
     def validate(self) -> dict | None:
-        if self.data.val_loader is None:
+        run = self.run
+        if run.data.val_loader is None:
             return None
         began = time.perf_counter()
-        broadcast_buffers(self.model, self.info)
+        broadcast_buffers(run.model, run.info)
         metrics = evaluate(
-            self.model,
-            self.data.val_loader,
-            self.device,
-            self.label_set.num_classes,
-            dist_info=self.info,
-            label_set=self.label_set,
-            amp=self.amp,
-            channels_last=self.channels_last,
+            run.model,
+            run.data.val_loader,
+            run.device,
+            run.label_set.num_classes,
+            dist_info=run.info,
+            label_set=run.label_set,
+            amp=run.amp,
+            channels_last=run.channels_last,
         )
         self.val_seconds.append(time.perf_counter() - began)
-        state = self.state
+        state = run.state
         state.last_miou = metrics["miou"]
         improved = metrics["miou"] > state.best_miou
         if improved:
@@ -239,21 +260,22 @@ class Hooks:
             "pixel_acc": metrics["pixel_acc"],
             "mean_acc": metrics["mean_acc"],
             "iou": metrics["iou"],
-            "elapsed_s": round(self.clock(), 2),
+            "elapsed_s": round(run.clock(), 2),
             "seconds": round(self.val_seconds[-1], 2),
         }
         _print(
-            self.info,
+            run.info,
             f"validation at iteration {state.iteration}: mIoU {metrics['miou']:.2f}  "
             f"pixel acc {metrics['pixel_acc']:.2f}" + ("  (best)" if improved else ""),
         )
-        self.folder.record_validation(row, metrics, self.model, state, improved)
-        barrier(self.info)
+        run.folder.record_validation(row, metrics, run.model, state, improved)
+        barrier(run.info)
         return metrics
 
     def reserve(self, times: StepTimes) -> float:
         """Seconds the final validation and checkpoint will take (measured once they have run)."""
-        val_batches = len(self.data.val_loader) if self.data.val_loader is not None else 0
+        val_loader = self.run.data.val_loader
+        val_batches = len(val_loader) if val_loader is not None else 0
         # Before the first validation: an inference batch costs about a third of a training step.
         val_s = max(self.val_seconds) if self.val_seconds else val_batches * times.step_s * 0.4
         save_s = max(self.save_seconds) if self.save_seconds else 2.0
@@ -299,6 +321,24 @@ def _resume_point(config: TrainConfig, info: DistInfo, out: Path) -> Path | None
         out.mkdir(parents=True, exist_ok=True)
     barrier(info)
     return resume_from if config.resume else None
+
+
+def _record_subsets(config: TrainConfig, info: DistInfo, out: Path) -> TrainConfig:
+    """``config`` with each subset held only in memory written to ``OUT/subsets/NN.json`` and named by it.
+
+    The run's records (``config.json``, ``split.json``, the checkpoints' ``training.data``) then name
+    every source in text, as ``subset:FILE:WEIGHT``; training still reads the ids it was given.
+    """
+    data = list(config.data)
+    for k, entry in enumerate(data):
+        if isinstance(entry, SubsetSpec) and entry.path is None:
+            path = (out / "subsets" / f"{k:02d}.json").resolve()
+            if info.is_main:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_json(path, {"source": entry.source.to_text(), "ids": list(entry.ids)})
+            data[k] = dataclasses.replace(entry, path=path)
+    barrier(info)
+    return dataclasses.replace(config, data=data)
 
 
 def _placement(model: nn.Module, config: TrainConfig, device: torch.device, distributed: bool) -> tuple[bool, bool]:
@@ -365,14 +405,14 @@ def _checkpoint_metadata(config: TrainConfig, out: Path) -> dict:
     metadata = {
         "input_size": config.crop_size,
         "training": {
-            "data": list(config.data),
+            "data": [source_record(d) for d in config.data],
             "split_seed": config.split_seed,
             "val_fraction": config.val_fraction,
             "init_checkpoint": config.init_checkpoint,
             "run": str(out),
         },
     }
-    if any(parse_source(s).kind == "viton" for s in config.data):
+    if any(as_source(s).kind == "viton" for s in config.data):
         metadata["data_terms"] = "trained on VITON (research use only)"
     return metadata
 
@@ -401,42 +441,63 @@ def _training_module(model: nn.Module, config: TrainConfig, info: DistInfo, devi
 
 def _loop_context(hooks: Hooks, schedule: Schedule, stop: StopControl) -> LoopContext:
     """What the training loop needs of the run, its callbacks (``hooks``) included."""
-    config, data, state, folder = hooks.config, hooks.data, hooks.state, hooks.folder
-    ctx = LoopContext(
-        device=hooks.device,
-        dist=hooks.info,
+    run = hooks.run
+    config, data, state, folder = run.config, run.data, run.state, run.folder
+    gpu_augment = None
+    if data.gpu_augment:
+        gpu_augment = lambda images, iteration: data.photometric(images, batch_generator(config.seed, iteration))
+    return LoopContext(
+        device=run.device,
+        dist=run.info,
         schedule=schedule,
         state=state,
-        clock=hooks.clock,
+        clock=run.clock,
         stop=stop,
-        log=folder.log,
-        amp=hooks.amp,
-        channels_last=hooks.channels_last,
-        frozen_backbone=config.freeze_backbone,
-        frozen_bn=config.freeze_bn,
-        checkpoint_every_s=config.checkpoint_minutes * 60,
-        save=hooks.save_last,
-        stop_after_iters=config.stop_after_iters,
-        print_freq=config.print_freq,
-        tensorboard=folder.tensorboard,
-        session_start_iteration=state.iteration,
-        last_save=time.perf_counter(),
-        native_loss=config.loss_at == "native",
+        step=StepSettings(
+            amp=run.amp,
+            channels_last=run.channels_last,
+            native_loss=config.loss_at == "native",
+            frozen_backbone=config.freeze_backbone,
+            frozen_bn=config.freeze_bn,
+            gpu_augment=gpu_augment,
+        ),
+        report=StepReport(log=folder.log, tensorboard=folder.tensorboard, print_freq=config.print_freq),
+        saving=Saving(save=hooks.save_last, every_s=config.checkpoint_minutes * 60, last=time.perf_counter()),
+        cap=SessionCap(iterations=config.stop_after_iters, start=state.iteration),
+        estimate_reserve=hooks.reserve if schedule.budget_s is not None else None,
     )
-    if data.gpu_augment:
-        ctx.gpu_augment = lambda images, iteration: data.photometric(images, batch_generator(config.seed, iteration))
-    if schedule.budget_s is not None:
-        ctx.estimate_reserve = hooks.reserve
-    return ctx
 
 
 def _run(config: TrainConfig, info: DistInfo, device: torch.device, out: Path, cancel: threading.Event | None) -> dict:
     # The budget of --max-minutes covers the setup too, so the whole command ends on time.
     clock = Stopwatch()
     resume_from = _resume_point(config, info, out)
+    config = _record_subsets(config, info, out)
     seed_everything(config.seed + info.rank)
+    run, criterion, value_weights = _build_run(config, info, device, clock, resume_from)
+    schedule = _schedule(config, run.data.batches_per_epoch)
+    train_model = _training_module(run.model, config, info, device)
+    _start_folder(run, schedule, value_weights)
 
-    # Model, data, loss, optimizer, state
+    clock.already = run.state.elapsed
+    stop = StopControl(config.stop_file or out / "STOP", cancel)
+    if info.is_main and stop.stop_file is not None and stop.stop_file.exists():
+        stop.stop_file.unlink()  # a stop-file left by the previous session must not end this one
+    barrier(info)
+
+    # The epoch loop
+    hooks = Hooks(run)
+    hooks.ctx = _loop_context(hooks, schedule, stop)
+    times = StepTimes()
+    session_start = time.perf_counter()
+    status = _epochs(hooks, train_model, criterion, times)
+    return _finish(hooks, times, status, session_start)
+
+
+def _build_run(
+    config: TrainConfig, info: DistInfo, device: torch.device, clock: Stopwatch, resume_from: Path | None
+) -> tuple[RunContext, nn.Module, dict | None]:
+    """Model, data, loss, optimizer, state (resumed from ``resume_from``) and run folder; the loss's class weights."""
     setup = resolve_model(config)
     label_set = setup.label_set
     model = build(setup, config)
@@ -455,16 +516,21 @@ def _run(config: TrainConfig, info: DistInfo, device: torch.device, out: Path, c
         if rng is not None:
             restore_rng_state(*rng)
         _print(info, f"resumed from {resume_from} at epoch {state.epoch}, iteration {state.iteration}")
-    schedule = _schedule(config, data.batches_per_epoch)
-    train_model = _training_module(model, config, info, device)
-
-    # The run folder
+    out = Path(config.out)
     folder = RunFolder(
         out,
         info,
         {"variant": setup.variant, "label_set": label_set.name, "options": setup.options},
         _checkpoint_metadata(config, out),
     )
+    run = RunContext(config, info, device, setup, model, optimizer, state, clock, folder, data, amp, channels_last)
+    return run, criterion, value_weights
+
+
+def _start_folder(run: RunContext, schedule: Schedule, value_weights: dict | None) -> None:
+    """``config.json`` (with what was resolved), ``split.json``, the logs, the augmentation grid; the opening line."""
+    config, info, device, data, state = run.config, run.info, run.device, run.data, run.state
+    setup, label_set = run.setup, run.label_set
     resolved = {
         "variant": setup.variant,
         "label_set": label_set.name,
@@ -472,8 +538,8 @@ def _run(config: TrainConfig, info: DistInfo, device: torch.device, out: Path, c
         "world_size": info.world_size,
         "device": str(device),
         "hardware": hardware(device, info.world_size),
-        "amp_bf16": amp,
-        "channels_last": channels_last,
+        "amp_bf16": run.amp,
+        "channels_last": run.channels_last,
         "gpu_augment": data.gpu_augment,
         "workers": data.workers,
         "batches_per_epoch": data.batches_per_epoch,
@@ -482,39 +548,26 @@ def _run(config: TrainConfig, info: DistInfo, device: torch.device, out: Path, c
         "train_sizes": [len(d) for d, _ in data.sources],
         **({"value_weights": value_weights} if value_weights is not None else {}),
     }
-    folder.start(
+    run.folder.start(
         {**config.to_dict(), "resolved": resolved}, data.split, state.iteration, tensorboard=config.tensorboard
     )
     if info.is_main and config.augment_grid:
         data.train_set.set_epoch(state.epoch)
         grid_photometric = data.photometric if data.gpu_augment else None
-        save_augment_grid(data.train_set, label_set, out / "augment_grid.png", photometric=grid_photometric)
+        save_augment_grid(data.train_set, label_set, run.folder.out / "augment_grid.png", photometric=grid_photometric)
     _print(
         info,
-        f"{setup.variant} ({label_set.name}, {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M "
+        f"{setup.variant} ({label_set.name}, {sum(p.numel() for p in run.model.parameters()) / 1e6:.1f} M "
         f"parameters) on {device} x{info.world_size}; {sum(len(d) for d, _ in data.sources)} training "
         f"and {data.split['val_images_scored']} validation images; {data.batches_per_epoch} steps per epoch; "
         + (f"{config.max_minutes} minutes" if schedule.budget_s else f"{schedule.total_iters} iterations"),
     )
 
-    clock.already = state.elapsed
-    stop = StopControl(config.stop_file or out / "STOP", cancel)
-    if info.is_main and stop.stop_file is not None and stop.stop_file.exists():
-        stop.stop_file.unlink()  # a stop-file left by the previous session must not end this one
-    barrier(info)
-
-    # The epoch loop
-    hooks = Hooks(config, info, device, model, optimizer, state, clock, folder, data, label_set, amp, channels_last)
-    hooks.ctx = _loop_context(hooks, schedule, stop)
-    times = StepTimes()
-    session_start = time.perf_counter()
-    status = _epochs(hooks, train_model, criterion, times)
-    return _finish(hooks, setup.variant, times, status, session_start)
-
 
 def _epochs(hooks: Hooks, train_model: nn.Module, criterion: nn.Module, times: StepTimes) -> str:
     """Epochs until the schedule ends ("done") or the run is stopped; validates and saves between them."""
-    config, data, ctx, state = hooks.config, hooks.data, hooks.ctx, hooks.state
+    run, ctx = hooks.run, hooks.ctx
+    config, data, state = run.config, run.data, run.state
     status = "done" if state.finished else "epoch"
     validated_at = -1
     with ctx.stop:
@@ -523,7 +576,7 @@ def _epochs(hooks: Hooks, train_model: nn.Module, criterion: nn.Module, times: S
                 status = "done"
                 break
             loader = data.epoch_loader(state, config)
-            status = train_one_epoch(train_model, criterion, hooks.optimizer, loader, ctx, times)
+            status = train_one_epoch(train_model, criterion, run.optimizer, loader, ctx, times)
             if status != "epoch":
                 break
             state.epoch += 1
@@ -541,14 +594,15 @@ def _epochs(hooks: Hooks, train_model: nn.Module, criterion: nn.Module, times: S
     return status
 
 
-def _finish(hooks: Hooks, variant: str, times: StepTimes, status: str, session_start: float) -> dict:
+def _finish(hooks: Hooks, times: StepTimes, status: str, session_start: float) -> dict:
     """The summary, written to ``summary.json`` with the curves, and the closing line."""
-    config, info, state, clock, folder = hooks.config, hooks.info, hooks.state, hooks.clock, hooks.folder
-    stop, label_set, out = hooks.ctx.stop, hooks.label_set, folder.out
+    run = hooks.run
+    config, info, state, clock, folder = run.config, run.info, run.state, run.clock, run.folder
+    stop, label_set, out = hooks.ctx.stop, run.label_set, folder.out
     summary = {
         "status": {"done": "finished", "stopped": "stopped"}.get(status, status),
         "stop_reason": stop.reason,
-        "variant": variant,
+        "variant": run.setup.variant,
         "label_set": label_set.name,
         "epoch": state.epoch,
         "iteration": state.iteration,
