@@ -70,6 +70,23 @@ def test_a_teacher_sure_of_a_shoe_but_not_of_its_side_names_the_shoe_on_the_pers
     assert (pseudo_label(prob, label, admits, flat, min_confidence=0.9) == LOWER_LEG).all()
 
 
+def test_hair_painted_over_the_faces_colour_becomes_face_and_face_far_from_it_returns_to_the_set():
+    label = np.full((24, 24), HEAD, np.uint8)
+    image = np.zeros((24, 24, 3), np.uint8)
+    image[:] = SKIN
+    image[:, :6] = (60, 40, 30)  # dark brown hair: a skin-like hue, far darker
+    image[20:, 6:] = DARK_SLEEVE  # a dark collar inside the head region
+    fine = np.full((24, 24), FACE, np.uint8)
+    fine[:, :6] = HAIR
+    fine[:4, 6:] = HAIR  # the teacher's hair over the forehead
+    prob = np.full((K, 24, 24), 1.0 / K, np.float32)
+    out = label_skin(fine, label, prob, image)
+    assert (out[:, :6] == HAIR).all()  # hair stays hair
+    assert (out[:4, 6:] == FACE).all()  # the forehead becomes face
+    assert (out[20:, 6:] == HEAD).all()  # face far from the face's colour keeps the set
+    assert (out[4:20, 6:] == FACE).all()
+
+
 @pytest.fixture(scope="module")
 def pascal(tmp_path_factory):
     root = tmp_path_factory.mktemp("pascal")
