@@ -47,7 +47,7 @@ from ssfnet.data.corrections import save_correction
 from ssfnet.labels import LIP_20
 from train.evaluate import evaluate_checkpoint, held_out_ids, matrix_score, paired_bootstrap, spread
 from train.finetune import run as finetune
-from train.finetune.data import original_specs, select_originals
+from train.finetune.data import OriginalSplit, original_specs, select_originals
 from train.utils import write_json
 
 CCP_KEY = "ccp_other_val (lip-20 -> ccp-coarse)"
@@ -307,7 +307,7 @@ def source_folder(text: str) -> str:
     return str(Path(spec.path).resolve())
 
 
-def leaked_ids(originals: list[dict], scored: dict[str, set[str]]) -> dict[str, int]:
+def leaked_ids(originals: list[OriginalSplit], scored: dict[str, set[str]]) -> dict[str, int]:
     """How many photos each original source would train on that the loop scores.
 
     Args:
@@ -316,9 +316,9 @@ def leaked_ids(originals: list[dict], scored: dict[str, set[str]]) -> dict[str, 
     """
     leaks = {}
     for original in originals:
-        overlap = scored.get(source_folder(original["spec"]), set()).intersection(original["train_ids"])
+        overlap = scored.get(source_folder(original.text), set()).intersection(original.train_ids)
         if overlap:
-            leaks[original["spec"]] = len(overlap)
+            leaks[original.text] = len(overlap)
     return leaks
 
 

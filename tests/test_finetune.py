@@ -338,6 +338,28 @@ def test_original_data_default_to_the_base_training_data_and_its_validation_spli
     assert meta["training"]["splits"] == [{"spec": training["data"][0], "val_fraction": 0.5, "split_seed": 3}]
 
 
+def test_the_plan_hands_the_trainer_typed_subsets_and_records_them_in_files(world, tmp_path):
+    from ssfnet.checkpoint import read_metadata
+    from ssfnet.data import SubsetSpec
+    from train.finetune.data import make_plan
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    config = tiny_config(world, run_dir)
+    plan = make_plan(config, world["base"], read_metadata(world["base"]), run_dir, lambda text: None)
+    corrections, original = plan.data
+    assert all(isinstance(d, SubsetSpec) for d in plan.data)
+    assert corrections.source.kind == "corrections" and list(corrections.ids) == plan.corrections[0].train_ids
+    assert original.source == plan.originals[0].spec and list(original.ids) == plan.originals[0].train_ids
+    # The run's records name the files, which hold the same samples; the trainer opens them without the files.
+    recorded = json.loads((run_dir / "finetune.json").read_text())["mix"]["trainer_data"]
+    assert recorded == [f"subset:{d.path}:{d.weight:.6g}" for d in plan.data]
+    for subset in plan.data:
+        assert json.loads(subset.path.read_text())["ids"] == list(subset.ids)
+        subset.path.unlink()
+    assert open_source(original, LIP).ids == list(original.ids)
+
+
 def test_the_new_checkpoint_inherits_the_base_input_size_and_is_scored_at_it(world, tmp_path):
     # A base that parses at 48 px, fine-tuned on 64 px crops: the crop is the training's business only.
     base = write_base(tmp_path / "checkpoints" / "small", input_size=48)

@@ -54,8 +54,8 @@ def adapt_settings(
     config = run.config
     measured, images = corrections_miou(before)
     reference, where = base_reference(run.base_meta, before)
-    trained_on = sum(len(c["train_ids"]) for c in plan.corrections)
-    originals = sum(len(o["train_ids"]) for o in plan.originals)
+    trained_on = sum(len(c.train_ids) for c in plan.corrections)
+    originals = sum(len(o.train_ids) for o in plan.originals)
     choice = choose_settings(
         measured,
         reference,
@@ -68,7 +68,7 @@ def adapt_settings(
     say(choice.reason + (f" (from {images} corrections scored)" if images else ""))
     data, share = trainer_data(plan.corrections, plan.originals, choice.corrections_share, run.run_dir / "sources")
     record = dict(plan.record)
-    record["mix"] = dict(record["mix"], corrections_share=share, trainer_data=data)
+    record["mix"] = dict(record["mix"], corrections_share=share, trainer_data=[d.to_record() for d in data])
     record["settings"] = choice.to_dict()
     write_json(run.run_dir / PLAN_FILE, record)
     config = dataclasses.replace(config, corrections_share=choice.corrections_share, blend=choice.blend)

@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 from ssfnet.data import CorrectionsDataset, holdout_split, mix_weights, open_source, parse_source, split_ids
 from ssfnet.data.corrections import correction_problem, list_corrections, photo_of
 from ssfnet.data.review import APPROVED, review_status
-from ssfnet.data.sources import SourceSpec
+from ssfnet.data.sources import SourceSpec, SubsetSpec
 from ssfnet.files import sha256_file
 from ssfnet.labels import LabelSet, get_label_set
 
@@ -28,6 +28,70 @@ from .status import PLAN_FILE, Progress
 
 # The inference size of a checkpoint whose metadata names none (as ssfnet.load_predictor assumes).
 DEFAULT_INPUT_SIZE = 473
+
+
+@dataclass
+class CorrectionsSplit:
+    """One corrections folder's photos to train on and held out, and the records left out.
+
+    ``root`` is resolved; ``skipped`` lists ``{"id", "reason"}`` of the records that cannot be read
+    whole, ``superseded`` ``{"id", "latest"}`` of earlier records of a photo, ``unapproved`` (only
+    when approval was asked for) ``{"id", "status"}`` of latest records left out for their review.
+    """
+
+    root: str
+    train_ids: list[str]
+    held_out_ids: list[str]
+    skipped: list[dict] = field(default_factory=list)
+    superseded: list[dict] = field(default_factory=list)
+    unapproved: list[dict] | None = None
+
+    @property
+    def source(self) -> SourceSpec:
+        return SourceSpec("corrections", Path(self.root))
+
+    def record(self) -> dict:
+        """As ``finetune.json`` lists it."""
+        record = {
+            "root": self.root,
+            "train_ids": self.train_ids,
+            "held_out_ids": self.held_out_ids,
+            "skipped": self.skipped,
+            "superseded": self.superseded,
+        }
+        return record if self.unapproved is None else {**record, "unapproved": self.unapproved}
+
+
+@dataclass
+class OriginalSplit:
+    """One original source split into training and validation ids.
+
+    ``text`` is the source as given (and recorded), ``spec`` its typed form; ``split_from`` says
+    whose split it is: ``"base"`` (the split the base was trained with) or ``"options"``.
+    """
+
+    text: str
+    spec: SourceSpec
+    val_fraction: float
+    split_seed: int
+    split_from: str
+    train_ids: list[str]
+    val_ids: list[str]
+
+    @property
+    def weight(self) -> float:
+        return self.spec.weight
+
+    def record(self) -> dict:
+        """As ``finetune.json`` lists it (the validation ids, not the training ones)."""
+        return {
+            "spec": self.text,
+            "weight": self.weight,
+            "val_fraction": self.val_fraction,
+            "split_seed": self.split_seed,
+            "split_from": self.split_from,
+            "val_ids": self.val_ids,
+        }
 
 
 def _same_source(a: SourceSpec, b: SourceSpec) -> bool:
@@ -107,6 +171,19 @@ def select_corrections(
     *,
     approved_only: bool = False,
 ) -> list[dict]:
+    """:func:`split_corrections`'s choice as ``finetune.json`` records it: a dict per folder."""
+    return [c.record() for c in split_corrections(roots, label_set, holdout, seed, say, approved_only=approved_only)]
+
+
+def split_corrections(
+    roots: Sequence[str],
+    label_set: LabelSet,
+    holdout: float,
+    seed: int,
+    say: Callable[[str], None],
+    *,
+    approved_only: bool = False,
+) -> list[CorrectionsSplit]:
     """Each corrections folder's latest record of each photo, split by photo with :func:`holdout_split`.
 
     A photo saved more than once counts once, with its latest record: one saved as the model
@@ -118,10 +195,7 @@ def select_corrections(
     (:mod:`ssfnet.data.review`): an approved record edited since is to review again.
 
     Returns:
-        One ``{"root", "train_ids", "held_out_ids", "skipped", "superseded"}`` per folder that has
-        records; ``skipped`` lists ``{"id", "reason"}`` of the unreadable ones, ``superseded``
-        ``{"id", "latest"}`` of earlier records of a photo; with ``approved_only``, ``unapproved``
-        lists ``{"id", "status"}`` of the latest records left out for their review.
+        One :class:`CorrectionsSplit` per folder that has records (``unapproved`` set with ``approved_only``).
 
     Raises:
         ValueError: no record to train on.
@@ -156,17 +230,10 @@ def select_corrections(
             + (f", {len(unapproved)} not approved left out" if approved_only else "")
         )
         if ids or skipped or unapproved:
-            corrections.append(
-                {
-                    "root": str(Path(root).resolve()),
-                    "train_ids": train_ids,
-                    "held_out_ids": held_ids,
-                    "skipped": skipped,
-                    "superseded": superseded,
-                    **({"unapproved": unapproved} if approved_only else {}),
-                }
-            )
-    if not any(c["train_ids"] for c in corrections):
+            resolved = str(Path(root).resolve())
+            unapproved = unapproved if approved_only else None
+            corrections.append(CorrectionsSplit(resolved, train_ids, held_ids, skipped, superseded, unapproved))
+    if not any(c.train_ids for c in corrections):
         if approved_only:
             raise ValueError(
                 f"no approved corrections to train on in {', '.join(roots)}: approve records in the app's "
@@ -177,59 +244,60 @@ def select_corrections(
 
 
 def select_originals(
-    specs: Sequence[str], base_meta: dict, label_set: LabelSet, config: TrainConfig, say: Callable[[str], None]
-) -> list[dict]:
+    specs: Sequence[str | SourceSpec],
+    base_meta: dict,
+    label_set: LabelSet,
+    config: TrainConfig,
+    say: Callable[[str], None],
+) -> list[OriginalSplit]:
     """The original sources split into training and validation ids.
 
     A source the base was trained on keeps the base's split (so that forgetting is measured on
     images the base never saw); others are split with ``config.val_fraction`` / ``split_seed``.
     """
     originals = []
-    for text in specs:
-        spec = parse_source(text)
+    for given in specs:
+        spec, text = (parse_source(given), given) if isinstance(given, str) else (given, given.to_text())
         split = _base_split(spec, base_meta)
         val_fraction, split_seed = split or (config.val_fraction, config.split_seed)
         train_ids, val_ids = split_ids(open_source(spec, label_set).ids, val_fraction, split_seed)
         if not train_ids:
             raise ValueError(f"source {text} has no training samples left after its validation split")
         say(f"{text}: {len(train_ids)} training and {len(val_ids)} validation images")
-        originals.append(
-            {
-                "spec": text,
-                "weight": spec.weight,
-                "val_fraction": val_fraction,
-                "split_seed": split_seed,
-                "split_from": "base" if split else "options",
-                "train_ids": train_ids,
-                "val_ids": val_ids,
-            }
-        )
+        split_from = "base" if split else "options"
+        originals.append(OriginalSplit(text, spec, val_fraction, split_seed, split_from, train_ids, val_ids))
     return originals
 
 
-def trainer_data(corrections: list[dict], originals: list[dict], share: float, folder: Path) -> tuple[list[str], float]:
-    """The trainer's ``--data``: a ``subset:`` spec per source with its mixing weight.
+def trainer_data(
+    corrections: list[CorrectionsSplit], originals: list[OriginalSplit], share: float, folder: Path
+) -> tuple[list[SubsetSpec], float]:
+    """The trainer's data: a :class:`~ssfnet.data.SubsetSpec` per source with its mixing weight.
+
+    Each subset is also written to ``folder/NN.json``, which its text form names in the run's records
+    (``finetune.json``, the trainer's ``config.json``, the checkpoints); the trainer takes the ids given here.
 
     Returns:
-        The specs, and the share of every epoch that the corrections actually get (all of it
+        The subsets, and the share of every epoch that the corrections actually get (all of it
         without original sources).
     """
-    counts = [len(c["train_ids"]) for c in corrections]
-    weights = mix_weights(counts, [o["weight"] for o in originals], share)
-    entries = [(f"corrections:{c['root']}", c["train_ids"]) for c in corrections]
-    entries += [(o["spec"], o["train_ids"]) for o in originals]
+    counts = [len(c.train_ids) for c in corrections]
+    weights = mix_weights(counts, [o.weight for o in originals], share)
+    entries = [(f"corrections:{c.root}", c.source, c.train_ids) for c in corrections]
+    entries += [(o.text, o.spec, o.train_ids) for o in originals]
     data = []
-    for k, ((source, ids), weight) in enumerate(zip(entries, weights)):
+    for k, ((text, source, ids), weight) in enumerate(zip(entries, weights)):
         if ids and weight > 0:
-            path = write_json(folder / f"{k:02d}.json", {"source": source, "ids": ids})
-            data.append(f"subset:{path.resolve()}:{weight:.6g}")
+            path = write_json(folder / f"{k:02d}.json", {"source": text, "ids": ids})
+            # The weight its record states (6 significant digits), so that a run started again from
+            # the records samples alike.
+            data.append(SubsetSpec(source, tuple(ids), float(f"{weight:.6g}"), path.resolve()))
     return data, round(sum(weights[: len(corrections)]), 6)
 
 
-def source_name(text: str) -> str:
+def source_name(spec: SourceSpec) -> str:
     """How reports and the app name an original source: its kind, and its folder's name where that differs
     (``viton``, ``folder (shop)``); never the server's path."""
-    spec = parse_source(text)
     folder = Path(spec.path).name
     return spec.kind if folder in ("", spec.kind) else f"{spec.kind} ({folder})"
 
@@ -261,9 +329,9 @@ class Plan:
 
     label_set: LabelSet
     input_size: int
-    corrections: list[dict]
-    originals: list[dict]
-    data: list[str]
+    corrections: list[CorrectionsSplit]
+    originals: list[OriginalSplit]
+    data: list[SubsetSpec]
     share: float
     samples: int
     record: dict
@@ -281,7 +349,7 @@ def make_plan(config: FinetuneConfig, base: Path, base_meta: dict, run_dir: Path
     input_size = int(base_meta.get("input_size") or DEFAULT_INPUT_SIZE)
     seed = train_cfg.seed
 
-    corrections = select_corrections(
+    corrections = split_corrections(
         config.corrections, label_set, config.holdout, seed, say, approved_only=config.approved_only
     )
     originals = select_originals(original_specs(train_cfg.data, base_meta, say), base_meta, label_set, train_cfg, say)
@@ -291,7 +359,7 @@ def make_plan(config: FinetuneConfig, base: Path, base_meta: dict, run_dir: Path
     # has scored the corrections with the base (train.finetune.run.adapt_settings).
     share = CORRECTIONS_SHARE if config.corrections_share is None else config.corrections_share
     data, share = trainer_data(corrections, originals, share, run_dir / "sources")
-    samples = sum(len(c["train_ids"]) for c in corrections) + sum(len(o["train_ids"]) for o in originals)
+    samples = sum(len(c.train_ids) for c in corrections) + sum(len(o.train_ids) for o in originals)
     record = {
         "base": {
             "path": str(base.resolve()),
@@ -300,29 +368,30 @@ def make_plan(config: FinetuneConfig, base: Path, base_meta: dict, run_dir: Path
             "metadata_sha256": sha256_file(base / "metadata.json"),
         },
         "label_set": label_set.name,
-        "corrections": corrections,
-        "originals": [{k: v for k, v in o.items() if k != "train_ids"} for o in originals],
+        "corrections": [c.record() for c in corrections],
+        "originals": [o.record() for o in originals],
         "mix": {
             "corrections_share": share,
-            "natural_share": round(sum(len(c["train_ids"]) for c in corrections) / samples, 6),
-            "trainer_data": data,
+            "natural_share": round(sum(len(c.train_ids) for c in corrections) / samples, 6),
+            "trainer_data": [d.to_record() for d in data],
         },
         "config": config.to_dict(),
     }
     write_json(run_dir / PLAN_FILE, record)
 
     def corrections_set(key: str, limit: int | None) -> list[tuple[Dataset, int]]:
-        sets = [open_source(f"corrections:{c['root']}", label_set, ids=c[key]) for c in corrections if c[key]]
+        chosen = [(c.source, getattr(c, key)) for c in corrections]
+        sets = [open_source(source, label_set, ids=ids) for source, ids in chosen if ids]
         return prefix_spread(spread_items(sets, limit))
 
     val_sets: dict[str, Dataset] = {}
     for o in originals:
-        if o["val_ids"]:
-            name, k = source_name(o["spec"]), 1
+        if o.val_ids:
+            name, k = source_name(o.spec), 1
             while (name if k == 1 else f"{name} {k}") in val_sets:  # two sources of one kind and folder name
                 k += 1
             name = name if k == 1 else f"{name} {k}"
-            val_sets[name] = open_source(o["spec"], label_set, ids=o["val_ids"])
+            val_sets[name] = open_source(o.spec, label_set, ids=o.val_ids)
     eval_sets = {
         "held_out_corrections": corrections_set("held_out_ids", None),
         "train_corrections": corrections_set("train_ids", train_cfg.val_max_images),

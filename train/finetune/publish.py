@@ -22,7 +22,6 @@ from pathlib import Path
 import torch
 
 from ssfnet.checkpoint import default_name, publish
-from ssfnet.data import parse_source
 
 from ..config import TrainConfig
 from ..plots import plot_report
@@ -99,10 +98,10 @@ def finetune_record(run: FinetuneRun, plan: Plan, outcome: Outcome) -> dict:
     return {
         "base": dict(plan.record["base"], path=relative_path(base, home)),
         "corrections": [
-            {"root": relative_path(c["root"], home), "ids": c["train_ids"], "held_out_ids": c["held_out_ids"]}
+            {"root": relative_path(c.root, home), "ids": c.train_ids, "held_out_ids": c.held_out_ids}
             for c in corrections
         ],
-        "held_out_ids": sorted(i for c in corrections for i in c["held_out_ids"]),
+        "held_out_ids": sorted(i for c in corrections for i in c.held_out_ids),
         "holdout": config.holdout,
         "holdout_seed": config.train.seed,
         "corrections_share": plan.share,
@@ -126,10 +125,8 @@ def checkpoint_metadata(run: FinetuneRun, plan: Plan, outcome: Outcome) -> dict:
     metadata = {
         "input_size": plan.input_size,
         "training": {
-            "data": [o["spec"] for o in originals],
-            "splits": [
-                {"spec": o["spec"], "val_fraction": o["val_fraction"], "split_seed": o["split_seed"]} for o in originals
-            ],
+            "data": [o.text for o in originals],
+            "splits": [{"spec": o.text, "val_fraction": o.val_fraction, "split_seed": o.split_seed} for o in originals],
             "val_fraction": train_cfg.val_fraction,
             "split_seed": train_cfg.split_seed,
             "init_checkpoint": relative_path(base, home),
@@ -143,7 +140,7 @@ def checkpoint_metadata(run: FinetuneRun, plan: Plan, outcome: Outcome) -> dict:
         },
     }
     terms = base_meta.get("data_terms")
-    if terms or any(parse_source(o["spec"]).kind == "viton" for o in originals):
+    if terms or any(o.spec.kind == "viton" for o in originals):
         metadata["data_terms"] = terms or "trained on VITON (research use only)"
     return metadata
 
@@ -205,7 +202,7 @@ def publish_run(
             n: round(after[n]["miou"] - before[n]["miou"], 3) for n in EVAL_SETS if before.get(n) and after.get(n)
         },
         "held_out_ids": metadata["finetune"]["held_out_ids"],
-        "skipped_corrections": [dict(s, root=c["root"]) for c in plan.corrections for s in c["skipped"]],
+        "skipped_corrections": [dict(s, root=c.root) for c in plan.corrections for s in c.skipped],
         "iterations": summary["iteration"],
         "settings": plan.record.get("settings"),
         # What the budget bought: the images of each set scored (before and after alike, out of those
