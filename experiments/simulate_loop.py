@@ -429,9 +429,9 @@ def simulate(args: argparse.Namespace) -> dict:
 
     before = score_all(Path(args.base), "before")
     ft_report = finetune.run_finetune(finetune_config(args, data, corrections_dir, out))
-    if ft_report["status"] != "finished":
-        raise RuntimeError(f"fine-tuning ended with status {ft_report['status']}")
-    fine_tuned = Path(ft_report["checkpoint"])
+    if ft_report.status != "finished":
+        raise RuntimeError(f"fine-tuning ended with status {ft_report.status}")
+    fine_tuned = Path(ft_report.checkpoint)
     after = score_all(fine_tuned, "after")
     blends = {}
     for share in args.also_blend:
@@ -441,20 +441,20 @@ def simulate(args: argparse.Namespace) -> dict:
             "checkpoint": str(blended.resolve()), "after": score_all(blended, tag), "ccp_change": score_all.change(tag),
         }  # fmt: skip
     shutil.rmtree(out / "finetune-run" / "last", ignore_errors=True)  # kept for the blends only
-    settings = ft_report.get("settings") or {}
+    settings = ft_report.settings or {}
     report = {
         "command": args.command,
         "base": str(args.base),
         "base_trained_on_ccp": trained_ccp,
-        "fine_tuned": ft_report["checkpoint"],
+        "fine_tuned": ft_report.checkpoint,
         # The share of the change the published fine-tune kept: given, or the fine-tune's choice.
         "blend": args.blend if args.blend is not None else settings.get("blend"),
         "settings": settings,
         "corrections": corrected,
         "pick": {"rule": args.pick, **({"base_miou_per_image": base_scores} if base_scores else {})},
         "original_data": data,
-        "finetune_iterations": ft_report["iterations"],
-        "finetune_seconds": ft_report["elapsed_s"],
+        "finetune_iterations": ft_report.iterations,
+        "finetune_seconds": ft_report.elapsed_s,
         "before": before,
         "after": after,
         "ccp_change": score_all.change("after"),

@@ -28,6 +28,7 @@ from train.finetune.publish import lineage_entries, relative_path
 from train.finetune.run import parse_args
 from train.finetune.score import score, spread_items
 from train.finetune.status import read_progress
+from train.train import TrainSummary
 
 LIP = get_label_set("lip-20")
 FACE, UPPER, PANTS = LIP.id_of("face"), LIP.id_of("upper-clothes"), LIP.id_of("pants")
@@ -170,9 +171,9 @@ def test_finetune_raises_agreement_records_lineage_and_keeps_the_base(world, tmp
     base_files = digest_tree(world["base"])
     before_listing = {p.name for p in world["base"].parent.iterdir()}
     report = finetune.run_finetune(tiny_config(world, tmp_path / "run"))
-    assert report["status"] == "finished"
+    assert report.status == "finished"
 
-    new = Path(report["checkpoint"])
+    new = Path(report.checkpoint)
     assert new.parent == world["base"].parent.resolve()
     assert {p.name for p in world["base"].parent.iterdir()} == before_listing | {new.name}
     assert new.name.startswith("tiny-ft-") and len(new.name) == len("tiny-ft-20250101T000000Z")
@@ -223,6 +224,8 @@ def test_finetune_raises_agreement_records_lineage_and_keeps_the_base(world, tmp
     saved = json.loads((run / "report.json").read_text())
     assert saved["checkpoint"] == str(new) and saved["iterations"] == 5 * 24 // 4
     assert set(saved["delta_miou"]) == {"held_out_corrections", "train_corrections", "original_val"}
+    # report.json is the returned report's to_dict(), key for key and in order.
+    assert list(saved) == list(report.to_dict()) and saved["train_summary"] == report.train_summary.to_dict()
     assert Image.open(run / "finetune.png").size[0] > 300
     plan = json.loads((run / "finetune.json").read_text())
     assert plan["mix"]["corrections_share"] == pytest.approx(0.5)
@@ -234,7 +237,7 @@ def test_finetune_raises_agreement_records_lineage_and_keeps_the_base(world, tmp
 
 def test_blend_publishes_the_base_plus_a_share_of_the_change(world, tmp_path):
     report = finetune.run_finetune(tiny_config(world, tmp_path / "run", blend=0.5, keep_run_checkpoint=True))
-    published, meta = load_checkpoint(report["checkpoint"])
+    published, meta = load_checkpoint(report.checkpoint)
     trained, _ = load_checkpoint(tmp_path / "run" / "last")
     base, _ = load_checkpoint(world["base"])
     assert meta["finetune"]["blend"] == 0.5
@@ -293,9 +296,10 @@ def test_cancelled_run_publishes_nothing(world, tmp_path):
     report = finetune.run_finetune(config, cancel=cancel)
     cancel.set()
     watcher.join()
-    assert report["status"] == "cancelled" and report["checkpoint"] is None and report["phase"] == "train"
+    assert report.status == "cancelled" and report.checkpoint is None and report.phase == "train"
     assert list(checkpoints.iterdir()) == []  # not even a hidden temporary folder
     assert json.loads((run / "report.json").read_text())["status"] == "cancelled"
+    assert list(json.loads((run / "report.json").read_text())) == list(report.to_dict())  # its keys, in order
     progress = read_progress(run)
     assert progress["status"] == "cancelled" and progress["fraction"] < 1.0
 
@@ -306,7 +310,7 @@ def test_stop_file_before_training_cancels(world, tmp_path):
     (run / "STOP").touch()
     checkpoints = tmp_path / "checkpoints"
     report = finetune.run_finetune(tiny_config(world, run, checkpoints_dir=str(checkpoints)))
-    assert report["status"] == "cancelled" and report["phase"] == "setup"
+    assert report.status == "cancelled" and report.phase == "setup"
     assert not checkpoints.exists() or list_checkpoints(checkpoints) == []
 
 
@@ -333,8 +337,8 @@ def test_original_data_default_to_the_base_training_data_and_its_validation_spli
     assert original["spec"] == training["data"][0] and original["split_from"] == "base"
     assert (original["val_fraction"], original["split_seed"]) == (0.5, 3)
     assert original["val_ids"] == split_ids([f"p{i:03d}" for i in range(12)], 0.5, 3)[1]
-    assert report["metrics"]["before"]["original_val"]["images"] == len(original["val_ids"])
-    _, meta = load_checkpoint(report["checkpoint"])
+    assert report.metrics["before"]["original_val"]["images"] == len(original["val_ids"])
+    _, meta = load_checkpoint(report.checkpoint)
     assert meta["training"]["splits"] == [{"spec": training["data"][0], "val_fraction": 0.5, "split_seed": 3}]
 
 
@@ -366,15 +370,15 @@ def test_the_new_checkpoint_inherits_the_base_input_size_and_is_scored_at_it(wor
     config = tiny_config(world, tmp_path / "run", base=str(base), checkpoints_dir=str(base.parent))
     config.train.epoch_size, config.train.epochs = 8, 1
     report = finetune.run_finetune(config)
-    _, meta = load_checkpoint(report["checkpoint"])
+    _, meta = load_checkpoint(report.checkpoint)
     assert meta["input_size"] == 48
-    assert load_predictor(report["checkpoint"], device="cpu").input_size == 48
+    assert load_predictor(report.checkpoint, device="cpu").input_size == 48
     # "Before" is the base as the app and ssfnet.predict run it (its metadata's size).
     (used,) = meta["finetune"]["corrections"]
-    root = Path(report["checkpoint"]).parent / used["root"]
+    root = Path(report.checkpoint).parent / used["root"]
     held = spread_items([open_source(f"corrections:{root}", LIP, ids=used["held_out_ids"])], None)
     as_used = score(load_predictor(base, device="cpu"), held, LIP)
-    assert report["metrics"]["before"]["held_out_corrections"] == as_used
+    assert report.metrics["before"]["held_out_corrections"] == as_used
 
 
 def test_a_budget_under_a_minute_is_refused_before_anything_starts(world, tmp_path):
@@ -388,7 +392,25 @@ def test_a_budget_under_a_minute_is_refused_before_anything_starts(world, tmp_pa
 
 def test_a_run_of_no_iteration_publishes_nothing(world, tmp_path, monkeypatch):
     checkpoints = tmp_path / "checkpoints"
-    summary = {"status": "finished", "iteration": 0, "stop_reason": None, "elapsed_s": 1.0}
+    summary = TrainSummary(
+        status="finished",
+        stop_reason=None,
+        variant="ssfnet_lite",
+        label_set="lip-20",
+        epoch=0,
+        iteration=0,
+        elapsed_s=1.0,
+        session_s=1.0,
+        best_val_miou=None,
+        best_iteration=-1,
+        last_val_miou=None,
+        data_wait_fraction=0.0,
+        mean_step_s=0.0,
+        images_per_s=None,
+        world_size=1,
+        last=str(tmp_path / "run" / "last"),
+        best=None,
+    )
     monkeypatch.setattr(finetune, "train_main", lambda config, cancel=None: summary)
     with pytest.raises(finetune.NothingTrained, match="no training iteration ran"):
         finetune.run_finetune(tiny_config(world, tmp_path / "run", checkpoints_dir=str(checkpoints)))
@@ -440,10 +462,10 @@ def test_the_time_budget_covers_the_whole_run(world, tmp_path, monkeypatch):
     began = fake.now
     report = finetune.run_finetune(config, began=began)
     took = fake.now - began
-    assert report["status"] == "finished" and report["iterations"] > 0
+    assert report.status == "finished" and report.iterations > 0
     assert took <= budget_s, f"{took:.1f} s for a {budget_s} s budget"
-    assert report["elapsed_s"] == pytest.approx(took, abs=1.0)
-    trained = report["train_summary"]["elapsed_s"]
+    assert report.elapsed_s == pytest.approx(took, abs=1.0)
+    trained = report.train_summary.elapsed_s
     # What is left once the evaluation before (measured) and after (reserved as 1.15 times it) and
     # publishing (10 s) are set aside; the trainer keeps back up to half of it for its last save.
     assert trained >= 0.3 * budget_s, f"only {trained} s of {budget_s} s trained"
@@ -479,10 +501,10 @@ def test_the_budget_belongs_to_training_and_the_evaluations_score_what_fits(worl
     )
     began = fake.now
     report = finetune.run_finetune(config, began=began)
-    assert report["status"] == "finished" and report["iterations"] > 0
+    assert report.status == "finished" and report.iterations > 0
     assert fake.now - began <= budget_s
 
-    scored, available = report["evaluation"]["images"], report["evaluation"]["available"]
+    scored, available = report.evaluation["images"], report.evaluation["available"]
     assert available["original_val"] > 15 and available["held_out_corrections"] >= 1  # half of 40, by a hash
     # Every image at 5 s: the evaluation before, the one after (1.15 times it) and publishing would
     # have taken more than the whole budget; the rule until now refused such a run.
@@ -493,12 +515,12 @@ def test_the_budget_belongs_to_training_and_the_evaluations_score_what_fits(worl
     assert scored["held_out_corrections"] == available["held_out_corrections"]
     assert 0 < scored["original_val"] < available["original_val"] and scored["train_corrections"] == 0
     for when in ("before", "after"):
-        metrics = report["metrics"][when]
+        metrics = report.metrics[when]
         assert {n: (m or {}).get("images", 0) for n, m in metrics.items()} == scored
         (source,) = metrics["original_val"]["sources"]  # forgetting, per original source, named
         assert source["name"] == "folder (shop)" and source["images"] == scored["original_val"]
-    assert report["train_summary"]["elapsed_s"] >= 0.7 * budget_s, report["training"]
-    assert report["training"]["budget_minutes"] == 5 and report["training"]["minutes"] >= 0.7 * 5
+    assert report.train_summary.elapsed_s >= 0.7 * budget_s, report.training
+    assert report.training["budget_minutes"] == 5 and report.training["minutes"] >= 0.7 * 5
 
     log = capsys.readouterr().out
     counts = (
@@ -507,7 +529,7 @@ def test_the_budget_belongs_to_training_and_the_evaluations_score_what_fits(worl
         f"0 of {available['train_corrections']} "
         "corrections trained on"
     )
-    assert counts in log and f"training for {report['training']['minutes']:.1f} of the 5 minutes" in log
+    assert counts in log and f"training for {report.training['minutes']:.1f} of the 5 minutes" in log
     timing = read_timing(tmp_path / "run")
     assert timing.images == scored and timing.available == available
 
@@ -519,7 +541,7 @@ def test_the_budget_belongs_to_training_and_the_evaluations_score_what_fits(worl
     assert f"original validation photos (forgetting), {val} scored" in text
     assert f"folder (shop) ({scored['original_val']} photos)" in text
     assert "corrections trained on: none of" in text
-    assert f"Training: {report['train_summary']['elapsed_s'] / 60:.1f} minutes of the 5-minute budget" in text
+    assert f"Training: {report.train_summary.elapsed_s / 60:.1f} minutes of the 5-minute budget" in text
 
 
 def test_holdout_is_deterministic_stable_and_never_empty():
@@ -633,7 +655,7 @@ def test_a_fine_tune_goes_on_with_the_base_recipe_unless_told_otherwise(world, t
     report = finetune.run_finetune(config)
     used = json.loads((tmp_path / "run" / "finetune.json").read_text())["config"]["train"]
     assert (used["optimizer"], used["crop_size"], used["head_lr_mult"], used["lr"]) == ("adamw", 48, 2.0, 0.05)
-    assert report["checkpoint"]
+    assert report.checkpoint
 
 
 # ---------------------------------------------------------------------------------------------
@@ -691,9 +713,9 @@ def test_a_fine_tune_that_loses_is_not_published_unless_asked(world, tmp_path, m
     config = tiny_config(world, tmp_path / "run", checkpoints_dir=str(checkpoints), publish_anyway=False)
     config.train.epoch_size, config.train.epochs = 8, 1
     report = finetune.run_finetune(config)
-    assert report["status"] == "finished" and report["checkpoint"] is None and not report["published"]
-    assert [w["set"] for w in report["worse"]] == [worse_on]
-    assert "not published" in report["note"] and "78.00 -> 65.40" in report["note"]
+    assert report.status == "finished" and report.checkpoint is None and not report.published
+    assert [w["set"] for w in report.worse] == [worse_on]
+    assert "not published" in report.note and "78.00 -> 65.40" in report.note
     assert not checkpoints.exists() or list(checkpoints.iterdir()) == []
     assert (tmp_path / "run" / "last").is_dir(), "the trained weights are kept in the run"
     progress = read_progress(tmp_path / "run")
@@ -708,7 +730,7 @@ def test_a_fine_tune_that_loses_is_not_published_unless_asked(world, tmp_path, m
     config = tiny_config(world, tmp_path / "run2", checkpoints_dir=str(checkpoints), publish_anyway=True)
     config.train.epoch_size, config.train.epochs = 8, 1
     report = finetune.run_finetune(config)
-    assert report["published"] and Path(report["checkpoint"]).is_dir() and "although" in report["note"]
+    assert report.published and Path(report.checkpoint).is_dir() and "although" in report.note
     progress = read_progress(tmp_path / "run2")
     assert "warning" in progress["message"]
     text = status_html(SimpleNamespace(name="finetune-y", cancel_requested=None), info={**progress, "elapsed_s": 5})
@@ -773,10 +795,10 @@ def test_the_checkpoint_list_shows_only_comparable_figures(world, tmp_path):
     config.train.epoch_size, config.train.epochs = 8, 1
     report = finetune.run_finetune(config)
     labels = dict((name, label) for label, name in Predictors(checkpoints, checkpoint=checkpoints / "tiny").choices())
-    child = f"finetuned/{Path(report['checkpoint']).name}"
+    child = f"finetuned/{Path(report.checkpoint).name}"
     assert set(labels) == {"tiny", child}
-    before = report["metrics"]["before"]["held_out_corrections"]["miou"]
-    after = report["metrics"]["after"]["held_out_corrections"]["miou"]
+    before = report.metrics["before"]["held_out_corrections"]["miou"]
+    after = report.metrics["after"]["held_out_corrections"]["miou"]
     assert f"mIoU against tiny: held-out corrections {before:.1f} → {after:.1f}" in labels[child]
 
 
@@ -838,12 +860,12 @@ def test_finetune_chooses_and_records_the_settings(world, tmp_path, capsys):
         train={"epochs": 1, "epoch_size": 8},
     )  # fmt: skip
     report = finetune.run_finetune(config)
-    settings = report["settings"]
+    settings = report.settings
     assert settings["base_miou"] == 99.0 and settings["reference"] == "viton validation mIoU"
     assert settings["shift"] > 0.6 and (settings["corrections_share"], settings["blend"]) == (0.5, 1.0)
     assert not settings["share_given"] and not settings["blend_given"]
     assert "new kind of photo" in capsys.readouterr().out
-    _, meta = load_checkpoint(report["checkpoint"])
+    _, meta = load_checkpoint(report.checkpoint)
     assert meta["finetune"]["settings"] == settings and meta["finetune"]["blend"] == 1.0
     assert meta["finetune"]["corrections_share"] == pytest.approx(0.5)
     plan = json.loads((tmp_path / "run" / "finetune.json").read_text())
@@ -854,9 +876,9 @@ def test_finetune_chooses_and_records_the_settings(world, tmp_path, capsys):
     report = finetune.run_finetune(
         dataclasses_replace(config, corrections_share=0.2, blend=0.5, train_out=tmp_path / "r2")
     )
-    assert (report["settings"]["corrections_share"], report["settings"]["blend"]) == (0.2, 0.5)
-    assert report["settings"]["share_given"] and report["settings"]["blend_given"]
-    assert load_checkpoint(report["checkpoint"])[1]["finetune"]["blend"] == 0.5
+    assert (report.settings["corrections_share"], report.settings["blend"]) == (0.2, 0.5)
+    assert report.settings["share_given"] and report.settings["blend_given"]
+    assert load_checkpoint(report.checkpoint)[1]["finetune"]["blend"] == 0.5
 
 
 def dataclasses_replace(config: FinetuneConfig, *, train_out: Path, **changes) -> FinetuneConfig:

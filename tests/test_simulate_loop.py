@@ -13,6 +13,7 @@ from ssfnet import build_model, load_checkpoint, save_checkpoint
 from ssfnet.data import open_source, split_ids
 from train.evaluate import evaluate_checkpoint
 from train.finetune import run as finetune
+from train.finetune.report import FinetuneReport
 
 
 def released_base(folder, data, val_fraction):
@@ -205,7 +206,7 @@ def test_the_loop_can_correct_the_images_the_base_parses_worst(dataset_dir, tmp_
     out = tmp_path / "loop"
 
     def stop(config):  # the loop up to its fine-tune: what it corrects and what it holds out
-        return {"status": "failed"}
+        return FinetuneReport(status="failed", checkpoint=None, base=config.base, run=config.train.out, elapsed_s=0.0)
 
     monkeypatch.setattr(finetune, "run_finetune", stop)
     with pytest.raises(RuntimeError, match="status failed"):
@@ -231,13 +232,15 @@ def no_training(seen: list):
     def run(config):
         seen.append(config)
         settings = {"reason": "as told", "shift": 0.5, "corrections_share": 0.3, "blend": 0.6}
-        return {
-            "status": "finished",
-            "checkpoint": config.base,
-            "iterations": 0,
-            "elapsed_s": 0.0,
-            "settings": settings,
-        }
+        return FinetuneReport(
+            status="finished",
+            checkpoint=config.base,
+            base=config.base,
+            run=config.train.out,
+            iterations=0,
+            elapsed_s=0.0,
+            settings=settings,
+        )
 
     return run
 

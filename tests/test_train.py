@@ -60,13 +60,13 @@ def test_tiny_run_writes_loadable_checkpoints_logs_and_plots(viton, tmp_path):
     summary = run_training(
         tiny_config(viton, out, copy_paste=0.5, colour_jitter=0.5, blur=0.3, jpeg=0.3, class_balance=0.5)
     )
-    assert summary["status"] == "finished"
+    assert summary.status == "finished"
     resolved = json.loads((out / "config.json").read_text())["resolved"]
     assert "cores" in resolved["hardware"]  # the machine it trained on, for the release's history
     balance = resolved["value_weights"]
     assert len(balance) == get_label_set("lip-20").num_ids and 0.2 <= balance["hair"]["weight"] <= 10.0
     assert sum(entry["share"] for entry in balance.values()) == pytest.approx(1.0, abs=1e-4)
-    assert summary["iteration"] == 6  # 2 epochs x 3 steps of 2 images
+    assert summary.iteration == 6  # 2 epochs x 3 steps of 2 images
     for name in ("last", "best"):
         model, meta = load_checkpoint(out / name)
         assert meta["variant"] == "ssfnet_lite" and meta["label_set"] == "lip-20"
@@ -79,14 +79,16 @@ def test_tiny_run_writes_loadable_checkpoints_logs_and_plots(viton, tmp_path):
     assert records[-1]["lr"] < records[0]["lr"]
     val = [json.loads(line) for line in (out / "val.jsonl").read_text().splitlines()]
     assert [v["iteration"] for v in val] == [3, 6]
-    assert summary["best_val_miou"] == pytest.approx(max(v["miou"] for v in val))
+    assert summary.best_val_miou == pytest.approx(max(v["miou"] for v in val))
     split = json.loads((out / "split.json").read_text())
     source = split["sources"][0]
     assert source["val_count"] == len(source["val_ids"]) > 0
     assert source["train_count"] + source["val_count"] == 16
     for png in ("augment_grid.png", "curves.png"):
         assert Image.open(out / png).size[0] > 100
-    assert 0.0 <= summary["data_wait_fraction"] < 1.0
+    assert 0.0 <= summary.data_wait_fraction < 1.0
+    written = json.loads((out / "summary.json").read_text())
+    assert written == summary.to_dict() and list(written) == list(summary.to_dict())  # the same keys, in order
 
 
 def test_typed_subset_trains_on_its_ids_and_is_recorded_as_json(viton, tmp_path):
@@ -96,7 +98,7 @@ def test_typed_subset_trains_on_its_ids_and_is_recorded_as_json(viton, tmp_path)
     data = [SubsetSpec(spec, ids, 0.5)]
     config = tiny_config(viton, out, val_fraction=0.0, epochs=1, augment_grid=False)
     config.data = data
-    assert run_training(config)["status"] == "finished"
+    assert run_training(config).status == "finished"
     # The run's records name it in text, by the subset file the run wrote, as the fine-tune's do.
     plan = (out / "subsets" / "00.json").resolve()
     assert json.loads(plan.read_text()) == {"source": spec.to_text(), "ids": ids}
@@ -123,11 +125,11 @@ def test_resume_reproduces_the_uninterrupted_run(viton, tmp_path):
     settings = dict(epochs=2, copy_paste=0.5, colour_jitter=0.5, jpeg=0.5, gpu_augment="on", augment_grid=False)
     whole = run_training(tiny_config(viton, tmp_path / "whole", **settings))
     first = run_training(tiny_config(viton, tmp_path / "split", stop_after_iters=4, **settings))
-    assert first["status"] == "stopped" and first["iteration"] == 4
+    assert first.status == "stopped" and first.iteration == 4
     state = json.loads((tmp_path / "split" / "last" / "training_state.json").read_text())
     assert state["state"]["iteration"] == 4 and state["state"]["step_in_epoch"] == 1
     second = run_training(tiny_config(viton, tmp_path / "split", resume=True, **settings))
-    assert second["status"] == whole["status"] == "finished"
+    assert second.status == whole.status == "finished"
     assert losses(tmp_path / "split") == losses(tmp_path / "whole")
     a, _ = load_state_dict(tmp_path / "whole" / "last")
     b, _ = load_state_dict(tmp_path / "split" / "last")
@@ -140,7 +142,7 @@ def test_adamw_runs_and_resumes_exactly(viton, tmp_path):
     assert json.loads((tmp_path / "whole" / "config.json").read_text())["optimizer"] == "adamw"
     run_training(tiny_config(viton, tmp_path / "split", stop_after_iters=4, **settings))
     second = run_training(tiny_config(viton, tmp_path / "split", resume=True, **settings))
-    assert second["status"] == whole["status"] == "finished"
+    assert second.status == whole.status == "finished"
     # The moment estimates came back with the weights: the resumed steps are the uninterrupted ones.
     assert losses(tmp_path / "split") == losses(tmp_path / "whole")
     lrs = [json.loads(line)["lr"] for line in (tmp_path / "whole" / "log.jsonl").read_text().splitlines()]
@@ -191,8 +193,8 @@ def test_time_budget_drives_the_poly_schedule(viton, tmp_path, monkeypatch):
         augment_grid=False,
     )
     summary = run_training(config)
-    assert summary["status"] == "finished"
-    assert summary["iteration"] >= 2 and summary["epoch"] >= 2
+    assert summary.status == "finished"
+    assert summary.iteration >= 2 and summary.epoch >= 2
     records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     lrs = [r["lr"] for r in records]
     assert lrs == sorted(lrs, reverse=True) and lrs[-1] < lrs[0]
@@ -203,7 +205,7 @@ def test_time_budget_drives_the_poly_schedule(viton, tmp_path, monkeypatch):
         assert record["lr"] <= config.lr * poly_factor(spent, config.lr_power) + 1e-12
     # The run ends with the budget (at most a step of the clock past it), not with --epochs.
     assert records[-1]["elapsed_s"] <= budget_minutes * 60 + 3 * TickingStopwatch.TICK_S
-    assert summary["elapsed_s"] <= budget_minutes * 60 + 6 * TickingStopwatch.TICK_S
+    assert summary.elapsed_s <= budget_minutes * 60 + 6 * TickingStopwatch.TICK_S
 
 
 def test_schedule_progress_by_iterations_and_by_time():
@@ -232,18 +234,18 @@ def test_stop_file_stops_cleanly_with_a_complete_checkpoint(viton, tmp_path):
     watcher.start()
     summary = run_training(tiny_config(viton, out, epochs=50, stop_file=str(stop_file), augment_grid=False))
     watcher.join()
-    assert summary["status"] == "stopped" and "stop file" in summary["stop_reason"]
-    assert 2 <= summary["iteration"] < 150
+    assert summary.status == "stopped" and "stop file" in summary.stop_reason
+    assert 2 <= summary.iteration < 150
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
     _, meta = load_checkpoint(out / "last")
-    assert meta["iteration"] == summary["iteration"]
+    assert meta["iteration"] == summary.iteration
 
 
 def test_cancel_event_stops_before_the_first_step(viton, tmp_path):
     cancel = threading.Event()
     cancel.set()
     summary = run_training(tiny_config(viton, tmp_path / "run", augment_grid=False), cancel=cancel)
-    assert summary["status"] == "stopped" and summary["iteration"] == 0
+    assert summary.status == "stopped" and summary.iteration == 0
 
 
 def test_init_checkpoint_with_frozen_backbone_trains_only_the_decoder(viton, tmp_path):
@@ -262,7 +264,7 @@ def test_init_checkpoint_with_frozen_backbone_trains_only_the_decoder(viton, tmp
             augment_grid=False,
         )
     )
-    assert summary["variant"] == "ssfnet_lite"
+    assert summary.variant == "ssfnet_lite"
     tuned, meta = load_state_dict(tmp_path / "tuned" / "last")
     assert meta["training"]["init_checkpoint"] == str(tmp_path / "base" / "last")
     backbone = [k for k in base if k.startswith("backbone.")]
@@ -332,7 +334,7 @@ def test_torchvision_peer_trains_through_the_same_loop(viton, tmp_path):
             augment_grid=False,
         )
     )
-    assert summary["status"] == "finished" and summary["iteration"] == 1
+    assert summary.status == "finished" and summary.iteration == 1
     model, meta = load_checkpoint(tmp_path / "run" / "last")
     assert meta["variant"] == "deeplabv3_resnet50"
     assert type(model).__name__ == "TorchvisionSegmenter"

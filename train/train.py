@@ -73,6 +73,7 @@ from .utils import (
 )
 
 __all__ = [
+    "TrainSummary",
     "build_datasets",
     "build_train_dataset",
     "main",
@@ -291,8 +292,8 @@ def _print(info: DistInfo, *message: object) -> None:
 # Main
 
 
-def run_training(config: TrainConfig, *, cancel: threading.Event | None = None) -> dict:
-    """Run (or resume) training as configured; returns the summary also written to ``summary.json``.
+def run_training(config: TrainConfig, *, cancel: threading.Event | None = None) -> TrainSummary:
+    """Run (or resume) training as configured; returns its summary (``summary.json`` holds its ``to_dict()``).
 
     Args:
         config: The run's configuration.
@@ -468,7 +469,9 @@ def _loop_context(hooks: Hooks, schedule: Schedule, stop: StopControl) -> LoopCo
     )
 
 
-def _run(config: TrainConfig, info: DistInfo, device: torch.device, out: Path, cancel: threading.Event | None) -> dict:
+def _run(
+    config: TrainConfig, info: DistInfo, device: torch.device, out: Path, cancel: threading.Event | None
+) -> TrainSummary:
     # The budget of --max-minutes covers the setup too, so the whole command ends on time.
     clock = Stopwatch()
     resume_from = _resume_point(config, info, out)
@@ -594,31 +597,79 @@ def _epochs(hooks: Hooks, train_model: nn.Module, criterion: nn.Module, times: S
     return status
 
 
-def _finish(hooks: Hooks, times: StepTimes, status: str, session_start: float) -> dict:
+@dataclasses.dataclass(frozen=True)
+class TrainSummary:
+    """How a training session ended: what :func:`run_training` returns; :meth:`to_dict` is ``summary.json``.
+
+    Attributes:
+        status: ``finished`` (the epochs or the time budget ran out) or ``stopped`` (stop file,
+            signal, cancel event or ``--stop-after-iters``).
+        stop_reason: What stopped it (None when it finished).
+        variant: The model variant trained.
+        label_set: Its label set's name.
+        epoch: Epochs completed.
+        iteration: Iterations done, over every session of the run.
+        elapsed_s: Training time over every session of the run.
+        session_s: This session's time in the loop.
+        best_val_miou: The best validation mIoU (None: never validated).
+        best_iteration: The iteration of the best validation (-1: none).
+        last_val_miou: The last validation mIoU (None: never validated).
+        data_wait_fraction: Share of step time spent waiting for data.
+        mean_step_s: Mean seconds per step.
+        images_per_s: Training images per second over every process (None: no step this session).
+        world_size: Processes that trained.
+        last: The ``last/`` checkpoint folder.
+        best: The ``best/`` checkpoint folder (None: not written).
+    """
+
+    status: str
+    stop_reason: str | None
+    variant: str
+    label_set: str
+    epoch: int
+    iteration: int
+    elapsed_s: float
+    session_s: float
+    best_val_miou: float | None
+    best_iteration: int
+    last_val_miou: float | None
+    data_wait_fraction: float
+    mean_step_s: float
+    images_per_s: float | None
+    world_size: int
+    last: str
+    best: str | None
+
+    def to_dict(self) -> dict:
+        """The summary as ``summary.json`` holds it (the fields, in order)."""
+        return dataclasses.asdict(self)
+
+
+def _finish(hooks: Hooks, times: StepTimes, status: str, session_start: float) -> TrainSummary:
     """The summary, written to ``summary.json`` with the curves, and the closing line."""
     run = hooks.run
     config, info, state, clock, folder = run.config, run.info, run.state, run.clock, run.folder
     stop, label_set, out = hooks.ctx.stop, run.label_set, folder.out
-    summary = {
-        "status": {"done": "finished", "stopped": "stopped"}.get(status, status),
-        "stop_reason": stop.reason,
-        "variant": run.setup.variant,
-        "label_set": label_set.name,
-        "epoch": state.epoch,
-        "iteration": state.iteration,
-        "elapsed_s": round(clock(), 1),
-        "session_s": round(time.perf_counter() - session_start, 1),
-        "best_val_miou": state.best_miou if state.best_miou >= 0 else None,
-        "best_iteration": state.best_iteration,
-        "last_val_miou": state.last_miou,
-        "data_wait_fraction": round(times.wait_fraction, 4),
-        "mean_step_s": round(times.step_s, 4),
-        "images_per_s": round(config.batch_size * info.world_size / times.step_s, 2) if times.steps else None,
-        "world_size": info.world_size,
-        "last": str(out / "last"),
-        "best": str(out / "best") if (out / "best").is_dir() else None,
-    }
-    folder.finish(summary)
+    summary = TrainSummary(
+        status={"done": "finished", "stopped": "stopped"}.get(status, status),
+        stop_reason=stop.reason,
+        variant=run.setup.variant,
+        label_set=label_set.name,
+        epoch=state.epoch,
+        iteration=state.iteration,
+        elapsed_s=round(clock(), 1),
+        session_s=round(time.perf_counter() - session_start, 1),
+        best_val_miou=state.best_miou if state.best_miou >= 0 else None,
+        best_iteration=state.best_iteration,
+        last_val_miou=state.last_miou,
+        data_wait_fraction=round(times.wait_fraction, 4),
+        mean_step_s=round(times.step_s, 4),
+        images_per_s=round(config.batch_size * info.world_size / times.step_s, 2) if times.steps else None,
+        world_size=info.world_size,
+        last=str(out / "last"),
+        best=str(out / "best") if (out / "best").is_dir() else None,
+    )
+    folder.finish(summary.to_dict())
     wait_note = (
         "  (the loader is the bottleneck: raise --workers or use --gpu-augment on)"
         if (times.wait_fraction > 0.1 and times.steps > 5)
@@ -626,11 +677,11 @@ def _finish(hooks: Hooks, times: StepTimes, status: str, session_start: float) -
     )
     _print(
         info,
-        f"{summary['status']} at iteration {state.iteration} after {summary['elapsed_s']} s; "
+        f"{summary.status} at iteration {state.iteration} after {summary.elapsed_s} s; "
         + (
-            f"best val mIoU {summary['best_val_miou']:.2f} at iteration {summary['best_iteration']}, "
-            f"weights in {summary['best']}"
-            if summary["best_val_miou"] is not None and summary["best"]
+            f"best val mIoU {summary.best_val_miou:.2f} at iteration {summary.best_iteration}, "
+            f"weights in {summary.best}"
+            if summary.best_val_miou is not None and summary.best
             else "no validation, no best/ written"
         )
         + f"; data wait {times.wait_fraction:.1%} of step time{wait_note}",
@@ -654,7 +705,7 @@ def main(argv: list[str] | None = None) -> int:
         # The message names the folder and the space needed; last/ is the previous complete one.
         print(f"error: {err.strerror}", file=sys.stderr)
         return 1
-    return 0 if summary["status"] in ("finished", "stopped") else 1
+    return 0 if summary.status in ("finished", "stopped") else 1
 
 
 if __name__ == "__main__":

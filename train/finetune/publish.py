@@ -25,8 +25,10 @@ from ssfnet.checkpoint import default_name, publish
 
 from ..config import TrainConfig
 from ..plots import plot_report
+from ..train import TrainSummary
 from ..utils import write_json
 from .data import FinetuneRun, Plan
+from .report import FinetuneReport
 from .score import EVAL_SETS
 from .status import REPORT_FILE
 
@@ -60,7 +62,7 @@ class Outcome:
 
     before: dict
     after: dict
-    summary: dict
+    summary: TrainSummary
     trainer: TrainConfig
     model: torch.nn.Module
     trained_meta: dict
@@ -110,8 +112,8 @@ def finetune_record(run: FinetuneRun, plan: Plan, outcome: Outcome) -> dict:
         "blend": config.blend,
         # How the share and the blend were chosen (train.finetune.adapt): the domain shift measured and why.
         "settings": plan.record.get("settings"),
-        "iterations": summary["iteration"],
-        "train_seconds": summary["elapsed_s"],
+        "iterations": summary.iteration,
+        "train_seconds": summary.elapsed_s,
         "metrics": {"before": outcome.before, "after": outcome.after},
         "run": relative_path(run_dir, home),
     }
@@ -177,8 +179,8 @@ def publish_unless_worse(
 
 def publish_run(
     run: FinetuneRun, plan: Plan, outcome: Outcome, *, clock: Callable[[], float] = time.perf_counter
-) -> dict:
-    """Publish the fine-tuned model with its lineage and scores; write ``report.json`` and the plot.
+) -> FinetuneReport:
+    """Publish the fine-tuned model with its lineage and scores; write ``report.json`` and the plot; the report.
 
     ``clock`` is the time budget's, which ``run.began`` was read from.
     """
@@ -189,37 +191,38 @@ def publish_run(
     progress.check()  # the last moment a stop prevents publishing; the write itself is atomic
     worse = losses(before, after)
     checkpoint, note = publish_unless_worse(run, outcome, metadata, worse)
-    report = {
-        "status": "finished",
-        "checkpoint": str(checkpoint.resolve()) if checkpoint is not None else None,
-        "published": checkpoint is not None,
-        "worse": worse,
-        "note": note,
-        "base": str(base.resolve()),
-        "run": str(run_dir.resolve()),
-        "metrics": {"before": before, "after": after},
-        "delta_miou": {
+    report = FinetuneReport(
+        status="finished",
+        checkpoint=str(checkpoint.resolve()) if checkpoint is not None else None,
+        published=checkpoint is not None,
+        worse=worse,
+        note=note,
+        base=str(base.resolve()),
+        run=str(run_dir.resolve()),
+        metrics={"before": before, "after": after},
+        delta_miou={
             n: round(after[n]["miou"] - before[n]["miou"], 3) for n in EVAL_SETS if before.get(n) and after.get(n)
         },
-        "held_out_ids": metadata["finetune"]["held_out_ids"],
-        "skipped_corrections": [dict(s, root=c.root) for c in plan.corrections for s in c.skipped],
-        "iterations": summary["iteration"],
-        "settings": plan.record.get("settings"),
+        held_out_ids=metadata["finetune"]["held_out_ids"],
+        skipped_corrections=[dict(s, root=c.root) for c in plan.corrections for s in c.skipped],
+        iterations=summary.iteration,
+        settings=plan.record.get("settings"),
         # What the budget bought: the images of each set scored (before and after alike, out of those
         # there were) and the training time.
-        "evaluation": {
+        evaluation={
             "images": {n: (before.get(n) or {}).get("images", 0) for n in EVAL_SETS},
             "available": {n: plan.available.get(n, 0) for n in EVAL_SETS},
             "seconds_before": None if outcome.eval_s is None else round(outcome.eval_s, 1),
         },
-        "training": {
+        training={
             "budget_minutes": config.train.max_minutes,
             "minutes": outcome.trainer.max_minutes,
-            "seconds": summary.get("elapsed_s"),
+            "seconds": summary.elapsed_s,
         },
-        "elapsed_s": round(clock() - run.began, 1),
-        "train_summary": summary,
-    }
-    write_json(run_dir / REPORT_FILE, report)
-    plot_report(report, EVAL_SETS, run_dir / "log.jsonl", run_dir / PLOT_FILE)
+        elapsed_s=round(clock() - run.began, 1),
+        train_summary=summary,
+    )
+    record = report.to_dict()
+    write_json(run_dir / REPORT_FILE, record)
+    plot_report(record, EVAL_SETS, run_dir / "log.jsonl", run_dir / PLOT_FILE)
     return report

@@ -75,6 +75,7 @@ from ssfnet.predictor import DEFAULT_CHECKPOINT
 from ..config import TrainConfig, load_config_file
 from ..config import get_args_parser as get_train_args_parser
 from ..config import parse_args as parse_train_args
+from ..train import TrainSummary
 from ..train import run_training as train_main
 from ..utils import write_json
 from .adapt import adapt_settings
@@ -82,6 +83,7 @@ from .budget import Timing, before_deadline_s, budget_problem, training_s, write
 from .config import FINETUNE_DEFAULTS, INHERITED, LR_SHARE, FinetuneConfig
 from .data import FinetuneRun, Plan, make_plan
 from .publish import Outcome, publish_run
+from .report import FinetuneReport
 from .score import evaluate_sets, scored_counts, summary_line
 from .status import REPORT_FILE, Cancelled, Progress, signals_cancel, utc_stamp
 
@@ -266,8 +268,10 @@ def process_age_s() -> float:
         return 0.0
 
 
-def run_finetune(config: FinetuneConfig, *, cancel: threading.Event | None = None, began: float | None = None) -> dict:
-    """Fine-tune as configured; returns the report also written to ``report.json``.
+def run_finetune(
+    config: FinetuneConfig, *, cancel: threading.Event | None = None, began: float | None = None
+) -> FinetuneReport:
+    """Fine-tune as configured; returns the report (``report.json`` holds its ``to_dict()``).
 
     Args:
         config: The fine-tune.
@@ -278,7 +282,7 @@ def run_finetune(config: FinetuneConfig, *, cancel: threading.Event | None = Non
 
     Returns:
         The report: ``status`` (``finished`` or ``cancelled``), ``checkpoint`` (the new folder or
-        None), ``metrics`` before and after, the lineage and the run folder.
+        None), ``metrics`` before and after, the run folder.
 
     Raises:
         FileNotFoundError: no base checkpoint or corrections folder.
@@ -331,31 +335,31 @@ def run_finetune(config: FinetuneConfig, *, cancel: threading.Event | None = Non
             write_json(run_dir / REPORT_FILE, {"status": "failed", "error": f"{type(err).__name__}: {err}"})
             progress.finish("failed", f"{type(err).__name__}: {err}")
             raise
-    if report["checkpoint"] is None:
-        progress.finish("finished", report["note"], checkpoint=None)
+    if report.checkpoint is None:
+        progress.finish("finished", report.note, checkpoint=None)
     else:
-        note = f"; warning: {report['note']}" if report["note"] else ""
-        progress.finish("finished", f"wrote {report['checkpoint']}{note}", checkpoint=report["checkpoint"])
+        note = f"; warning: {report.note}" if report.note else ""
+        progress.finish("finished", f"wrote {report.checkpoint}{note}", checkpoint=report.checkpoint)
     return report
 
 
-def _cancelled(run: FinetuneRun) -> dict:
+def _cancelled(run: FinetuneRun) -> FinetuneReport:
     """The report of a run stopped before publishing, written and said in its status."""
     progress = run.progress
-    report = {
-        "status": "cancelled",
-        "checkpoint": None,
-        "base": str(run.base),
-        "run": str(run.run_dir),
-        "phase": progress.phase,
-        "elapsed_s": round(clock() - run.began, 1),
-    }
-    write_json(run.run_dir / REPORT_FILE, report)
+    report = FinetuneReport(
+        status="cancelled",
+        checkpoint=None,
+        base=str(run.base),
+        run=str(run.run_dir),
+        phase=progress.phase,
+        elapsed_s=round(clock() - run.began, 1),
+    )
+    write_json(run.run_dir / REPORT_FILE, report.to_dict())
     progress.finish("cancelled", f"cancelled during {progress.phase}; no checkpoint was written")
     return report
 
 
-def _finetune(run: FinetuneRun) -> dict:
+def _finetune(run: FinetuneRun) -> FinetuneReport:
     """The four phases: plan, score the base, train, score and publish the result."""
     config, base, progress = run.config, run.base, run.progress
     progress.enter("setup", f"base {base.name}; reading the corrections and sources")
@@ -368,7 +372,7 @@ def _finetune(run: FinetuneRun) -> dict:
     scored = scored_counts(before)
     plan = dataclasses.replace(plan, eval_sets={n: items[: scored[n]] for n, items in plan.eval_sets.items()})
     summary, trainer = _train(run, plan, eval_s, choice.reason)
-    progress.enter("evaluate-after", f"scoring the fine-tuned model ({summary['iteration']} iterations)")
+    progress.enter("evaluate-after", f"scoring the fine-tuned model ({summary.iteration} iterations)")
     model, trained_meta = load_checkpoint(run.run_dir / "last", device=device)
     if config.blend < 1.0:
         base_model, _ = load_checkpoint(base, device=device)
@@ -483,7 +487,7 @@ def scored_text(images: dict[str, int], available: dict[str, int]) -> str:
     )
 
 
-def _train(run: FinetuneRun, plan: Plan, eval_s: float, settings: str = "") -> tuple[dict, TrainConfig]:
+def _train(run: FinetuneRun, plan: Plan, eval_s: float, settings: str = "") -> tuple[TrainSummary, TrainConfig]:
     """The trainer from the base on the plan's mix, for the time the budget leaves; its summary and config.
 
     ``settings`` says how the mix and the blend were chosen (the training phase's message shows it).
@@ -515,10 +519,10 @@ def _train(run: FinetuneRun, plan: Plan, eval_s: float, settings: str = "") -> t
     summary = train_main(trainer, cancel=progress.cancel)
     # --stop-after-iters caps the steps of a fine-tune (tests, quick trials): reaching it is the
     # end of training, not a cancel, and the run is scored and published as usual.
-    capped = trainer.stop_after_iters is not None and summary["iteration"] >= trainer.stop_after_iters
-    if progress.stop_requested() or (summary["status"] != "finished" and not capped):
-        raise Cancelled(summary.get("stop_reason") or "stopped")
-    if not summary["iteration"]:
+    capped = trainer.stop_after_iters is not None and summary.iteration >= trainer.stop_after_iters
+    if progress.stop_requested() or (summary.status != "finished" and not capped):
+        raise Cancelled(summary.stop_reason or "stopped")
+    if not summary.iteration:
         raise NothingTrained(
             f"no training iteration ran in the {plan_text} left for training: nothing was published "
             "(the weights would be the base's); give a larger budget"
@@ -534,11 +538,11 @@ def main(argv: list[str] | None = None, *, began: float | None = None) -> int:
     except (FileNotFoundError, FileExistsError, ValueError, CheckpointError) as err:
         print(f"python -m train.finetune: error: {err}", file=sys.stderr)
         return 2
-    if report["status"] == "cancelled":
+    if report.status == "cancelled":
         return EXIT_CANCELLED
-    delta = ", ".join(f"{k} {v:+.2f}" for k, v in report["delta_miou"].items())
-    if report["checkpoint"] is None:
+    delta = ", ".join(f"{k} {v:+.2f}" for k, v in report.delta_miou.items())
+    if report.checkpoint is None:
         print(f"[finetune] nothing published (mIoU change: {delta or 'n/a'})", flush=True)
         return EXIT_NOT_PUBLISHED
-    print(f"[finetune] new checkpoint {report['checkpoint']} (mIoU change: {delta or 'n/a'})", flush=True)
+    print(f"[finetune] new checkpoint {report.checkpoint} (mIoU change: {delta or 'n/a'})", flush=True)
     return 0
