@@ -50,8 +50,8 @@ def test_release_scores_every_source_and_writes_fp16(tmp_path, sources):
     run = fake_run(tmp_path / "run1", sources)
     out = tmp_path / "checkpoints" / "lite-lip20"
     result = release(run, out, plot=tmp_path / "curve.png")
-    assert result["published"]
-    scores = result["scores"]
+    assert result.published
+    scores = result.scores
     assert scores["viton"]["label_set"] == "lip-20" and scores["viton"]["images"] == 2
     assert scores["pascal-person-part"]["label_set"] == "person-head-3"
     assert {"person_iou", "head_iou"} <= set(scores["pascal-person-part"])
@@ -70,7 +70,7 @@ def test_warm_started_run_adds_minutes_and_keeps_history(tmp_path, sources):
     release(fake_run(tmp_path / "run1", sources, elapsed_s=600), first)
     second = fake_run(tmp_path / "run2", sources, elapsed_s=300, init=str(first), seed=1, lr=1e-4)
     result = release(second, tmp_path / "next", force=True, input_size=80)
-    training = result["metadata"]["training"]
+    training = result.metadata["training"]
     assert training["cumulative_minutes"] == pytest.approx(15.0)
     # Each entry says at which inference size its scores were taken; the second ships at another.
     assert [h["input_size"] for h in training["history"]] == [read_metadata(first)["input_size"], 80]
@@ -94,7 +94,7 @@ def test_each_run_keeps_the_machine_it_trained_on(tmp_path, sources):
     (first / "metadata.json").write_text(json.dumps(meta))
     zen3 = {"hardware": "EPYC with AVX2 (no AVX-512), 2 cores", "amp_bf16": False}
     second = fake_run(tmp_path / "run2", sources, elapsed_s=300, init=str(first), seed=1, resolved=zen3)
-    training = release(second, first, force=True)["metadata"]["training"]
+    training = release(second, first, force=True).metadata["training"]
     assert [(h["hardware"], h["precision"]) for h in training["history"]] == [
         (zen4["hardware"], "bf16 autocast"),
         (zen3["hardware"], "fp32"),
@@ -103,7 +103,7 @@ def test_each_run_keeps_the_machine_it_trained_on(tmp_path, sources):
     assert training["precision"] == "bf16 autocast (run1); fp32 (run2)"
     # A run folder from before the trainer recorded it: the releasing machine is named.
     third = fake_run(tmp_path / "run3", sources, elapsed_s=60, init=str(first), seed=2)
-    entry = release(third, tmp_path / "other", force=True)["metadata"]["training"]["history"][-1]
+    entry = release(third, tmp_path / "other", force=True).metadata["training"]["history"][-1]
     assert entry["hardware"] == hardware() and entry["precision"] == "fp32"
 
 
@@ -115,7 +115,7 @@ def test_run_resumed_from_another_runs_last_counts_both_runs(tmp_path, sources):
     release(first, out)
     # Started in the worktree with a path relative to it, released from elsewhere.
     second = fake_run(work / "runs" / "run2", sources, elapsed_s=300, init="runs/run1/last", seed=1)
-    training = release(second, out, force=True)["metadata"]["training"]
+    training = release(second, out, force=True).metadata["training"]
     assert training["cumulative_minutes"] == pytest.approx(15.0)
     assert [h["run"] for h in training["history"]] == ["run1", "run2"]
     assert training["init_checkpoint"] == "runs/run1/last"
@@ -123,7 +123,7 @@ def test_run_resumed_from_another_runs_last_counts_both_runs(tmp_path, sources):
     race = fake_run(work / "runs" / "race", sources, elapsed_s=120, init=str(out), seed=3)
     shutil.copytree(race / "best", race / "last")
     onward = fake_run(work / "runs" / "onward", sources, elapsed_s=180, init="runs/race/last", seed=4)
-    training = release(onward, out, force=True)["metadata"]["training"]
+    training = release(onward, out, force=True).metadata["training"]
     assert [h["run"] for h in training["history"]] == ["run1", "run2", "race", "onward"]
     assert training["cumulative_minutes"] == pytest.approx(20.0)
     race_entry = training["history"][2]
@@ -177,7 +177,7 @@ def test_run_that_loses_is_recorded_without_touching_the_weights(tmp_path, sourc
     assert main(argv) == 0
     assert [u["run"] for u in read_metadata(out)["training"]["unreleased"]] == ["run2"]
     third = fake_run(tmp_path / "run3", sources, elapsed_s=60, init=str(out), seed=2)
-    training = release(third, out, force=True)["metadata"]["training"]
+    training = release(third, out, force=True).metadata["training"]
     assert [h["run"] for h in training["history"]] == ["run1", "run3"]
     assert [u["run"] for u in read_metadata(out)["training"]["unreleased"]] == ["run2"]
 
@@ -195,10 +195,10 @@ def test_a_run_released_at_another_size_is_compared_with_the_shipped_weights_at_
     (out / "metadata.json").write_text(json.dumps(meta))
     second = fake_run(tmp_path / "run2", sources, elapsed_s=300, init=str(out), seed=1)
     result = release(second, out, input_size=48)
-    assert result["rescored_shipped"]
-    assert {k: v["main"] for k, v in result["compared_with"].items()} == {k: v["main"] for k, v in expected.items()}
-    assert result["published"] == better(result["scores"], expected)  # not against the 100s taken at 64
-    if not result["published"]:
+    assert result.rescored_shipped
+    assert {k: v["main"] for k, v in result.compared_with.items()} == {k: v["main"] for k, v in expected.items()}
+    assert result.published == better(result.scores, expected)  # not against the 100s taken at 64
+    if not result.published:
         (lost,) = read_metadata(out)["training"]["unreleased"]
         assert lost["scored_against_input_size"] == 48
         assert lost["scored_against"] == {k: v["main"] for k, v in expected.items()}
@@ -291,10 +291,10 @@ def test_release_of_a_part_head_model_scores_its_parts_and_the_everyday_figures(
     config = json.loads((run / "config.json").read_text())
     (run / "config.json").write_text(json.dumps({**config, "region_sets": "limbs", "set_loss_weight": 1.0}))
     result = release(run, tmp_path / "out", data_root=datasets_root, limit=3, part_gate=True)
-    assert result["extra"]["parts"]["label_set"] == "pascal-person-part-7"
-    assert result["extra"]["parts"]["images"] == 2
+    assert result.extra["parts"]["label_set"] == "pascal-person-part-7"
+    assert result.extra["parts"]["images"] == 2
     meta = read_metadata(tmp_path / "out")
-    assert meta["metrics"]["parts"] == result["extra"]["parts"]
+    assert meta["metrics"]["parts"] == result.extra["parts"]
     assert meta["training"]["recipe"]["region_sets"] == "limbs"
     # Parsed as released: steered by the part head.
     assert meta["part_gate"] is True

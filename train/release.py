@@ -23,6 +23,7 @@ import argparse
 import datetime as _dt
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -376,6 +377,29 @@ def plot_training(training: dict, path: str | Path, name: str) -> None:
     )
 
 
+@dataclass(frozen=True)
+class ReleaseResult:
+    """What :func:`release` did: the run's scores, what it had to beat, and the metadata it was given.
+
+    Attributes:
+        published: Whether the run's weights were written to the shipped folder.
+        scores: Held-out scores per source, single scale.
+        scores_multiscale: The same, multi-scale + flip (None unless asked for).
+        extra: The figures beyond the sources' own (:func:`extra_figures`; empty if none).
+        compared_with: The scores the run had to beat (None: nothing shipped there yet).
+        rescored_shipped: Whether ``compared_with`` are the shipped weights re-scored at the run's input size.
+        metadata: The checkpoint metadata written (or, not published, that would have been).
+    """
+
+    published: bool
+    scores: dict[str, dict]
+    scores_multiscale: dict[str, dict] | None
+    extra: dict
+    compared_with: dict | None
+    rescored_shipped: bool
+    metadata: dict
+
+
 def release(
     run: str | Path,
     out: str | Path,
@@ -390,7 +414,7 @@ def release(
     device: str = "cpu",
     data_root: str | Path | None = None,
     part_gate: bool = False,
-) -> dict:
+) -> ReleaseResult:
     """Score a run's best checkpoint and, if it beats what ``out`` holds, write it there in fp16.
 
     Args:
@@ -409,9 +433,8 @@ def release(
             (:func:`ssfnet.parts.combine`); scored and recorded (``part_gate``) as chosen.
 
     Returns:
-        ``{"published", "scores", "scores_multiscale", "compared_with", "rescored_shipped", "metadata"}``:
-        ``compared_with`` are the scores the run had to beat, those of ``out`` re-scored at
-        ``input_size`` (``rescored_shipped``) when it was shipped at another size.
+        What it did: ``compared_with`` are the scores the run had to beat, those of ``out``
+        re-scored at ``input_size`` (``rescored_shipped``) when it was shipped at another size.
     """
     run, out = Path(run), Path(out)
     source = Path(checkpoint) if checkpoint else run / "best"
@@ -443,15 +466,15 @@ def release(
         shipped = record_unreleased(out, unreleased + [lost])
     if plot:
         plot_training(shipped, plot, out.name)
-    return {
-        "published": published,
-        "scores": scores,
-        "scores_multiscale": scores_ms,
-        "extra": extra,
-        "compared_with": baseline,
-        "rescored_shipped": rescored,
-        "metadata": metadata,
-    }
+    return ReleaseResult(
+        published=published,
+        scores=scores,
+        scores_multiscale=scores_ms,
+        extra=extra,
+        compared_with=baseline,
+        rescored_shipped=rescored,
+        metadata=metadata,
+    )
 
 
 # Fields :func:`ssfnet.checkpoint.save_checkpoint` writes itself; the rest of a checkpoint's metadata
@@ -624,19 +647,19 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, CheckpointError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print("single scale:\n" + format_scores(result["scores"]))
-    if result["scores_multiscale"]:
-        print("multi-scale + flip:\n" + format_scores(result["scores_multiscale"]))
-    if result["extra"]:
-        print(format_report(result["extra"]))
-    if "parts" in result["extra"]:
-        print(f"body-part head on PASCAL held out: 7-part mIoU {result['extra']['parts']['miou']:.2f}")
-    training = result["metadata"]["training"]
-    if result["rescored_shipped"]:
-        size = result["metadata"]["input_size"]
-        print(f"against the weights in {args.out} at input size {size}:\n" + format_scores(result["compared_with"]))
+    print("single scale:\n" + format_scores(result.scores))
+    if result.scores_multiscale:
+        print("multi-scale + flip:\n" + format_scores(result.scores_multiscale))
+    if result.extra:
+        print(format_report(result.extra))
+    if "parts" in result.extra:
+        print(f"body-part head on PASCAL held out: 7-part mIoU {result.extra['parts']['miou']:.2f}")
+    training = result.metadata["training"]
+    if result.rescored_shipped:
+        size = result.metadata["input_size"]
+        print(f"against the weights in {args.out} at input size {size}:\n" + format_scores(result.compared_with))
     print(f"cumulative training: {training['cumulative_minutes']} minutes over {training['runs']} run(s)")
-    if result["published"]:
+    if result.published:
         print(f"published to {args.out}")
     else:
         print(f"not published: {args.out} scores better; the run is recorded there under training.unreleased")
